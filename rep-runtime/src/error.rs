@@ -1,0 +1,115 @@
+//! The one error type of the runtime. Every message says what was expected and what was found.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout `rep-runtime`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when building, running, fusing or loading layers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor has the wrong shape (weights given by hand, inputs, checkpoint entries).
+    #[error("{what}: expected shape {expected:?}, found {found:?}")]
+    Shape {
+        /// What the tensor is (`"conv input"`, `"stage1.0.rbr_dense.conv.weight"`, …).
+        what: String,
+        /// The shape that was required (`0` stands for "any size" on that axis).
+        expected: Vec<usize>,
+        /// The shape that was given.
+        found: Vec<usize>,
+    },
+
+    /// An input's channel count does not match the layer.
+    #[error("{layer}: expected {expected} input channels, found {found}")]
+    Channels {
+        /// The layer that refused the input.
+        layer: &'static str,
+        /// Channels the layer was built for.
+        expected: usize,
+        /// Channels of the input.
+        found: usize,
+    },
+
+    /// The spatial input is smaller than the (dilated) kernel after padding.
+    #[error(
+        "{layer}: input {height}x{width} padded by {pad_h}x{pad_w} is too small for the dilated kernel {kernel_h}x{kernel_w}"
+    )]
+    InputTooSmall {
+        /// The layer that refused the input.
+        layer: &'static str,
+        /// Input height.
+        height: usize,
+        /// Input width.
+        width: usize,
+        /// Padding on each side of the height axis.
+        pad_h: usize,
+        /// Padding on each side of the width axis.
+        pad_w: usize,
+        /// Effective (dilated) kernel height: `d·(k − 1) + 1`.
+        kernel_h: usize,
+        /// Effective (dilated) kernel width.
+        kernel_w: usize,
+    },
+
+    /// A convolution or pooling geometry is not valid on its own.
+    #[error("invalid geometry: {0}")]
+    Geometry(String),
+
+    /// BatchNorm statistics or parameters that cannot be used (NaN, ∞, negative variance, eps ≤ 0, …).
+    #[error("batch norm: {0}")]
+    BatchNorm(String),
+
+    /// A fusion step whose operands do not combine into one convolution.
+    #[error("cannot fuse {what}: {reason}")]
+    Fusion {
+        /// The step or branch that was refused.
+        what: String,
+        /// Why, with the values that disagree.
+        reason: String,
+    },
+
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// A safetensors file is malformed (truncated, bad header, …).
+    #[error("{path}: not a valid safetensors file: {reason}")]
+    Safetensors {
+        /// The file (or `<memory>`).
+        path: PathBuf,
+        /// The parser's explanation.
+        reason: String,
+    },
+
+    /// A checkpoint entry has a dtype that cannot become `f32`.
+    #[error("{key}: unsupported dtype {dtype} (expected F32, F64, F16 or BF16)")]
+    Dtype {
+        /// The entry.
+        key: String,
+        /// Its dtype as written in the file.
+        dtype: String,
+    },
+
+    /// Checkpoint and model disagree; every problem is listed, nothing was loaded.
+    #[error("{0}")]
+    StateDict(crate::io::Mismatch),
+}
+
+impl Error {
+    pub(crate) fn geometry(msg: impl Into<String>) -> Self {
+        Error::Geometry(msg.into())
+    }
+
+    pub(crate) fn fusion(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Fusion { what: what.into(), reason: reason.into() }
+    }
+
+    pub(crate) fn shape(what: impl Into<String>, expected: &[usize], found: &[usize]) -> Self {
+        Error::Shape { what: what.into(), expected: expected.to_vec(), found: found.to_vec() }
+    }
+}

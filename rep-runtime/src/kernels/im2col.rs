@@ -1,0 +1,44 @@
+//! im2col: unfold the receptive fields of one group into a `[C·k_h·k_w, H_out·W_out]` matrix.
+
+use super::{Plane, valid_range};
+
+/// Fills `cols` (row `(c·k_h + u)·k_w + v`, column `i·W_out + j`) with
+/// `x_pad[c, i·s_h + u·d_h − p_h, j·s_w + v·d_w − p_w]`, padded positions taking `fill[c]` (or 0).
+pub(super) fn unfold(plane: &Plane<'_>, x: &[f32], channels: usize, fill: Option<&[f32]>, cols: &mut [f32]) {
+    let g = plane.geometry;
+    let (h, w, out_h, out_w) = (plane.height, plane.width, plane.out_h, plane.out_w);
+    let out_plane = out_h * out_w;
+    let mut rows = cols.chunks_mut(out_plane);
+    for c in 0..channels {
+        let pad = fill.map_or(0.0, |f| f[c]);
+        let x_c = &x[c * h * w..(c + 1) * h * w];
+        for u in 0..g.kernel.h {
+            let off_h = (u * g.dilation.h) as isize - g.padding.h as isize;
+            let (i_lo, i_hi) = valid_range(out_h, h, g.stride.h, off_h);
+            for v in 0..g.kernel.w {
+                let row = rows.next().expect("cols sized by caller");
+                let off_w = (v * g.dilation.w) as isize - g.padding.w as isize;
+                let (j_lo, j_hi) = valid_range(out_w, w, g.stride.w, off_w);
+                for (i, out_row) in row.chunks_mut(out_w).enumerate() {
+                    if i < i_lo || i >= i_hi {
+                        out_row.fill(pad);
+                        continue;
+                    }
+                    let ih = (i * g.stride.h) as isize + off_h;
+                    let x_row = &x_c[ih as usize * w..(ih as usize + 1) * w];
+                    out_row[..j_lo].fill(pad);
+                    out_row[j_hi..].fill(pad);
+                    let start = (j_lo * g.stride.w) as isize + off_w;
+                    if g.stride.w == 1 {
+                        let start = start as usize;
+                        out_row[j_lo..j_hi].copy_from_slice(&x_row[start..start + (j_hi - j_lo)]);
+                    } else {
+                        for (k, dst) in out_row[j_lo..j_hi].iter_mut().enumerate() {
+                            *dst = x_row[start as usize + k * g.stride.w];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Convolution kernels on NCHW `f32` tensors.
+//!
+//! One entry point, [`conv2d`], validates its operands and picks a path per call:
+//!
+//! * **depthwise** (`C_in / groups == 1`): a direct loop over kernel taps;
+//! * **pointwise** (1×1, stride 1, no padding): the input *is* the GEMM operand, no copy;
+//! * **general**: im2col into a scratch matrix, then one SGEMM per group
+//!   (`matrixmultiply`, with its AVX-512 kernels enabled).
+//!
+//! Images of a batch run in parallel on rayon's pool. Padding is zero by default; a
+//! per-input-channel fill value may be given instead (DBB's BN-and-pad layer needs it).
+
+mod depthwise;
+mod im2col;
+
+use crate::error::{Error, Result};
+use crate::geometry::ConvGeometry;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2};
+use rayon::prelude::*;
+
+/// The numbers of one convolution: weight `[C_out, C_in/g, k_h, k_w]`, optional bias `[C_out]`,
+/// and optional per-input-channel padding values `[C_in]` (zero padding when `None`).
+#[derive(Clone, Copy, Debug)]
+pub struct ConvOperands<'a> {
+    /// Kernel weights.
+    pub weight: ArrayView4<'a, f32>,
+    /// Bias added to every output position of a channel.
+    pub bias: Option<ArrayView1<'a, f32>>,
+    /// Value that padded positions of each input channel take.
+    pub pad_fill: Option<ArrayView1<'a, f32>>,
+}
+
+/// Checks `operands` against `geometry`, as every layer built on [`conv2d`] needs.
+pub fn check_operands(geometry: &ConvGeometry, operands: &ConvOperands<'_>) -> Result<()> {
+    geometry.validate()?;
+    let expected = geometry.weight_shape();
+    if operands.weight.shape() != expected {
+        return Err(Error::shape("conv weight", &expected, operands.weight.shape()));
+    }
+    if let Some(bias) = operands.bias
+        && bias.len() != geometry.out_channels
+    {
+        return Err(Error::shape("conv bias", &[geometry.out_channels], bias.shape()));
+    }
+    if let Some(fill) = operands.pad_fill
+        && fill.len() != geometry.in_channels
+    {
+        return Err(Error::shape("conv pad fill", &[geometry.in_channels], fill.shape()));
+    }
+    Ok(())
+}
+
+/// Cross-correlation of `input` (`[N, C_in, H, W]`) with the operands, as PyTorch's `conv2d`:
+/// `y[n,o,i,j] = b[o] + Σ_{c,u,v} W[o,c,u,v] · x_pad[n, g(o)·C_in/g + c, i·s_h + u·d_h, j·s_w + v·d_w]`.
+pub fn conv2d(input: ArrayView4<'_, f32>, geometry: &ConvGeometry, operands: ConvOperands<'_>) -> Result<Array4<f32>> {
+    check_operands(geometry, &operands)?;
+    let [n, c, h, w] = input.shape().try_into().expect("4-D view");
+    if c != geometry.in_channels {
+        return Err(Error::Channels { layer: "conv2d", expected: geometry.in_channels, found: c });
+    }
+    let out_hw = geometry.output_size(h, w)?;
+    let input = input.as_standard_layout();
+    let weight = operands.weight.as_standard_layout();
+    let weight = weight.as_slice().expect("standard layout");
+    let bias: Vec<f32> = match operands.bias {
+        Some(b) => b.to_vec(),
+        None => vec![0.0; geometry.out_channels],
+    };
+    let fill: Option<Vec<f32>> = operands.pad_fill.map(|f| f.to_vec());
+    let plane = Plane { geometry, height: h, width: w, out_h: out_hw.h, out_w: out_hw.w };
+
+    let mut output = Array4::<f32>::zeros((n, geometry.out_channels, out_hw.h, out_hw.w));
+    let in_len = c * h * w;
+    let out_len = geometry.out_channels * out_hw.h * out_hw.w;
+    if in_len == 0 || out_len == 0 {
+        return Ok(output);
+    }
+    let src = input.as_slice().expect("standard layout");
+    let dst = output.as_slice_mut().expect("fresh array");
+    dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len)).for_each(|(out, x)| {
+        plane.run(x, weight, &bias, fill.as_deref(), out);
+    });
+    Ok(output)
+}
+
+/// The shapes of one image's convolution.
+struct Plane<'g> {
+    geometry: &'g ConvGeometry,
+    height: usize,
+    width: usize,
+    out_h: usize,
+    out_w: usize,
+}
+
+impl Plane<'_> {
+    fn is_pointwise(&self) -> bool {
+        let g = self.geometry;
+        g.kernel.to_array() == [1, 1] && g.stride.to_array() == [1, 1] && g.padding.to_array() == [0, 0]
+    }
+
+    /// One image: `x` is `[C_in, H, W]`, `out` is `[C_out, H_out, W_out]`.
+    fn run(&self, x: &[f32], weight: &[f32], bias: &[f32], fill: Option<&[f32]>, out: &mut [f32]) {
+        let g = self.geometry;
+        if g.in_per_group() == 1 {
+            return depthwise::conv(self, x, weight, bias, fill, out);
+        }
+        let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
+        let taps = g.kernel.h * g.kernel.w;
+        let (in_plane, out_plane) = (self.height * self.width, self.out_h * self.out_w);
+        let mut cols = if self.is_pointwise() { Vec::new() } else { vec![0.0; cin_g * taps * out_plane] };
+        for group in 0..g.groups {
+            let x_g = &x[group * cin_g * in_plane..(group + 1) * cin_g * in_plane];
+            let rows = cin_g * taps;
+            let b: ArrayView2<f32> = if self.is_pointwise() {
+                ArrayView2::from_shape((cin_g, in_plane), x_g).expect("sizes checked")
+            } else {
+                let fill_g = fill.map(|f| &f[group * cin_g..(group + 1) * cin_g]);
+                im2col::unfold(self, x_g, cin_g, fill_g, &mut cols);
+                ArrayView2::from_shape((rows, out_plane), &cols[..]).expect("sizes checked")
+            };
+            let w_g = &weight[group * cout_g * rows..(group + 1) * cout_g * rows];
+            let a = ArrayView2::from_shape((cout_g, rows), w_g).expect("sizes checked");
+            let out_g = &mut out[group * cout_g * out_plane..(group + 1) * cout_g * out_plane];
+            for (o, row) in out_g.chunks_mut(out_plane).enumerate() {
+                row.fill(bias[group * cout_g + o]);
+            }
+            let mut c = ArrayViewMut2::from_shape((cout_g, out_plane), out_g).expect("sizes checked");
+            general_mat_mul(1.0, &a, &b, 1.0, &mut c);
+        }
+    }
+}
+
+/// The output positions `o` in `0..out_len` whose input coordinate `o·stride + offset` lies in
+/// `0..in_len`, as a half-open range (empty when none do).
+fn valid_range(out_len: usize, in_len: usize, stride: usize, offset: isize) -> (usize, usize) {
+    let s = stride as isize;
+    let lo = if offset >= 0 { 0 } else { ((-offset) + s - 1) / s };
+    let last = in_len as isize - 1 - offset;
+    let hi = if last < 0 { 0 } else { last / s + 1 };
+    let lo = (lo as usize).min(out_len);
+    (lo, (hi as usize).clamp(lo, out_len))
+}
+
+/// `x · Wᵀ + b` for `x: [N, in]`, `weight: [out, in]`, `bias: [out]` — the core of [`crate::layers::Linear`].
+pub fn linear(x: ArrayView2<'_, f32>, weight: ArrayView2<'_, f32>, bias: Option<ArrayView1<'_, f32>>) -> Array2<f32> {
+    let mut y = match bias {
+        Some(b) => b.broadcast((x.nrows(), weight.nrows())).expect("bias length checked").to_owned(),
+        None => Array2::zeros((x.nrows(), weight.nrows())),
+    };
+    general_mat_mul(1.0, &x, &weight.t(), 1.0, &mut y);
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_range;
+
+    #[test]
+    fn valid_range_matches_brute_force() {
+        for out_len in 0..6 {
+            for in_len in 1..7 {
+                for stride in 1..4 {
+                    for offset in -4isize..5 {
+                        let ok: Vec<usize> = (0..out_len)
+                            .filter(|&o| {
+                                let i = (o * stride) as isize + offset;
+                                i >= 0 && i < in_len as isize
+                            })
+                            .collect();
+                        let (lo, hi) = valid_range(out_len, in_len, stride, offset);
+                        assert_eq!((lo..hi).collect::<Vec<_>>(), ok, "{out_len} {in_len} {stride} {offset}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Element-wise non-linearities (never folded: they stay in the fused struct).
+
+use super::Layer;
+use crate::error::Result;
+use ndarray::Array4;
+
+/// An element-wise activation.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Activation {
+    /// `y = x`.
+    #[default]
+    Identity,
+    /// `y = max(x, 0)`.
+    Relu,
+    /// `y = x · σ(x)` (a.k.a. swish).
+    Silu,
+    /// `y = x` if `x ≥ 0`, else `slope · x` (PyTorch's default slope is 0.01).
+    LeakyRelu(f32),
+    /// `y = σ(x) = 1 / (1 + e^(−x))`.
+    Sigmoid,
+}
+
+impl Activation {
+    /// The activation of one value.
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::Identity => x,
+            Activation::Relu => x.max(0.0),
+            Activation::Silu => x / (1.0 + (-x).exp()),
+            Activation::LeakyRelu(slope) => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    slope * x
+                }
+            }
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        }
+    }
+
+    /// Applies the activation in place.
+    pub fn apply_inplace(self, x: &mut Array4<f32>) {
+        if self != Activation::Identity {
+            x.mapv_inplace(|v| self.apply(v));
+        }
+    }
+}
+
+impl Layer for Activation {
+    fn forward(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
+        let mut y = x.clone();
+        self.apply_inplace(&mut y);
+        Ok(y)
+    }
+}

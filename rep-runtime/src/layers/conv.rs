@@ -1,0 +1,83 @@
+//! The 2-D convolution layer.
+
+use super::{Layer, tensor_parameters};
+use crate::error::{Error, Result};
+use crate::geometry::ConvGeometry;
+use crate::kernels::{self, ConvOperands};
+use ndarray::{Array1, Array4};
+use rand::Rng;
+
+/// A 2-D convolution (cross-correlation) with optional bias, as PyTorch's `nn.Conv2d`.
+///
+/// Padded positions are zero unless [`Conv2d::pad_fill`] gives a value per input channel —
+/// the padding DBB uses after a BN, so that a 1×1 → BN → k×k branch merges exactly on the
+/// border too (see [`crate::fusion::AffineConv::then`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv2d {
+    /// Kernel `[C_out, C_in/g, k_h, k_w]`.
+    pub weight: Array4<f32>,
+    /// Optional bias `[C_out]`.
+    pub bias: Option<Array1<f32>>,
+    /// Shape of the convolution.
+    pub geometry: ConvGeometry,
+    /// Per-input-channel padding value `[C_in]`; `None` pads with zeros.
+    pub pad_fill: Option<Array1<f32>>,
+}
+
+impl Conv2d {
+    /// A bias-free convolution with PyTorch's default initialization
+    /// (Kaiming-uniform, `a = √5`: weights uniform in `±1/√fan_in`, `fan_in = C_in/g·k_h·k_w`).
+    pub fn new(geometry: ConvGeometry, rng: &mut impl Rng) -> Result<Self> {
+        geometry.validate()?;
+        let bound = 1.0 / (geometry.in_per_group() * geometry.kernel.h * geometry.kernel.w) as f32;
+        let bound = bound.sqrt();
+        let weight = Array4::from_shape_simple_fn(geometry.weight_shape(), || rng.random_range(-bound..bound));
+        Ok(Conv2d { weight, bias: None, geometry, pad_fill: None })
+    }
+
+    /// As [`Conv2d::new`], plus a bias drawn uniformly from `±1/√fan_in` (PyTorch's default).
+    pub fn new_with_bias(geometry: ConvGeometry, rng: &mut impl Rng) -> Result<Self> {
+        let mut conv = Conv2d::new(geometry, rng)?;
+        let bound = (1.0 / (geometry.in_per_group() * geometry.kernel.h * geometry.kernel.w) as f32).sqrt();
+        conv.bias = Some(Array1::from_shape_simple_fn(geometry.out_channels, || rng.random_range(-bound..bound)));
+        Ok(conv)
+    }
+
+    /// A convolution from given numbers; shapes are checked against the geometry.
+    pub fn from_weights(geometry: ConvGeometry, weight: Array4<f32>, bias: Option<Array1<f32>>) -> Result<Self> {
+        let conv = Conv2d { weight, bias, geometry, pad_fill: None };
+        kernels::check_operands(&geometry, &conv.operands())?;
+        Ok(conv)
+    }
+
+    /// Pads with `fill[c]` on input channel `c` instead of zero.
+    pub fn with_pad_fill(mut self, fill: Array1<f32>) -> Result<Self> {
+        if fill.len() != self.geometry.in_channels {
+            return Err(Error::shape("conv pad fill", &[self.geometry.in_channels], fill.shape()));
+        }
+        self.pad_fill = Some(fill);
+        Ok(self)
+    }
+
+    /// The numbers as kernel operands.
+    pub fn operands(&self) -> ConvOperands<'_> {
+        ConvOperands {
+            weight: self.weight.view(),
+            bias: self.bias.as_ref().map(|b| b.view()),
+            pad_fill: self.pad_fill.as_ref().map(|f| f.view()),
+        }
+    }
+
+    /// Parameter count: weights plus bias.
+    pub fn parameter_count(&self) -> usize {
+        self.weight.len() + self.bias.as_ref().map_or(0, |b| b.len())
+    }
+}
+
+impl Layer for Conv2d {
+    fn forward(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
+        kernels::conv2d(x.view(), &self.geometry, self.operands())
+    }
+}
+
+tensor_parameters!(Conv2d { weight; optional bias });

@@ -1,0 +1,57 @@
+//! Convolution followed by BatchNorm: the branch every re-parameterizable block is made of.
+
+use super::{BatchNorm2d, Conv2d, Layer, Parameters, join};
+use crate::error::Result;
+use crate::fusion::AffineConv;
+use crate::geometry::ConvGeometry;
+use ndarray::{Array4, ArrayViewD, ArrayViewMutD};
+use rand::Rng;
+
+/// `BN(conv(x))`, with the names PyTorch's RepVGG code uses: `conv.weight`, `bn.running_mean`, ….
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvBn {
+    /// The bias-free convolution.
+    pub conv: Conv2d,
+    /// The BatchNorm after it.
+    pub bn: BatchNorm2d,
+}
+
+impl ConvBn {
+    /// A freshly initialized conv (PyTorch defaults, no bias) and a BN in its initial state.
+    pub fn new(geometry: ConvGeometry, rng: &mut impl Rng) -> Result<Self> {
+        Ok(ConvBn { conv: Conv2d::new(geometry, rng)?, bn: BatchNorm2d::new(geometry.out_channels) })
+    }
+
+    /// The geometry of the convolution.
+    pub fn geometry(&self) -> &ConvGeometry {
+        &self.conv.geometry
+    }
+
+    /// The equivalent single convolution (BN folded in), in f64.
+    pub fn fuse(&self) -> Result<AffineConv> {
+        AffineConv::from_conv(&self.conv)?.then_bn(&self.bn)
+    }
+}
+
+impl Layer for ConvBn {
+    fn forward(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
+        self.bn.forward(&self.conv.forward(x)?)
+    }
+
+    fn forward_train(&mut self, x: &Array4<f32>) -> Result<Array4<f32>> {
+        let y = self.conv.forward_train(x)?;
+        self.bn.forward_train(&y)
+    }
+}
+
+impl Parameters for ConvBn {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewD<'_, f32>)) {
+        self.conv.visit(&join(prefix, "conv"), f);
+        self.bn.visit(&join(prefix, "bn"), f);
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>)) {
+        self.conv.visit_mut(&join(prefix, "conv"), f);
+        self.bn.visit_mut(&join(prefix, "bn"), f);
+    }
+}

@@ -1,0 +1,52 @@
+//! Fully connected layer (the classifier head).
+
+use super::tensor_parameters;
+use crate::error::{Error, Result};
+use crate::kernels;
+use ndarray::{Array1, Array2};
+use rand::Rng;
+
+/// `y = x·Wᵀ + b` on `[N, in]` inputs, as PyTorch's `nn.Linear`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Linear {
+    /// Weights `[out, in]`.
+    pub weight: Array2<f32>,
+    /// Bias `[out]`.
+    pub bias: Option<Array1<f32>>,
+}
+
+impl Linear {
+    /// PyTorch's default initialization: weights and bias uniform in `±1/√in`.
+    pub fn new(in_features: usize, out_features: usize, rng: &mut impl Rng) -> Self {
+        let bound = (1.0 / in_features.max(1) as f32).sqrt();
+        let mut draw = || rng.random_range(-bound..=bound);
+        let weight = Array2::from_shape_simple_fn((out_features, in_features), &mut draw);
+        let bias = Some(Array1::from_shape_simple_fn(out_features, &mut draw));
+        Linear { weight, bias }
+    }
+
+    /// Input features.
+    pub fn in_features(&self) -> usize {
+        self.weight.ncols()
+    }
+
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        self.weight.nrows()
+    }
+
+    /// Applies the layer to `x: [N, in]`.
+    pub fn forward(&self, x: &Array2<f32>) -> Result<Array2<f32>> {
+        if x.ncols() != self.in_features() {
+            return Err(Error::shape("linear input", &[x.nrows(), self.in_features()], x.shape()));
+        }
+        if let Some(b) = &self.bias
+            && b.len() != self.out_features()
+        {
+            return Err(Error::shape("linear bias", &[self.out_features()], b.shape()));
+        }
+        Ok(kernels::linear(x.view(), self.weight.view(), self.bias.as_ref().map(|b| b.view())))
+    }
+}
+
+tensor_parameters!(Linear { weight; optional bias });

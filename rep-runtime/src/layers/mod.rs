@@ -1,0 +1,109 @@
+//! Train-time and inference layers on NCHW `f32` tensors.
+//!
+//! Every layer has an eval-mode [`Layer::forward`]; layers that behave differently while
+//! training (BatchNorm) override [`Layer::forward_train`]. Every layer with numbers exposes
+//! them by name through [`Parameters`], with PyTorch's names (`weight`, `bias`,
+//! `running_mean`, …) so that state dicts load as they are.
+
+mod activation;
+mod affine;
+mod batchnorm;
+mod conv;
+mod conv_bn;
+mod linear;
+mod pool;
+mod se;
+
+pub use activation::Activation;
+pub use affine::{ImplicitA, ImplicitM, Scale};
+pub use batchnorm::BatchNorm2d;
+pub use conv::Conv2d;
+pub use conv_bn::ConvBn;
+pub use linear::Linear;
+pub use pool::{AvgPool2d, global_avg_pool};
+pub use se::SqueezeExcite;
+
+use crate::error::{Error, Result};
+use ndarray::{Array4, ArrayViewD, ArrayViewMutD};
+
+/// A layer mapping an NCHW tensor to an NCHW tensor.
+pub trait Layer {
+    /// Eval-mode forward pass (BatchNorm uses its running statistics).
+    fn forward(&self, x: &Array4<f32>) -> Result<Array4<f32>>;
+
+    /// Training-mode forward pass; the same as [`Layer::forward`] unless the layer keeps
+    /// statistics (BatchNorm normalizes with the batch's and updates its running ones).
+    fn forward_train(&mut self, x: &Array4<f32>) -> Result<Array4<f32>> {
+        self.forward(x)
+    }
+}
+
+/// Named access to a layer's parameters and buffers, for loading and saving weights.
+///
+/// Names are dotted paths under `prefix` (`"stage1.0.rbr_dense.conv.weight"`), built with [`join`].
+pub trait Parameters {
+    /// Calls `f(name, tensor)` for every parameter and buffer.
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewD<'_, f32>));
+
+    /// Calls `f(name, tensor)` for every parameter and buffer, mutably.
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>));
+}
+
+/// `prefix.name`, or `name` alone when the prefix is empty.
+pub fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") }
+}
+
+impl<T: Parameters> Parameters for Option<T> {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewD<'_, f32>)) {
+        if let Some(inner) = self {
+            inner.visit(prefix, f);
+        }
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>)) {
+        if let Some(inner) = self {
+            inner.visit_mut(prefix, f);
+        }
+    }
+}
+
+/// Implements [`Parameters`] for a struct whose fields are tensors (`name`) or optional
+/// tensors (`?name`), each visited under its field name.
+macro_rules! tensor_parameters {
+    ($ty:ty { $($field:ident),* $(; optional $($opt:ident),*)? }) => {
+        impl $crate::layers::Parameters for $ty {
+            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ndarray::ArrayViewD<'_, f32>)) {
+                $( f(&$crate::layers::join(prefix, stringify!($field)), self.$field.view().into_dyn()); )*
+                $($( if let Some(t) = &self.$opt {
+                    f(&$crate::layers::join(prefix, stringify!($opt)), t.view().into_dyn());
+                } )*)?
+            }
+
+            fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ndarray::ArrayViewMutD<'_, f32>)) {
+                $( f(&$crate::layers::join(prefix, stringify!($field)), self.$field.view_mut().into_dyn()); )*
+                $($( if let Some(t) = &mut self.$opt {
+                    f(&$crate::layers::join(prefix, stringify!($opt)), t.view_mut().into_dyn());
+                } )*)?
+            }
+        }
+    };
+}
+pub(crate) use tensor_parameters;
+
+/// Checks that `x` has `expected` channels.
+pub(crate) fn check_channels(layer: &'static str, x: &Array4<f32>, expected: usize) -> Result<()> {
+    let found = x.shape()[1];
+    if found == expected { Ok(()) } else { Err(Error::Channels { layer, expected, found }) }
+}
+
+/// `y[n,c,h,w] = a[c]·x[n,c,h,w] + b[c]`, computed in f64 and rounded once.
+pub(crate) fn per_channel_affine(x: &Array4<f32>, a: &[f64], b: &[f64]) -> Array4<f32> {
+    let mut y = x.to_owned();
+    for mut image in y.outer_iter_mut() {
+        for (c, mut plane) in image.outer_iter_mut().enumerate() {
+            plane.mapv_inplace(|v| (a[c] * v as f64 + b[c]) as f32);
+        }
+    }
+    y
+}

@@ -1,0 +1,71 @@
+//! Average pooling.
+
+use super::Layer;
+use crate::error::{Error, Result};
+use crate::geometry::{ConvGeometry, Hw};
+use crate::kernels::{self, ConvOperands};
+use ndarray::{Array2, Array4, Axis};
+
+/// Average pooling over `kernel` windows, as PyTorch's `nn.AvgPool2d`.
+///
+/// With `count_include_pad` (PyTorch's default) every window divides by `k_h·k_w`, padded zeros
+/// included — the form that is a convolution and so folds into a kernel
+/// ([`crate::fusion::avg_pool_kernel`]). Without it, each window divides by the number of real
+/// input positions it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AvgPool2d {
+    /// Window size.
+    pub kernel: Hw,
+    /// Stride.
+    pub stride: Hw,
+    /// Zero padding on each side.
+    pub padding: Hw,
+    /// Whether padded positions count in the divisor.
+    pub count_include_pad: bool,
+}
+
+impl AvgPool2d {
+    /// A pool with the given window, stride and padding, counting padded positions.
+    pub fn new(kernel: impl Into<Hw>, stride: impl Into<Hw>, padding: impl Into<Hw>) -> Self {
+        AvgPool2d { kernel: kernel.into(), stride: stride.into(), padding: padding.into(), count_include_pad: true }
+    }
+
+    /// The pool's geometry as a depthwise convolution over `channels` channels.
+    pub fn geometry(&self, channels: usize) -> ConvGeometry {
+        ConvGeometry::new(channels, channels, self.kernel).stride(self.stride).padding(self.padding).groups(channels)
+    }
+
+    /// Window sums: a depthwise convolution with all-ones kernels.
+    fn window_sum(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
+        let channels = x.shape()[1];
+        let geometry = self.geometry(channels);
+        if 2 * self.padding.h > self.kernel.h || 2 * self.padding.w > self.kernel.w {
+            return Err(Error::geometry(format!(
+                "avg pool padding {} must be at most half the kernel {}",
+                self.padding, self.kernel
+            )));
+        }
+        let ones = Array4::ones(geometry.weight_shape());
+        kernels::conv2d(x.view(), &geometry, ConvOperands { weight: ones.view(), bias: None, pad_fill: None })
+    }
+}
+
+impl Layer for AvgPool2d {
+    fn forward(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
+        let sums = self.window_sum(x)?;
+        if self.count_include_pad {
+            let area = (self.kernel.h * self.kernel.w) as f32;
+            return Ok(sums.mapv(|s| s / area));
+        }
+        let (_, _, h, w) = x.dim();
+        let counts = self.window_sum(&Array4::ones((1, 1, h, w)))?;
+        Ok(&sums / &counts)
+    }
+}
+
+/// Mean over the spatial axes: `[N, C, H, W] → [N, C]`.
+pub fn global_avg_pool(x: &Array4<f32>) -> Array2<f32> {
+    let (n, c, h, w) = x.dim();
+    let flat = x.as_standard_layout().into_owned().into_shape_with_order((n, c, h * w)).expect("contiguous");
+    flat.mean_axis(Axis(2)).unwrap_or_else(|| Array2::zeros((n, c)))
+}

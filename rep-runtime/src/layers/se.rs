@@ -1,0 +1,49 @@
+//! Squeeze-and-excitation attention (RepVGG-D2se, timm's `attn`). Not foldable: it stays in
+//! the fused struct after the sum.
+
+use super::{Activation, Conv2d, Layer, Parameters, check_channels, global_avg_pool, join};
+use crate::error::Result;
+use crate::geometry::ConvGeometry;
+use ndarray::{Array4, ArrayViewD, ArrayViewMutD, Axis};
+use rand::Rng;
+
+/// `y = x · σ(expand(ReLU(reduce(mean_hw(x)))))`, with 1×1 convolutions with bias.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SqueezeExcite {
+    /// `C → C/r` 1×1 convolution.
+    pub reduce: Conv2d,
+    /// `C/r → C` 1×1 convolution.
+    pub expand: Conv2d,
+}
+
+impl SqueezeExcite {
+    /// An SE block on `channels` channels with `hidden` internal channels, PyTorch-initialized.
+    pub fn new(channels: usize, hidden: usize, rng: &mut impl Rng) -> Result<Self> {
+        Ok(SqueezeExcite {
+            reduce: Conv2d::new_with_bias(ConvGeometry::new(channels, hidden, 1), rng)?,
+            expand: Conv2d::new_with_bias(ConvGeometry::new(hidden, channels, 1), rng)?,
+        })
+    }
+}
+
+impl Layer for SqueezeExcite {
+    fn forward(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
+        check_channels("squeeze_excite", x, self.reduce.geometry.in_channels)?;
+        let pooled = global_avg_pool(x).insert_axis(Axis(2)).insert_axis(Axis(3));
+        let hidden = Activation::Relu.forward(&self.reduce.forward(&pooled)?)?;
+        let gate = Activation::Sigmoid.forward(&self.expand.forward(&hidden)?)?;
+        Ok(x * &gate)
+    }
+}
+
+impl Parameters for SqueezeExcite {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewD<'_, f32>)) {
+        self.reduce.visit(&join(prefix, "reduce"), f);
+        self.expand.visit(&join(prefix, "expand"), f);
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>)) {
+        self.reduce.visit_mut(&join(prefix, "reduce"), f);
+        self.expand.visit_mut(&join(prefix, "expand"), f);
+    }
+}

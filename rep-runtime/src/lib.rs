@@ -1,0 +1,49 @@
+//! # rep-runtime
+//!
+//! The runtime of `rep`: everything needed to run, fuse and load structurally
+//! re-parameterizable convolutional networks, usable by hand without the macros.
+//!
+//! * [`layers`] — Conv2d, BatchNorm2d (PyTorch training semantics), scaling layer, implicit
+//!   knowledge, pooling, activations, SE, Linear, ConvBn — NCHW `f32` on `ndarray`.
+//! * [`fusion`] — the algebra that turns linear train-time branches into one
+//!   [`fusion::AffineConv`] (kernel + bias + geometry, in f64) and sums them.
+//! * [`kernels`] — im2col + SGEMM, direct 1×1 GEMM, depthwise convolution.
+//! * [`io`] — safetensors state dicts with all-or-nothing, fully reported loading.
+//!
+//! ```
+//! use rep_runtime::{ConvGeometry, fusion, layers::{BatchNorm2d, ConvBn, Layer}};
+//! use rand::{SeedableRng, rngs::StdRng};
+//!
+//! # fn main() -> rep_runtime::Result<()> {
+//! let mut rng = StdRng::seed_from_u64(0);
+//! // RepVGG block, 8 → 8 channels, stride 1: 3×3+BN, 1×1+BN and an identity BN.
+//! let dense = ConvBn::new(ConvGeometry::new(8, 8, 3).padding(1), &mut rng)?;
+//! let pointwise = ConvBn::new(ConvGeometry::new(8, 8, 1), &mut rng)?;
+//! let identity = BatchNorm2d::new(8);
+//! let fused = fusion::sum_branches(&[
+//!     ("dense", dense.fuse()?),
+//!     ("pointwise", pointwise.fuse()?),
+//!     ("identity", fusion::bn_identity(&identity, 1)?),
+//! ])?
+//! .to_conv2d();
+//!
+//! let x = ndarray::Array4::<f32>::ones((1, 8, 5, 7));
+//! let train = &(&dense.forward(&x)? + &pointwise.forward(&x)?) + &identity.forward(&x)?;
+//! let deploy = fused.forward(&x)?;
+//! assert!((&train - &deploy).iter().all(|d| d.abs() < 1e-4));
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod fusion;
+pub mod geometry;
+pub mod io;
+pub mod kernels;
+pub mod layers;
+
+pub use error::{Error, Result};
+pub use geometry::{ConvGeometry, Hw};
+pub use io::StateDict;
