@@ -69,6 +69,11 @@ impl AffineConv {
                  merge it with the 1x1 stage before it (AffineConv::then)",
             ));
         }
+        AffineConv::from_conv_ignoring_fill(conv)
+    }
+
+    /// The conv's numbers as if it padded with zeros.
+    fn from_conv_ignoring_fill(conv: &Conv2d) -> Result<Self> {
         let bias = match &conv.bias {
             Some(b) => b.mapv(f64::from),
             None => Array1::zeros(conv.geometry.out_channels),

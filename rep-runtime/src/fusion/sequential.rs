@@ -3,9 +3,41 @@
 use super::AffineConv;
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
+use crate::layers::Conv2d;
 use ndarray::{Array1, Array4};
 
+/// A 1×1 convolution with stride 1 and no padding: the stage a sequential merge needs.
+fn is_plain_1x1(g: &ConvGeometry) -> bool {
+    g.kernel.to_array() == [1, 1] && g.stride.to_array() == [1, 1] && g.padding.to_array() == [0, 0]
+}
+
 impl AffineConv {
+    /// [`AffineConv::then`] for a conv layer, checking first that the layer pads its input as
+    /// the merge assumes: when `self` is the 1×1 stage and `next` pads, `next` must pad with
+    /// `self`'s bias ([`Conv2d::with_pad_fill`]); zero padding after a non-zero bias would make
+    /// the merged conv differ on the border, and is refused.
+    pub fn then_conv(self, next: &Conv2d) -> Result<AffineConv> {
+        if is_plain_1x1(&self.geometry) && next.geometry.padding.to_array() != [0, 0] {
+            let fill: Vec<f64> = match &next.pad_fill {
+                Some(f) => f.iter().map(|&v| v as f64).collect(),
+                None => vec![0.0; next.geometry.in_channels],
+            };
+            let wrong = self.bias.iter().zip(&fill).position(|(b, f)| (b - f).abs() > 1e-6 * b.abs().max(1.0));
+            if let Some(c) = wrong {
+                let how = if next.pad_fill.is_some() { "pads with other values than" } else { "pads with zeros, not" };
+                return Err(Error::fusion(
+                    "sequential merge",
+                    format!(
+                        "the k×k conv {how} the bias of the 1×1 stage before it (channel {c}: padding {}, bias {}); \
+                         pad it with that bias (Conv2d::with_pad_fill) or the border of the merged conv will differ",
+                        fill[c], self.bias[c]
+                    ),
+                ));
+            }
+        }
+        self.then(&AffineConv::from_conv_ignoring_fill(next)?)
+    }
+
     /// Merges `self` followed by `next` into one convolution, when one of the two is a 1×1
     /// with stride 1 and no padding. Per spatial tap `(u, v)`, over the channel dimension:
     ///
@@ -31,9 +63,6 @@ impl AffineConv {
                 ),
             ));
         }
-        let is_plain_1x1 = |g: &ConvGeometry| {
-            g.kernel.to_array() == [1, 1] && g.stride.to_array() == [1, 1] && g.padding.to_array() == [0, 0]
-        };
         let groups = if first.groups == second.groups { first.groups } else { 1 };
         let (w1, w2) = (self.dense_weight(), next.dense_weight());
         if is_plain_1x1(&first) {

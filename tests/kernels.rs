@@ -1,0 +1,76 @@
+//! Every convolution path (im2col + GEMM, pointwise GEMM, depthwise, per-channel pad fill)
+//! against the naive f64 reference, over random geometries.
+
+mod common;
+
+use common::{assert_close, random_tensor, random_vector, reference_conv, rng};
+use proptest::prelude::*;
+use rep::ConvGeometry;
+use rep::layers::{Conv2d, Layer};
+
+/// A random geometry and an input big enough for it.
+fn geometry() -> impl Strategy<Value = (ConvGeometry, usize, usize, usize)> {
+    (
+        1usize..4,                                   // channels per group (in)
+        1usize..4,                                   // channels per group (out)
+        prop_oneof![Just(1usize), Just(2), Just(3)], // groups
+        (1usize..4, 1usize..4),                      // kernel
+        (1usize..3, 1usize..3),                      // stride
+        (0usize..3, 0usize..3),                      // padding
+        (1usize..3, 1usize..3),                      // dilation
+        (1usize..3, 0usize..6, 0usize..6),           // batch, extra height, extra width
+    )
+        .prop_map(|(cin_g, cout_g, groups, k, s, p, d, (n, eh, ew))| {
+            let g =
+                ConvGeometry::new(cin_g * groups, cout_g * groups, k).stride(s).padding(p).dilation(d).groups(groups);
+            let eff = g.effective_kernel();
+            (g, n, eff.h + eh, eff.w + ew)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn conv_matches_reference((g, n, h, w) in geometry(), seed in 0u64..1000, with_bias: bool, with_fill: bool) {
+        let mut rng = rng(seed);
+        let mut conv = if with_bias { Conv2d::new_with_bias(g, &mut rng) } else { Conv2d::new(g, &mut rng) }.unwrap();
+        if with_fill {
+            conv = conv.with_pad_fill(random_vector(g.in_channels, &mut rng)).unwrap();
+        }
+        let x = random_tensor((n, g.in_channels, h, w), &mut rng);
+        let expected = reference_conv(&x, &conv.weight, conv.bias.as_ref(), &g, conv.pad_fill.as_ref());
+        assert_close(&format!("{g}"), &conv.forward(&x).unwrap(), &expected);
+    }
+}
+
+#[test]
+fn depthwise_with_channel_multiplier_and_pointwise_paths() {
+    let mut rng = rng(7);
+    for g in [
+        ConvGeometry::new(6, 12, 3).padding(1).groups(6), // depthwise, multiplier 2
+        ConvGeometry::new(5, 5, (3, 5)).stride((2, 1)).padding((1, 2)).groups(5), // depthwise, asymmetric
+        ConvGeometry::new(16, 24, 1),                     // pointwise GEMM
+        ConvGeometry::new(16, 24, 1).groups(4),           // grouped pointwise
+        ConvGeometry::new(16, 24, 1).stride(2),           // strided 1×1 → im2col
+    ] {
+        let conv = Conv2d::new_with_bias(g, &mut rng).unwrap();
+        let x = random_tensor((2, g.in_channels, 9, 11), &mut rng);
+        let expected = reference_conv(&x, &conv.weight, conv.bias.as_ref(), &g, None);
+        assert_close(&format!("{g}"), &conv.forward(&x).unwrap(), &expected);
+    }
+}
+
+#[test]
+fn the_reference_comparison_can_fail() {
+    // A wrong padding (1 instead of 2) changes the output: the checks above would see it.
+    let mut rng = rng(3);
+    let g = ConvGeometry::new(3, 4, 5).padding(2);
+    let conv = Conv2d::new(g, &mut rng).unwrap();
+    let x = random_tensor((1, 3, 8, 8), &mut rng);
+    let shifted = reference_conv(&x, &conv.weight, None, &g.padding(1), None);
+    let ours = conv.forward(&x).unwrap();
+    assert_ne!(ours.shape(), shifted.shape());
+    let flipped = reference_conv(&x, &conv.weight.mapv(|v| -v), None, &g, None);
+    assert!(common::relative_error(&ours, &flipped) > 1e-2);
+}
