@@ -2,7 +2,7 @@
 //! DESIGN §4 tolerance check.
 #![allow(dead_code)]
 
-use ndarray::{Array1, Array4};
+use ndarray::{Array, Array1, Array4, Dimension};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::ConvGeometry;
 
@@ -25,14 +25,14 @@ pub fn random_vector(len: usize, rng: &mut StdRng) -> Array1<f32> {
 }
 
 /// `max |a − b| / max(1, max |b|)`.
-pub fn relative_error(a: &Array4<f32>, b: &Array4<f32>) -> f32 {
+pub fn relative_error<D: Dimension>(a: &Array<f32, D>, b: &Array<f32, D>) -> f32 {
     assert_eq!(a.shape(), b.shape(), "shapes differ");
     let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
     a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
 /// Panics with the measured error when it exceeds [`REL_TOL`].
-pub fn assert_close(what: &str, ours: &Array4<f32>, expected: &Array4<f32>) {
+pub fn assert_close<D: Dimension>(what: &str, ours: &Array<f32, D>, expected: &Array<f32, D>) {
     let err = relative_error(ours, expected);
     assert!(err <= REL_TOL, "{what}: relative error {err:e} > {REL_TOL:e}");
 }
