@@ -196,7 +196,7 @@ fn zero_padded_intermediate_is_wrong_on_the_border() {
 
     let border_error = relative_error(&fused, &train);
     assert!(border_error > 1e-3, "zero padding went unnoticed: {border_error:e}");
-    let interior = s![.., .., 1..-1, 1..-1];
+    let interior = s![.., .., 1..8, 1..6]; // the 9×7 output without its one-pixel border
     assert_close("interior", &fused.slice(interior).to_owned(), &train.slice(interior).to_owned());
 
     let err = first.fuse().unwrap().then_conv(&second).unwrap_err();
