@@ -1,10 +1,10 @@
 //! Convolution followed by BatchNorm: the branch every re-parameterizable block is made of.
 
-use super::{BatchNorm2d, Conv2d, Layer, Parameters, join};
+use super::{BatchNorm2d, Conv2d, Layer, child_parameters};
 use crate::error::Result;
 use crate::fusion::AffineConv;
 use crate::geometry::ConvGeometry;
-use ndarray::{Array4, ArrayViewD, ArrayViewMutD};
+use ndarray::Array4;
 use rand::Rng;
 
 /// `BN(conv(x))`, with the names PyTorch's RepVGG code uses: `conv.weight`, `bn.running_mean`, ….
@@ -44,14 +44,4 @@ impl Layer for ConvBn {
     }
 }
 
-impl Parameters for ConvBn {
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewD<'_, f32>)) {
-        self.conv.visit(&join(prefix, "conv"), f);
-        self.bn.visit(&join(prefix, "bn"), f);
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>)) {
-        self.conv.visit_mut(&join(prefix, "conv"), f);
-        self.bn.visit_mut(&join(prefix, "bn"), f);
-    }
-}
+child_parameters!(ConvBn { conv, bn });

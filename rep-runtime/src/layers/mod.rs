@@ -91,6 +91,23 @@ macro_rules! tensor_parameters {
 }
 pub(crate) use tensor_parameters;
 
+/// Implements [`Parameters`] for a struct whose fields are layers, each visited under its
+/// field name (`conv.weight`, `bn.running_mean`, …).
+macro_rules! child_parameters {
+    ($ty:ty { $($field:ident),* }) => {
+        impl $crate::layers::Parameters for $ty {
+            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ndarray::ArrayViewD<'_, f32>)) {
+                $( self.$field.visit(&$crate::layers::join(prefix, stringify!($field)), f); )*
+            }
+
+            fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ndarray::ArrayViewMutD<'_, f32>)) {
+                $( self.$field.visit_mut(&$crate::layers::join(prefix, stringify!($field)), f); )*
+            }
+        }
+    };
+}
+pub(crate) use child_parameters;
+
 /// Checks that `x` has `expected` channels.
 pub(crate) fn check_channels(layer: &'static str, x: &Array4<f32>, expected: usize) -> Result<()> {
     let found = x.shape()[1];

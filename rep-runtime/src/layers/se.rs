@@ -1,10 +1,10 @@
 //! Squeeze-and-excitation attention (RepVGG-D2se, timm's `attn`). Not foldable: it stays in
 //! the fused struct after the sum.
 
-use super::{Activation, Conv2d, Layer, Parameters, check_channels, global_avg_pool, join};
+use super::{Activation, Conv2d, Layer, check_channels, child_parameters, global_avg_pool};
 use crate::error::Result;
 use crate::geometry::ConvGeometry;
-use ndarray::{Array4, ArrayViewD, ArrayViewMutD, Axis};
+use ndarray::{Array4, Axis};
 use rand::Rng;
 
 /// `y = x · σ(expand(ReLU(reduce(mean_hw(x)))))`, with 1×1 convolutions with bias.
@@ -36,14 +36,4 @@ impl Layer for SqueezeExcite {
     }
 }
 
-impl Parameters for SqueezeExcite {
-    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewD<'_, f32>)) {
-        self.reduce.visit(&join(prefix, "reduce"), f);
-        self.expand.visit(&join(prefix, "expand"), f);
-    }
-
-    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>)) {
-        self.reduce.visit_mut(&join(prefix, "reduce"), f);
-        self.expand.visit_mut(&join(prefix, "expand"), f);
-    }
-}
+child_parameters!(SqueezeExcite { reduce, expand });
