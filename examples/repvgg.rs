@@ -8,7 +8,7 @@
 use ndarray::{Array2, Array4};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::layers::{Activation, BatchNorm2d, Conv2d, ConvBn, Layer, Linear, global_avg_pool};
-use rep::{ConvGeometry, Hw, fusion};
+use rep::{ConvGeometry, Costs, Hw, fusion};
 use std::time::Instant;
 
 /// One RepVGG block: `ReLU(BN(conv3x3(x)) + BN(conv1x1(x)) [+ BN(x)])`.
@@ -98,7 +98,7 @@ fn main() -> rep::Result<()> {
     for (block, conv) in blocks.iter().zip(&fused) {
         let out = conv.geometry.output_size(hw.h, hw.w)?;
         for branch in [&block.dense, &block.pointwise] {
-            train_params += branch.conv.parameter_count() + 2 * branch.bn.channels();
+            train_params += branch.parameter_count();
             train_macs += branch.geometry().macs(out);
         }
         train_params += block.identity.as_ref().map_or(0, |bn| 2 * bn.channels());

@@ -7,3 +7,7 @@
 //! the proc macros of `rep-macros`.
 
 pub use rep_runtime::*;
+
+extern crate self as rep;
+
+pub use rep_macros::{block, model};

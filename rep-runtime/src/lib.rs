@@ -37,13 +37,18 @@
 
 #![warn(missing_docs)]
 
+pub mod dim;
 pub mod error;
 pub mod fusion;
 pub mod geometry;
 pub mod io;
 pub mod kernels;
 pub mod layers;
+mod traits;
 
+pub use dim::{Const, Dim};
 pub use error::{Error, Result};
 pub use geometry::{ConvGeometry, Hw};
 pub use io::StateDict;
+pub use traits::{Costs, Reparameterize};
+pub use {ndarray, rand};

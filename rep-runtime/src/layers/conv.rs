@@ -68,9 +68,10 @@ impl Conv2d {
         }
     }
 
-    /// Parameter count: weights plus bias.
-    pub fn parameter_count(&self) -> usize {
-        self.weight.len() + self.bias.as_ref().map_or(0, |b| b.len())
+    /// Eval forward padding with `fill[c]` on input channel `c` (overriding
+    /// [`Conv2d::pad_fill`]); generated branch code uses it after a stage with a bias.
+    pub fn forward_with_fill(&self, x: &Array4<f32>, fill: &Array1<f32>) -> Result<Array4<f32>> {
+        kernels::conv2d(x.view(), &self.geometry, ConvOperands { pad_fill: Some(fill.view()), ..self.operands() })
     }
 }
 

@@ -49,6 +49,17 @@ pub trait Parameters {
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>));
 }
 
+/// Adds a branch's output to the running sum of a block (`None` before the first branch),
+/// refusing with a shape error instead of panicking when the shapes differ.
+pub fn accumulate(sum: &mut Option<Array4<f32>>, branch: Array4<f32>, name: &str) -> Result<()> {
+    match sum {
+        None => *sum = Some(branch),
+        Some(total) if total.shape() == branch.shape() => *total += &branch,
+        Some(total) => return Err(Error::shape(format!("output of branch `{name}`"), total.shape(), branch.shape())),
+    }
+    Ok(())
+}
+
 /// `prefix.name`, or `name` alone when the prefix is empty.
 pub fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") }

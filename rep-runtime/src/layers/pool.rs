@@ -4,7 +4,7 @@ use super::Layer;
 use crate::error::{Error, Result};
 use crate::geometry::{ConvGeometry, Hw};
 use crate::kernels::{self, ConvOperands};
-use ndarray::{Array2, Array4, Axis};
+use ndarray::{Array1, Array2, Array4, Axis};
 
 /// Average pooling over `kernel` windows, as PyTorch's `nn.AvgPool2d`.
 ///
@@ -35,8 +35,16 @@ impl AvgPool2d {
         ConvGeometry::new(channels, channels, self.kernel).stride(self.stride).padding(self.padding).groups(channels)
     }
 
+    /// Eval forward padding input channel `c` with `fill[c]` instead of zero (counted in the
+    /// divisor): DBB's BN-and-pad before a pool. Generated branch code uses it after a stage
+    /// with a bias, so that the pool merges into that stage exactly.
+    pub fn forward_with_fill(&self, x: &Array4<f32>, fill: &Array1<f32>) -> Result<Array4<f32>> {
+        let area = (self.kernel.h * self.kernel.w) as f32;
+        Ok(self.window_sum(x, Some(fill))?.mapv(|s| s / area))
+    }
+
     /// Window sums: a depthwise convolution with all-ones kernels.
-    fn window_sum(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
+    fn window_sum(&self, x: &Array4<f32>, fill: Option<&Array1<f32>>) -> Result<Array4<f32>> {
         let channels = x.shape()[1];
         let geometry = self.geometry(channels);
         if 2 * self.padding.h > self.kernel.h || 2 * self.padding.w > self.kernel.w {
@@ -46,19 +54,20 @@ impl AvgPool2d {
             )));
         }
         let ones = Array4::ones(geometry.weight_shape());
-        kernels::conv2d(x.view(), &geometry, ConvOperands { weight: ones.view(), bias: None, pad_fill: None })
+        let pad_fill = fill.map(|f| f.view());
+        kernels::conv2d(x.view(), &geometry, ConvOperands { weight: ones.view(), bias: None, pad_fill })
     }
 }
 
 impl Layer for AvgPool2d {
     fn forward(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
-        let sums = self.window_sum(x)?;
+        let sums = self.window_sum(x, None)?;
         if self.count_include_pad {
             let area = (self.kernel.h * self.kernel.w) as f32;
             return Ok(sums.mapv(|s| s / area));
         }
         let (_, _, h, w) = x.dim();
-        let counts = self.window_sum(&Array4::ones((1, 1, h, w)))?;
+        let counts = self.window_sum(&Array4::ones((1, 1, h, w)), None)?;
         Ok(&sums / &counts)
     }
 }

@@ -1,0 +1,37 @@
+//! What is emitted next to the errors when a block does not check: the struct and its fused
+//! twin with stub impls, so that one mistake does not cascade into errors at every use.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::ItemStruct;
+
+pub fn block(item: &ItemStruct, errors: TokenStream) -> TokenStream {
+    let (name, vis, attrs) = (&item.ident, &item.vis, &item.attrs);
+    let fused = format_ident!("{}Fused", name);
+    let mut generics = item.generics.clone();
+    for param in generics.type_params_mut() {
+        param.bounds.push(syn::parse_quote!(::rep::Dim));
+    }
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let types: Vec<_> = generics.type_params().map(|p| &p.ident).collect();
+    let consts: Vec<_> = generics.const_params().map(|p| &p.ident).collect();
+    quote! {
+        #errors
+        #(#attrs)*
+        #vis struct #name #impl_generics #where_clause {
+            _dims: ::core::marker::PhantomData<fn() -> (#(#types,)* #([(); #consts],)*)>,
+        }
+        #vis struct #fused;
+        impl #impl_generics ::rep::layers::Layer for #name #ty_generics #where_clause {
+            fn forward(&self, _: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
+                ::core::unimplemented!("the block did not compile")
+            }
+        }
+        impl #impl_generics ::rep::Reparameterize for #name #ty_generics #where_clause {
+            type Fused = #fused;
+            fn fuse(&self) -> ::rep::Result<#fused> {
+                ::core::unimplemented!("the block did not compile")
+            }
+        }
+    }
+}

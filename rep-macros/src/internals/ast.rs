@@ -1,0 +1,538 @@
+//! The block IR and its parsing from the annotated struct: blocks, branches, ops, geometry.
+
+use super::ctxt::Ctxt;
+use super::geo::{Geo, SymKind, Symbols};
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, GenericArgument, GenericParam, Ident, ItemStruct, Lit, LitFloat, PathArguments, Type};
+
+/// A (height, width) pair of geometry expressions.
+#[derive(Clone, Debug)]
+pub struct Pair {
+    pub h: Geo,
+    pub w: Geo,
+}
+
+impl Pair {
+    pub fn square(g: Geo) -> Pair {
+        Pair { h: g.clone(), w: g }
+    }
+
+    pub fn lit(v: usize) -> Pair {
+        Pair::square(Geo::lit(v))
+    }
+}
+
+/// BatchNorm options; `None` keeps the runtime's defaults (1e-5, 0.1).
+#[derive(Clone, Debug, Default)]
+pub struct BnSpec {
+    pub eps: Option<LitFloat>,
+    pub momentum: Option<LitFloat>,
+}
+
+/// A convolution's geometry as written.
+#[derive(Clone, Debug)]
+pub struct ConvSpec {
+    pub cin: Geo,
+    pub cout: Geo,
+    pub kernel: Pair,
+    pub stride: Pair,
+    /// `None`: chosen so the window centre lines up with the block's fused kernel.
+    pub padding: Option<Pair>,
+    pub dilation: Pair,
+    pub groups: Geo,
+    pub bias: bool,
+}
+
+/// One linear operation inside a branch.
+#[derive(Clone, Debug)]
+pub enum OpKind {
+    Conv(ConvSpec),
+    ConvBn(ConvSpec, BnSpec),
+    Bn(Geo, BnSpec),
+    Scale(Geo, LitFloat),
+    AvgPool { channels: Geo, kernel: Pair, stride: Pair, padding: Option<Pair> },
+    Identity(Geo),
+}
+
+#[derive(Clone, Debug)]
+pub struct Op {
+    pub kind: OpKind,
+    pub span: Span,
+    /// Weight name inside the branch (`"0"`, `"idconv1"`, …); empty for a single-op branch.
+    pub name: String,
+}
+
+/// A field of the block: one branch.
+pub struct Branch {
+    pub field: Ident,
+    /// The weight name (field name, or `rename`).
+    pub name: String,
+    pub name_span: Span,
+    pub when: Option<Expr>,
+    pub optional: bool,
+    pub sequence: bool,
+    pub ops: Vec<Op>,
+    pub attrs: Vec<Attribute>,
+    pub span: Span,
+}
+
+/// An operation after the sum of the branches.
+pub enum PostOp {
+    /// BatchNorm after the sum (OREPA): folded by `fuse`.
+    Bn(BnSpec, Span),
+    /// An activation: stays in the fused struct.
+    Activation(TokenStream),
+    /// Squeeze-and-excitation with `hidden` channels: stays in the fused struct.
+    Se(Geo, Span),
+}
+
+/// The whole block.
+pub struct Block {
+    pub item: ItemStruct,
+    pub symbols: Symbols,
+    /// `Dim` type parameters in order: the arguments of `new`.
+    pub dims: Vec<Ident>,
+    pub branches: Vec<Branch>,
+    pub post: Vec<PostOp>,
+    pub fused_name: String,
+    pub kernel: Option<(Pair, Span)>,
+}
+
+const OPS: &str = "Conv, ConvBn, Bn, Scale, AvgPool, Identity";
+const NON_LINEAR: &[&str] = &[
+    "Relu",
+    "ReLU",
+    "Silu",
+    "SiLU",
+    "LeakyRelu",
+    "Sigmoid",
+    "Tanh",
+    "Gelu",
+    "Hardswish",
+    "Mish",
+    "Se",
+    "SqueezeExcite",
+    "Activation",
+];
+
+impl Block {
+    pub fn parse(cx: &Ctxt, args: TokenStream, item: ItemStruct) -> Option<Block> {
+        let symbols = parse_generics(cx, &item);
+        let dims = symbols.0.iter().filter(|(_, k)| *k == SymKind::Dim).map(|(i, _)| i.clone()).collect();
+        let mut block = Block {
+            item,
+            symbols,
+            dims,
+            branches: Vec::new(),
+            post: Vec::new(),
+            fused_name: "reparam".to_owned(),
+            kernel: None,
+        };
+        block.parse_args(cx, args);
+        let fields = match &block.item.fields {
+            syn::Fields::Named(named) => named.named.iter().cloned().collect::<Vec<_>>(),
+            other => {
+                cx.error_at(other.span(), "a rep block is a struct with named fields, one per branch");
+                return None;
+            }
+        };
+        if fields.is_empty() {
+            cx.error_at(block.item.ident.span(), "a rep block needs at least one branch field");
+        }
+        for field in fields {
+            if let Some(branch) = Branch::parse(cx, &block.symbols, field) {
+                block.branches.push(branch);
+            }
+        }
+        Some(block)
+    }
+
+    fn parse_args(&mut self, cx: &Ctxt, args: TokenStream) {
+        let parser = syn::meta::parser(|meta| {
+            let key = meta.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+            match key.as_str() {
+                "post" => meta.parse_nested_meta(|op| {
+                    let name = op.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+                    let span = op.path.span();
+                    let activation = PostOp::Activation;
+                    let post = match name.as_str() {
+                        "bn" => {
+                            let mut spec = BnSpec::default();
+                            if op.input.peek(syn::token::Paren) {
+                                op.parse_nested_meta(|m| parse_bn_option(&mut spec, m))?;
+                            }
+                            PostOp::Bn(spec, span)
+                        }
+                        "relu" => activation(quote!(Relu)),
+                        "silu" => activation(quote!(Silu)),
+                        "sigmoid" => activation(quote!(Sigmoid)),
+                        "identity" => activation(quote!(Identity)),
+                        "leaky_relu" => {
+                            let content;
+                            syn::parenthesized!(content in op.input);
+                            let slope: LitFloat = content.parse()?;
+                            activation(quote!(LeakyRelu(#slope)))
+                        }
+                        "se" => {
+                            let mut hidden = None;
+                            op.parse_nested_meta(|m| {
+                                if m.path.is_ident("hidden") {
+                                    let expr: Expr = m.value()?.parse()?;
+                                    hidden = Some(Geo::from_expr(&expr, &self.symbols)?);
+                                    Ok(())
+                                } else {
+                                    Err(m.error("unknown argument of `se`; expected `hidden = CHANNELS`"))
+                                }
+                            })?;
+                            match hidden {
+                                Some(h) => PostOp::Se(h, span),
+                                None => return Err(op.error("`se` needs `hidden = CHANNELS`")),
+                            }
+                        }
+                        _ => {
+                            return Err(op.error(
+                                "unknown post-sum op; expected bn, relu, silu, sigmoid, identity, leaky_relu(SLOPE) or se(hidden = C)",
+                            ));
+                        }
+                    };
+                    self.post.push(post);
+                    Ok(())
+                }),
+                "fused" => {
+                    let name: syn::LitStr = meta.value()?.parse()?;
+                    self.fused_name = name.value();
+                    Ok(())
+                }
+                "kernel" => {
+                    let expr: Expr = meta.value()?.parse()?;
+                    self.kernel = Some((parse_pair_expr(&expr, &self.symbols)?, expr.span()));
+                    Ok(())
+                }
+                _ => Err(meta.error("unknown block argument; expected post(...), kernel = K or fused = \"name\"")),
+            }
+        });
+        if let Err(e) = parser.parse2(args) {
+            cx.syn_error(e);
+        }
+    }
+}
+
+fn parse_bn_option(spec: &mut BnSpec, meta: syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.path.is_ident("eps") {
+        spec.eps = Some(meta.value()?.parse()?);
+    } else if meta.path.is_ident("momentum") {
+        spec.momentum = Some(meta.value()?.parse()?);
+    } else {
+        return Err(meta.error("unknown BatchNorm argument; expected eps or momentum"));
+    }
+    Ok(())
+}
+
+fn parse_generics(cx: &Ctxt, item: &ItemStruct) -> Symbols {
+    let mut symbols = Symbols::default();
+    for param in &item.generics.params {
+        match param {
+            GenericParam::Type(tp) => symbols.0.push((tp.ident.clone(), SymKind::Dim)),
+            GenericParam::Const(cp) => {
+                if !matches!(&cp.ty, Type::Path(p) if p.path.is_ident("usize")) {
+                    cx.error_at(cp.ty.span(), "const generic dimensions must be `usize`");
+                }
+                symbols.0.push((cp.ident.clone(), SymKind::Const));
+            }
+            GenericParam::Lifetime(lt) => {
+                cx.error_at(lt.span(), "a rep block holds its weights; it takes no lifetime parameters")
+            }
+        }
+    }
+    symbols
+}
+
+/// `K` (square) or `KHxKW` written as one literal (`1x3`).
+fn parse_pair_expr(expr: &Expr, syms: &Symbols) -> syn::Result<Pair> {
+    if let Expr::Lit(syn::ExprLit { lit: Lit::Int(int), .. }) = expr
+        && let Some(w) = int.suffix().strip_prefix('x')
+    {
+        let h: usize = int.base10_parse()?;
+        let w: usize = w.parse().map_err(|_| syn::Error::new(int.span(), "expected `HxW`, e.g. `1x3`"))?;
+        return Ok(Pair { h: Geo::lit(h), w: Geo::lit(w) });
+    }
+    Ok(Pair::square(Geo::from_expr(expr, syms)?))
+}
+
+fn parse_pair_arg(arg: &GenericArgument, syms: &Symbols) -> syn::Result<Pair> {
+    match arg {
+        GenericArgument::Const(expr) => parse_pair_expr(expr, syms),
+        other => Ok(Pair::square(Geo::from_generic_arg(other, syms)?)),
+    }
+}
+
+/// Field attributes: `#[rep(rename = "…", when = EXPR, names("a", "b"))]`.
+#[derive(Default)]
+struct FieldAttrs {
+    rename: Option<(String, Span)>,
+    when: Option<Expr>,
+    names: Option<(Vec<String>, Span)>,
+}
+
+fn parse_field_attrs(cx: &Ctxt, attrs: &[Attribute]) -> FieldAttrs {
+    let mut out = FieldAttrs::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("rep")) {
+        let result = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("rename") {
+                let name: syn::LitStr = meta.value()?.parse()?;
+                out.rename = Some((name.value(), name.span()));
+            } else if meta.path.is_ident("when") {
+                out.when = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("names") {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let names = content.parse_terminated(|s| s.parse::<syn::LitStr>(), syn::Token![,])?;
+                out.names = Some((names.iter().map(|n| n.value()).collect(), meta.path.span()));
+            } else {
+                return Err(meta
+                    .error("unknown field argument; expected rename = \"name\", when = CONDITION or names(\"a\", …)"));
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            cx.syn_error(e);
+        }
+    }
+    out
+}
+
+impl Branch {
+    fn parse(cx: &Ctxt, syms: &Symbols, field: syn::Field) -> Option<Branch> {
+        let ident = field.ident.clone()?;
+        let attrs = parse_field_attrs(cx, &field.attrs);
+        let (name, name_span) = attrs.rename.clone().unwrap_or((ident.to_string(), ident.span()));
+        let mut ty = &field.ty;
+        let mut optional = false;
+        if let Some(inner) = option_inner(ty) {
+            optional = true;
+            ty = inner;
+        }
+        match (&attrs.when, optional) {
+            (Some(when), false) => cx.error_at(when.span(), "a branch with `when` must have type `Option<…>`"),
+            (None, true) => cx
+                .error_at(field.ty.span(), "an `Option` branch needs `#[rep(when = CONDITION)]` saying when it exists"),
+            _ => {}
+        }
+        let (elements, sequence): (Vec<&Type>, bool) = match ty {
+            Type::Tuple(tuple) => (tuple.elems.iter().collect(), true),
+            other => (vec![other], false),
+        };
+        if sequence && elements.is_empty() {
+            cx.error_at(ty.span(), "an empty tuple is not a branch; list its ops, e.g. `(Conv<C, M, 1>, Bn<M>)`");
+        }
+        let names: Vec<String> = match &attrs.names {
+            Some((names, span)) => {
+                if names.len() != elements.len() {
+                    cx.error_at(*span, format!("`names` lists {} names for {} ops", names.len(), elements.len()));
+                }
+                names.clone()
+            }
+            None if sequence => (0..elements.len()).map(|i| i.to_string()).collect(),
+            None => vec![String::new()],
+        };
+        let mut ops = Vec::new();
+        for (i, element) in elements.iter().enumerate() {
+            match parse_op(syms, element) {
+                Ok(kind) => {
+                    ops.push(Op { kind, span: element.span(), name: names.get(i).cloned().unwrap_or_default() })
+                }
+                Err(e) => cx.syn_error(e),
+            }
+        }
+        let attrs_kept = field.attrs.iter().filter(|a| !a.path().is_ident("rep")).cloned().collect();
+        Some(Branch {
+            span: field.span(),
+            field: ident,
+            name,
+            name_span,
+            when: attrs.when,
+            optional,
+            sequence,
+            ops,
+            attrs: attrs_kept,
+        })
+    }
+}
+
+fn option_inner(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Option" {
+        return None;
+    }
+    match &last.arguments {
+        PathArguments::AngleBracketed(args) if args.args.len() == 1 => match &args.args[0] {
+            GenericArgument::Type(inner) => Some(inner),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Positional and named (`name = value`) arguments of an op type.
+struct OpArgs<'a> {
+    op: &'a Ident,
+    positional: Vec<&'a GenericArgument>,
+    named: Vec<(Ident, &'a GenericArgument)>,
+}
+
+impl<'a> OpArgs<'a> {
+    fn take(&mut self, name: &str) -> Option<&'a GenericArgument> {
+        let at = self.named.iter().position(|(n, _)| n == name)?;
+        Some(self.named.remove(at).1)
+    }
+
+    fn positional(&self, at: usize) -> Option<&'a GenericArgument> {
+        self.positional.get(at).copied()
+    }
+
+    fn expect_positional(&self, min: usize, max: usize, usage: &str) -> syn::Result<()> {
+        let n = self.positional.len();
+        if n < min || n > max {
+            return Err(syn::Error::new(
+                self.op.span(),
+                format!("`{}` takes {usage}; found {n} positional argument{}", self.op, if n == 1 { "" } else { "s" }),
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish(self, allowed: &str) -> syn::Result<()> {
+        match self.named.first() {
+            None => Ok(()),
+            Some((name, _)) => Err(syn::Error::new(
+                name.span(),
+                format!("unknown argument `{name}` for `{}`; expected {allowed}", self.op),
+            )),
+        }
+    }
+}
+
+fn named_value(arg: &GenericArgument) -> GenericArgument {
+    match arg {
+        GenericArgument::AssocType(assoc) => GenericArgument::Type(assoc.ty.clone()),
+        GenericArgument::AssocConst(assoc) => GenericArgument::Const(assoc.value.clone()),
+        other => other.clone(),
+    }
+}
+
+fn parse_op(syms: &Symbols, ty: &Type) -> syn::Result<OpKind> {
+    let Type::Path(path) = ty else {
+        return Err(syn::Error::new(ty.span(), format!("expected a branch op ({OPS}) or a tuple of them")));
+    };
+    let last = path.path.segments.last().expect("non-empty path");
+    let op = &last.ident;
+    let name = op.to_string();
+    if NON_LINEAR.contains(&name.as_str()) {
+        return Err(syn::Error::new(
+            op.span(),
+            format!(
+                "non-linear op `{name}` inside a branch: a branch must be linear to fold into one conv; \
+                 put non-linear ops after the sum, e.g. `#[rep::block(post(relu))]`"
+            ),
+        ));
+    }
+    let mut args = OpArgs { op, positional: Vec::new(), named: Vec::new() };
+    if let PathArguments::AngleBracketed(list) = &last.arguments {
+        for arg in &list.args {
+            match arg {
+                GenericArgument::AssocType(a) => args.named.push((a.ident.clone(), arg)),
+                GenericArgument::AssocConst(a) => args.named.push((a.ident.clone(), arg)),
+                other => args.positional.push(other),
+            }
+        }
+    }
+    let geo = |arg: &GenericArgument| Geo::from_generic_arg(arg, syms);
+    let named_geo = |arg: &GenericArgument| Geo::from_generic_arg(&named_value(arg), syms);
+    let named_pair = |arg: &GenericArgument| parse_pair_arg(&named_value(arg), syms);
+    match name.as_str() {
+        "Conv" | "ConvBn" => {
+            args.expect_positional(3, 4, "<C_IN, C_OUT, KERNEL[, STRIDE]>")?;
+            let mut spec = ConvSpec {
+                cin: geo(args.positional(0).expect("checked"))?,
+                cout: geo(args.positional(1).expect("checked"))?,
+                kernel: parse_pair_arg(args.positional(2).expect("checked"), syms)?,
+                stride: args.positional(3).map(|s| parse_pair_arg(s, syms)).transpose()?.unwrap_or(Pair::lit(1)),
+                padding: args.take("padding").map(named_pair).transpose()?,
+                dilation: args.take("dilation").map(named_pair).transpose()?.unwrap_or(Pair::lit(1)),
+                groups: args.take("groups").map(named_geo).transpose()?.unwrap_or(Geo::lit(1)),
+                bias: false,
+            };
+            if name == "Conv" {
+                if let Some(bias) = args.take("bias") {
+                    spec.bias = parse_bool(&named_value(bias))?;
+                }
+                args.finish("padding, dilation, groups or bias")?;
+                Ok(OpKind::Conv(spec))
+            } else {
+                let bn = take_bn(&mut args)?;
+                args.finish("padding, dilation, groups, eps or momentum")?;
+                Ok(OpKind::ConvBn(spec, bn))
+            }
+        }
+        "Bn" => {
+            args.expect_positional(1, 1, "<CHANNELS>")?;
+            let channels = geo(args.positional(0).expect("checked"))?;
+            let bn = take_bn(&mut args)?;
+            args.finish("eps or momentum")?;
+            Ok(OpKind::Bn(channels, bn))
+        }
+        "Scale" => {
+            args.expect_positional(1, 1, "<CHANNELS>")?;
+            let channels = geo(args.positional(0).expect("checked"))?;
+            let init = match args.take("init") {
+                Some(arg) => parse_float(&named_value(arg))?,
+                None => LitFloat::new("1.0", op.span()),
+            };
+            args.finish("init")?;
+            Ok(OpKind::Scale(channels, init))
+        }
+        "AvgPool" => {
+            args.expect_positional(2, 3, "<CHANNELS, KERNEL[, STRIDE]>")?;
+            let channels = geo(args.positional(0).expect("checked"))?;
+            let kernel = parse_pair_arg(args.positional(1).expect("checked"), syms)?;
+            let stride = args.positional(2).map(|s| parse_pair_arg(s, syms)).transpose()?.unwrap_or(Pair::lit(1));
+            let padding = args.take("padding").map(named_pair).transpose()?;
+            args.finish("padding")?;
+            Ok(OpKind::AvgPool { channels, kernel, stride, padding })
+        }
+        "Identity" => {
+            args.expect_positional(1, 1, "<CHANNELS>")?;
+            let channels = geo(args.positional(0).expect("checked"))?;
+            args.finish("nothing else")?;
+            Ok(OpKind::Identity(channels))
+        }
+        _ => Err(syn::Error::new(op.span(), format!("unknown op `{name}`; expected one of {OPS}"))),
+    }
+}
+
+fn take_bn(args: &mut OpArgs<'_>) -> syn::Result<BnSpec> {
+    Ok(BnSpec {
+        eps: args.take("eps").map(|a| parse_float(&named_value(a))).transpose()?,
+        momentum: args.take("momentum").map(|a| parse_float(&named_value(a))).transpose()?,
+    })
+}
+
+fn parse_float(arg: &GenericArgument) -> syn::Result<LitFloat> {
+    match arg {
+        GenericArgument::Const(Expr::Lit(syn::ExprLit { lit: Lit::Float(f), .. })) => Ok(f.clone()),
+        other => Err(syn::Error::new(other.span(), "expected a float literal, e.g. `1e-3`")),
+    }
+}
+
+fn parse_bool(arg: &GenericArgument) -> syn::Result<bool> {
+    match arg {
+        GenericArgument::Const(Expr::Lit(syn::ExprLit { lit: Lit::Bool(b), .. })) => Ok(b.value),
+        GenericArgument::Type(Type::Path(p)) if p.path.is_ident("true") => Ok(true),
+        GenericArgument::Type(Type::Path(p)) if p.path.is_ident("false") => Ok(false),
+        other => Err(syn::Error::new(other.span(), "expected `true` or `false`")),
+    }
+}

@@ -1,0 +1,376 @@
+//! Geometry checks. Literal geometry is decided here and reported with a span; geometry that
+//! depends on generic parameters becomes a [`Check`] that expansion turns into an inline
+//! `const` assertion (for `Const`/const-generic sizes) and a run-time error (for `usize` sizes).
+
+use super::ast::{Block, Branch, OpKind, Pair, PostOp};
+use super::ctxt::Ctxt;
+use super::geo::{Geo, Op};
+use proc_macro2::Span;
+
+/// A predicate over geometry.
+#[derive(Clone, Debug)]
+pub enum Pred {
+    /// Both sides are equal.
+    Eq(Geo, Geo),
+    /// The left side is at most the right side.
+    Le(Geo, Geo),
+    /// The value is odd.
+    Odd(Geo),
+    /// The first divides the second.
+    Divides(Geo, Geo),
+}
+
+/// A check left for compile-time evaluation at monomorphization and for run time.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub pred: Pred,
+    pub message: String,
+    /// Only checked when this (optional) branch exists.
+    pub branch: Option<usize>,
+}
+
+impl Pred {
+    /// `Some(result)` when decidable now.
+    fn decide(&self) -> Option<bool> {
+        match self {
+            Pred::Eq(a, b) if a.same_as(b) => Some(true),
+            Pred::Le(a, b) if a.same_as(b) => Some(true),
+            Pred::Eq(a, b) => Some(a.value()? == b.value()?),
+            Pred::Le(a, b) => Some(a.value()? <= b.value()?),
+            Pred::Odd(a) => Some(a.value()? % 2 == 1),
+            Pred::Divides(g, _) if g.value() == Some(1) => Some(true),
+            Pred::Divides(g, c) => {
+                let (g, c) = (g.value()?, c.value()?);
+                Some(g != 0 && c % g == 0)
+            }
+        }
+    }
+}
+
+/// What one branch computes, as a single convolution would describe it.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub cin: Geo,
+    pub cout: Geo,
+    pub kernel: Pair,
+    pub stride: Pair,
+    pub dilation: Pair,
+    /// Padding written by the user on the branch's spatial op.
+    pub padding: Option<Pair>,
+    /// `None` when the branch has no conv and takes the block's groups (identity, avg-pool).
+    pub groups: Option<Geo>,
+    /// The branch has no conv and no pool: identity, BN or scale on the block input.
+    pub identity_like: bool,
+}
+
+/// The geometry every branch has to agree on, fixed by the first branch.
+pub struct BlockGeometry {
+    pub summaries: Vec<Summary>,
+    pub main_padding: Pair,
+    pub main_dilation: Pair,
+}
+
+struct Checker<'a> {
+    cx: &'a Ctxt,
+    deferred: Vec<Check>,
+}
+
+impl Checker<'_> {
+    fn require(&mut self, pred: Pred, span: Span, branch: &Branch, index: usize, message: String) {
+        match pred.decide() {
+            Some(true) => {}
+            Some(false) if branch.when.is_none() => self.cx.error_at(span, message),
+            _ => self.deferred.push(Check { pred, message, branch: branch.optional.then_some(index) }),
+        }
+    }
+}
+
+fn two(g: &Geo) -> Geo {
+    Geo::bin(Geo::lit(2), Op::Mul, g.clone())
+}
+
+/// `d·(k − 1)`: the dilated kernel's extent minus one.
+fn reach(d: &Geo, k: &Geo) -> Geo {
+    Geo::bin(d.clone(), Op::Mul, Geo::bin(k.clone(), Op::Sub, Geo::lit(1)))
+}
+
+fn pair_text(p: &Pair) -> String {
+    if p.h.same_as(&p.w) { p.h.to_string() } else { format!("{}x{}", p.h, p.w) }
+}
+
+/// Summarizes each branch, checking that its ops chain; `None` when a branch is unusable.
+fn summarize(checker: &mut Checker<'_>, branch: &Branch, index: usize) -> Option<Summary> {
+    let cx = checker.cx;
+    let mut summary: Option<Summary> = None;
+    let mut spatial_seen: Option<Span> = None;
+    let mut conv_groups: Option<Geo> = None;
+    let mut mixed_groups = false;
+    for op in &branch.ops {
+        let one = Pair::lit(1);
+        let (cin, cout, kernel, stride, dilation, padding, groups) = match &op.kind {
+            OpKind::Conv(c) | OpKind::ConvBn(c, _) => (
+                &c.cin,
+                &c.cout,
+                c.kernel.clone(),
+                c.stride.clone(),
+                c.dilation.clone(),
+                c.padding.clone(),
+                Some(&c.groups),
+            ),
+            OpKind::Bn(ch, _) | OpKind::Scale(ch, _) | OpKind::Identity(ch) => {
+                (ch, ch, one.clone(), one.clone(), one.clone(), None, None)
+            }
+            OpKind::AvgPool { channels, kernel, stride, padding } => {
+                (channels, channels, kernel.clone(), stride.clone(), one.clone(), padding.clone(), None)
+            }
+        };
+        let is_spatial = [&kernel.h, &kernel.w, &stride.h, &stride.w].iter().any(|g| g.value() != Some(1))
+            || padding.as_ref().is_some_and(|p| [&p.h, &p.w].iter().any(|g| g.value() != Some(0)));
+        if let Some(g) = groups {
+            match &conv_groups {
+                Some(prev) if !prev.same_as(g) => mixed_groups = true,
+                Some(_) => {}
+                None => conv_groups = Some(g.clone()),
+            }
+        }
+        match &mut summary {
+            None => {
+                summary = Some(Summary {
+                    cin: cin.clone(),
+                    cout: cout.clone(),
+                    kernel,
+                    stride,
+                    dilation,
+                    padding,
+                    groups: None,
+                    identity_like: !matches!(op.kind, OpKind::Conv(_) | OpKind::ConvBn(..) | OpKind::AvgPool { .. }),
+                });
+            }
+            Some(s) => {
+                let message = format!(
+                    "ops of branch `{}` do not chain: the op before outputs {} channels but this one takes {}",
+                    branch.name, s.cout, cin
+                );
+                checker.require(Pred::Eq(s.cout.clone(), cin.clone()), op.span, branch, index, message);
+                s.cout = cout.clone();
+                s.identity_like &= !matches!(op.kind, OpKind::Conv(_) | OpKind::ConvBn(..) | OpKind::AvgPool { .. });
+                if is_spatial {
+                    s.kernel = kernel;
+                    s.stride = stride;
+                    s.dilation = dilation;
+                    s.padding = padding;
+                }
+            }
+        }
+        if is_spatial {
+            if spatial_seen.is_some() {
+                cx.error_at(
+                    op.span,
+                    format!(
+                        "branch `{}` has two spatial ops (kernel, stride or padding other than 1x1/1/0); \
+                         a sequence folds into one conv only when every op but one is a 1x1 with stride 1 and no padding",
+                        branch.name
+                    ),
+                );
+                return None;
+            }
+            spatial_seen = Some(op.span);
+        }
+    }
+    let mut summary = summary?;
+    summary.groups = if mixed_groups { Some(Geo::lit(1)) } else { conv_groups };
+    Some(summary)
+}
+
+/// Checks the whole block; returns its geometry and the checks left for later.
+pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
+    check_names(cx, block);
+    check_post(cx, block);
+    let mut checker = Checker { cx, deferred: Vec::new() };
+    let summaries: Vec<Summary> =
+        block.branches.iter().enumerate().map(|(i, b)| summarize(&mut checker, b, i)).collect::<Option<_>>()?;
+    let main = summaries.first()?.clone();
+    let main_branch = &block.branches[0];
+
+    // The fused kernel: declared, else the per-axis maximum when literal, else the main branch's.
+    let kernel = match &block.kernel {
+        Some((k, _)) => k.clone(),
+        None => {
+            let max = |axis: fn(&Pair) -> &Geo| {
+                summaries
+                    .iter()
+                    .map(|s| axis(&s.kernel).value())
+                    .collect::<Option<Vec<_>>>()
+                    .map(|v| v.into_iter().max())
+            };
+            match (max(|p| &p.h), max(|p| &p.w)) {
+                (Some(Some(h)), Some(Some(w))) => Pair { h: Geo::lit(h), w: Geo::lit(w) },
+                _ => main.kernel.clone(),
+            }
+        }
+    };
+    let main_dilation = main.dilation.clone();
+    // Main padding: as written, or "same" for the fused kernel.
+    let main_padding = main.padding.clone().unwrap_or_else(|| Pair {
+        h: Geo::bin(reach(&main_dilation.h, &main.kernel.h), Op::Div, Geo::lit(2)),
+        w: Geo::bin(reach(&main_dilation.w, &main.kernel.w), Op::Div, Geo::lit(2)),
+    });
+
+    for (index, (branch, s)) in block.branches.iter().zip(&summaries).enumerate() {
+        let span = branch.ops.first().map_or(branch.span, |op| op.span);
+        let name = &branch.name;
+        for (axis, k, big) in [("height", &s.kernel.h, &kernel.h), ("width", &s.kernel.w, &kernel.w)] {
+            checker.require(
+                Pred::Odd(k.clone()),
+                span,
+                branch,
+                index,
+                format!("branch `{name}` has an even kernel {axis} ({k}); only odd kernels have a centre to align with the fused kernel"),
+            );
+            checker.require(
+                Pred::Le(k.clone(), big.clone()),
+                span,
+                branch,
+                index,
+                format!("branch `{name}` has kernel {axis} {k}, larger than the fused kernel's {big}"),
+            );
+        }
+        if let Some(g) = &s.groups {
+            for (what, channels) in [("input", &s.cin), ("output", &s.cout)] {
+                checker.require(
+                    Pred::Divides(g.clone(), channels.clone()),
+                    span,
+                    branch,
+                    index,
+                    format!("branch `{name}` uses groups = {g}, which does not divide its {channels} {what} channels"),
+                );
+            }
+        }
+        if index == 0 {
+            continue;
+        }
+        let main_name = &main_branch.name;
+        if s.identity_like {
+            let message = format!(
+                "identity branch `{name}` needs C_in == C_out and stride 1, but the block maps {} -> {} channels with stride {}; \
+                 drop the branch or make it conditional: #[rep(when = ...)] with an `Option<…>` type",
+                main.cin,
+                main.cout,
+                pair_text(&main.stride)
+            );
+            checker.require(Pred::Eq(main.cin.clone(), main.cout.clone()), span, branch, index, message.clone());
+            checker.require(Pred::Eq(main.stride.h.clone(), Geo::lit(1)), span, branch, index, message.clone());
+            checker.require(Pred::Eq(main.stride.w.clone(), Geo::lit(1)), span, branch, index, message.clone());
+            checker.require(Pred::Eq(s.cout.clone(), main.cout.clone()), span, branch, index, message);
+            continue;
+        }
+        checker.require(
+            Pred::Eq(s.cout.clone(), main.cout.clone()),
+            span,
+            branch,
+            index,
+            format!("branch `{name}` outputs {} channels but branch `{main_name}` outputs {}; every branch must produce the block's output", s.cout, main.cout),
+        );
+        checker.require(
+            Pred::Eq(s.cin.clone(), main.cin.clone()),
+            span,
+            branch,
+            index,
+            format!("branch `{name}` takes {} input channels but branch `{main_name}` takes {}", s.cin, main.cin),
+        );
+        for (a, b) in [(&s.stride.h, &main.stride.h), (&s.stride.w, &main.stride.w)] {
+            checker.require(
+                Pred::Eq(a.clone(), b.clone()),
+                span,
+                branch,
+                index,
+                format!(
+                    "branch `{name}` has stride {} but branch `{main_name}` has stride {}; all branches must share the stride",
+                    pair_text(&s.stride),
+                    pair_text(&main.stride)
+                ),
+            );
+        }
+        if let (Some(g), Some(main_g)) = (&s.groups, &main.groups) {
+            checker.require(
+                Pred::Eq(g.clone(), main_g.clone()),
+                span,
+                branch,
+                index,
+                format!("branch `{name}` uses groups = {g} but branch `{main_name}` uses groups = {main_g}; the fused conv has one group count"),
+            );
+        }
+        for (k, d, md) in
+            [(&s.kernel.h, &s.dilation.h, &main_dilation.h), (&s.kernel.w, &s.dilation.w, &main_dilation.w)]
+        {
+            if k.value() != Some(1) {
+                checker.require(
+                    Pred::Eq(d.clone(), md.clone()),
+                    span,
+                    branch,
+                    index,
+                    format!("branch `{name}` has dilation {d} but branch `{main_name}` has {md}"),
+                );
+            }
+        }
+        if let Some(p) = &s.padding {
+            // 2p − d·(k − 1) must equal the main branch's 2P − D·(K − 1); written without subtraction.
+            for (p, d, k, mp, md, mk, axis) in [
+                (&p.h, &s.dilation.h, &s.kernel.h, &main_padding.h, &main_dilation.h, &main.kernel.h, "height"),
+                (&p.w, &s.dilation.w, &s.kernel.w, &main_padding.w, &main_dilation.w, &main.kernel.w, "width"),
+            ] {
+                let lhs = Geo::bin(two(p), Op::Add, reach(md, mk));
+                let rhs = Geo::bin(two(mp), Op::Add, reach(d, k));
+                checker.require(
+                    Pred::Eq(lhs, rhs),
+                    span,
+                    branch,
+                    index,
+                    format!(
+                        "branch `{name}` pads its {axis} by {p}, so its window centre does not line up with branch `{main_name}`'s; \
+                         a k-sized branch needs padding p_main - d*(k_main - k)/2"
+                    ),
+                );
+            }
+        }
+    }
+    Some((BlockGeometry { summaries, main_padding, main_dilation }, checker.deferred))
+}
+
+/// Two fields (or a field and a post op) with the same weight name.
+fn check_names(cx: &Ctxt, block: &Block) {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let post_names = block.post.iter().filter_map(|p| match p {
+        PostOp::Bn(_, span) => Some(("bn".to_owned(), "post-sum bn".to_owned(), *span)),
+        PostOp::Se(_, span) => Some(("se".to_owned(), "post-sum se".to_owned(), *span)),
+        PostOp::Activation(_) => None,
+    });
+    let fields = block.branches.iter().map(|b| (b.name.clone(), format!("field `{}`", b.field), b.name_span));
+    for (name, owner, span) in fields.chain(post_names) {
+        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+            cx.error_at(
+                span,
+                format!(
+                    "weight name `{name}` is used by {first} and by {owner}; rename one with #[rep(rename = \"...\")]"
+                ),
+            );
+        } else {
+            seen.push((name, owner));
+        }
+    }
+}
+
+/// A post-sum BN folds only when nothing non-linear precedes it.
+fn check_post(cx: &Ctxt, block: &Block) {
+    let mut non_linear_before = false;
+    for op in &block.post {
+        match op {
+            PostOp::Bn(_, span) if non_linear_before => cx.error_at(
+                *span,
+                "a post-sum `bn` must come before activations and `se`: after a non-linear op it cannot fold into the conv",
+            ),
+            PostOp::Bn(..) => {}
+            PostOp::Activation(..) | PostOp::Se(..) => non_linear_before = true,
+        }
+    }
+}
