@@ -525,7 +525,7 @@ fn fuse(block: &Block) -> TokenStream {
         let push = if index == 0 {
             quote! {
                 let __main = #body;
-                let (__channels, __groups) = (__main.geometry.in_channels, __main.geometry.groups);
+                (__channels, __groups) = (__main.geometry.in_channels, __main.geometry.groups);
                 __branches.push((#name, __main));
             }
         } else {
@@ -545,8 +545,8 @@ fn fuse(block: &Block) -> TokenStream {
         .then(|| quote!(let __fused = __fused.then_bn(&self.bn)?;));
     quote! {
         let mut __branches: ::std::vec::Vec<(&str, ::rep::fusion::AffineConv)> = ::std::vec::Vec::new();
-        #[allow(unused_variables)]
-        let (__channels, __groups) = (0usize, 1usize);
+        #[allow(unused_variables, unused_assignments)]
+        let (mut __channels, mut __groups) = (0usize, 1usize);
         #(#branches)*
         let __fused = ::rep::fusion::sum_branches(&__branches)?;
         #post_bn

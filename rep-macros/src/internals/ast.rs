@@ -377,17 +377,17 @@ fn option_inner(ty: &Type) -> Option<&Type> {
     }
 }
 
-/// Positional and named (`name = value`) arguments of an op type.
+/// Positional arguments and options (`Groups<G>`, `Padding<1>`, …) of an op type.
 struct OpArgs<'a> {
     op: &'a Ident,
     positional: Vec<&'a GenericArgument>,
-    named: Vec<(Ident, &'a GenericArgument)>,
+    options: Vec<(Ident, GenericArgument)>,
 }
 
 impl<'a> OpArgs<'a> {
-    fn take(&mut self, name: &str) -> Option<&'a GenericArgument> {
-        let at = self.named.iter().position(|(n, _)| n == name)?;
-        Some(self.named.remove(at).1)
+    fn take(&mut self, name: &str) -> Option<GenericArgument> {
+        let at = self.options.iter().position(|(n, _)| n == name)?;
+        Some(self.options.remove(at).1)
     }
 
     fn positional(&self, at: usize) -> Option<&'a GenericArgument> {
@@ -406,7 +406,7 @@ impl<'a> OpArgs<'a> {
     }
 
     fn finish(self, allowed: &str) -> syn::Result<()> {
-        match self.named.first() {
+        match self.options.first() {
             None => Ok(()),
             Some((name, _)) => Err(syn::Error::new(
                 name.span(),
@@ -416,11 +416,13 @@ impl<'a> OpArgs<'a> {
     }
 }
 
-fn named_value(arg: &GenericArgument) -> GenericArgument {
-    match arg {
-        GenericArgument::AssocType(assoc) => GenericArgument::Type(assoc.ty.clone()),
-        GenericArgument::AssocConst(assoc) => GenericArgument::Const(assoc.value.clone()),
-        other => other.clone(),
+/// `Name<value>` written as a generic argument: an option of the op.
+fn as_option(arg: &GenericArgument) -> Option<(Ident, GenericArgument)> {
+    let GenericArgument::Type(Type::Path(path)) = arg else { return None };
+    let last = path.path.segments.last()?;
+    match &last.arguments {
+        PathArguments::AngleBracketed(args) if args.args.len() == 1 => Some((last.ident.clone(), args.args[0].clone())),
+        _ => None,
     }
 }
 
@@ -440,19 +442,26 @@ fn parse_op(syms: &Symbols, ty: &Type) -> syn::Result<OpKind> {
             ),
         ));
     }
-    let mut args = OpArgs { op, positional: Vec::new(), named: Vec::new() };
+    let mut args = OpArgs { op, positional: Vec::new(), options: Vec::new() };
     if let PathArguments::AngleBracketed(list) = &last.arguments {
         for arg in &list.args {
             match arg {
-                GenericArgument::AssocType(a) => args.named.push((a.ident.clone(), arg)),
-                GenericArgument::AssocConst(a) => args.named.push((a.ident.clone(), arg)),
-                other => args.positional.push(other),
+                GenericArgument::AssocType(_) | GenericArgument::AssocConst(_) => {
+                    return Err(syn::Error::new(
+                        arg.span(),
+                        "options are written as types, e.g. `Groups<G>`, `Padding<1>`, `Eps<1e-3>` (not `name = value`)",
+                    ));
+                }
+                other => match as_option(other) {
+                    Some(option) => args.options.push(option),
+                    None => args.positional.push(other),
+                },
             }
         }
     }
     let geo = |arg: &GenericArgument| Geo::from_generic_arg(arg, syms);
-    let named_geo = |arg: &GenericArgument| Geo::from_generic_arg(&named_value(arg), syms);
-    let named_pair = |arg: &GenericArgument| parse_pair_arg(&named_value(arg), syms);
+    let named_geo = |arg: GenericArgument| Geo::from_generic_arg(&arg, syms);
+    let named_pair = |arg: GenericArgument| parse_pair_arg(&arg, syms);
     match name.as_str() {
         "Conv" | "ConvBn" => {
             args.expect_positional(3, 4, "<C_IN, C_OUT, KERNEL[, STRIDE]>")?;
@@ -461,20 +470,20 @@ fn parse_op(syms: &Symbols, ty: &Type) -> syn::Result<OpKind> {
                 cout: geo(args.positional(1).expect("checked"))?,
                 kernel: parse_pair_arg(args.positional(2).expect("checked"), syms)?,
                 stride: args.positional(3).map(|s| parse_pair_arg(s, syms)).transpose()?.unwrap_or(Pair::lit(1)),
-                padding: args.take("padding").map(named_pair).transpose()?,
-                dilation: args.take("dilation").map(named_pair).transpose()?.unwrap_or(Pair::lit(1)),
-                groups: args.take("groups").map(named_geo).transpose()?.unwrap_or(Geo::lit(1)),
+                padding: args.take("Padding").map(named_pair).transpose()?,
+                dilation: args.take("Dilation").map(named_pair).transpose()?.unwrap_or(Pair::lit(1)),
+                groups: args.take("Groups").map(named_geo).transpose()?.unwrap_or(Geo::lit(1)),
                 bias: false,
             };
             if name == "Conv" {
-                if let Some(bias) = args.take("bias") {
-                    spec.bias = parse_bool(&named_value(bias))?;
+                if let Some(bias) = args.take("Bias") {
+                    spec.bias = parse_bool(&bias)?;
                 }
-                args.finish("padding, dilation, groups or bias")?;
+                args.finish("Padding<P>, Dilation<D>, Groups<G> or Bias<true>")?;
                 Ok(OpKind::Conv(spec))
             } else {
                 let bn = take_bn(&mut args)?;
-                args.finish("padding, dilation, groups, eps or momentum")?;
+                args.finish("Padding<P>, Dilation<D>, Groups<G>, Eps<E> or Momentum<M>")?;
                 Ok(OpKind::ConvBn(spec, bn))
             }
         }
@@ -482,17 +491,17 @@ fn parse_op(syms: &Symbols, ty: &Type) -> syn::Result<OpKind> {
             args.expect_positional(1, 1, "<CHANNELS>")?;
             let channels = geo(args.positional(0).expect("checked"))?;
             let bn = take_bn(&mut args)?;
-            args.finish("eps or momentum")?;
+            args.finish("Eps<E> or Momentum<M>")?;
             Ok(OpKind::Bn(channels, bn))
         }
         "Scale" => {
             args.expect_positional(1, 1, "<CHANNELS>")?;
             let channels = geo(args.positional(0).expect("checked"))?;
-            let init = match args.take("init") {
-                Some(arg) => parse_float(&named_value(arg))?,
+            let init = match args.take("Init") {
+                Some(arg) => parse_float(&arg)?,
                 None => LitFloat::new("1.0", op.span()),
             };
-            args.finish("init")?;
+            args.finish("Init<VALUE>")?;
             Ok(OpKind::Scale(channels, init))
         }
         "AvgPool" => {
@@ -500,8 +509,8 @@ fn parse_op(syms: &Symbols, ty: &Type) -> syn::Result<OpKind> {
             let channels = geo(args.positional(0).expect("checked"))?;
             let kernel = parse_pair_arg(args.positional(1).expect("checked"), syms)?;
             let stride = args.positional(2).map(|s| parse_pair_arg(s, syms)).transpose()?.unwrap_or(Pair::lit(1));
-            let padding = args.take("padding").map(named_pair).transpose()?;
-            args.finish("padding")?;
+            let padding = args.take("Padding").map(named_pair).transpose()?;
+            args.finish("Padding<P>")?;
             Ok(OpKind::AvgPool { channels, kernel, stride, padding })
         }
         "Identity" => {
@@ -516,8 +525,8 @@ fn parse_op(syms: &Symbols, ty: &Type) -> syn::Result<OpKind> {
 
 fn take_bn(args: &mut OpArgs<'_>) -> syn::Result<BnSpec> {
     Ok(BnSpec {
-        eps: args.take("eps").map(|a| parse_float(&named_value(a))).transpose()?,
-        momentum: args.take("momentum").map(|a| parse_float(&named_value(a))).transpose()?,
+        eps: args.take("Eps").map(|a| parse_float(&a)).transpose()?,
+        momentum: args.take("Momentum").map(|a| parse_float(&a)).transpose()?,
     })
 }
 

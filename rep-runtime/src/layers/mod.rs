@@ -60,6 +60,28 @@ pub fn accumulate(sum: &mut Option<Array4<f32>>, branch: Array4<f32>, name: &str
     Ok(())
 }
 
+/// Draws non-trivial values for every 1-D tensor of a model, so that a wrong fold cannot pass
+/// by accident (for tests and demos): `running_var` ∈ U[0.5, 2], `running_mean` ~ N(0, 0.5²),
+/// `bias` ~ N(0, 0.2²), any other vector (BN γ, scaling layers, implicit vectors) ∈ U[0.5, 1.5].
+pub fn randomize_vectors(model: &mut dyn Parameters, rng: &mut impl rand::Rng) {
+    let normal = |std: f32| rand_distr::Normal::new(0.0f32, std).expect("valid");
+    model.visit_mut("", &mut |name, mut t| {
+        if t.ndim() != 1 {
+            return;
+        }
+        let draw: &mut dyn FnMut() -> f32 = if name.ends_with("running_var") {
+            &mut || rng.random_range(0.5..2.0)
+        } else if name.ends_with("running_mean") {
+            &mut || rand_distr::Distribution::sample(&normal(0.5), rng)
+        } else if name.ends_with("bias") {
+            &mut || rand_distr::Distribution::sample(&normal(0.2), rng)
+        } else {
+            &mut || rng.random_range(0.5..1.5)
+        };
+        t.mapv_inplace(|_| draw());
+    });
+}
+
 /// `prefix.name`, or `name` alone when the prefix is empty.
 pub fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") }
