@@ -15,6 +15,10 @@ pub fn block(item: &ItemStruct, errors: TokenStream) -> TokenStream {
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let types: Vec<_> = generics.type_params().map(|p| &p.ident).collect();
     let consts: Vec<_> = generics.const_params().map(|p| &p.ident).collect();
+    let args = types.iter().map(|t| {
+        let arg = format_ident!("{}", t.to_string().to_lowercase());
+        quote!(#arg: #t)
+    });
     quote! {
         #errors
         #(#attrs)*
@@ -22,7 +26,22 @@ pub fn block(item: &ItemStruct, errors: TokenStream) -> TokenStream {
             _dims: ::core::marker::PhantomData<fn() -> (#(#types,)* #([(); #consts],)*)>,
         }
         #vis struct #fused;
+        impl #impl_generics #name #ty_generics #where_clause {
+            #[allow(unused_variables)]
+            pub fn new(#(#args,)* rng: &mut impl ::rep::rand::Rng) -> ::rep::Result<Self> {
+                ::core::unimplemented!("the block did not compile")
+            }
+        }
         impl #impl_generics ::rep::layers::Layer for #name #ty_generics #where_clause {
+            fn forward(&self, _: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
+                ::core::unimplemented!("the block did not compile")
+            }
+        }
+        impl #impl_generics ::rep::layers::Parameters for #name #ty_generics #where_clause {
+            fn visit(&self, _: &str, _: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {}
+            fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {}
+        }
+        impl ::rep::layers::Layer for #fused {
             fn forward(&self, _: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
                 ::core::unimplemented!("the block did not compile")
             }

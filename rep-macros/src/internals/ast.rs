@@ -252,12 +252,19 @@ fn parse_generics(cx: &Ctxt, item: &ItemStruct) -> Symbols {
 
 /// `K` (square) or `KHxKW` written as one literal (`1x3`).
 fn parse_pair_expr(expr: &Expr, syms: &Symbols) -> syn::Result<Pair> {
-    if let Expr::Lit(syn::ExprLit { lit: Lit::Int(int), .. }) = expr
-        && let Some(w) = int.suffix().strip_prefix('x')
-    {
-        let h: usize = int.base10_parse()?;
-        let w: usize = w.parse().map_err(|_| syn::Error::new(int.span(), "expected `HxW`, e.g. `1x3`"))?;
-        return Ok(Pair { h: Geo::lit(h), w: Geo::lit(w) });
+    if let Expr::Lit(syn::ExprLit { lit: Lit::Int(int), .. }) = expr {
+        // `1x3` lexes as the integer 1 with suffix `x3`; `0x2` lexes as a hexadecimal literal.
+        let text = int.to_string();
+        let split = match text.strip_prefix("0x") {
+            Some(w) => Some(("0".to_owned(), w.to_owned())),
+            None => int.suffix().strip_prefix('x').map(|w| (int.base10_digits().to_owned(), w.to_owned())),
+        };
+        if let Some((h, w)) = split {
+            let bad = || syn::Error::new(int.span(), "expected `HxW` with decimal sizes, e.g. `1x3`");
+            let h: usize = h.parse().map_err(|_| bad())?;
+            let w: usize = w.parse().map_err(|_| bad())?;
+            return Ok(Pair { h: Geo::lit(h), w: Geo::lit(w) });
+        }
     }
     Ok(Pair::square(Geo::from_expr(expr, syms)?))
 }

@@ -94,6 +94,15 @@ fn reach(d: &Geo, k: &Geo) -> Geo {
     Geo::bin(d.clone(), Op::Mul, Geo::bin(k.clone(), Op::Sub, Geo::lit(1)))
 }
 
+/// The axes to check: one unnamed axis when both pairs are square, else height and width.
+fn axes<'p>(a: &'p Pair, b: &'p Pair) -> Vec<(&'static str, &'p Geo, &'p Geo)> {
+    if a.h.same_as(&a.w) && b.h.same_as(&b.w) {
+        vec![("", &a.h, &b.h)]
+    } else {
+        vec![(" height", &a.h, &b.h), (" width", &a.w, &b.w)]
+    }
+}
+
 fn pair_text(p: &Pair) -> String {
     if p.h.same_as(&p.w) { p.h.to_string() } else { format!("{}x{}", p.h, p.w) }
 }
@@ -151,8 +160,13 @@ fn summarize(checker: &mut Checker<'_>, branch: &Branch, index: usize) -> Option
                     "ops of branch `{}` do not chain: the op before outputs {} channels but this one takes {}",
                     branch.name, s.cout, cin
                 );
-                checker.require(Pred::Eq(s.cout.clone(), cin.clone()), op.span, branch, index, message);
-                s.cout = cout.clone();
+                let chained = Pred::Eq(s.cout.clone(), cin.clone());
+                let broken = chained.decide() == Some(false);
+                checker.require(chained, op.span, branch, index, message);
+                if !broken {
+                    // After a reported break, keep the last good width so one mistake is one error.
+                    s.cout = cout.clone();
+                }
                 s.identity_like &= !matches!(op.kind, OpKind::Conv(_) | OpKind::ConvBn(..) | OpKind::AvgPool { .. });
                 if is_spatial {
                     s.kernel = kernel;
@@ -219,20 +233,20 @@ pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
     for (index, (branch, s)) in block.branches.iter().zip(&summaries).enumerate() {
         let span = branch.ops.first().map_or(branch.span, |op| op.span);
         let name = &branch.name;
-        for (axis, k, big) in [("height", &s.kernel.h, &kernel.h), ("width", &s.kernel.w, &kernel.w)] {
+        for (axis, k, big) in axes(&s.kernel, &kernel) {
             checker.require(
                 Pred::Odd(k.clone()),
                 span,
                 branch,
                 index,
-                format!("branch `{name}` has an even kernel {axis} ({k}); only odd kernels have a centre to align with the fused kernel"),
+                format!("branch `{name}` has an even kernel{axis} ({k}); only odd kernels have a centre to align with the fused kernel"),
             );
             checker.require(
                 Pred::Le(k.clone(), big.clone()),
                 span,
                 branch,
                 index,
-                format!("branch `{name}` has kernel {axis} {k}, larger than the fused kernel's {big}"),
+                format!("branch `{name}` has kernel{axis} {k}, larger than the fused kernel's {big}"),
             );
         }
         if let Some(g) = &s.groups {
@@ -300,35 +314,51 @@ pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
                 format!("branch `{name}` uses groups = {g} but branch `{main_name}` uses groups = {main_g}; the fused conv has one group count"),
             );
         }
+        let mut dilation_differs = false;
         for (k, d, md) in
             [(&s.kernel.h, &s.dilation.h, &main_dilation.h), (&s.kernel.w, &s.dilation.w, &main_dilation.w)]
         {
-            if k.value() != Some(1) {
+            let pred = Pred::Eq(d.clone(), md.clone());
+            if k.value() != Some(1) && !dilation_differs {
+                dilation_differs = pred.decide() == Some(false);
                 checker.require(
-                    Pred::Eq(d.clone(), md.clone()),
+                    pred,
                     span,
                     branch,
                     index,
-                    format!("branch `{name}` has dilation {d} but branch `{main_name}` has {md}"),
+                    format!(
+                        "branch `{name}` has dilation {d} but branch `{main_name}` has {md}; \
+                         kernels with different tap spacing do not add into one kernel"
+                    ),
                 );
             }
         }
-        if let Some(p) = &s.padding {
+        if let Some(p) = s.padding.as_ref().filter(|_| !dilation_differs) {
             // 2p − d·(k − 1) must equal the main branch's 2P − D·(K − 1); written without subtraction.
-            for (p, d, k, mp, md, mk, axis) in [
-                (&p.h, &s.dilation.h, &s.kernel.h, &main_padding.h, &main_dilation.h, &main.kernel.h, "height"),
-                (&p.w, &s.dilation.w, &s.kernel.w, &main_padding.w, &main_dilation.w, &main.kernel.w, "width"),
-            ] {
+            let square = [p, &s.dilation, &s.kernel, &main_padding, &main_dilation, &main.kernel]
+                .iter()
+                .all(|q| q.h.same_as(&q.w));
+            let all = [
+                (&p.h, &s.dilation.h, &s.kernel.h, &main_padding.h, &main_dilation.h, &main.kernel.h, " height"),
+                (&p.w, &s.dilation.w, &s.kernel.w, &main_padding.w, &main_dilation.w, &main.kernel.w, " width"),
+            ];
+            for &(p, d, k, mp, md, mk, axis) in if square { &all[..1] } else { &all[..] } {
+                let axis = if square { "" } else { axis };
                 let lhs = Geo::bin(two(p), Op::Add, reach(md, mk));
                 let rhs = Geo::bin(two(mp), Op::Add, reach(d, k));
+                let expected = Geo::bin(Geo::bin(rhs.clone(), Op::Sub, reach(md, mk)), Op::Div, Geo::lit(2));
+                let expected = match expected.value() {
+                    Some(v) => format!("padding {v} (p_main - d*(k_main - k)/2)"),
+                    None => "padding p_main - d*(k_main - k)/2".to_owned(),
+                };
                 checker.require(
                     Pred::Eq(lhs, rhs),
                     span,
                     branch,
                     index,
                     format!(
-                        "branch `{name}` pads its {axis} by {p}, so its window centre does not line up with branch `{main_name}`'s; \
-                         a k-sized branch needs padding p_main - d*(k_main - k)/2"
+                        "branch `{name}` pads{axis} by {p}, so its window centre does not line up with branch `{main_name}`'s; \
+                         it needs {expected}"
                     ),
                 );
             }

@@ -1,0 +1,6 @@
+#[rep::block]
+pub struct Wrong<Cin> {
+    dense: ConvBn<Cin, Cout, 3>,
+}
+
+fn main() {}
