@@ -42,6 +42,7 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
     );
 
     let new_fn = constructor(block, geometry, checks);
+    let block_impl = block_trait(block, geometry);
     let (forward_eval, forward_train) = (forward(block, false), forward(block, true));
     let fuse = fuse(block);
     let (visit_ref, visit_mut) = (visit(block, false), visit(block, true));
@@ -63,8 +64,12 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
         #vis struct #name #impl_generics #where_clause {
             #(#fields)*
             #(#post_fields)*
+            /// Input and output channels, for `rep::Block`.
+            _channels: (usize, usize),
             #phantom
         }
+
+        #block_impl
 
         #[allow(clippy::identity_op, clippy::erasing_op, clippy::modulo_one, clippy::eq_op)]
         impl #impl_generics #name #ty_generics #where_clause {
@@ -350,7 +355,7 @@ fn constructor(block: &Block, g: &BlockGeometry, checks: &[Check]) -> TokenStrea
         }
     });
     let names = block.branches.iter().map(|b| &b.field);
-    let cout = g.summaries[0].cout.runtime();
+    let (cin, cout) = (g.summaries[0].cin.runtime(), g.summaries[0].cout.runtime());
     let post = block.post.iter().filter_map(|p| match p {
         PostOp::Bn(bn, _) => {
             let options = bn_options(bn);
@@ -381,7 +386,7 @@ fn constructor(block: &Block, g: &BlockGeometry, checks: &[Check]) -> TokenStrea
             #(#locals)*
             #(#runtime)*
             #(#inits)*
-            ::core::result::Result::Ok(Self { #(#names,)* #(#post)* #phantom })
+            ::core::result::Result::Ok(Self { #(#names,)* #(#post)* _channels: (#cin, #cout), #phantom })
         }
     }
 }
@@ -639,6 +644,59 @@ fn costs(block: &Block) -> TokenStream {
             #(#macs)*
             #post_macs
             ::core::result::Result::Ok((__total, __out))
+        }
+    }
+}
+
+/// `impl rep::Block`: static channels, construction from sizes, and the next block of a stage.
+fn block_trait(block: &Block, g: &BlockGeometry) -> TokenStream {
+    let name = &block.item.ident;
+    let mut generics = block.item.generics.clone();
+    for param in generics.type_params_mut() {
+        param.bounds.push(syn::parse_quote!(::rep::Dim));
+    }
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let main = &g.summaries[0];
+    let (cin, cout) = (main.cin.statik(), main.cout.statik());
+    let count = block.dims.len();
+    let dims = block.dims.iter().enumerate().map(|(i, d)| quote!(<#d as ::rep::Dim>::from_size(sizes[#i])?));
+    let position = |geo: &Geo| match geo {
+        Geo::Sym(ident, SymKind::Dim) => block.dims.iter().position(|d| d == ident),
+        _ => None,
+    };
+    let chain = match (position(&main.cin), position(&main.cout)) {
+        (Some(i), Some(o)) => quote!(next[#i] = sizes[#o];),
+        _ => quote!(),
+    };
+    let stride = position(&main.stride.h).map(|s| quote!(next[#s] = 1;));
+    let mismatch = format!("`{name}` takes {count} sizes, found {{}}");
+    quote! {
+        impl #impl_generics ::rep::Block for #name #ty_generics #where_clause {
+            const IN: ::core::option::Option<usize> = #cin;
+            const OUT: ::core::option::Option<usize> = #cout;
+
+            fn from_sizes<R: ::rep::rand::Rng>(sizes: &[usize], rng: &mut R) -> ::rep::Result<Self> {
+                if sizes.len() != #count {
+                    return ::core::result::Result::Err(::rep::Error::Geometry(::std::format!(#mismatch, sizes.len())));
+                }
+                Self::new(#(#dims,)* rng)
+            }
+
+            #[allow(unused_mut)]
+            fn next_in_stage(sizes: &[usize]) -> ::std::vec::Vec<usize> {
+                let mut next = sizes.to_vec();
+                #chain
+                #stride
+                next
+            }
+
+            fn in_channels(&self) -> usize {
+                self._channels.0
+            }
+
+            fn out_channels(&self) -> usize {
+                self._channels.1
+            }
         }
     }
 }

@@ -54,3 +54,13 @@ pub fn block(item: &ItemStruct, errors: TokenStream) -> TokenStream {
         }
     }
 }
+
+/// The model struct with no fields and a `new` that cannot be reached, next to the errors.
+pub fn model(item: &ItemStruct, errors: TokenStream) -> TokenStream {
+    let (name, vis, attrs) = (&item.ident, &item.vis, &item.attrs);
+    quote! {
+        #errors
+        #(#attrs)*
+        #vis struct #name {}
+    }
+}

@@ -5,6 +5,7 @@
 //! code calls only `rep`'s runtime.
 
 mod expand;
+mod expand_model;
 mod fallback;
 mod internals;
 
@@ -33,9 +34,19 @@ pub fn block(args: TokenStream, input: TokenStream) -> TokenStream {
     }
 }
 
-/// Composes blocks and layers into a network (see the `rep` crate documentation).
+/// Composes blocks, stages of blocks, global pooling and a linear head into a network, in
+/// field order. Generates `new` (checking that channels chain), `forward`, `forward_train`,
+/// `<Name>Fused`, `Reparameterize` (fusing every block), `Parameters` and `Costs`.
 #[proc_macro_attribute]
-pub fn model(_args: TokenStream, input: TokenStream) -> TokenStream {
-    let item = proc_macro2::TokenStream::from(input);
-    quote::quote!(::core::compile_error!("#[rep::model] is not implemented yet"); #item).into()
+pub fn model(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = match syn::parse::<syn::ItemStruct>(input) {
+        Ok(item) => item,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    let cx = Ctxt::default();
+    let model = internals::model::Model::parse(&cx, args.into(), item);
+    match cx.into_compile_errors() {
+        None => expand_model::model(&model).into(),
+        Some(errors) => fallback::model(&model.item, errors).into(),
+    }
 }

@@ -18,6 +18,9 @@ pub trait Dim: Copy + Debug + Send + Sync + 'static {
 
     /// The size.
     fn size(self) -> usize;
+
+    /// The dimension of a run-time size; `Const<N>` refuses any size but `N`.
+    fn from_size(size: usize) -> crate::Result<Self>;
 }
 
 /// A size known at compile time.
@@ -30,6 +33,14 @@ impl<const N: usize> Dim for Const<N> {
     fn size(self) -> usize {
         N
     }
+
+    fn from_size(size: usize) -> crate::Result<Self> {
+        if size == N {
+            Ok(Const)
+        } else {
+            Err(crate::Error::Geometry(format!("expected the compile-time size {N}, found {size}")))
+        }
+    }
 }
 
 impl Dim for usize {
@@ -37,6 +48,10 @@ impl Dim for usize {
 
     fn size(self) -> usize {
         self
+    }
+
+    fn from_size(size: usize) -> crate::Result<Self> {
+        Ok(size)
     }
 }
 

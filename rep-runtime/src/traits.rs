@@ -2,7 +2,9 @@
 
 use crate::error::Result;
 use crate::geometry::Hw;
-use crate::layers::{AvgPool2d, BatchNorm2d, Conv2d, ConvBn, ImplicitA, ImplicitM, Linear, Scale, SqueezeExcite};
+use crate::layers::{
+    AvgPool2d, BatchNorm2d, Conv2d, ConvBn, ImplicitA, ImplicitM, Layer, Linear, Parameters, Scale, SqueezeExcite,
+};
 
 /// A train-time structure with an equivalent inference structure.
 #[diagnostic::on_unimplemented(
@@ -16,6 +18,32 @@ pub trait Reparameterize {
     /// Builds the fused form, which computes the same function as `self` in eval mode.
     /// Fails only on unusable numbers (e.g. a negative BN variance), naming them.
     fn fuse(&self) -> Result<Self::Fused>;
+}
+
+/// A re-parameterizable block as `#[rep::block]` generates it: what `#[rep::model]` needs to
+/// build stages of it and to check that consecutive blocks chain.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a rep block",
+    label = "declare it with `#[rep::block]` (a model field is a block, a `Vec` of blocks, `GlobalAvgPool` or `Linear<IN, OUT>`)"
+)]
+pub trait Block: Sized + Layer + Parameters + Reparameterize + Costs {
+    /// Input channels, when the type fixes them.
+    const IN: Option<usize>;
+    /// Output channels, when the type fixes them.
+    const OUT: Option<usize>;
+
+    /// Builds the block from its `Dim` sizes, in declaration order.
+    fn from_sizes<R: rand::Rng>(sizes: &[usize], rng: &mut R) -> Result<Self>;
+
+    /// The sizes of the next block of a stage: input channels become the output channels and
+    /// the stride becomes 1 (the parameters named by the main branch's `C_in` and stride).
+    fn next_in_stage(sizes: &[usize]) -> Vec<usize>;
+
+    /// Input channels.
+    fn in_channels(&self) -> usize;
+
+    /// Output channels.
+    fn out_channels(&self) -> usize;
 }
 
 /// Parameter and multiply-add counts.
@@ -107,6 +135,16 @@ macro_rules! per_channel_costs {
     )*};
 }
 per_channel_costs!(Scale => weight, ImplicitA => implicit, ImplicitM => implicit);
+
+impl Costs for crate::layers::GlobalAvgPool {
+    fn parameter_count(&self) -> usize {
+        0
+    }
+
+    fn macs(&self, _: Hw) -> Result<(u64, Hw)> {
+        Ok((0, Hw::square(1)))
+    }
+}
 
 impl<T: Costs> Costs for Option<T> {
     fn parameter_count(&self) -> usize {

@@ -5,3 +5,4 @@ pub mod ast;
 pub mod check;
 pub mod ctxt;
 pub mod geo;
+pub mod model;

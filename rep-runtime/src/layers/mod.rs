@@ -20,7 +20,7 @@ pub use batchnorm::BatchNorm2d;
 pub use conv::Conv2d;
 pub use conv_bn::ConvBn;
 pub use linear::Linear;
-pub use pool::{AvgPool2d, global_avg_pool};
+pub use pool::{AvgPool2d, GlobalAvgPool, global_avg_pool};
 pub use se::SqueezeExcite;
 
 use crate::error::{Error, Result};
@@ -80,6 +80,20 @@ pub fn randomize_vectors(model: &mut dyn Parameters, rng: &mut impl rand::Rng) {
         };
         t.mapv_inplace(|_| draw());
     });
+}
+
+/// Checks that a model's next layer takes the channels the previous one outputs, then records
+/// what this one outputs. `previous` is `None` before the first layer that has channels.
+pub fn chain_channels(previous: &mut Option<(String, usize)>, name: String, input: usize, output: usize) -> Result<()> {
+    if let Some((before, channels)) = previous.as_ref()
+        && *channels != input
+    {
+        return Err(Error::geometry(format!(
+            "`{name}` takes {input} input channels but `{before}` before it outputs {channels}"
+        )));
+    }
+    *previous = Some((name, output));
+    Ok(())
 }
 
 /// `prefix.name`, or `name` alone when the prefix is empty.

@@ -78,3 +78,20 @@ pub fn global_avg_pool(x: &Array4<f32>) -> Array2<f32> {
     let flat = x.as_standard_layout().into_owned().into_shape_with_order((n, c, h * w)).expect("contiguous");
     flat.mean_axis(Axis(2)).unwrap_or_else(|| Array2::zeros((n, c)))
 }
+
+/// Global average pooling as a layer of a model: `[N, C, H, W] → [N, C]` ([`global_avg_pool`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobalAvgPool;
+
+impl GlobalAvgPool {
+    /// Mean over the spatial axes.
+    pub fn forward(&self, x: &Array4<f32>) -> Result<Array2<f32>> {
+        Ok(global_avg_pool(x))
+    }
+}
+
+impl crate::layers::Parameters for GlobalAvgPool {
+    fn visit(&self, _: &str, _: &mut dyn FnMut(&str, ndarray::ArrayViewD<'_, f32>)) {}
+
+    fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, ndarray::ArrayViewMutD<'_, f32>)) {}
+}

@@ -1,0 +1,305 @@
+//! Code generation for `#[rep::model]`: the network, `<Name>Fused`, and their impls.
+
+use crate::internals::model::{Field, Kind, Model};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+pub fn model(model: &Model) -> TokenStream {
+    let item = &model.item;
+    let (name, vis, attrs) = (&item.ident, &item.vis, &item.attrs);
+    let fused_name = format_ident!("{}Fused", name);
+    let params = &model.params;
+    let output =
+        if model.flat_output() { quote!(::rep::ndarray::Array2<f32>) } else { quote!(::rep::ndarray::Array4<f32>) };
+
+    let train_fields = model.fields.iter().map(|f| field_decl(f, false));
+    let fused_fields = model.fields.iter().map(|f| field_decl(f, true));
+    let inits = model.fields.iter().map(init);
+    let names = model.fields.iter().map(|f| &f.ident).collect::<Vec<_>>();
+    let static_checks = static_chain(model);
+    let runtime_checks = model.fields.iter().map(runtime_chain);
+    let forward_eval = forward(model, false);
+    let forward_train = forward(model, true);
+    let fuse = model.fields.iter().map(|f| {
+        let ident = &f.ident;
+        match &f.kind {
+            Kind::Block { .. } => quote!(#ident: ::rep::Reparameterize::fuse(&self.#ident)?,),
+            Kind::Stage { .. } => {
+                quote!(#ident: self.#ident.iter().map(::rep::Reparameterize::fuse).collect::<::rep::Result<_>>()?,)
+            }
+            Kind::Pool | Kind::Linear { .. } => quote!(#ident: self.#ident.clone(),),
+        }
+    });
+    let (visit_ref, visit_mut) = (visit(model, false), visit(model, true));
+    let costs = costs(model);
+    let layer_impls = (!model.flat_output()).then(|| {
+        quote! {
+            impl ::rep::layers::Layer for #name {
+                fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<#output> {
+                    #name::forward(self, x)
+                }
+
+                fn forward_train(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<#output> {
+                    #name::forward_train(self, x)
+                }
+            }
+
+            impl ::rep::layers::Layer for #fused_name {
+                fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<#output> {
+                    #fused_name::forward(self, x)
+                }
+            }
+        }
+    });
+    let fused_doc = format!("The inference form of [`{name}`]: every block fused into one convolution.");
+
+    quote! {
+        #(#attrs)*
+        #vis struct #name {
+            #(#train_fields)*
+        }
+
+        #[doc = #fused_doc]
+        #vis struct #fused_name {
+            #(#fused_fields)*
+        }
+
+        impl #name {
+            /// Builds the network with PyTorch's default initialization, checking that the
+            /// channels of consecutive layers chain (at compile time where sizes are literal).
+            pub fn new(#(#params,)* rng: &mut impl ::rep::rand::Rng) -> ::rep::Result<Self> {
+                #static_checks
+                #(#inits)*
+                let mut __previous: ::core::option::Option<(::std::string::String, usize)> = ::core::option::Option::None;
+                #(#runtime_checks)*
+                ::core::result::Result::Ok(Self { #(#names,)* })
+            }
+
+            /// Eval-mode forward pass (BatchNorm uses its running statistics).
+            pub fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<#output> {
+                #forward_eval
+            }
+
+            /// Training forward pass: batch statistics, running statistics updated.
+            pub fn forward_train(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<#output> {
+                #forward_train
+            }
+        }
+
+        impl #fused_name {
+            /// Forward pass of the fused network.
+            pub fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<#output> {
+                #forward_eval
+            }
+        }
+
+        impl ::rep::Reparameterize for #name {
+            type Fused = #fused_name;
+
+            fn fuse(&self) -> ::rep::Result<#fused_name> {
+                ::core::result::Result::Ok(#fused_name { #(#fuse)* })
+            }
+        }
+
+        impl ::rep::layers::Parameters for #name {
+            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) { #visit_ref }
+            fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) { #visit_mut }
+        }
+
+        impl ::rep::layers::Parameters for #fused_name {
+            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) { #visit_ref }
+            fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) { #visit_mut }
+        }
+
+        impl ::rep::Costs for #name { #costs }
+        impl ::rep::Costs for #fused_name { #costs }
+
+        #layer_impls
+    }
+}
+
+fn field_decl(f: &Field, fused: bool) -> TokenStream {
+    let (ident, attrs) = (&f.ident, &f.attrs);
+    let doc = format!("`{}` (weights under `{}`).", f.ident, f.name);
+    let ty = match (&f.kind, fused) {
+        (Kind::Block { .. }, false) => f.block_type().expect("block"),
+        (Kind::Block { .. }, true) => {
+            let ty = f.block_type().expect("block");
+            quote!(<#ty as ::rep::Reparameterize>::Fused)
+        }
+        (Kind::Stage { .. }, false) => {
+            let ty = f.block_type().expect("stage");
+            quote!(::std::vec::Vec<#ty>)
+        }
+        (Kind::Stage { .. }, true) => {
+            let ty = f.block_type().expect("stage");
+            quote!(::std::vec::Vec<<#ty as ::rep::Reparameterize>::Fused>)
+        }
+        (Kind::Pool, _) => quote!(::rep::layers::GlobalAvgPool),
+        (Kind::Linear { .. }, _) => quote!(::rep::layers::Linear),
+    };
+    quote!(#(#attrs)* #[doc = #doc] pub #ident: #ty,)
+}
+
+fn init(f: &Field) -> TokenStream {
+    let ident = &f.ident;
+    match &f.kind {
+        Kind::Block { path, sizes } => {
+            let args = sizes.iter().map(|s| s.dim_value());
+            quote!(let #ident = #path::new(#(#args,)* rng)?;)
+        }
+        Kind::Stage { repeat, sizes, .. } => {
+            let ty = f.block_type().expect("stage");
+            let first = sizes.iter().map(|s| s.runtime());
+            quote! {
+                let #ident = {
+                    let mut __sizes: ::std::vec::Vec<usize> = ::std::vec![#(#first),*];
+                    let __count: usize = (#repeat) as usize;
+                    let mut __blocks = ::std::vec::Vec::with_capacity(__count);
+                    for _ in 0..__count {
+                        __blocks.push(<#ty as ::rep::Block>::from_sizes(&__sizes, rng)?);
+                        __sizes = <#ty as ::rep::Block>::next_in_stage(&__sizes);
+                    }
+                    __blocks
+                };
+            }
+        }
+        Kind::Pool => quote!(let #ident = ::rep::layers::GlobalAvgPool;),
+        Kind::Linear { input, output } => {
+            let (i, o) = (input.runtime(), output.runtime());
+            quote!(let #ident = ::rep::layers::Linear::new(#i, #o, rng);)
+        }
+    }
+}
+
+/// Compile-time chain checks between consecutive layers with channels.
+fn static_chain(model: &Model) -> TokenStream {
+    let mut previous: Option<(&Field, TokenStream)> = None;
+    let mut asserts = Vec::new();
+    for f in &model.fields {
+        let (input, output) = match &f.kind {
+            Kind::Block { .. } | Kind::Stage { .. } => {
+                let ty = f.block_type().expect("block");
+                (quote!(<#ty as ::rep::Block>::IN), quote!(<#ty as ::rep::Block>::OUT))
+            }
+            Kind::Linear { input, .. } => (input.statik(), quote!(::core::option::Option::None)),
+            Kind::Pool => continue,
+        };
+        if let Some((before, out)) = &previous {
+            let message = format!(
+                "model layers do not chain: `{}` takes a different number of channels than `{}` before it outputs",
+                f.ident, before.ident
+            );
+            asserts.push(quote!(::core::assert!(!::rep::dim::differ(#out, #input), #message);));
+        }
+        previous = Some((f, output));
+    }
+    quote!(const { #(#asserts)* })
+}
+
+fn runtime_chain(f: &Field) -> TokenStream {
+    let ident = &f.ident;
+    let name = &f.name;
+    match &f.kind {
+        Kind::Block { .. } => quote! {
+            ::rep::layers::chain_channels(&mut __previous, #name.into(), ::rep::Block::in_channels(&#ident), ::rep::Block::out_channels(&#ident))?;
+        },
+        Kind::Stage { .. } => quote! {
+            for (__i, __b) in #ident.iter().enumerate() {
+                ::rep::layers::chain_channels(&mut __previous, ::std::format!("{}.{}", #name, __i), ::rep::Block::in_channels(__b), ::rep::Block::out_channels(__b))?;
+            }
+        },
+        Kind::Linear { .. } => quote! {
+            ::rep::layers::chain_channels(&mut __previous, #name.into(), #ident.in_features(), #ident.out_features())?;
+        },
+        Kind::Pool => quote!(),
+    }
+}
+
+fn forward(model: &Model, train: bool) -> TokenStream {
+    let steps = model.fields.iter().map(|f| {
+        let ident = &f.ident;
+        match (&f.kind, train) {
+            (Kind::Block { .. }, false) => quote!(let __x = ::rep::layers::Layer::forward(&self.#ident, &__x)?;),
+            (Kind::Block { .. }, true) => {
+                quote!(let __x = ::rep::layers::Layer::forward_train(&mut self.#ident, &__x)?;)
+            }
+            (Kind::Stage { .. }, false) => quote! {
+                let mut __x = __x;
+                for __b in self.#ident.iter() { __x = ::rep::layers::Layer::forward(__b, &__x)?; }
+            },
+            (Kind::Stage { .. }, true) => quote! {
+                let mut __x = __x;
+                for __b in self.#ident.iter_mut() { __x = ::rep::layers::Layer::forward_train(__b, &__x)?; }
+            },
+            (Kind::Pool | Kind::Linear { .. }, _) => quote!(let __x = self.#ident.forward(&__x)?;),
+        }
+    });
+    quote! {
+        let __x = x.clone();
+        #(#steps)*
+        ::core::result::Result::Ok(__x)
+    }
+}
+
+fn visit(model: &Model, mutable: bool) -> TokenStream {
+    let (method, borrow, iter) = if mutable {
+        (quote!(visit_mut), quote!(&mut), quote!(iter_mut))
+    } else {
+        (quote!(visit), quote!(&), quote!(iter))
+    };
+    let join = quote!(::rep::layers::join);
+    let calls = model.fields.iter().map(|f| {
+        let (ident, name) = (&f.ident, &f.name);
+        match &f.kind {
+            Kind::Stage { .. } => quote! {
+                for (__i, __b) in self.#ident.#iter().enumerate() {
+                    ::rep::layers::Parameters::#method(__b, &#join(&#join(prefix, #name), &__i.to_string()), f);
+                }
+            },
+            Kind::Pool => quote!(),
+            _ => quote!(::rep::layers::Parameters::#method(#borrow self.#ident, &#join(prefix, #name), f);),
+        }
+    });
+    quote!(#(#calls)*)
+}
+
+fn costs(model: &Model) -> TokenStream {
+    let params = model.fields.iter().map(|f| {
+        let ident = &f.ident;
+        match &f.kind {
+            Kind::Stage { .. } => quote!(__n += self.#ident.iter().map(::rep::Costs::parameter_count).sum::<usize>();),
+            _ => quote!(__n += ::rep::Costs::parameter_count(&self.#ident);),
+        }
+    });
+    let macs = model.fields.iter().map(|f| {
+        let ident = &f.ident;
+        match &f.kind {
+            Kind::Stage { .. } => quote! {
+                for __b in self.#ident.iter() {
+                    let (__m, __next) = ::rep::Costs::macs(__b, __hw)?;
+                    __total += __m;
+                    __hw = __next;
+                }
+            },
+            _ => quote! {
+                let (__m, __next) = ::rep::Costs::macs(&self.#ident, __hw)?;
+                __total += __m;
+                __hw = __next;
+            },
+        }
+    });
+    quote! {
+        fn parameter_count(&self) -> usize {
+            let mut __n = 0usize;
+            #(#params)*
+            __n
+        }
+
+        fn macs(&self, input: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> {
+            let (mut __total, mut __hw) = (0u64, input);
+            #(#macs)*
+            ::core::result::Result::Ok((__total, __hw))
+        }
+    }
+}
