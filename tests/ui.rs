@@ -6,5 +6,6 @@ fn ui() {
     t.compile_fail("tests/ui/geometry/*.rs");
     t.compile_fail("tests/ui/branch/*.rs");
     t.compile_fail("tests/ui/generic/*.rs");
+    t.compile_fail("tests/ui/model/*.rs");
     t.pass("tests/ui/pass/*.rs");
 }
