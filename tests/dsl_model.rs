@@ -82,31 +82,10 @@ fn channels_that_do_not_chain_are_an_error_at_construction() {
     assert_eq!(err.to_string(), "invalid geometry: `second` takes 6 input channels but `first` before it outputs 8");
 }
 
-// ---- The reference fixtures, through the DSL. ----
-#[rep::block(post(relu), fused = "rbr_reparam")]
-pub struct OfficialBlock<Cin, Cout, S> {
-    #[rep(rename = "rbr_dense")]
-    dense: ConvBn<Cin, Cout, 3, S>,
-    #[rep(rename = "rbr_1x1")]
-    pointwise: ConvBn<Cin, Cout, 1, S>,
-    #[rep(rename = "rbr_identity", when = Cin == Cout && S == 1)]
-    identity: Option<Bn<Cout>>,
-}
-
-#[rep::model]
-pub struct OfficialA0W25 {
-    stage0: OfficialBlock<3, 16, 2>,
-    #[rep(repeat = 2)]
-    stage1: Vec<OfficialBlock<16, 16, 2>>,
-    #[rep(repeat = 4)]
-    stage2: Vec<OfficialBlock<16, 32, 2>>,
-    #[rep(repeat = 14)]
-    stage3: Vec<OfficialBlock<32, 64, 2>>,
-    #[rep(repeat = 1)]
-    stage4: Vec<OfficialBlock<64, 256, 2>>,
-    gap: GlobalAvgPool,
-    linear: Linear<256, 10>,
-}
+// ---- The reference fixtures, through the DSL: the official layout is the main example's. ----
+#[allow(dead_code)]
+#[path = "../examples/repvgg.rs"]
+mod repvgg;
 
 #[rep::block(post(relu), fused = "reparam_conv")]
 pub struct TimmBlock<Cin, Cout, S> {
@@ -139,8 +118,8 @@ fn fixture(dir: &str, file: &str) -> std::path::PathBuf {
 /// Loads train weights, checks train and fused logits, and compares our fused state dict with
 /// the peer's deploy file key by key (the names must match exactly).
 macro_rules! check_fixture {
-    ($model:ty, $dir:literal) => {{
-        let mut model = <$model>::new(&mut rng(0)).unwrap();
+    ($model:expr, $dir:literal) => {{
+        let mut model = $model.unwrap();
         StateDict::load(fixture($dir, "train.safetensors")).unwrap().load_into(&mut model).unwrap();
         let x: Array4<f32> = read_npy(fixture($dir, "input.npy")).unwrap();
         let expect_train: Array2<f32> = read_npy(fixture($dir, "expect_train.npy")).unwrap();
@@ -164,10 +143,10 @@ macro_rules! check_fixture {
 
 #[test]
 fn official_fixture_through_the_dsl() {
-    check_fixture!(OfficialA0W25, "official_a0_w25");
+    check_fixture!(repvgg::RepVgg::new([16, 16, 32, 64, 256], [2, 4, 14, 1], 10, &mut rng(0)), "official_a0_w25");
 }
 
 #[test]
 fn timm_fixture_through_the_dsl() {
-    check_fixture!(TimmA0W25, "timm_a0_w25");
+    check_fixture!(TimmA0W25::new(&mut rng(0)), "timm_a0_w25");
 }

@@ -5,7 +5,7 @@
 //! code calls only `rep`'s runtime.
 
 mod expand;
-mod expand_model;
+
 mod fallback;
 mod internals;
 
@@ -46,7 +46,7 @@ pub fn model(args: TokenStream, input: TokenStream) -> TokenStream {
     let cx = Ctxt::default();
     let model = internals::model::Model::parse(&cx, args.into(), item);
     match cx.into_compile_errors() {
-        None => expand_model::model(&model).into(),
+        None => expand::model::model(&model).into(),
         Some(errors) => fallback::model(&model.item, errors).into(),
     }
 }

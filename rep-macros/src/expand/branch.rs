@@ -1,0 +1,174 @@
+//! Branch forward passes (eval and training) and `fuse`.
+
+use super::construct::is_spatial;
+use crate::internals::ast::{Block, Branch, OpKind, Pair, PostOp};
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::Index;
+
+/// `self.field` (or the `Some` binding) and, in a sequence, `.i`.
+pub(super) fn op_access(b: &Branch, i: usize, base: &TokenStream) -> TokenStream {
+    if b.sequence {
+        let index = Index::from(i);
+        quote!(#base.#index)
+    } else {
+        quote!((*#base))
+    }
+}
+
+pub(super) fn needs_fill(b: &Branch, i: usize) -> bool {
+    if i == 0 {
+        return false;
+    }
+    match &b.ops[i].kind {
+        OpKind::Conv(c) | OpKind::ConvBn(c, _) => is_spatial(&c.kernel, &c.stride, &Some(Pair::lit(1))),
+        OpKind::AvgPool { .. } => true,
+        _ => false,
+    }
+}
+
+/// The forward of one branch on `x`, as an expression (the branch value bound as `__b`).
+pub(super) fn branch_forward(b: &Branch, train: bool) -> TokenStream {
+    let base = quote!(__b);
+    let mut steps = Vec::new();
+    for (i, op) in b.ops.iter().enumerate() {
+        let layer = op_access(b, i, &base);
+        let fill = needs_fill(b, i).then(|| {
+            // Pad with what the ops before produce for a zero input (their bias), as DBB does.
+            let prefix = (0..i).map(|j| {
+                let prev = op_access(b, j, &base);
+                match &b.ops[j].kind {
+                    OpKind::Identity(_) => quote!(),
+                    _ => quote!(let __z = ::rep::layers::Layer::forward(&#prev, &__z)?;),
+                }
+            });
+            quote! {
+                let __fill = {
+                    let __z = ::rep::ndarray::Array4::<f32>::zeros((1, x.shape()[1], 1, 1));
+                    #(#prefix)*
+                    ::rep::ndarray::Array1::from_iter(__z.iter().copied())
+                };
+            }
+        });
+        let call = match (&op.kind, fill.is_some(), train) {
+            (OpKind::Identity(_), ..) => quote!(__y.clone()),
+            (OpKind::ConvBn(..), true, true) => quote!({
+                let __c = #layer.conv.forward_with_fill(&__y, &__fill)?;
+                ::rep::layers::Layer::forward_train(&mut #layer.bn, &__c)?
+            }),
+            (OpKind::ConvBn(..), true, false) => quote!({
+                let __c = #layer.conv.forward_with_fill(&__y, &__fill)?;
+                ::rep::layers::Layer::forward(&#layer.bn, &__c)?
+            }),
+            (_, true, _) => quote!(#layer.forward_with_fill(&__y, &__fill)?),
+            (_, false, true) => quote!(::rep::layers::Layer::forward_train(&mut #layer, &__y)?),
+            (_, false, false) => quote!(::rep::layers::Layer::forward(&#layer, &__y)?),
+        };
+        steps.push(quote!(#fill let __y = #call;));
+    }
+    quote!({
+        let __y = x.clone();
+        #(#steps)*
+        __y
+    })
+}
+
+pub(super) fn forward(block: &Block, train: bool) -> TokenStream {
+    let branches = block.branches.iter().map(|b| {
+        let field = &b.field;
+        let name = &b.name;
+        let body = branch_forward(b, train);
+        let binding = if train { quote!(&mut self.#field) } else { quote!(&self.#field) };
+        let add = quote!(::rep::layers::accumulate(&mut __sum, __out, #name)?;);
+        let run = quote!(let __out = #body; #add);
+        if b.optional {
+            quote!(if let ::core::option::Option::Some(__b) = #binding { #run })
+        } else {
+            quote!({ let __b = #binding; #run })
+        }
+    });
+    let post = post_ops(block, quote!(__sum), train, false);
+    quote! {
+        let mut __sum: ::core::option::Option<::rep::ndarray::Array4<f32>> = ::core::option::Option::None;
+        #(#branches)*
+        #[allow(unused_mut)]
+        let mut __sum = __sum.ok_or_else(|| ::rep::Error::Geometry("no branch of the block is present".into()))?;
+        #post
+        ::core::result::Result::Ok(__sum)
+    }
+}
+
+/// Post-sum ops applied to `value`; `skip_bn` in the fused form (the BN is folded).
+pub(super) fn post_ops(block: &Block, value: TokenStream, train: bool, skip_bn: bool) -> TokenStream {
+    block
+        .post
+        .iter()
+        .map(|p| match p {
+            PostOp::Bn(..) if skip_bn => quote!(),
+            PostOp::Bn(..) if train => quote!(#value = ::rep::layers::Layer::forward_train(&mut self.bn, &#value)?;),
+            PostOp::Bn(..) => quote!(#value = ::rep::layers::Layer::forward(&self.bn, &#value)?;),
+            PostOp::Activation(variant) => quote!(::rep::layers::Activation::#variant.apply_inplace(&mut #value);),
+            PostOp::Se(..) => quote!(#value = ::rep::layers::Layer::forward(&self.se, &#value)?;),
+        })
+        .collect()
+}
+
+/// `fuse`: every present branch to an `AffineConv`, summed, the post-sum BN folded; binds `__fused`.
+pub(super) fn fuse(block: &Block) -> TokenStream {
+    let branches = block.branches.iter().enumerate().map(|(index, b)| {
+        let field = &b.field;
+        let name = &b.name;
+        let base = quote!(__b);
+        let mut chain = Vec::new();
+        for (i, op) in b.ops.iter().enumerate() {
+            let layer = op_access(b, i, &base);
+            let step = match (&op.kind, i) {
+                (OpKind::Conv(_), 0) => quote!(::rep::fusion::AffineConv::from_conv(&#layer)?),
+                (OpKind::ConvBn(..), 0) => quote!(#layer.fuse()?),
+                (OpKind::Bn(..), 0) => quote!(::rep::fusion::bn_identity(&#layer, __groups)?),
+                (OpKind::Scale(..), 0) => quote!(::rep::fusion::identity(__channels, __groups)?.then_scale(&#layer)?),
+                (OpKind::Identity(_), 0) => quote!(::rep::fusion::identity(__channels, __groups)?),
+                (OpKind::AvgPool { .. }, 0) => quote!(::rep::fusion::avg_pool_kernel(__channels, __groups, &#layer)?),
+                (OpKind::Conv(_), _) => quote!(__acc.then(&::rep::fusion::AffineConv::from_conv(&#layer)?)?),
+                (OpKind::ConvBn(..), _) => quote!(__acc.then(&#layer.fuse()?)?),
+                (OpKind::Bn(..), _) => quote!(__acc.then_bn(&#layer)?),
+                (OpKind::Scale(..), _) => quote!(__acc.then_scale(&#layer)?),
+                (OpKind::Identity(_), _) => quote!(__acc),
+                (OpKind::AvgPool { .. }, _) => quote!({
+                    let __c = __acc.geometry.out_channels;
+                    __acc.then(&::rep::fusion::avg_pool_kernel(__c, __groups, &#layer)?)?
+                }),
+            };
+            chain.push(quote!(let __acc = #step;));
+        }
+        let body = quote!({ #(#chain)* __acc });
+        let push = if index == 0 {
+            quote! {
+                let __main = #body;
+                (__channels, __groups) = (__main.geometry.in_channels, __main.geometry.groups);
+                __branches.push((#name, __main));
+            }
+        } else {
+            quote!(__branches.push((#name, #body));)
+        };
+        if b.optional {
+            quote!(if let ::core::option::Option::Some(__b) = &self.#field { #push })
+        } else {
+            quote!({ let __b = &self.#field; #push })
+        }
+    });
+    // The first branch must be present for the channel count used by identity-like branches.
+    let post_bn = block
+        .post
+        .iter()
+        .any(|p| matches!(p, PostOp::Bn(..)))
+        .then(|| quote!(let __fused = __fused.then_bn(&self.bn)?;));
+    quote! {
+        let mut __branches: ::std::vec::Vec<(&str, ::rep::fusion::AffineConv)> = ::std::vec::Vec::new();
+        #[allow(unused_variables, unused_assignments)]
+        let (mut __channels, mut __groups) = (0usize, 1usize);
+        #(#branches)*
+        let __fused = ::rep::fusion::sum_branches(&__branches)?;
+        #post_bn
+    }
+}

@@ -1,0 +1,151 @@
+//! `Parameters`, `Costs` and `rep::Block` for a block.
+
+use super::branch::op_access;
+use crate::internals::ast::{Block, OpKind, PostOp};
+use crate::internals::check::BlockGeometry;
+use crate::internals::geo::{Geo, SymKind};
+use proc_macro2::TokenStream;
+use quote::quote;
+
+pub(super) fn visit(block: &Block, mutable: bool) -> TokenStream {
+    let method = if mutable { quote!(visit_mut) } else { quote!(visit) };
+    let borrow = if mutable { quote!(&mut) } else { quote!(&) };
+    let join = quote!(::rep::layers::join);
+    let branches = block.branches.iter().map(|b| {
+        let (field, name) = (&b.field, &b.name);
+        let base = quote!(__b);
+        let ops =
+            b.ops.iter().enumerate().filter(|(_, op)| !matches!(op.kind, OpKind::AvgPool { .. } | OpKind::Identity(_)));
+        let calls = ops.map(|(i, op)| {
+            let layer = op_access(b, i, &base);
+            let path = if b.sequence {
+                let op_name = &op.name;
+                quote!(&#join(&#join(prefix, #name), #op_name))
+            } else {
+                quote!(&#join(prefix, #name))
+            };
+            quote!(::rep::layers::Parameters::#method(#borrow #layer, #path, f);)
+        });
+        let calls: Vec<_> = calls.collect();
+        if b.optional {
+            quote!(if let ::core::option::Option::Some(__b) = #borrow self.#field { #(#calls)* })
+        } else {
+            quote!({ let __b = #borrow self.#field; #(#calls)* })
+        }
+    });
+    let post = block.post.iter().filter_map(|p| match p {
+        PostOp::Bn(..) => Some(quote!(::rep::layers::Parameters::#method(#borrow self.bn, &#join(prefix, "bn"), f);)),
+        PostOp::Se(..) => Some(quote!(::rep::layers::Parameters::#method(#borrow self.se, &#join(prefix, "se"), f);)),
+        PostOp::Activation(..) => None,
+    });
+    quote!(#(#branches)* #(#post)*)
+}
+
+pub(super) fn costs(block: &Block) -> TokenStream {
+    let params = block.branches.iter().map(|b| {
+        let field = &b.field;
+        let terms = b.ops.iter().enumerate().filter(|(_, op)| !matches!(op.kind, OpKind::Identity(_))).map(|(i, _)| {
+            let layer = op_access(b, i, &quote!(__b));
+            quote!(__n += ::rep::Costs::parameter_count(&#layer);)
+        });
+        let terms: Vec<_> = terms.collect();
+        if b.optional {
+            quote!(if let ::core::option::Option::Some(__b) = &self.#field { #(#terms)* })
+        } else {
+            quote!({ let __b = &self.#field; #(#terms)* })
+        }
+    });
+    let macs = block.branches.iter().enumerate().map(|(index, b)| {
+        let field = &b.field;
+        let steps = b.ops.iter().enumerate().filter(|(_, op)| !matches!(op.kind, OpKind::Identity(_))).map(|(i, _)| {
+            let layer = op_access(b, i, &quote!(__b));
+            quote!(let (__m, __next) = ::rep::Costs::macs(&#layer, __hw)?; __total += __m; __hw = __next;)
+        });
+        let steps: Vec<_> = steps.collect();
+        let keep = (index == 0).then(|| quote!(__out = __hw;));
+        let body = quote!(#[allow(unused_mut)] let mut __hw = input; #(#steps)* #keep);
+        if b.optional {
+            quote!(if let ::core::option::Option::Some(__b) = &self.#field { #body })
+        } else {
+            quote!({ let __b = &self.#field; #body })
+        }
+    });
+    let post_params = block.post.iter().filter_map(|p| match p {
+        PostOp::Bn(..) => Some(quote!(__n += ::rep::Costs::parameter_count(&self.bn);)),
+        PostOp::Se(..) => Some(quote!(__n += ::rep::Costs::parameter_count(&self.se);)),
+        PostOp::Activation(..) => None,
+    });
+    let post_macs = block
+        .post
+        .iter()
+        .any(|p| matches!(p, PostOp::Se(..)))
+        .then(|| quote!(__total += ::rep::Costs::macs(&self.se, __out)?.0;));
+    quote! {
+        fn parameter_count(&self) -> usize {
+            let mut __n = 0usize;
+            #(#params)*
+            #(#post_params)*
+            __n
+        }
+
+        fn macs(&self, input: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> {
+            let (mut __total, mut __out) = (0u64, input);
+            #(#macs)*
+            #post_macs
+            ::core::result::Result::Ok((__total, __out))
+        }
+    }
+}
+
+/// `impl rep::Block`: static channels, construction from sizes, and the next block of a stage.
+pub(super) fn block_trait(block: &Block, g: &BlockGeometry) -> TokenStream {
+    let name = &block.item.ident;
+    let mut generics = block.item.generics.clone();
+    for param in generics.type_params_mut() {
+        param.bounds.push(syn::parse_quote!(::rep::Dim));
+    }
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let main = &g.summaries[0];
+    let (cin, cout) = (main.cin.statik(), main.cout.statik());
+    let count = block.dims.len();
+    let dims = block.dims.iter().enumerate().map(|(i, d)| quote!(<#d as ::rep::Dim>::from_size(sizes[#i])?));
+    let position = |geo: &Geo| match geo {
+        Geo::Sym(ident, SymKind::Dim) => block.dims.iter().position(|d| d == ident),
+        _ => None,
+    };
+    let chain = match (position(&main.cin), position(&main.cout)) {
+        (Some(i), Some(o)) => quote!(next[#i] = sizes[#o];),
+        _ => quote!(),
+    };
+    let stride = position(&main.stride.h).map(|s| quote!(next[#s] = 1;));
+    let mismatch = format!("`{name}` takes {count} sizes, found {{}}");
+    quote! {
+        impl #impl_generics ::rep::Block for #name #ty_generics #where_clause {
+            const IN: ::core::option::Option<usize> = #cin;
+            const OUT: ::core::option::Option<usize> = #cout;
+
+            fn from_sizes<R: ::rep::rand::Rng>(sizes: &[usize], rng: &mut R) -> ::rep::Result<Self> {
+                if sizes.len() != #count {
+                    return ::core::result::Result::Err(::rep::Error::Geometry(::std::format!(#mismatch, sizes.len())));
+                }
+                Self::new(#(#dims,)* rng)
+            }
+
+            #[allow(unused_mut)]
+            fn next_in_stage(sizes: &[usize]) -> ::std::vec::Vec<usize> {
+                let mut next = sizes.to_vec();
+                #chain
+                #stride
+                next
+            }
+
+            fn in_channels(&self) -> usize {
+                self._channels.0
+            }
+
+            fn out_channels(&self) -> usize {
+                self._channels.1
+            }
+        }
+    }
+}

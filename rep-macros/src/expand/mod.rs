@@ -1,0 +1,161 @@
+//! Code generation, calling only `rep`'s runtime: for a block, the train-time struct,
+//! `<Name>Fused` and their impls (`construct`: `new` and its checks; `branch`: forward and
+//! fuse; `impls`: parameters, costs, `rep::Block`); for a model, `model`.
+
+mod branch;
+mod construct;
+mod impls;
+pub mod model;
+
+use branch::{forward, fuse, post_ops};
+use construct::{branch_type, constructor};
+use impls::{block_trait, costs, visit};
+
+use crate::internals::ast::{Block, PostOp};
+use crate::internals::check::{BlockGeometry, Check};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+/// Everything generated for one block.
+pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> TokenStream {
+    let item = &block.item;
+    let (name, vis) = (&item.ident, &item.vis);
+    let fused_name = format_ident!("{}Fused", name);
+    let attrs = &item.attrs;
+    let mut generics = item.generics.clone();
+    for param in generics.type_params_mut() {
+        param.bounds.push(syn::parse_quote!(::rep::Dim));
+    }
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let dims = &block.dims;
+    let phantom = (!dims.is_empty()).then(|| quote!(_dims: ::core::marker::PhantomData<fn() -> (#(#dims,)*)>,));
+
+    let fields = block.branches.iter().map(|b| {
+        let (field, attrs, ty) = (&b.field, &b.attrs, branch_type(b));
+        let doc = format!("Branch `{}` (weights under `{}`).", b.field, b.name);
+        quote!(#(#attrs)* #[doc = #doc] pub #field: #ty,)
+    });
+    let post_fields = block.post.iter().filter_map(|p| match p {
+        PostOp::Bn(..) => {
+            Some(quote!(#[doc = "BatchNorm after the sum (folded by `fuse`)."] pub bn: ::rep::layers::BatchNorm2d,))
+        }
+        PostOp::Se(..) => {
+            Some(quote!(#[doc = "Squeeze-and-excitation after the sum."] pub se: ::rep::layers::SqueezeExcite,))
+        }
+        PostOp::Activation(..) => None,
+    });
+    let fused_se = block.post.iter().any(|p| matches!(p, PostOp::Se(..)));
+    let fused_se_field = fused_se.then(
+        || quote!(#[doc = "Squeeze-and-excitation, as in the train-time block."] pub se: ::rep::layers::SqueezeExcite,),
+    );
+
+    let new_fn = constructor(block, geometry, checks);
+    let block_impl = block_trait(block, geometry);
+    let (forward_eval, forward_train) = (forward(block, false), forward(block, true));
+    let fuse = fuse(block);
+    let (visit_ref, visit_mut) = (visit(block, false), visit(block, true));
+    let costs = costs(block);
+    let fused_post = post_ops(block, quote!(__y), false, true);
+    let fused_weight = &block.fused_name;
+    let fused_doc =
+        format!("The inference form of [`{name}`]: one convolution (`{fused_weight}`) and the post-sum ops.");
+    let fused_se_visit =
+        fused_se.then(|| quote!(::rep::layers::Parameters::visit(&self.se, &::rep::layers::join(prefix, "se"), f);));
+    let fused_se_visit_mut = fused_se
+        .then(|| quote!(::rep::layers::Parameters::visit_mut(&mut self.se, &::rep::layers::join(prefix, "se"), f);));
+    let fused_se_params = fused_se.then(|| quote!(+ ::rep::Costs::parameter_count(&self.se)));
+    let fused_se_macs = fused_se.then(|| quote!(__macs += ::rep::Costs::macs(&self.se, __out)?.0;));
+    let fused_se_init = fused_se.then(|| quote!(se: self.se.clone(),));
+
+    quote! {
+        #(#attrs)*
+        #vis struct #name #impl_generics #where_clause {
+            #(#fields)*
+            #(#post_fields)*
+            /// Input and output channels, for `rep::Block`.
+            _channels: (usize, usize),
+            #phantom
+        }
+
+        #block_impl
+
+        #[allow(clippy::identity_op, clippy::erasing_op, clippy::modulo_one, clippy::eq_op)]
+        impl #impl_generics #name #ty_generics #where_clause {
+            #new_fn
+        }
+
+        impl #impl_generics ::rep::layers::Layer for #name #ty_generics #where_clause {
+            fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
+                #forward_eval
+            }
+
+            fn forward_train(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
+                #forward_train
+            }
+        }
+
+        impl #impl_generics ::rep::layers::Parameters for #name #ty_generics #where_clause {
+            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {
+                #visit_ref
+            }
+
+            fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {
+                #visit_mut
+            }
+        }
+
+        impl #impl_generics ::rep::Reparameterize for #name #ty_generics #where_clause {
+            type Fused = #fused_name;
+
+            fn fuse(&self) -> ::rep::Result<#fused_name> {
+                #fuse
+                ::core::result::Result::Ok(#fused_name { conv: __fused.to_conv2d(), #fused_se_init })
+            }
+        }
+
+        impl #impl_generics ::rep::Costs for #name #ty_generics #where_clause {
+            #costs
+        }
+
+        #[doc = #fused_doc]
+        #[derive(Clone, Debug, PartialEq)]
+        #vis struct #fused_name {
+            #[doc = "The fused convolution, with bias."]
+            pub conv: ::rep::layers::Conv2d,
+            #fused_se_field
+        }
+
+        impl ::rep::layers::Layer for #fused_name {
+            fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
+                #[allow(unused_mut)]
+                let mut __y = ::rep::layers::Layer::forward(&self.conv, x)?;
+                #fused_post
+                ::core::result::Result::Ok(__y)
+            }
+        }
+
+        impl ::rep::layers::Parameters for #fused_name {
+            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {
+                ::rep::layers::Parameters::visit(&self.conv, &::rep::layers::join(prefix, #fused_weight), f);
+                #fused_se_visit
+            }
+
+            fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {
+                ::rep::layers::Parameters::visit_mut(&mut self.conv, &::rep::layers::join(prefix, #fused_weight), f);
+                #fused_se_visit_mut
+            }
+        }
+
+        impl ::rep::Costs for #fused_name {
+            fn parameter_count(&self) -> usize {
+                ::rep::Costs::parameter_count(&self.conv) #fused_se_params
+            }
+
+            fn macs(&self, input: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> {
+                let (mut __macs, __out) = ::rep::Costs::macs(&self.conv, input)?;
+                #fused_se_macs
+                ::core::result::Result::Ok((__macs, __out))
+            }
+        }
+    }
+}
