@@ -50,5 +50,5 @@ pub use dim::{Const, Dim};
 pub use error::{Error, Result};
 pub use geometry::{ConvGeometry, Hw};
 pub use io::StateDict;
-pub use traits::{Block, Costs, Reparameterize};
+pub use traits::{Block, Costs, Reparameterize, StageRoles};
 pub use {ndarray, rand};

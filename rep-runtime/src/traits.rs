@@ -35,15 +35,46 @@ pub trait Block: Sized + Layer + Parameters + Reparameterize + Costs {
     /// Builds the block from its `Dim` sizes, in declaration order.
     fn from_sizes<R: rand::Rng>(sizes: &[usize], rng: &mut R) -> Result<Self>;
 
-    /// The sizes of the next block of a stage: input channels become the output channels and
-    /// the stride becomes 1 (the parameters named by the main branch's `C_in` and stride).
-    fn next_in_stage(sizes: &[usize]) -> Vec<usize>;
+    /// Which sizes a stage rewires from one block to the next.
+    const STAGE: StageRoles;
 
     /// Input channels.
     fn in_channels(&self) -> usize;
 
     /// Output channels.
     fn out_channels(&self) -> usize;
+}
+
+/// The positions, among a block's `Dim` sizes, of its input channels, output channels and
+/// stride (those the main branch names with a single parameter).
+///
+/// In a stage of repeated blocks, every block after the first takes the previous block's
+/// output channels as its input channels, and stride 1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageRoles {
+    /// Position of the input channel count.
+    pub input: Option<usize>,
+    /// Position of the output channel count.
+    pub output: Option<usize>,
+    /// Position of the stride.
+    pub stride: Option<usize>,
+}
+
+impl StageRoles {
+    /// The sizes of a block that follows one built with `previous`: `sizes` as given, with the
+    /// input channels set to `previous`'s output channels and the stride set to 1.
+    pub fn follow(&self, previous: &[usize], mut sizes: Vec<usize>) -> Vec<usize> {
+        if let (Some(i), Some(o)) = (self.input, self.output)
+            && i < sizes.len()
+            && o < previous.len()
+        {
+            sizes[i] = previous[o];
+        }
+        if let Some(s) = self.stride.filter(|&s| s < sizes.len()) {
+            sizes[s] = 1;
+        }
+        sizes
+    }
 }
 
 /// Parameter and multiply-add counts.
@@ -102,12 +133,12 @@ impl Costs for AvgPool2d {
 
 impl Costs for SqueezeExcite {
     fn parameter_count(&self) -> usize {
-        self.reduce.parameter_count() + self.expand.parameter_count()
+        self.down.parameter_count() + self.up.parameter_count()
     }
 
     fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
         let one = Hw::square(1);
-        Ok((self.reduce.macs(one)?.0 + self.expand.macs(one)?.0, input))
+        Ok((self.down.macs(one)?.0 + self.up.macs(one)?.0, input))
     }
 }
 

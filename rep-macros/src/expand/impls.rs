@@ -113,11 +113,11 @@ pub(super) fn block_trait(block: &Block, g: &BlockGeometry) -> TokenStream {
         Geo::Sym(ident, SymKind::Dim) => block.dims.iter().position(|d| d == ident),
         _ => None,
     };
-    let chain = match (position(&main.cin), position(&main.cout)) {
-        (Some(i), Some(o)) => quote!(next[#i] = sizes[#o];),
-        _ => quote!(),
+    let role = |geo: &Geo| match position(geo) {
+        Some(i) => quote!(::core::option::Option::Some(#i)),
+        None => quote!(::core::option::Option::None),
     };
-    let stride = position(&main.stride.h).map(|s| quote!(next[#s] = 1;));
+    let (input, output, stride) = (role(&main.cin), role(&main.cout), role(&main.stride.h));
     let mismatch = format!("`{name}` takes {count} sizes, found {{}}");
     quote! {
         impl #impl_generics ::rep::Block for #name #ty_generics #where_clause {
@@ -131,13 +131,7 @@ pub(super) fn block_trait(block: &Block, g: &BlockGeometry) -> TokenStream {
                 Self::new(#(#dims,)* rng)
             }
 
-            #[allow(unused_mut)]
-            fn next_in_stage(sizes: &[usize]) -> ::std::vec::Vec<usize> {
-                let mut next = sizes.to_vec();
-                #chain
-                #stride
-                next
-            }
+            const STAGE: ::rep::StageRoles = ::rep::StageRoles { input: #input, output: #output, stride: #stride };
 
             fn in_channels(&self) -> usize {
                 self._channels.0

@@ -148,17 +148,25 @@ fn init(f: &Field) -> TokenStream {
             let args = sizes.iter().map(|s| s.dim_value());
             quote!(let #ident = #path::new(#(#args,)* rng)?;)
         }
-        Kind::Stage { repeat, sizes, .. } => {
+        Kind::Stage { repeat, sizes, index, .. } => {
             let ty = f.block_type().expect("stage");
-            let first = sizes.iter().map(|s| s.runtime());
+            let sizes = sizes.iter().map(|s| s.runtime());
+            let index = index.clone().unwrap_or_else(|| format_ident!("__index"));
             quote! {
                 let #ident = {
-                    let mut __sizes: ::std::vec::Vec<usize> = ::std::vec![#(#first),*];
                     let __count: usize = (#repeat) as usize;
                     let mut __blocks = ::std::vec::Vec::with_capacity(__count);
-                    for _ in 0..__count {
+                    let mut __previous: ::std::vec::Vec<usize> = ::std::vec::Vec::new();
+                    #[allow(unused_variables)]
+                    for #index in 0..__count {
+                        let __fresh: ::std::vec::Vec<usize> = ::std::vec![#(#sizes),*];
+                        let __sizes = if #index == 0 {
+                            __fresh
+                        } else {
+                            <#ty as ::rep::Block>::STAGE.follow(&__previous, __fresh)
+                        };
                         __blocks.push(<#ty as ::rep::Block>::from_sizes(&__sizes, rng)?);
-                        __sizes = <#ty as ::rep::Block>::next_in_stage(&__sizes);
+                        __previous = __sizes;
                     }
                     __blocks
                 };

@@ -72,8 +72,9 @@ impl Size {
 pub enum Kind {
     /// One block; `path` is the block type without arguments.
     Block { path: syn::Path, sizes: Vec<Size> },
-    /// `repeat` blocks; the first with `sizes`, each next one with `Block::next_in_stage`.
-    Stage { path: syn::Path, sizes: Vec<Size>, repeat: Expr },
+    /// `repeat` blocks with `sizes` (which may use the block's position, named `index`);
+    /// each after the first chained to the one before by `Block::STAGE`.
+    Stage { path: syn::Path, sizes: Vec<Size>, repeat: Expr, index: Option<Ident> },
     /// `[N, C, H, W] → [N, C]`.
     Pool,
     /// `[N, in] → [N, out]`.
@@ -195,6 +196,7 @@ fn parse_field(cx: &Ctxt, field: &syn::Field) -> Option<Field> {
     let ident = field.ident.clone()?;
     let mut rename = None;
     let mut repeat: Option<Expr> = None;
+    let mut index: Option<Ident> = None;
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("rep")) {
         let result = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("rename") {
@@ -202,8 +204,12 @@ fn parse_field(cx: &Ctxt, field: &syn::Field) -> Option<Field> {
                 rename = Some((name.value(), name.span()));
             } else if meta.path.is_ident("repeat") {
                 repeat = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("index") {
+                index = Some(meta.value()?.parse()?);
             } else {
-                return Err(meta.error("unknown field argument; expected rename = \"name\" or repeat = COUNT"));
+                return Err(
+                    meta.error("unknown field argument; expected rename = \"name\", repeat = COUNT or index = NAME")
+                );
             }
             Ok(())
         });
@@ -213,7 +219,7 @@ fn parse_field(cx: &Ctxt, field: &syn::Field) -> Option<Field> {
     }
     let (name, name_span) = rename.unwrap_or((ident.to_string(), ident.span()));
     let attrs = field.attrs.iter().filter(|a| !a.path().is_ident("rep")).cloned().collect();
-    let kind = match parse_kind(&field.ty, repeat.clone()) {
+    let kind = match parse_kind(&field.ty, repeat.clone(), index) {
         Ok(kind) => kind,
         Err(e) => {
             cx.syn_error(e);
@@ -238,7 +244,7 @@ fn type_args(path: &syn::TypePath) -> syn::Result<(syn::Path, Vec<&GenericArgume
     Ok((bare, args))
 }
 
-fn parse_kind(ty: &Type, repeat: Option<Expr>) -> syn::Result<Kind> {
+fn parse_kind(ty: &Type, repeat: Option<Expr>, index: Option<Ident>) -> syn::Result<Kind> {
     let Type::Path(path) = ty else {
         return Err(syn::Error::new(
             ty.span(),
@@ -257,7 +263,7 @@ fn parse_kind(ty: &Type, repeat: Option<Expr>) -> syn::Result<Kind> {
                 return Err(syn::Error::new(ty.span(), "a `Vec` stage needs #[rep(repeat = COUNT)]"));
             };
             let (path, inner_args) = type_args(inner)?;
-            Ok(Kind::Stage { path, sizes: sizes(&inner_args)?, repeat })
+            Ok(Kind::Stage { path, sizes: sizes(&inner_args)?, repeat, index })
         }
         "GlobalAvgPool" => Ok(Kind::Pool),
         "Linear" => match sizes(&args)?.as_mut_slice() {

@@ -7,33 +7,33 @@ use crate::geometry::ConvGeometry;
 use ndarray::{Array4, Axis};
 use rand::Rng;
 
-/// `y = x · σ(expand(ReLU(reduce(mean_hw(x)))))`, with 1×1 convolutions with bias.
+/// `y = x · σ(up(ReLU(down(mean_hw(x)))))`, with 1×1 convolutions with bias.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SqueezeExcite {
     /// `C → C/r` 1×1 convolution.
-    pub reduce: Conv2d,
+    pub down: Conv2d,
     /// `C/r → C` 1×1 convolution.
-    pub expand: Conv2d,
+    pub up: Conv2d,
 }
 
 impl SqueezeExcite {
     /// An SE block on `channels` channels with `hidden` internal channels, PyTorch-initialized.
     pub fn new(channels: usize, hidden: usize, rng: &mut impl Rng) -> Result<Self> {
         Ok(SqueezeExcite {
-            reduce: Conv2d::new_with_bias(ConvGeometry::new(channels, hidden, 1), rng)?,
-            expand: Conv2d::new_with_bias(ConvGeometry::new(hidden, channels, 1), rng)?,
+            down: Conv2d::new_with_bias(ConvGeometry::new(channels, hidden, 1), rng)?,
+            up: Conv2d::new_with_bias(ConvGeometry::new(hidden, channels, 1), rng)?,
         })
     }
 }
 
 impl Layer for SqueezeExcite {
     fn forward(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
-        check_channels("squeeze_excite", x, self.reduce.geometry.in_channels)?;
+        check_channels("squeeze_excite", x, self.down.geometry.in_channels)?;
         let pooled = global_avg_pool(x).insert_axis(Axis(2)).insert_axis(Axis(3));
-        let hidden = Activation::Relu.forward(&self.reduce.forward(&pooled)?)?;
-        let gate = Activation::Sigmoid.forward(&self.expand.forward(&hidden)?)?;
+        let hidden = Activation::Relu.forward(&self.down.forward(&pooled)?)?;
+        let gate = Activation::Sigmoid.forward(&self.up.forward(&hidden)?)?;
         Ok(x * &gate)
     }
 }
 
-child_parameters!(SqueezeExcite { reduce, expand });
+child_parameters!(SqueezeExcite { down, up });
