@@ -40,6 +40,8 @@
 
 pub use rep_runtime::*;
 
+pub mod repvgg;
+
 extern crate self as rep;
 
 pub use rep_macros::{block, model};

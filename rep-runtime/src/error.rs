@@ -95,6 +95,14 @@ pub enum Error {
         dtype: String,
     },
 
+    /// A checkpoint that is not what was asked for (wrong architecture, unknown naming, …).
+    #[error("{0}")]
+    Checkpoint(String),
+
+    /// An architecture that does not exist or is not consistent.
+    #[error("{0}")]
+    Architecture(String),
+
     /// Checkpoint and model disagree; every problem is listed, nothing was loaded.
     #[error("{0}")]
     StateDict(crate::io::Mismatch),

@@ -153,18 +153,30 @@ impl Mismatch {
     }
 }
 
+/// Lines shown per kind of problem before the rest is counted.
+const SHOWN: usize = 8;
+
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "checkpoint does not match the model; nothing was loaded:")?;
-        for name in &self.missing {
-            writeln!(f, "  missing key: {name}")?;
-        }
-        for name in &self.unexpected {
-            writeln!(f, "  unexpected key: {name}")?;
-        }
-        for (name, expected, found) in &self.wrong_shape {
-            writeln!(f, "  wrong shape for {name}: expected {expected:?}, found {found:?}")?;
-        }
-        Ok(())
+        write!(
+            f,
+            "checkpoint does not match the model ({} missing, {} unexpected, {} wrong shape); nothing was loaded",
+            self.missing.len(),
+            self.unexpected.len(),
+            self.wrong_shape.len()
+        )?;
+        let mut list = |what: &str, lines: Vec<String>| -> fmt::Result {
+            for line in lines.iter().take(SHOWN) {
+                write!(f, "\n  {what} {line}")?;
+            }
+            if lines.len() > SHOWN {
+                write!(f, "\n  … and {} more", lines.len() - SHOWN)?;
+            }
+            Ok(())
+        };
+        list("missing key:", self.missing.clone())?;
+        list("unexpected key:", self.unexpected.clone())?;
+        let wrong = self.wrong_shape.iter().map(|(n, e, g)| format!("{n}: expected {e:?}, found {g:?}")).collect();
+        list("wrong shape for", wrong)
     }
 }

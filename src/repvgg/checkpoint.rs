@@ -1,0 +1,278 @@
+//! PyTorch RepVGG checkpoints: the official and timm namings, train and deploy forms,
+//! architecture inference from the shapes, and deploy export.
+
+use super::{Arch, RepVgg, RepVggFused};
+use crate::io::StateDict;
+use crate::ndarray::{Array2, Array4};
+use crate::{Error, Reparameterize, Result};
+use std::path::Path;
+use std::str::FromStr;
+
+/// Which implementation's state-dict names a checkpoint uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Naming {
+    /// DingXiaoH/RepVGG: `stage0.rbr_dense.conv.weight`, `stage1.0.rbr_identity.running_var`,
+    /// `linear.weight`; deploy `stage1.0.rbr_reparam.weight`.
+    Official,
+    /// timm's ByobNet: `stem.conv_kxk.conv.weight`, `stages.0.1.identity.running_var`,
+    /// `head.fc.weight`; deploy `stages.0.0.reparam_conv.weight`.
+    Timm,
+}
+
+/// Renamed path segments, official ↔ timm.
+const SEGMENTS: &[(&str, &str)] = &[
+    ("rbr_dense", "conv_kxk"),
+    ("rbr_1x1", "conv_1x1"),
+    ("rbr_identity", "identity"),
+    ("rbr_reparam", "reparam_conv"),
+    ("se", "attn"),
+    ("down", "fc1"),
+    ("up", "fc2"),
+];
+
+impl Naming {
+    /// The naming of a state dict: timm's when it has `stem.*` or `stages.*` keys, the official
+    /// one when it has `stage0.*`.
+    pub fn detect(state: &StateDict) -> Result<Naming> {
+        let keys = || state.tensors.keys();
+        if keys().any(|k| k.starts_with("stem.") || k.starts_with("stages.")) {
+            Ok(Naming::Timm)
+        } else if keys().any(|k| k.starts_with("stage0.")) {
+            Ok(Naming::Official)
+        } else {
+            Err(Error::Checkpoint(
+                "not a RepVGG checkpoint: no `stage0.*` (official) or `stem.*` (timm) keys".to_owned(),
+            ))
+        }
+    }
+
+    /// A key in this naming, in the official naming.
+    pub fn to_official(self, key: &str) -> String {
+        if self == Naming::Official {
+            return key.to_owned();
+        }
+        let parts: Vec<&str> = key.split('.').collect();
+        let mut out: Vec<String> = Vec::new();
+        let rest = match parts.as_slice() {
+            ["stem", rest @ ..] => {
+                out.push("stage0".into());
+                rest
+            }
+            ["stages", stage, rest @ ..] if stage.parse::<usize>().is_ok() => {
+                out.push(format!("stage{}", stage.parse::<usize>().unwrap_or(0) + 1));
+                rest
+            }
+            ["head", "fc", rest @ ..] => {
+                out.push("linear".into());
+                rest
+            }
+            other => other,
+        };
+        out.extend(rest.iter().map(|s| rename(s, |(o, t)| (t, o))));
+        out.join(".")
+    }
+
+    /// An official key in this naming.
+    pub fn from_official(self, key: &str) -> String {
+        if self == Naming::Official {
+            return key.to_owned();
+        }
+        let parts: Vec<&str> = key.split('.').collect();
+        let mut out: Vec<String> = Vec::new();
+        let rest = match parts.as_slice() {
+            ["stage0", rest @ ..] => {
+                out.push("stem".into());
+                rest
+            }
+            [stage, rest @ ..] if stage.strip_prefix("stage").and_then(|s| s.parse::<usize>().ok()).is_some() => {
+                let k: usize = stage["stage".len()..].parse().unwrap_or(1);
+                out.extend(["stages".to_owned(), (k - 1).to_string()]);
+                rest
+            }
+            ["linear", rest @ ..] => {
+                out.extend(["head".to_owned(), "fc".to_owned()]);
+                rest
+            }
+            other => other,
+        };
+        out.extend(rest.iter().map(|s| rename(s, |(o, t)| (o, t))));
+        out.join(".")
+    }
+}
+
+fn rename(segment: &str, direction: impl Fn(&(&'static str, &'static str)) -> (&'static str, &'static str)) -> String {
+    SEGMENTS.iter().map(&direction).find(|(from, _)| *from == segment).map_or(segment, |(_, to)| to).to_owned()
+}
+
+impl FromStr for Naming {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Naming> {
+        match s {
+            "official" => Ok(Naming::Official),
+            "timm" => Ok(Naming::Timm),
+            other => Err(Error::Architecture(format!("unknown naming `{other}`; expected official or timm"))),
+        }
+    }
+}
+
+/// Train-time (three branches per block) or deploy (one conv per block) weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// `rbr_dense`, `rbr_1x1`, `rbr_identity` per block.
+    Train,
+    /// `rbr_reparam` per block.
+    Deploy,
+}
+
+/// A RepVGG checkpoint, its keys in the official naming.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// The tensors, renamed to the official naming, `module.` stripped.
+    pub state: StateDict,
+    /// The naming the file used.
+    pub naming: Naming,
+    /// Train-time or deploy weights.
+    pub form: Form,
+}
+
+/// A model built from a checkpoint, in the form the checkpoint had.
+pub enum Loaded {
+    /// Train-time weights.
+    Train(RepVgg),
+    /// Deploy weights.
+    Deploy(RepVggFused),
+}
+
+impl Loaded {
+    /// Logits `[N, classes]` (eval mode).
+    pub fn forward(&self, x: &Array4<f32>) -> Result<Array2<f32>> {
+        match self {
+            Loaded::Train(model) => model.forward(x),
+            Loaded::Deploy(model) => model.forward(x),
+        }
+    }
+
+    /// The deploy form: fused when the weights were train-time.
+    pub fn into_deploy(self) -> Result<RepVggFused> {
+        match self {
+            Loaded::Train(model) => model.fuse(),
+            Loaded::Deploy(model) => Ok(model),
+        }
+    }
+}
+
+impl Checkpoint {
+    /// Reads a safetensors checkpoint and detects its naming and form.
+    pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint> {
+        Checkpoint::from_state(StateDict::load(path)?)
+    }
+
+    /// Detects naming and form of a state dict and renames its keys to the official naming.
+    pub fn from_state(state: StateDict) -> Result<Checkpoint> {
+        let state = state.strip_prefix("module");
+        let naming = Naming::detect(&state)?;
+        let tensors = state.tensors.into_iter().map(|(k, v)| (naming.to_official(&k), v)).collect();
+        let state = StateDict { tensors };
+        let form = if state.tensors.keys().any(|k| k.contains(".rbr_reparam.")) { Form::Deploy } else { Form::Train };
+        Ok(Checkpoint { state, naming, form })
+    }
+
+    fn shape(&self, key: &str) -> Option<&[usize]> {
+        self.state.tensors.get(key).map(|t| t.shape())
+    }
+
+    /// The kernel of the block at `prefix`: `[C_out, C_in/g, 3, 3]`.
+    fn kernel_shape(&self, prefix: &str) -> Result<&[usize]> {
+        let (train, deploy) = (format!("{prefix}.rbr_dense.conv.weight"), format!("{prefix}.rbr_reparam.weight"));
+        self.shape(&train).or_else(|| self.shape(&deploy)).filter(|s| s.len() == 4).ok_or_else(|| {
+            Error::Checkpoint(format!("cannot infer the architecture: no 4-D `{train}` or `{deploy}` in the checkpoint"))
+        })
+    }
+
+    /// The architecture, read off the keys (blocks per stage) and shapes (widths, groups, classes).
+    pub fn infer_arch(&self) -> Result<Arch> {
+        let mut depths = [0usize; 4];
+        for (stage, depth) in depths.iter_mut().enumerate() {
+            let prefix = format!("stage{}.", stage + 1);
+            *depth = self
+                .state
+                .tensors
+                .keys()
+                .filter_map(|k| k.strip_prefix(&prefix)?.split('.').next()?.parse::<usize>().ok())
+                .max()
+                .map_or(0, |i| i + 1);
+        }
+        let mut widths = [0usize; 5];
+        let mut groups = Vec::new();
+        let mut cin = 3;
+        for stage in 0..5 {
+            let blocks = if stage == 0 { 1 } else { depths[stage - 1] };
+            for index in 0..blocks {
+                let prefix = if stage == 0 { "stage0".to_owned() } else { format!("stage{stage}.{index}") };
+                let shape = self.kernel_shape(&prefix)?;
+                if shape[1] == 0 || cin % shape[1] != 0 {
+                    return Err(Error::Checkpoint(format!(
+                        "cannot infer the architecture: `{prefix}` has kernel {shape:?} for {cin} input channels"
+                    )));
+                }
+                groups.push(cin / shape[1]);
+                widths[stage] = shape[0];
+                cin = shape[0];
+            }
+        }
+        let classes = match self.shape("linear.weight") {
+            Some([classes, features]) if *features == widths[4] => *classes,
+            other => {
+                return Err(Error::Checkpoint(format!(
+                    "cannot infer the architecture: `linear.weight` should be [classes, {}], found {other:?}",
+                    widths[4]
+                )));
+            }
+        };
+        Ok(Arch::new("inferred", depths, widths, groups, classes)?.recognise())
+    }
+
+    /// Builds the model of `arch` (inferred when `None`) and loads the weights; every missing,
+    /// unexpected or mis-shaped key is reported together and nothing is half-loaded.
+    pub fn build(&self, arch: Option<&Arch>) -> Result<(Arch, Loaded)> {
+        let arch = match (arch, self.infer_arch()) {
+            (Some(wanted), Ok(found)) if !wanted.same_layout(&found) => {
+                return Err(Error::Checkpoint(format!(
+                    "the checkpoint is not RepVGG-{}: it has depths {:?}, widths {:?} (RepVGG-{} has {:?}, {:?}){}",
+                    wanted.name,
+                    found.depths,
+                    found.widths,
+                    wanted.name,
+                    wanted.depths,
+                    wanted.widths,
+                    if found.name != "inferred" { format!("; it looks like RepVGG-{}", found.name) } else { String::new() }
+                )));
+            }
+            (Some(wanted), _) => wanted.clone(),
+            (None, found) => found?,
+        };
+        let mut rng = <crate::rand::rngs::StdRng as crate::rand::SeedableRng>::seed_from_u64(0);
+        let mut model = RepVgg::new(&arch, &mut rng)?;
+        let loaded = match self.form {
+            Form::Train => {
+                self.state.load_into(&mut model)?;
+                Loaded::Train(model)
+            }
+            Form::Deploy => {
+                let mut fused = model.fuse()?;
+                self.state.load_into(&mut fused)?;
+                Loaded::Deploy(fused)
+            }
+        };
+        Ok((arch, loaded))
+    }
+}
+
+/// Writes deploy weights in either naming: loadable by the official model built with
+/// `deploy=True`, or by timm's after `reparameterize_model`.
+pub fn save_deploy(model: &RepVggFused, path: impl AsRef<Path>, naming: Naming) -> Result<()> {
+    let state = StateDict::from_parameters(model);
+    let tensors = state.tensors.into_iter().map(|(k, v)| (naming.from_official(&k), v)).collect();
+    StateDict { tensors }.save(path)
+}
