@@ -193,7 +193,13 @@ fn load(arch: Option<String>, weights: &std::path::Path) -> rep::Result<(Arch, L
     Ok((arch, loaded, checkpoint))
 }
 
-fn convert(arch: Option<String>, input: &std::path::Path, output: &std::path::Path, to: &str, out: &mut dyn Write) -> CliResult {
+fn convert(
+    arch: Option<String>,
+    input: &std::path::Path,
+    output: &std::path::Path,
+    to: &str,
+    out: &mut dyn Write,
+) -> CliResult {
     let naming: Naming = to.parse()?;
     let (arch, loaded, _) = load(arch, input)?;
     let Loaded::Train(model) = loaded else {
@@ -204,16 +210,27 @@ fn convert(arch: Option<String>, input: &std::path::Path, output: &std::path::Pa
     let mut rng = StdRng::seed_from_u64(0);
     let x = random_input((2, 3, 64, 64), &mut rng);
     let (abs, rel) = difference(&model.forward(&x)?, &fused.forward(&x)?);
-    writeln!(out, "equivalence check on a random 2x3x64x64 input: max |train - fused| = {abs:.3e} (relative {rel:.3e})")?;
+    writeln!(
+        out,
+        "equivalence check on a random 2x3x64x64 input: max |train - fused| = {abs:.3e} (relative {rel:.3e})"
+    )?;
     if rel > 1e-5 {
-        return Err(format!("fused model differs from the train-time model by {rel:.3e} (relative); nothing written").into());
+        return Err(
+            format!("fused model differs from the train-time model by {rel:.3e} (relative); nothing written").into()
+        );
     }
     save_deploy(&fused, output, naming)?;
     writeln!(out, "wrote {} (RepVGG-{}, {to} naming, deploy form)", output.display(), arch.name)?;
     Ok(())
 }
 
-fn infer(arch: Option<String>, weights: &std::path::Path, input: &std::path::Path, output: &std::path::Path, out: &mut dyn Write) -> CliResult {
+fn infer(
+    arch: Option<String>,
+    weights: &std::path::Path,
+    input: &std::path::Path,
+    output: &std::path::Path,
+    out: &mut dyn Write,
+) -> CliResult {
     let (_, loaded, _) = load(arch, weights)?;
     let x: Array4<f32> = ndarray_npy::read_npy(input).map_err(|e| format!("{}: {e}", input.display()))?;
     let logits = loaded.forward(&x)?;
@@ -244,7 +261,11 @@ fn summary(arch: Option<String>, weights: Option<PathBuf>, res: usize, out: &mut
         }
     }
     writeln!(out, "RepVGG-{} at {res}x{res}", arch.name)?;
-    writeln!(out, "{:<10} {:>14} {:>10} {:>10} {:>14} {:>14}", "layer", "output", "params", "fused", "MACs", "fused MACs")?;
+    writeln!(
+        out,
+        "{:<10} {:>14} {:>10} {:>10} {:>14} {:>14}",
+        "layer", "output", "params", "fused", "MACs", "fused MACs"
+    )?;
     let mut hw = Hw::square(res);
     for (name, train, fused, channels) in rows {
         let (macs, next) = train.macs(hw)?;
@@ -269,7 +290,12 @@ fn summary(arch: Option<String>, weights: Option<PathBuf>, res: usize, out: &mut
     Ok(())
 }
 
-fn bench(arch: &str, batch: usize, iters: usize, json: bool) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+fn bench(
+    arch: &str,
+    batch: usize,
+    iters: usize,
+    json: bool,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
     use std::fmt::Write;
     let mut out = String::new();
     let arch = Arch::named(arch, 1000)?;

@@ -7,8 +7,11 @@ const A_DEPTHS: [usize; 4] = [2, 4, 14, 1];
 /// Blocks per stage 1–4 of the B family.
 const B_DEPTHS: [usize; 4] = [4, 6, 16, 1];
 
-/// Every named architecture: name, depths, width multipliers `(a, b)`, groups on odd layers.
-const NAMED: &[(&str, [usize; 4], (f64, f64), usize)] = &[
+/// A named architecture: name, depths, width multipliers `(a, b)`, groups on layers 2, 4, …, 26.
+type Named = (&'static str, [usize; 4], (f64, f64), usize);
+
+/// Every named architecture.
+const NAMED: &[Named] = &[
     ("A0", A_DEPTHS, (0.75, 2.5), 1),
     ("A1", A_DEPTHS, (1.0, 2.5), 1),
     ("A2", A_DEPTHS, (1.5, 2.75), 1),
@@ -52,7 +55,10 @@ impl Arch {
         let Some(&(name, depths, multipliers, groups)) = NAMED.iter().find(|(n, ..)| n.to_ascii_lowercase() == wanted)
         else {
             let known: Vec<&str> = Arch::names().collect();
-            return Err(Error::Architecture(format!("unknown RepVGG architecture `{name}`; expected one of {}", known.join(", "))));
+            return Err(Error::Architecture(format!(
+                "unknown RepVGG architecture `{name}`; expected one of {}",
+                known.join(", ")
+            )));
         };
         Arch::custom(depths, multipliers, groups, classes).map(|arch| Arch { name: name.to_owned(), ..arch })
     }
@@ -79,7 +85,9 @@ impl Arch {
             return Err(Error::Architecture(format!("{name}: {layers} layers but {} group counts", groups.len())));
         }
         if widths.contains(&0) || classes == 0 {
-            return Err(Error::Architecture(format!("{name}: widths {widths:?} and classes {classes} must be positive")));
+            return Err(Error::Architecture(format!(
+                "{name}: widths {widths:?} and classes {classes} must be positive"
+            )));
         }
         let arch = Arch { name: name.to_owned(), depths, widths, groups, classes };
         for layer in 0..layers {

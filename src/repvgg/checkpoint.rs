@@ -139,9 +139,9 @@ pub struct Checkpoint {
 /// A model built from a checkpoint, in the form the checkpoint had.
 pub enum Loaded {
     /// Train-time weights.
-    Train(RepVgg),
+    Train(Box<RepVgg>),
     /// Deploy weights.
-    Deploy(RepVggFused),
+    Deploy(Box<RepVggFused>),
 }
 
 impl Loaded {
@@ -157,7 +157,7 @@ impl Loaded {
     pub fn into_deploy(self) -> Result<RepVggFused> {
         match self {
             Loaded::Train(model) => model.fuse(),
-            Loaded::Deploy(model) => Ok(model),
+            Loaded::Deploy(model) => Ok(*model),
         }
     }
 }
@@ -186,7 +186,9 @@ impl Checkpoint {
     fn kernel_shape(&self, prefix: &str) -> Result<&[usize]> {
         let (train, deploy) = (format!("{prefix}.rbr_dense.conv.weight"), format!("{prefix}.rbr_reparam.weight"));
         self.shape(&train).or_else(|| self.shape(&deploy)).filter(|s| s.len() == 4).ok_or_else(|| {
-            Error::Checkpoint(format!("cannot infer the architecture: no 4-D `{train}` or `{deploy}` in the checkpoint"))
+            Error::Checkpoint(format!(
+                "cannot infer the architecture: no 4-D `{train}` or `{deploy}` in the checkpoint"
+            ))
         })
     }
 
@@ -246,7 +248,11 @@ impl Checkpoint {
                     wanted.name,
                     wanted.depths,
                     wanted.widths,
-                    if found.name != "inferred" { format!("; it looks like RepVGG-{}", found.name) } else { String::new() }
+                    if found.name != "inferred" {
+                        format!("; it looks like RepVGG-{}", found.name)
+                    } else {
+                        String::new()
+                    }
                 )));
             }
             (Some(wanted), _) => wanted.clone(),
@@ -257,12 +263,12 @@ impl Checkpoint {
         let loaded = match self.form {
             Form::Train => {
                 self.state.load_into(&mut model)?;
-                Loaded::Train(model)
+                Loaded::Train(Box::new(model))
             }
             Form::Deploy => {
                 let mut fused = model.fuse()?;
                 self.state.load_into(&mut fused)?;
-                Loaded::Deploy(fused)
+                Loaded::Deploy(Box::new(fused))
             }
         };
         Ok((arch, loaded))
