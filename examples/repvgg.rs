@@ -178,10 +178,7 @@ fn named(arch: Option<String>) -> rep::Result<Option<Arch>> {
 fn load(arch: Option<String>, weights: &std::path::Path) -> rep::Result<(Arch, Loaded, Checkpoint)> {
     eprintln!("loading {}", weights.display());
     let checkpoint = Checkpoint::load(weights)?;
-    let arch = match named(arch)? {
-        Some(arch) => Some(Arch { classes: checkpoint.infer_arch().map_or(1000, |a| a.classes), ..arch }),
-        None => None,
-    };
+    let arch = named(arch)?.map(|arch| Arch { classes: checkpoint.infer_arch().map_or(1000, |a| a.classes), ..arch });
     let (arch, loaded) = checkpoint.build(arch.as_ref())?;
     eprintln!(
         "RepVGG-{} ({} naming, {} form, {} classes)",
