@@ -79,6 +79,7 @@ fn every_named_architecture_builds_fuses_and_matches() {
         let arch = Arch::named(name, 10).unwrap();
         let mut model = RepVgg::new(&arch, &mut rng(1)).unwrap();
         randomize_vectors(&mut model, &mut rng(2));
+        assert_eq!(model.stage0.se.is_some(), arch.se, "{name}: SE blocks exactly in D2se");
         let fused = model.fuse().unwrap();
         let err = relative_error(&fused.forward(&x).unwrap(), &model.forward(&x).unwrap());
         assert!(err <= REL_TOL, "{name}: {err:e}");
@@ -87,6 +88,9 @@ fn every_named_architecture_builds_fuses_and_matches() {
         assert_eq!(inferred.name, name);
         assert_eq!(inferred.groups, arch.groups);
     }
+    assert_eq!(Naming::Timm.from_official("stage0.se.down.weight"), "stem.attn.fc1.weight");
+    assert_eq!(Naming::Timm.to_official("stages.2.3.attn.fc2.bias"), "stage3.3.se.up.bias");
+    assert_eq!(Naming::Timm.from_official("stage4.0.rbr_reparam.bias"), "stages.3.0.reparam_conv.bias");
     let b1g2 = Arch::named("RepVGG-B1g2", 1000).unwrap();
     assert_eq!(b1g2.widths, [64, 128, 256, 512, 2048]);
     let grouped: Vec<usize> = (0..b1g2.layers()).filter(|&l| b1g2.groups_at(l) == 2).collect();

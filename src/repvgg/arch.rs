@@ -7,24 +7,26 @@ const A_DEPTHS: [usize; 4] = [2, 4, 14, 1];
 /// Blocks per stage 1–4 of the B family.
 const B_DEPTHS: [usize; 4] = [4, 6, 16, 1];
 
-/// A named architecture: name, depths, width multipliers `(a, b)`, groups on layers 2, 4, …, 26.
-type Named = (&'static str, [usize; 4], (f64, f64), usize);
+/// A named architecture: name, depths, width multipliers `(a, b)`, groups on layers 2, 4, …, 26,
+/// squeeze-and-excitation.
+type Named = (&'static str, [usize; 4], (f64, f64), usize, bool);
 
 /// Every named architecture.
 const NAMED: &[Named] = &[
-    ("A0", A_DEPTHS, (0.75, 2.5), 1),
-    ("A1", A_DEPTHS, (1.0, 2.5), 1),
-    ("A2", A_DEPTHS, (1.5, 2.75), 1),
-    ("B0", B_DEPTHS, (1.0, 2.5), 1),
-    ("B1", B_DEPTHS, (2.0, 4.0), 1),
-    ("B1g2", B_DEPTHS, (2.0, 4.0), 2),
-    ("B1g4", B_DEPTHS, (2.0, 4.0), 4),
-    ("B2", B_DEPTHS, (2.5, 5.0), 1),
-    ("B2g2", B_DEPTHS, (2.5, 5.0), 2),
-    ("B2g4", B_DEPTHS, (2.5, 5.0), 4),
-    ("B3", B_DEPTHS, (3.0, 5.0), 1),
-    ("B3g2", B_DEPTHS, (3.0, 5.0), 2),
-    ("B3g4", B_DEPTHS, (3.0, 5.0), 4),
+    ("A0", A_DEPTHS, (0.75, 2.5), 1, false),
+    ("A1", A_DEPTHS, (1.0, 2.5), 1, false),
+    ("A2", A_DEPTHS, (1.5, 2.75), 1, false),
+    ("B0", B_DEPTHS, (1.0, 2.5), 1, false),
+    ("B1", B_DEPTHS, (2.0, 4.0), 1, false),
+    ("B1g2", B_DEPTHS, (2.0, 4.0), 2, false),
+    ("B1g4", B_DEPTHS, (2.0, 4.0), 4, false),
+    ("B2", B_DEPTHS, (2.5, 5.0), 1, false),
+    ("B2g2", B_DEPTHS, (2.5, 5.0), 2, false),
+    ("B2g4", B_DEPTHS, (2.5, 5.0), 4, false),
+    ("B3", B_DEPTHS, (3.0, 5.0), 1, false),
+    ("B3g2", B_DEPTHS, (3.0, 5.0), 2, false),
+    ("B3g4", B_DEPTHS, (3.0, 5.0), 4, false),
+    ("D2se", [8, 14, 24, 1], (2.5, 5.0), 1, true),
 ];
 
 /// A RepVGG layout: five stages (stage 0 is a single stride-2 block; stages 1–4 start with a
@@ -41,6 +43,8 @@ pub struct Arch {
     pub groups: Vec<usize>,
     /// Classifier outputs.
     pub classes: usize,
+    /// Squeeze-and-excitation in every block (RepVGG-D2se).
+    pub se: bool,
 }
 
 impl Arch {
@@ -52,7 +56,8 @@ impl Arch {
     /// A named architecture (`"A0"` … `"B3g4"`, case-insensitive, `RepVGG-` prefix optional).
     pub fn named(name: &str, classes: usize) -> Result<Arch> {
         let wanted = name.trim_start_matches("RepVGG-").trim_start_matches("repvgg-").to_ascii_lowercase();
-        let Some(&(name, depths, multipliers, groups)) = NAMED.iter().find(|(n, ..)| n.to_ascii_lowercase() == wanted)
+        let Some(&(name, depths, multipliers, groups, se)) =
+            NAMED.iter().find(|(n, ..)| n.to_ascii_lowercase() == wanted)
         else {
             let known: Vec<&str> = Arch::names().collect();
             return Err(Error::Architecture(format!(
@@ -60,7 +65,7 @@ impl Arch {
                 known.join(", ")
             )));
         };
-        Arch::custom(depths, multipliers, groups, classes).map(|arch| Arch { name: name.to_owned(), ..arch })
+        Arch::custom(depths, multipliers, groups, classes).map(|arch| Arch { name: name.to_owned(), se, ..arch })
     }
 
     /// A custom layout: widths `min(64, 64a), 64a, 128a, 256a, 512b` and `groups` on layers
@@ -89,7 +94,7 @@ impl Arch {
                 "{name}: widths {widths:?} and classes {classes} must be positive"
             )));
         }
-        let arch = Arch { name: name.to_owned(), depths, widths, groups, classes };
+        let arch = Arch { name: name.to_owned(), depths, widths, groups, classes, se: false };
         for layer in 0..layers {
             let (cin, cout, _) = arch.layer(layer);
             let g = arch.groups[layer];
@@ -136,8 +141,8 @@ impl Arch {
         self
     }
 
-    /// Same depths, widths and groups (class count aside).
+    /// Same depths, widths, groups and SE (class count aside).
     pub fn same_layout(&self, other: &Arch) -> bool {
-        self.depths == other.depths && self.widths == other.widths && self.groups == other.groups
+        self.depths == other.depths && self.widths == other.widths && self.groups == other.groups && self.se == other.se
     }
 }

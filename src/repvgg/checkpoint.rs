@@ -232,7 +232,9 @@ impl Checkpoint {
                 )));
             }
         };
-        Ok(Arch::new("inferred", depths, widths, groups, classes)?.recognise())
+        let mut arch = Arch::new("inferred", depths, widths, groups, classes)?;
+        arch.se = self.state.tensors.contains_key("stage0.se.down.weight");
+        Ok(arch.recognise())
     }
 
     /// Builds the model of `arch` (inferred when `None`) and loads the weights; every missing,

@@ -108,7 +108,12 @@ pub(super) fn post_ops(block: &Block, value: TokenStream, train: bool, skip_bn: 
             PostOp::Bn(..) if train => quote!(#value = ::rep::layers::Layer::forward_train(&mut self.bn, &#value)?;),
             PostOp::Bn(..) => quote!(#value = ::rep::layers::Layer::forward(&self.bn, &#value)?;),
             PostOp::Activation(variant) => quote!(::rep::layers::Activation::#variant.apply_inplace(&mut #value);),
-            PostOp::Se(..) => quote!(#value = ::rep::layers::Layer::forward(&self.se, &#value)?;),
+            PostOp::Se(.., Some(_)) => quote! {
+                if let ::core::option::Option::Some(__se) = &self.se {
+                    #value = ::rep::layers::Layer::forward(__se, &#value)?;
+                }
+            },
+            PostOp::Se(.., None) => quote!(#value = ::rep::layers::Layer::forward(&self.se, &#value)?;),
         })
         .collect()
 }

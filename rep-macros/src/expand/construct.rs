@@ -215,9 +215,16 @@ pub(super) fn constructor(block: &Block, g: &BlockGeometry, checks: &[Check]) ->
             let options = bn_options(bn);
             Some(quote!(bn: ::rep::layers::BatchNorm2d::new(#cout) #options,))
         }
-        PostOp::Se(hidden, _) => {
+        PostOp::Se(hidden, _, when) => {
             let hidden = hidden.runtime();
-            Some(quote!(se: ::rep::layers::SqueezeExcite::new(#cout, #hidden, rng)?,))
+            let se = quote!(::rep::layers::SqueezeExcite::new(#cout, #hidden, rng)?);
+            Some(match when {
+                Some(when) => {
+                    let cond = runtime_condition(block, quote!(#when));
+                    quote!(se: if #cond { ::core::option::Option::Some(#se) } else { ::core::option::Option::None },)
+                }
+                None => quote!(se: #se,),
+            })
         }
         PostOp::Activation(..) => None,
     });

@@ -39,15 +39,19 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
         PostOp::Bn(..) => {
             Some(quote!(#[doc = "BatchNorm after the sum (folded by `fuse`)."] pub bn: ::rep::layers::BatchNorm2d,))
         }
-        PostOp::Se(..) => {
-            Some(quote!(#[doc = "Squeeze-and-excitation after the sum."] pub se: ::rep::layers::SqueezeExcite,))
+        PostOp::Se(.., when) => {
+            let ty = se_type(when.is_some());
+            Some(quote!(#[doc = "Squeeze-and-excitation after the sum."] pub se: #ty,))
         }
         PostOp::Activation(..) => None,
     });
-    let fused_se = block.post.iter().any(|p| matches!(p, PostOp::Se(..)));
-    let fused_se_field = fused_se.then(
-        || quote!(#[doc = "Squeeze-and-excitation, as in the train-time block."] pub se: ::rep::layers::SqueezeExcite,),
-    );
+    let fused_se = block.post.iter().find_map(|p| match p {
+        PostOp::Se(.., when) => Some(se_type(when.is_some())),
+        _ => None,
+    });
+    let fused_se_field =
+        fused_se.clone().map(|ty| quote!(#[doc = "Squeeze-and-excitation, as in the train-time block."] pub se: #ty,));
+    let fused_se = fused_se.is_some();
 
     let new_fn = constructor(block, geometry, checks);
     let block_impl = block_trait(block, geometry);
@@ -157,5 +161,14 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
                 ::core::result::Result::Ok((__macs, __out))
             }
         }
+    }
+}
+
+/// The type of the SE field: optional when it has a `when` condition.
+fn se_type(optional: bool) -> TokenStream {
+    if optional {
+        quote!(::core::option::Option<::rep::layers::SqueezeExcite>)
+    } else {
+        quote!(::rep::layers::SqueezeExcite)
     }
 }

@@ -85,8 +85,9 @@ pub enum PostOp {
     Bn(BnSpec, Span),
     /// An activation: stays in the fused struct.
     Activation(TokenStream),
-    /// Squeeze-and-excitation with `hidden` channels: stays in the fused struct.
-    Se(Geo, Span),
+    /// Squeeze-and-excitation with `hidden` channels, present when the condition holds (always
+    /// without one): stays in the fused struct.
+    Se(Geo, Span, Option<Expr>),
 }
 
 /// The whole block.
@@ -177,18 +178,21 @@ impl Block {
                             activation(quote!(LeakyRelu(#slope)))
                         }
                         "se" => {
-                            let mut hidden = None;
+                            let (mut hidden, mut when) = (None, None);
                             op.parse_nested_meta(|m| {
                                 if m.path.is_ident("hidden") {
                                     let expr: Expr = m.value()?.parse()?;
                                     hidden = Some(Geo::from_expr(&expr, &self.symbols)?);
                                     Ok(())
+                                } else if m.path.is_ident("when") {
+                                    when = Some(m.value()?.parse()?);
+                                    Ok(())
                                 } else {
-                                    Err(m.error("unknown argument of `se`; expected `hidden = CHANNELS`"))
+                                    Err(m.error("unknown argument of `se`; expected `hidden = CHANNELS` or `when = CONDITION`"))
                                 }
                             })?;
                             match hidden {
-                                Some(h) => PostOp::Se(h, span),
+                                Some(h) => PostOp::Se(h, span, when),
                                 None => return Err(op.error("`se` needs `hidden = CHANNELS`")),
                             }
                         }

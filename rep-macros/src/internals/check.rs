@@ -372,7 +372,7 @@ fn check_names(cx: &Ctxt, block: &Block) {
     let mut seen: Vec<(String, String)> = Vec::new();
     let post_names = block.post.iter().filter_map(|p| match p {
         PostOp::Bn(_, span) => Some(("bn".to_owned(), "post-sum bn".to_owned(), *span)),
-        PostOp::Se(_, span) => Some(("se".to_owned(), "post-sum se".to_owned(), *span)),
+        PostOp::Se(_, span, _) => Some(("se".to_owned(), "post-sum se".to_owned(), *span)),
         PostOp::Activation(_) => None,
     });
     let fields = block.branches.iter().map(|b| (b.name.clone(), format!("field `{}`", b.field), b.name_span));
