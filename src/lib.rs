@@ -41,6 +41,7 @@
 pub use rep_runtime::*;
 
 pub mod repvgg;
+pub mod yolo;
 
 extern crate self as rep;
 

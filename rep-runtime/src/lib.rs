@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod dim;
+pub mod ema;
 pub mod error;
 pub mod fusion;
 pub mod geometry;

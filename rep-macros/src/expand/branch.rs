@@ -125,21 +125,50 @@ pub(super) fn fuse(block: &Block) -> TokenStream {
         let name = &b.name;
         let base = quote!(__b);
         let mut chain = Vec::new();
+        // An ImplicitA folds into the conv right after it; `start` is where the chain begins.
+        let mut pending_implicit: Option<TokenStream> = None;
+        let mut start = 0;
         for (i, op) in b.ops.iter().enumerate() {
             let layer = op_access(b, i, &base);
-            let step = match (&op.kind, i) {
-                (OpKind::Conv(_), 0) => quote!(::rep::fusion::AffineConv::from_conv(&#layer)?),
-                (OpKind::ConvBn(..), 0) => quote!(#layer.fuse()?),
-                (OpKind::Bn(..), 0) => quote!(::rep::fusion::bn_identity(&#layer, __groups)?),
-                (OpKind::Scale(..), 0) => quote!(::rep::fusion::identity(__channels, __groups)?.then_scale(&#layer)?),
-                (OpKind::Identity(_), 0) => quote!(::rep::fusion::identity(__channels, __groups)?),
-                (OpKind::AvgPool { .. }, 0) => quote!(::rep::fusion::avg_pool_kernel(__channels, __groups, &#layer)?),
-                (OpKind::Conv(_), _) => quote!(__acc.then(&::rep::fusion::AffineConv::from_conv(&#layer)?)?),
-                (OpKind::ConvBn(..), _) => quote!(__acc.then(&#layer.fuse()?)?),
-                (OpKind::Bn(..), _) => quote!(__acc.then_bn(&#layer)?),
-                (OpKind::Scale(..), _) => quote!(__acc.then_scale(&#layer)?),
-                (OpKind::Identity(_), _) => quote!(__acc),
-                (OpKind::AvgPool { .. }, _) => quote!({
+            let implicit = pending_implicit.take();
+            let conv = |affine: TokenStream| match &implicit {
+                Some(ia) => quote!(#affine.after_implicit_a(&#ia)?),
+                None => affine,
+            };
+            let step = match (&op.kind, i == start) {
+                (OpKind::ImplicitA(_), first) => {
+                    pending_implicit = Some(layer);
+                    if first {
+                        start += 1;
+                    }
+                    continue;
+                }
+                (OpKind::Conv(_), true) => conv(quote!(::rep::fusion::AffineConv::from_conv(&#layer)?)),
+                (OpKind::ConvBn(..), true) => conv(quote!(#layer.fuse()?)),
+                (OpKind::Bn(..), true) => quote!(::rep::fusion::bn_identity(&#layer, __groups)?),
+                (OpKind::Scale(..), true) => {
+                    quote!(::rep::fusion::identity(__channels, __groups)?.then_scale(&#layer)?)
+                }
+                (OpKind::ImplicitM(..), true) => {
+                    quote!(::rep::fusion::identity(__channels, __groups)?.then_implicit_m(&#layer)?)
+                }
+                (OpKind::Identity(_), true) => quote!(::rep::fusion::identity(__channels, __groups)?),
+                (OpKind::AvgPool { .. }, true) => {
+                    quote!(::rep::fusion::avg_pool_kernel(__channels, __groups, &#layer)?)
+                }
+                (OpKind::Conv(_), false) => {
+                    let next = conv(quote!(::rep::fusion::AffineConv::from_conv(&#layer)?));
+                    quote!(__acc.then(&#next)?)
+                }
+                (OpKind::ConvBn(..), false) => {
+                    let next = conv(quote!(#layer.fuse()?));
+                    quote!(__acc.then(&#next)?)
+                }
+                (OpKind::Bn(..), false) => quote!(__acc.then_bn(&#layer)?),
+                (OpKind::Scale(..), false) => quote!(__acc.then_scale(&#layer)?),
+                (OpKind::ImplicitM(..), false) => quote!(__acc.then_implicit_m(&#layer)?),
+                (OpKind::Identity(_), false) => quote!(__acc),
+                (OpKind::AvgPool { .. }, false) => quote!({
                     let __c = __acc.geometry.out_channels;
                     __acc.then(&::rep::fusion::avg_pool_kernel(__c, __groups, &#layer)?)?
                 }),

@@ -13,6 +13,8 @@ pub(super) fn op_type(op: &Op) -> TokenStream {
         OpKind::ConvBn(..) => quote!(::rep::layers::ConvBn),
         OpKind::Bn(..) => quote!(::rep::layers::BatchNorm2d),
         OpKind::Scale(..) => quote!(::rep::layers::Scale),
+        OpKind::ImplicitA(_) => quote!(::rep::layers::ImplicitA),
+        OpKind::ImplicitM(_) => quote!(::rep::layers::ImplicitM),
         OpKind::AvgPool { .. } => quote!(::rep::layers::AvgPool2d),
         OpKind::Identity(_) => quote!(()),
     }
@@ -107,6 +109,14 @@ pub(super) fn construct_op(op: &Op, g: &BlockGeometry, main_kernel: &Pair) -> To
             quote!(::rep::layers::AvgPool2d::new(#k, #s, #p))
         }
         OpKind::Identity(_) => quote!(()),
+        OpKind::ImplicitA(channels) => {
+            let c = channels.runtime();
+            quote!(::rep::layers::ImplicitA::new(#c))
+        }
+        OpKind::ImplicitM(channels) => {
+            let c = channels.runtime();
+            quote!(::rep::layers::ImplicitM::new(#c))
+        }
     }
 }
 

@@ -7,10 +7,38 @@ use crate::internals::geo::{Geo, SymKind};
 use proc_macro2::TokenStream;
 use quote::quote;
 
-pub(super) fn visit(block: &Block, mutable: bool) -> TokenStream {
-    let method = if mutable { quote!(visit_mut) } else { quote!(visit) };
-    let borrow = if mutable { quote!(&mut) } else { quote!(&) };
+/// Which `Parameters` method a visit implements.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    /// `visit(&self, prefix, f)`.
+    Ref,
+    /// `visit_mut(&mut self, prefix, f)`.
+    Mut,
+    /// `visit_batch_norms(&mut self, f)`.
+    BatchNorms,
+}
+
+impl Visit {
+    /// The method, how `self` is borrowed, and whether the call takes a name.
+    pub fn parts(self) -> (TokenStream, TokenStream, bool) {
+        match self {
+            Visit::Ref => (quote!(visit), quote!(&), true),
+            Visit::Mut => (quote!(visit_mut), quote!(&mut), true),
+            Visit::BatchNorms => (quote!(visit_batch_norms), quote!(&mut), false),
+        }
+    }
+}
+
+pub(super) fn visit(block: &Block, mode: Visit) -> TokenStream {
+    let (method, borrow, named) = mode.parts();
     let join = quote!(::rep::layers::join);
+    let call = |layer: TokenStream, path: TokenStream| {
+        if named {
+            quote!(::rep::layers::Parameters::#method(#borrow #layer, #path, f);)
+        } else {
+            quote!(::rep::layers::Parameters::#method(#borrow #layer, f);)
+        }
+    };
     let branches = block.branches.iter().map(|b| {
         let (field, name) = (&b.field, &b.name);
         let base = quote!(__b);
@@ -24,7 +52,7 @@ pub(super) fn visit(block: &Block, mutable: bool) -> TokenStream {
             } else {
                 quote!(&#join(prefix, #name))
             };
-            quote!(::rep::layers::Parameters::#method(#borrow #layer, #path, f);)
+            call(layer, path)
         });
         let calls: Vec<_> = calls.collect();
         if b.optional {
@@ -34,8 +62,8 @@ pub(super) fn visit(block: &Block, mutable: bool) -> TokenStream {
         }
     });
     let post = block.post.iter().filter_map(|p| match p {
-        PostOp::Bn(..) => Some(quote!(::rep::layers::Parameters::#method(#borrow self.bn, &#join(prefix, "bn"), f);)),
-        PostOp::Se(..) => Some(quote!(::rep::layers::Parameters::#method(#borrow self.se, &#join(prefix, "se"), f);)),
+        PostOp::Bn(..) => Some(call(quote!(self.bn), quote!(&#join(prefix, "bn")))),
+        PostOp::Se(..) => Some(call(quote!(self.se), quote!(&#join(prefix, "se")))),
         PostOp::Activation(..) => None,
     });
     quote!(#(#branches)* #(#post)*)

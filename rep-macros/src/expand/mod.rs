@@ -4,12 +4,12 @@
 
 mod branch;
 mod construct;
-mod impls;
+pub(crate) mod impls;
 pub mod model;
 
 use branch::{forward, fuse, post_ops};
 use construct::{branch_type, constructor};
-use impls::{block_trait, costs, visit};
+use impls::{Visit, block_trait, costs, visit};
 
 use crate::internals::ast::{Block, PostOp};
 use crate::internals::check::{BlockGeometry, Check};
@@ -57,7 +57,8 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
     let block_impl = block_trait(block, geometry);
     let (forward_eval, forward_train) = (forward(block, false), forward(block, true));
     let fuse = fuse(block);
-    let (visit_ref, visit_mut) = (visit(block, false), visit(block, true));
+    let (visit_ref, visit_mut, visit_bns) =
+        (visit(block, Visit::Ref), visit(block, Visit::Mut), visit(block, Visit::BatchNorms));
     let costs = costs(block);
     let fused_post = post_ops(block, quote!(__y), false, true);
     let fused_weight = &block.fused_name;
@@ -73,6 +74,7 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
 
     quote! {
         #(#attrs)*
+        #[derive(Clone, Debug)]
         #vis struct #name #impl_generics #where_clause {
             #(#fields)*
             #(#post_fields)*
@@ -105,6 +107,10 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
 
             fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {
                 #visit_mut
+            }
+
+            fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut ::rep::layers::BatchNorm2d)) {
+                #visit_bns
             }
         }
 

@@ -1,5 +1,6 @@
 //! Code generation for `#[rep::model]`: the network, `<Name>Fused`, and their impls.
 
+use super::impls::Visit;
 use crate::internals::model::{Field, Kind, Model};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -30,7 +31,8 @@ pub fn model(model: &Model) -> TokenStream {
             Kind::Pool | Kind::Linear { .. } => quote!(#ident: self.#ident.clone(),),
         }
     });
-    let (visit_ref, visit_mut) = (visit(model, false), visit(model, true));
+    let (visit_ref, visit_mut, visit_bns) =
+        (visit(model, Visit::Ref), visit(model, Visit::Mut), visit(model, Visit::BatchNorms));
     let costs = costs(model);
     let layer_impls = (!model.flat_output()).then(|| {
         quote! {
@@ -55,11 +57,13 @@ pub fn model(model: &Model) -> TokenStream {
 
     quote! {
         #(#attrs)*
+        #[derive(Clone, Debug)]
         #vis struct #name {
             #(#train_fields)*
         }
 
         #[doc = #fused_doc]
+        #[derive(Clone, Debug)]
         #vis struct #fused_name {
             #(#fused_fields)*
         }
@@ -104,6 +108,7 @@ pub fn model(model: &Model) -> TokenStream {
         impl ::rep::layers::Parameters for #name {
             fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) { #visit_ref }
             fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) { #visit_mut }
+            fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut ::rep::layers::BatchNorm2d)) { #visit_bns }
         }
 
         impl ::rep::layers::Parameters for #fused_name {
@@ -250,23 +255,26 @@ fn forward(model: &Model, train: bool) -> TokenStream {
     }
 }
 
-fn visit(model: &Model, mutable: bool) -> TokenStream {
-    let (method, borrow, iter) = if mutable {
-        (quote!(visit_mut), quote!(&mut), quote!(iter_mut))
-    } else {
-        (quote!(visit), quote!(&), quote!(iter))
-    };
+fn visit(model: &Model, mode: Visit) -> TokenStream {
+    let (method, borrow, named) = mode.parts();
+    let iter = if mode == Visit::Ref { quote!(iter) } else { quote!(iter_mut) };
     let join = quote!(::rep::layers::join);
     let calls = model.fields.iter().map(|f| {
         let (ident, name) = (&f.ident, &f.name);
+        let (path, stage_path) = if named {
+            (quote!(&#join(prefix, #name),), quote!(&#join(&#join(prefix, #name), &__i.to_string()),))
+        } else {
+            (quote!(), quote!())
+        };
         match &f.kind {
             Kind::Stage { .. } => quote! {
+                #[allow(unused_variables)]
                 for (__i, __b) in self.#ident.#iter().enumerate() {
-                    ::rep::layers::Parameters::#method(__b, &#join(&#join(prefix, #name), &__i.to_string()), f);
+                    ::rep::layers::Parameters::#method(__b, #stage_path f);
                 }
             },
             Kind::Pool => quote!(),
-            _ => quote!(::rep::layers::Parameters::#method(#borrow self.#ident, &#join(prefix, #name), f);),
+            _ => quote!(::rep::layers::Parameters::#method(#borrow self.#ident, #path f);),
         }
     });
     quote!(#(#calls)*)

@@ -53,8 +53,17 @@ pub enum OpKind {
     ConvBn(ConvSpec, BnSpec),
     Bn(Geo, BnSpec),
     Scale(Geo, LitFloat),
-    AvgPool { channels: Geo, kernel: Pair, stride: Pair, padding: Option<Pair> },
+    AvgPool {
+        channels: Geo,
+        kernel: Pair,
+        stride: Pair,
+        padding: Option<Pair>,
+    },
     Identity(Geo),
+    /// YOLOR's ImplicitA: adds a learned vector before the conv that follows.
+    ImplicitA(Geo),
+    /// YOLOR's ImplicitM: multiplies by a learned vector.
+    ImplicitM(Geo),
 }
 
 #[derive(Clone, Debug)]
@@ -102,7 +111,7 @@ pub struct Block {
     pub kernel: Option<(Pair, Span)>,
 }
 
-const OPS: &str = "Conv, ConvBn, Bn, Scale, AvgPool, Identity";
+const OPS: &str = "Conv, ConvBn, Bn, Scale, AvgPool, Identity, ImplicitA, ImplicitM";
 const NON_LINEAR: &[&str] = &[
     "Relu",
     "ReLU",
@@ -523,6 +532,12 @@ fn parse_op(syms: &Symbols, ty: &Type) -> syn::Result<OpKind> {
             let padding = args.take("Padding").map(named_pair).transpose()?;
             args.finish("Padding<P>")?;
             Ok(OpKind::AvgPool { channels, kernel, stride, padding })
+        }
+        "ImplicitA" | "ImplicitM" => {
+            args.expect_positional(1, 1, "<CHANNELS>")?;
+            let channels = geo(args.positional(0).expect("checked"))?;
+            args.finish("nothing else")?;
+            Ok(if name == "ImplicitA" { OpKind::ImplicitA(channels) } else { OpKind::ImplicitM(channels) })
         }
         "Identity" => {
             args.expect_positional(1, 1, "<CHANNELS>")?;

@@ -114,7 +114,26 @@ fn summarize(checker: &mut Checker<'_>, branch: &Branch, index: usize) -> Option
     let mut spatial_seen: Option<Span> = None;
     let mut conv_groups: Option<Geo> = None;
     let mut mixed_groups = false;
-    for op in &branch.ops {
+    for (i, op) in branch.ops.iter().enumerate() {
+        if matches!(op.kind, OpKind::ImplicitA(_)) {
+            match branch.ops.get(i + 1).map(|next| &next.kind) {
+                Some(OpKind::Conv(c) | OpKind::ConvBn(c, _)) => {
+                    let unpadded = |p: &Pair| p.h.value() == Some(0) && p.w.value() == Some(0);
+                    let pads = match &c.padding {
+                        Some(p) => !unpadded(p),
+                        None => c.kernel.h.value() != Some(1) || c.kernel.w.value() != Some(1),
+                    };
+                    if pads {
+                        cx.error_at(
+                            branch.ops[i + 1].span,
+                            "the conv after an ImplicitA must not pad: padded positions would miss the added vector, \
+                             so the fold would be wrong on the border",
+                        );
+                    }
+                }
+                _ => cx.error_at(op.span, "ImplicitA must come right before a conv: it folds into that conv's bias"),
+            }
+        }
         let one = Pair::lit(1);
         let (cin, cout, kernel, stride, dilation, padding, groups) = match &op.kind {
             OpKind::Conv(c) | OpKind::ConvBn(c, _) => (
@@ -126,9 +145,11 @@ fn summarize(checker: &mut Checker<'_>, branch: &Branch, index: usize) -> Option
                 c.padding.clone(),
                 Some(&c.groups),
             ),
-            OpKind::Bn(ch, _) | OpKind::Scale(ch, _) | OpKind::Identity(ch) => {
-                (ch, ch, one.clone(), one.clone(), one.clone(), None, None)
-            }
+            OpKind::Bn(ch, _)
+            | OpKind::Scale(ch, _)
+            | OpKind::Identity(ch)
+            | OpKind::ImplicitA(ch)
+            | OpKind::ImplicitM(ch) => (ch, ch, one.clone(), one.clone(), one.clone(), None, None),
             OpKind::AvgPool { channels, kernel, stride, padding } => {
                 (channels, channels, kernel.clone(), stride.clone(), one.clone(), padding.clone(), None)
             }

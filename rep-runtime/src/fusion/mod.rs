@@ -123,7 +123,7 @@ impl AffineConv {
 
     /// Folds an ImplicitM that follows the conv: `W' = m·W`, `b' = m·b`.
     pub fn then_implicit_m(self, m: &ImplicitM) -> Result<Self> {
-        let a: Vec<f64> = m.implicit.iter().map(|&v| v as f64).collect();
+        let a = m.values();
         self.then_channel_affine("implicit_m", &a, &vec![0.0; a.len()])
     }
 
@@ -150,10 +150,10 @@ impl AffineConv {
             ));
         }
         let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
+        let offsets = implicit.values();
         for (o, kernel) in self.weight.axis_iter(Axis(0)).enumerate() {
             let first = (o / cout_g) * cin_g;
-            let shift: f64 =
-                kernel.outer_iter().enumerate().map(|(c, taps)| taps.sum() * implicit.implicit[first + c] as f64).sum();
+            let shift: f64 = kernel.outer_iter().enumerate().map(|(c, taps)| taps.sum() * offsets[first + c]).sum();
             self.bias[o] += shift;
         }
         Ok(self)

@@ -14,15 +14,21 @@ pub struct Scale {
 /// YOLOR's ImplicitA: `y[n,c] = x[n,c] + implicit[c]`, placed before a convolution.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImplicitA {
-    /// The per-channel offsets.
-    pub implicit: Array1<f32>,
+    /// The per-channel offsets, shaped `[1, C, 1, 1]` as YOLOR stores them.
+    pub implicit: Array4<f32>,
 }
 
 /// YOLOR's ImplicitM: `y[n,c] = implicit[c] · x[n,c]`, placed after a convolution.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImplicitM {
-    /// The per-channel factors.
-    pub implicit: Array1<f32>,
+    /// The per-channel factors, shaped `[1, C, 1, 1]` as YOLOR stores them.
+    pub implicit: Array4<f32>,
+}
+
+/// A `[C]` vector as YOLOR's `[1, C, 1, 1]` parameter.
+fn as_parameter(values: Array1<f32>) -> Array4<f32> {
+    let c = values.len();
+    values.into_shape_with_order((1, c, 1, 1)).expect("a vector has one axis")
 }
 
 impl Scale {
@@ -35,28 +41,38 @@ impl Scale {
 impl ImplicitA {
     /// Offsets initialized to zero (YOLOR draws them from N(0, 0.02²); use [`ImplicitA::with`] for that).
     pub fn new(channels: usize) -> Self {
-        ImplicitA { implicit: Array1::zeros(channels) }
+        ImplicitA { implicit: Array4::zeros((1, channels, 1, 1)) }
     }
 
     /// Offsets given by hand.
     pub fn with(implicit: Array1<f32>) -> Self {
-        ImplicitA { implicit }
+        ImplicitA { implicit: as_parameter(implicit) }
+    }
+
+    /// The offsets in f64.
+    pub fn values(&self) -> Vec<f64> {
+        as_f64(&self.implicit)
     }
 }
 
 impl ImplicitM {
     /// Factors initialized to one.
     pub fn new(channels: usize) -> Self {
-        ImplicitM { implicit: Array1::ones(channels) }
+        ImplicitM { implicit: Array4::ones((1, channels, 1, 1)) }
     }
 
     /// Factors given by hand.
     pub fn with(implicit: Array1<f32>) -> Self {
-        ImplicitM { implicit }
+        ImplicitM { implicit: as_parameter(implicit) }
+    }
+
+    /// The factors in f64.
+    pub fn values(&self) -> Vec<f64> {
+        as_f64(&self.implicit)
     }
 }
 
-fn as_f64(v: &Array1<f32>) -> Vec<f64> {
+fn as_f64<D: ndarray::Dimension>(v: &ndarray::Array<f32, D>) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
@@ -70,14 +86,14 @@ impl Layer for Scale {
 impl Layer for ImplicitA {
     fn forward(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
         check_channels("implicit_a", x, self.implicit.len())?;
-        Ok(per_channel_affine(x, &vec![1.0; self.implicit.len()], &as_f64(&self.implicit)))
+        Ok(per_channel_affine(x, &vec![1.0; self.implicit.len()], &self.values()))
     }
 }
 
 impl Layer for ImplicitM {
     fn forward(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
         check_channels("implicit_m", x, self.implicit.len())?;
-        Ok(per_channel_affine(x, &as_f64(&self.implicit), &vec![0.0; self.implicit.len()]))
+        Ok(per_channel_affine(x, &self.values(), &vec![0.0; self.implicit.len()]))
     }
 }
 

@@ -1,8 +1,8 @@
 //! BatchNorm2d with PyTorch's training and eval semantics.
 
-use super::{Layer, check_channels, per_channel_affine, tensor_parameters};
+use super::{Layer, Parameters, check_channels, join, per_channel_affine};
 use crate::error::{Error, Result};
-use ndarray::{Array1, Array4, Axis};
+use ndarray::{Array1, Array4, ArrayViewD, ArrayViewMutD, Axis};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
@@ -149,4 +149,30 @@ impl Layer for BatchNorm2d {
     }
 }
 
-tensor_parameters!(BatchNorm2d { weight, bias, running_mean, running_var });
+impl Parameters for BatchNorm2d {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewD<'_, f32>)) {
+        for (name, t) in [
+            ("weight", &self.weight),
+            ("bias", &self.bias),
+            ("running_mean", &self.running_mean),
+            ("running_var", &self.running_var),
+        ] {
+            f(&join(prefix, name), t.view().into_dyn());
+        }
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>)) {
+        for (name, t) in [
+            ("weight", &mut self.weight),
+            ("bias", &mut self.bias),
+            ("running_mean", &mut self.running_mean),
+            ("running_var", &mut self.running_var),
+        ] {
+            f(&join(prefix, name), t.view_mut().into_dyn());
+        }
+    }
+
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm2d)) {
+        f(self);
+    }
+}

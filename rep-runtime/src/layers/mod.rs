@@ -47,6 +47,12 @@ pub trait Parameters {
 
     /// Calls `f(name, tensor)` for every parameter and buffer, mutably.
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>));
+
+    /// Calls `f` on every BatchNorm, e.g. to set ε and momentum model-wide as YOLOv7 does
+    /// (`bn.eps = 1e-3; bn.momentum = 0.03`). Layers without one do nothing.
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm2d)) {
+        let _ = f;
+    }
 }
 
 /// Adds a branch's output to the running sum of a block (`None` before the first branch),
@@ -60,13 +66,14 @@ pub fn accumulate(sum: &mut Option<Array4<f32>>, branch: Array4<f32>, name: &str
     Ok(())
 }
 
-/// Draws non-trivial values for every 1-D tensor of a model, so that a wrong fold cannot pass
-/// by accident (for tests and demos): `running_var` ∈ U[0.5, 2], `running_mean` ~ N(0, 0.5²),
-/// `bias` ~ N(0, 0.2²), any other vector (BN γ, scaling layers, implicit vectors) ∈ U[0.5, 1.5].
+/// Draws non-trivial values for every vector of a model (1-D tensors and YOLOR's `implicit`
+/// parameters), so that a wrong fold cannot pass by accident (for tests and demos):
+/// `running_var` ∈ U[0.5, 2], `running_mean` ~ N(0, 0.5²), `bias` ~ N(0, 0.2²), any other
+/// vector (BN γ, scaling layers, implicit vectors) ∈ U[0.5, 1.5].
 pub fn randomize_vectors(model: &mut dyn Parameters, rng: &mut impl rand::Rng) {
     let normal = |std: f32| rand_distr::Normal::new(0.0f32, std).expect("valid");
     model.visit_mut("", &mut |name, mut t| {
-        if t.ndim() != 1 {
+        if t.ndim() != 1 && !name.ends_with("implicit") {
             return;
         }
         let draw: &mut dyn FnMut() -> f32 = if name.ends_with("running_var") {
@@ -80,6 +87,31 @@ pub fn randomize_vectors(model: &mut dyn Parameters, rng: &mut impl rand::Rng) {
         };
         t.mapv_inplace(|_| draw());
     });
+}
+
+/// Nearest-neighbour upsampling by an integer factor (`nn.Upsample(scale_factor, 'nearest')`).
+pub fn upsample_nearest(x: &Array4<f32>, factor: usize) -> Result<Array4<f32>> {
+    if factor == 0 {
+        return Err(Error::geometry("upsampling factor must be at least 1, found 0"));
+    }
+    let (n, c, h, w) = x.dim();
+    Ok(Array4::from_shape_fn((n, c, h * factor, w * factor), |(b, ch, i, j)| x[[b, ch, i / factor, j / factor]]))
+}
+
+/// Concatenation along the channel axis (`torch.cat(dim=1)`); batch and spatial sizes must agree.
+pub fn concat_channels(parts: &[&Array4<f32>]) -> Result<Array4<f32>> {
+    let Some(first) = parts.first() else {
+        return Err(Error::geometry("nothing to concatenate"));
+    };
+    let (n, _, h, w) = first.dim();
+    for part in parts {
+        let (pn, pc, ph, pw) = part.dim();
+        if (pn, ph, pw) != (n, h, w) {
+            return Err(Error::shape("concatenated tensor", &[n, pc, h, w], part.shape()));
+        }
+    }
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    ndarray::concatenate(ndarray::Axis(1), &views).map_err(|e| Error::geometry(e.to_string()))
 }
 
 /// Checks that a model's next layer takes the channels the previous one outputs, then records
@@ -96,9 +128,14 @@ pub fn chain_channels(previous: &mut Option<(String, usize)>, name: String, inpu
     Ok(())
 }
 
-/// `prefix.name`, or `name` alone when the prefix is empty.
+/// `prefix.name`, or either alone when the other is empty (an empty name puts a layer's
+/// weights directly under its parent, as YOLO's `Conv` does with `conv.weight`, `bn.weight`).
 pub fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") }
+    match (prefix.is_empty(), name.is_empty()) {
+        (true, _) => name.to_owned(),
+        (_, true) => prefix.to_owned(),
+        _ => format!("{prefix}.{name}"),
+    }
 }
 
 impl<T: Parameters> Parameters for Option<T> {
@@ -111,6 +148,12 @@ impl<T: Parameters> Parameters for Option<T> {
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>)) {
         if let Some(inner) = self {
             inner.visit_mut(prefix, f);
+        }
+    }
+
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm2d)) {
+        if let Some(inner) = self {
+            inner.visit_batch_norms(f);
         }
     }
 }
@@ -149,6 +192,10 @@ macro_rules! child_parameters {
 
             fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ndarray::ArrayViewMutD<'_, f32>)) {
                 $( self.$field.visit_mut(&$crate::layers::join(prefix, stringify!($field)), f); )*
+            }
+
+            fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut $crate::layers::BatchNorm2d)) {
+                $( self.$field.visit_batch_norms(f); )*
             }
         }
     };
