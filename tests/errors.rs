@@ -47,7 +47,7 @@ fn fold_of_mismatched_layers_is_refused() {
     let first = random_conv_bn(ConvGeometry::new(4, 8, 3).padding(1), &mut rng).fuse().unwrap();
     let second = random_conv_bn(ConvGeometry::new(8, 4, 3).padding(1), &mut rng).fuse().unwrap();
     let err = first.then(&second).unwrap_err();
-    assert!(err.to_string().contains("neither stage is a 1x1 conv"), "{err}");
+    assert!(err.to_string().contains("is not one convolution: two k×k convs merge only without padding"), "{err}");
     let err = second.clone().then(&second).unwrap_err();
     assert!(err.to_string().contains("the first stage outputs 4 channels but the second expects 8"), "{err}");
 }

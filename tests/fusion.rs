@@ -252,3 +252,39 @@ fn implicit_a_refuses_a_padded_conv() {
     let err = AffineConv::from_conv(&conv).unwrap().after_implicit_a(&ImplicitA::new(3)).unwrap_err();
     assert!(err.to_string().contains("exact only without padding"), "{err}");
 }
+
+/// OREPA's linear deep stem: two unpadded 3×3 convs are one unpadded 5×5 conv, exactly; with
+/// padding they are not (the merge is refused), and nested groups keep the smaller count.
+#[test]
+fn stacked_kernels_and_nested_groups() {
+    let mut rng = rng(21);
+    let first = Conv2d::new_with_bias(ConvGeometry::new(4, 6, 3), &mut rng).unwrap();
+    let second = Conv2d::new_with_bias(ConvGeometry::new(6, 5, 3).stride(2), &mut rng).unwrap();
+    let x = random_tensor((2, 4, 13, 10), &mut rng);
+    let train = second.forward(&first.forward(&x).unwrap()).unwrap();
+    let merged = AffineConv::from_conv(&first).unwrap().then(&AffineConv::from_conv(&second).unwrap()).unwrap();
+    assert_eq!(merged.geometry.kernel, (5, 5).into());
+    assert_close("3x3 -> 3x3 (valid)", &merged.to_conv2d().forward(&x).unwrap(), &train);
+
+    let padded = Conv2d::new(ConvGeometry::new(6, 5, 3).padding(1), &mut rng).unwrap();
+    let err = AffineConv::from_conv(&first).unwrap().then(&AffineConv::from_conv(&padded).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("merge only without padding"), "{err}");
+
+    // 1×1 with 4 groups, then 3×3 with 2 groups: nested, so the result has 2 groups.
+    let a = random_conv_bn(ConvGeometry::new(8, 8, 1).groups(4), &mut rng);
+    let b = Conv2d::new(ConvGeometry::new(8, 8, 3).groups(2), &mut rng).unwrap();
+    let b = b.with_pad_fill(a.fuse().unwrap().bias.mapv(|v| v as f32)).unwrap();
+    let x8 = random_tensor((2, 8, 13, 10), &mut rng);
+    let train = b.forward(&a.forward(&x8).unwrap()).unwrap();
+    let merged = a.fuse().unwrap().then_conv(&b).unwrap();
+    assert_eq!(merged.geometry.groups, 2);
+    assert_close("1x1 g4 -> 3x3 g2", &merged.to_conv2d().forward(&x8).unwrap(), &train);
+
+    // OREPA's depthwise-separable branch with a grouped pointwise: dw ×8, then 1×1 with 2 groups.
+    let dw = Conv2d::new(ConvGeometry::new(4, 32, 3).padding(1).groups(4), &mut rng).unwrap();
+    let pw = Conv2d::new(ConvGeometry::new(32, 6, 1).groups(2), &mut rng).unwrap();
+    let train = pw.forward(&dw.forward(&x).unwrap()).unwrap();
+    let merged = AffineConv::from_conv(&dw).unwrap().then(&AffineConv::from_conv(&pw).unwrap()).unwrap();
+    assert_eq!(merged.geometry.groups, 2);
+    assert_close("dw x8 -> pw g2", &merged.to_conv2d().forward(&x).unwrap(), &train);
+}

@@ -177,13 +177,4 @@ impl AffineConv {
         }
         dense
     }
-
-    /// Builds a grouped kernel from a dense `[C_out, C_in, k_h, k_w]` one, keeping only the
-    /// group blocks of `geometry` (the caller guarantees the rest is zero).
-    fn from_dense(geometry: ConvGeometry, dense: &Array4<f64>, bias: Array1<f64>) -> Result<Self> {
-        let (cin_g, cout_g) = (geometry.in_per_group(), geometry.out_per_group());
-        let weight =
-            Array4::from_shape_fn(geometry.weight_shape(), |(o, c, u, v)| dense[[o, (o / cout_g) * cin_g + c, u, v]]);
-        AffineConv::new(geometry, weight, bias)
-    }
 }

@@ -2,9 +2,9 @@
 
 use super::AffineConv;
 use crate::error::{Error, Result};
-use crate::geometry::ConvGeometry;
+use crate::geometry::{ConvGeometry, Hw};
 use crate::layers::Conv2d;
-use ndarray::{Array1, Array4};
+use ndarray::{Array1, Array4, s};
 
 /// A 1×1 convolution with stride 1 and no padding: the stage a sequential merge needs.
 fn is_plain_1x1(g: &ConvGeometry) -> bool {
@@ -38,20 +38,23 @@ impl AffineConv {
         self.then(&AffineConv::from_conv_ignoring_fill(next)?)
     }
 
-    /// Merges `self` followed by `next` into one convolution, when one of the two is a 1×1
-    /// with stride 1 and no padding. Per spatial tap `(u, v)`, over the channel dimension:
+    /// Merges `self` followed by `next` into one convolution. Per output channel `o`, input
+    /// channel `i` and tap, over the intermediate channels `m` (within the groups):
     ///
-    /// * `self` is the 1×1 (DBB/OREPA 1×1 → k×k): `W[o,i,u,v] = Σ_m W₂[o,m,u,v]·W₁[m,i]`,
-    ///   `b[o] = b₂[o] + Σ_{m,u,v} W₂[o,m,u,v]·b₁[m]`, geometry of `next`. Exact on the border
-    ///   only when `next` pads its input with `b₁` (per channel) instead of zero —
-    ///   [`crate::layers::Conv2d::pad_fill`], as DBB's BN-and-pad layer does — because the
-    ///   merged conv sees zero-padded `x`, whose 1×1 image is `b₁`, not 0.
-    /// * `next` is the 1×1 (depthwise k×k → pointwise 1×1, OREPA's linear DW-sepconv):
-    ///   `W[o,i,u,v] = Σ_m W₂[o,m]·W₁[m,i,u,v]`, `b = W₂·b₁ + b₂`, geometry of `self`.
+    /// * `next` is a 1×1 without padding (depthwise k×k → pointwise 1×1, OREPA's linear
+    ///   DW-sepconv): `W[o,i,t] = Σ_m W₂[o,m]·W₁[m,i,t]`, geometry of `self` (strides multiply).
     ///   Exact everywhere.
+    /// * `self` is a 1×1 with stride 1 and no padding (DBB/OREPA 1×1 → k×k):
+    ///   `W[o,i,t] = Σ_m W₂[o,m,t]·W₁[m,i]`, geometry of `next`. Exact on the border only when
+    ///   `next` pads its input with `self`'s bias ([`crate::layers::Conv2d::pad_fill`], DBB's
+    ///   BN-and-pad), because the merged conv sees zero-padded `x`, whose 1×1 image is `b₁`.
+    /// * both k×k (OREPA's linear deep stem): `W[o,i,u₁+u₂] = Σ_m W₂[o,m,u₂]·W₁[m,i,u₁]`, a
+    ///   `(k₁+k₂−1)` kernel. Exact only when neither pads (the intermediate map's zero border
+    ///   is not what the merged conv would compute there) and the first has stride 1; otherwise
+    ///   refused.
     ///
-    /// Groups: when both stages have `g` groups the result has `g`; otherwise the result is
-    /// dense (`groups = 1`).
+    /// Bias: `b[o] = b₂[o] + Σ_{m,t} W₂[o,m,t]·b₁[m]`. Groups: equal groups stay; nested ones
+    /// (one count divides the other) give the smaller count; others give a dense conv.
     pub fn then(self, next: &AffineConv) -> Result<AffineConv> {
         let (first, second) = (self.geometry, next.geometry);
         if second.in_channels != first.out_channels {
@@ -63,38 +66,110 @@ impl AffineConv {
                 ),
             ));
         }
-        let groups = if first.groups == second.groups { first.groups } else { 1 };
-        let (w1, w2) = (self.dense_weight(), next.dense_weight());
-        if is_plain_1x1(&first) {
-            let geometry = ConvGeometry { in_channels: first.in_channels, groups, ..second };
-            let (kh, kw) = (second.kernel.h, second.kernel.w);
-            let dense = Array4::from_shape_fn((second.out_channels, first.in_channels, kh, kw), |(o, i, u, v)| {
-                (0..first.out_channels).map(|m| w2[[o, m, u, v]] * w1[[m, i, 0, 0]]).sum()
-            });
-            let bias = Array1::from_shape_fn(second.out_channels, |o| {
-                let spread: f64 =
-                    (0..first.out_channels).map(|m| self.bias[m] * w2.slice(ndarray::s![o, m, .., ..]).sum()).sum();
-                next.bias[o] + spread
-            });
-            AffineConv::from_dense(geometry, &dense, bias)
-        } else if is_plain_1x1(&second) {
-            let geometry = ConvGeometry { out_channels: second.out_channels, groups, ..first };
-            let (kh, kw) = (first.kernel.h, first.kernel.w);
-            let dense = Array4::from_shape_fn((second.out_channels, first.in_channels, kh, kw), |(o, i, u, v)| {
-                (0..first.out_channels).map(|m| w2[[o, m, 0, 0]] * w1[[m, i, u, v]]).sum()
-            });
-            let bias = Array1::from_shape_fn(second.out_channels, |o| {
-                next.bias[o] + (0..first.out_channels).map(|m| w2[[o, m, 0, 0]] * self.bias[m]).sum::<f64>()
-            });
-            AffineConv::from_dense(geometry, &dense, bias)
+        let unpadded = |g: &ConvGeometry| g.padding.to_array() == [0, 0];
+        let one = |g: &ConvGeometry| g.kernel.to_array() == [1, 1];
+        let stride1 = |g: &ConvGeometry| g.stride.to_array() == [1, 1];
+        let geometry = if one(&second) && unpadded(&second) {
+            let stride = Hw::new(first.stride.h * second.stride.h, first.stride.w * second.stride.w);
+            ConvGeometry { out_channels: second.out_channels, stride, ..first }
+        } else if one(&first) && unpadded(&first) && stride1(&first) {
+            ConvGeometry { in_channels: first.in_channels, ..second }
+        } else if unpadded(&first) && unpadded(&second) && stride1(&first) && first.dilation == second.dilation {
+            let kernel = Hw::new(first.kernel.h + second.kernel.h - 1, first.kernel.w + second.kernel.w - 1);
+            ConvGeometry { in_channels: first.in_channels, kernel, ..second }
         } else {
-            Err(Error::fusion(
+            return Err(Error::fusion(
                 "sequential merge",
                 format!(
-                    "neither stage is a 1x1 conv with stride 1 and no padding (first: {first}, second: {second}); \
-                     two k×k convs in a row are one conv only away from the border"
+                    "{first} followed by {second} is not one convolution: two k×k convs merge only without padding \
+                     (the intermediate map's zero border is not what a merged conv computes) and with stride 1 in \
+                     the first; otherwise one of them must be a 1x1 without padding"
                 ),
-            ))
+            ));
+        };
+        let groups = merged_groups(first.groups, second.groups);
+        let geometry = ConvGeometry { groups, ..geometry };
+        let weight = compose(&self, next, geometry);
+        let bias = Array1::from_shape_fn(second.out_channels, |o| {
+            let (mids, start) = (second.in_per_group(), (o / second.out_per_group()) * second.in_per_group());
+            let spread: f64 = (0..mids).map(|m| next.weight.slice(s![o, m, .., ..]).sum() * self.bias[start + m]).sum();
+            next.bias[o] + spread
+        });
+        AffineConv::new(geometry, weight, bias)
+    }
+}
+
+/// Groups of a composition: equal ones stay, nested ones give the smaller, others none.
+fn merged_groups(g1: usize, g2: usize) -> usize {
+    if g1 % g2 == 0 || g2 % g1 == 0 { g1.min(g2) } else { 1 }
+}
+
+/// The merged kernel `W[o,i,u₁+u₂] = Σ_m W₂[o,m,u₂]·W₁[m,i,u₁]` in `geometry`'s grouped layout:
+/// a GEMM per group when both stages share their groups and one is 1×1, direct loops otherwise
+/// (which cost `O · M/g₂ · I/g₁ · taps₁ · taps₂`, small for depthwise stages).
+fn compose(first: &AffineConv, second: &AffineConv, geometry: ConvGeometry) -> Array4<f64> {
+    let (g1, g2) = (first.geometry, second.geometry);
+    let (k1, k2) = (g1.kernel, g2.kernel);
+    let mut weight = Array4::<f64>::zeros(geometry.weight_shape());
+    let (cin_g, cout_g) = (geometry.in_per_group(), geometry.out_per_group());
+    if g1.groups == g2.groups && (k1.to_array() == [1, 1] || k2.to_array() == [1, 1]) {
+        let (mid_g, taps) = (g2.in_per_group(), geometry.kernel.h * geometry.kernel.w);
+        for g in 0..g1.groups {
+            let (outs, mids, ins) = (g * cout_g..(g + 1) * cout_g, g * mid_g..(g + 1) * mid_g, ..);
+            let w1 = first.weight.slice(s![mids.clone(), ins, .., ..]);
+            let w2 = second.weight.slice(s![outs.clone(), .., .., ..]);
+            let mut out = weight.slice_mut(s![outs, .., .., ..]);
+            if k2.to_array() == [1, 1] {
+                // [O_g, M_g] · [M_g, I_g·taps]
+                let a = w2.to_shape((cout_g, mid_g)).expect("1x1 kernel");
+                let b = w1.to_shape((mid_g, cin_g * taps)).expect("contiguous slice");
+                out.assign(
+                    &a.dot(&b)
+                        .into_shape_with_order((cout_g, cin_g, geometry.kernel.h, geometry.kernel.w))
+                        .expect("sizes"),
+                );
+            } else {
+                // [O_g·taps, M_g] · [M_g, I_g], taps moved next to O and back.
+                let a = w2.permuted_axes([0, 2, 3, 1]).as_standard_layout().into_owned();
+                let a = a.into_shape_with_order((cout_g * taps, mid_g)).expect("sizes");
+                let b = w1.to_shape((mid_g, cin_g)).expect("1x1 kernel");
+                let product = a
+                    .dot(&b)
+                    .into_shape_with_order((cout_g, geometry.kernel.h, geometry.kernel.w, cin_g))
+                    .expect("sizes");
+                out.assign(&product.permuted_axes([0, 3, 1, 2]));
+            }
+        }
+        return weight;
+    }
+    // Direct loops into a dense kernel, then keep the group blocks of `geometry`.
+    let mut dense = Array4::<f64>::zeros((geometry.out_channels, g1.in_channels, geometry.kernel.h, geometry.kernel.w));
+    let (mid2, in1) = (g2.in_per_group(), g1.in_per_group());
+    for o in 0..g2.out_channels {
+        let mid_start = (o / g2.out_per_group()) * mid2;
+        for m_local in 0..mid2 {
+            let m = mid_start + m_local;
+            let in_start = (m / g1.out_per_group()) * in1;
+            for c in 0..in1 {
+                for (u2, v2, w2) in taps(&second.weight, o, m_local, k2) {
+                    if w2 == 0.0 {
+                        continue;
+                    }
+                    for (u1, v1, w1) in taps(&first.weight, m, c, k1) {
+                        dense[[o, in_start + c, u1 + u2, v1 + v2]] += w2 * w1;
+                    }
+                }
+            }
         }
     }
+    for o in 0..geometry.out_channels {
+        let start = (o / cout_g) * cin_g;
+        weight.slice_mut(s![o, .., .., ..]).assign(&dense.slice(s![o, start..start + cin_g, .., ..]));
+    }
+    weight
+}
+
+/// `(row, column, value)` of every tap of `w[o, i]`.
+fn taps(w: &Array4<f64>, o: usize, i: usize, k: Hw) -> impl Iterator<Item = (usize, usize, f64)> + '_ {
+    (0..k.h).flat_map(move |u| (0..k.w).map(move |v| (u, v, w[[o, i, u, v]])))
 }
