@@ -131,6 +131,16 @@ impl Costs for AvgPool2d {
     }
 }
 
+impl Costs for crate::layers::FilterBank {
+    fn parameter_count(&self) -> usize {
+        0
+    }
+
+    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
+        self.conv.macs(input)
+    }
+}
+
 impl Costs for SqueezeExcite {
     fn parameter_count(&self) -> usize {
         self.down.parameter_count() + self.up.parameter_count()

@@ -1,7 +1,7 @@
 //! Branch forward passes (eval and training) and `fuse`.
 
 use super::construct::is_spatial;
-use crate::internals::ast::{Block, Branch, OpKind, Pair, PostOp};
+use crate::internals::ast::{Bank, Block, Branch, OpKind, Pair, PostOp};
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::Index;
@@ -22,7 +22,7 @@ pub(super) fn needs_fill(b: &Branch, i: usize) -> bool {
     }
     match &b.ops[i].kind {
         OpKind::Conv(c) | OpKind::ConvBn(c, _) => is_spatial(&c.kernel, &c.stride, &Some(Pair::lit(1))),
-        OpKind::AvgPool { .. } => true,
+        OpKind::Filter { .. } => true,
         _ => false,
     }
 }
@@ -118,8 +118,8 @@ pub(super) fn post_ops(block: &Block, value: TokenStream, train: bool, skip_bn: 
         .collect()
 }
 
-/// `fuse`: every present branch to an `AffineConv`, summed, the post-sum BN folded; binds `__fused`.
-pub(super) fn fuse(block: &Block) -> TokenStream {
+/// `squeeze`: every present branch to an `AffineConv`, summed; binds `__squeezed`.
+pub(super) fn squeeze(block: &Block) -> TokenStream {
     let branches = block.branches.iter().enumerate().map(|(index, b)| {
         let field = &b.field;
         let name = &b.name;
@@ -153,7 +153,13 @@ pub(super) fn fuse(block: &Block) -> TokenStream {
                     quote!(::rep::fusion::identity(__channels, __groups)?.then_implicit_m(&#layer)?)
                 }
                 (OpKind::Identity(_), true) => quote!(::rep::fusion::identity(__channels, __groups)?),
-                (OpKind::AvgPool { .. }, true) => {
+                (OpKind::Filter { bank: Bank::Dct, .. }, true) => {
+                    quote!(::rep::fusion::AffineConv::from_conv(&#layer.conv)?)
+                }
+                (OpKind::Filter { bank: Bank::Dct, .. }, false) => {
+                    quote!(__acc.then(&::rep::fusion::AffineConv::from_conv(&#layer.conv)?)?)
+                }
+                (OpKind::Filter { .. }, true) => {
                     quote!(::rep::fusion::avg_pool_kernel(__channels, __groups, &#layer)?)
                 }
                 (OpKind::Conv(_), false) => {
@@ -168,7 +174,7 @@ pub(super) fn fuse(block: &Block) -> TokenStream {
                 (OpKind::Scale(..), false) => quote!(__acc.then_scale(&#layer)?),
                 (OpKind::ImplicitM(..), false) => quote!(__acc.then_implicit_m(&#layer)?),
                 (OpKind::Identity(_), false) => quote!(__acc),
-                (OpKind::AvgPool { .. }, false) => quote!({
+                (OpKind::Filter { .. }, false) => quote!({
                     let __c = __acc.geometry.out_channels;
                     __acc.then(&::rep::fusion::avg_pool_kernel(__c, __groups, &#layer)?)?
                 }),
@@ -191,18 +197,31 @@ pub(super) fn fuse(block: &Block) -> TokenStream {
             quote!({ let __b = &self.#field; #push })
         }
     });
-    // The first branch must be present for the channel count used by identity-like branches.
-    let post_bn = block
-        .post
-        .iter()
-        .any(|p| matches!(p, PostOp::Bn(..)))
-        .then(|| quote!(let __fused = __fused.then_bn(&self.bn)?;));
     quote! {
         let mut __branches: ::std::vec::Vec<(&str, ::rep::fusion::AffineConv)> = ::std::vec::Vec::new();
         #[allow(unused_variables, unused_assignments)]
         let (mut __channels, mut __groups) = (0usize, 1usize);
         #(#branches)*
-        let __fused = ::rep::fusion::sum_branches(&__branches)?;
-        #post_bn
+        let __squeezed = ::rep::fusion::sum_branches(&__branches)?;
+    }
+}
+
+/// True when every branch is linear even while training (no BN inside a branch) and a BN
+/// follows the sum: OREPA's linearized block, whose training forward can run one conv.
+pub(super) fn is_online(block: &Block) -> bool {
+    matches!(block.post.first(), Some(PostOp::Bn(..)))
+        && block.branches.iter().all(|b| b.ops.iter().all(|op| !matches!(op.kind, OpKind::Bn(..) | OpKind::ConvBn(..))))
+}
+
+/// OREPA's online training forward: squeeze the branches into one kernel, run one conv, then
+/// the post-sum ops (the BN with batch statistics).
+pub(super) fn forward_online(block: &Block) -> TokenStream {
+    let post = post_ops(block, quote!(__sum), true, false);
+    quote! {
+        let __conv = self.squeeze()?.to_conv2d();
+        #[allow(unused_mut)]
+        let mut __sum = ::rep::layers::Layer::forward(&__conv, x)?;
+        #post
+        ::core::result::Result::Ok(__sum)
     }
 }

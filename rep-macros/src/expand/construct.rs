@@ -1,6 +1,6 @@
 //! `new`: building every op with its geometry, and the checks left for compile time and run time.
 
-use crate::internals::ast::{Block, BnSpec, Branch, ConvSpec, Op, OpKind, Pair, PostOp};
+use crate::internals::ast::{Bank, Block, BnSpec, Branch, ConvSpec, Op, OpKind, Pair, PostOp};
 use crate::internals::check::{BlockGeometry, Check, Pred};
 use crate::internals::geo::{Geo, Op as GeoOp, SymKind};
 use proc_macro2::{Ident, TokenStream, TokenTree};
@@ -15,7 +15,8 @@ pub(super) fn op_type(op: &Op) -> TokenStream {
         OpKind::Scale(..) => quote!(::rep::layers::Scale),
         OpKind::ImplicitA(_) => quote!(::rep::layers::ImplicitA),
         OpKind::ImplicitM(_) => quote!(::rep::layers::ImplicitM),
-        OpKind::AvgPool { .. } => quote!(::rep::layers::AvgPool2d),
+        OpKind::Filter { bank: Bank::Avg, .. } => quote!(::rep::layers::AvgPool2d),
+        OpKind::Filter { bank: Bank::Dct, .. } => quote!(::rep::layers::FilterBank),
         OpKind::Identity(_) => quote!(()),
     }
 }
@@ -78,21 +79,26 @@ pub(super) fn construct_op(op: &Op, g: &BlockGeometry, main_kernel: &Pair) -> To
     match &op.kind {
         OpKind::Conv(spec) => {
             let geometry = conv_geometry(spec, &padding_of(&spec.kernel, &spec.stride, &spec.dilation, &spec.padding));
-            if spec.bias {
+            let conv = if spec.bias {
                 quote!(::rep::layers::Conv2d::new_with_bias(#geometry, rng)?)
             } else {
                 quote!(::rep::layers::Conv2d::new(#geometry, rng)?)
-            }
+            };
+            if spec.identity_init { quote!({ let mut __conv = #conv; __conv.init_identity(); __conv }) } else { conv }
         }
         OpKind::ConvBn(spec, bn) => {
             let geometry = conv_geometry(spec, &padding_of(&spec.kernel, &spec.stride, &spec.dilation, &spec.padding));
-            match bn_options(bn) {
-                options if options.is_empty() => quote!(::rep::layers::ConvBn::new(#geometry, rng)?),
-                options => quote!({
+            let options = bn_options(bn);
+            let identity = spec.identity_init.then(|| quote!(__layer.conv.init_identity();));
+            if options.is_empty() && identity.is_none() {
+                quote!(::rep::layers::ConvBn::new(#geometry, rng)?)
+            } else {
+                quote!({
                     let mut __layer = ::rep::layers::ConvBn::new(#geometry, rng)?;
                     __layer.bn = __layer.bn #options;
+                    #identity
                     __layer
-                }),
+                })
             }
         }
         OpKind::Bn(channels, bn) => {
@@ -103,10 +109,16 @@ pub(super) fn construct_op(op: &Op, g: &BlockGeometry, main_kernel: &Pair) -> To
             let c = channels.runtime();
             quote!(::rep::layers::Scale::new(#c, #init))
         }
-        OpKind::AvgPool { kernel, stride, padding, .. } => {
+        OpKind::Filter { bank, channels, kernel, stride, padding } => {
             let p = padding_of(kernel, stride, &Pair::lit(1), padding);
             let (k, s, p) = (hw(kernel), hw(stride), hw(&p));
-            quote!(::rep::layers::AvgPool2d::new(#k, #s, #p))
+            match bank {
+                Bank::Avg => quote!(::rep::layers::AvgPool2d::new(#k, #s, #p)),
+                Bank::Dct => {
+                    let (c, k) = (channels.runtime(), kernel.h.runtime());
+                    quote!(::rep::layers::FilterBank::dct(#c, #k, #s, #p)?)
+                }
+            }
         }
         OpKind::Identity(_) => quote!(()),
         OpKind::ImplicitA(channels) => {

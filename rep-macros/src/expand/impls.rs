@@ -43,7 +43,7 @@ pub(super) fn visit(block: &Block, mode: Visit) -> TokenStream {
         let (field, name) = (&b.field, &b.name);
         let base = quote!(__b);
         let ops =
-            b.ops.iter().enumerate().filter(|(_, op)| !matches!(op.kind, OpKind::AvgPool { .. } | OpKind::Identity(_)));
+            b.ops.iter().enumerate().filter(|(_, op)| !matches!(op.kind, OpKind::Filter { .. } | OpKind::Identity(_)));
         let calls = ops.map(|(i, op)| {
             let layer = op_access(b, i, &base);
             let path = if b.sequence {

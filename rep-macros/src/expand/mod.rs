@@ -7,7 +7,7 @@ mod construct;
 pub(crate) mod impls;
 pub mod model;
 
-use branch::{forward, fuse, post_ops};
+use branch::{forward, forward_online, is_online, post_ops, squeeze};
 use construct::{branch_type, constructor};
 use impls::{Visit, block_trait, costs, visit};
 
@@ -56,7 +56,21 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
     let new_fn = constructor(block, geometry, checks);
     let block_impl = block_trait(block, geometry);
     let (forward_eval, forward_train) = (forward(block, false), forward(block, true));
-    let fuse = fuse(block);
+    let squeeze = squeeze(block);
+    let post_bn = block.post.iter().any(|p| matches!(p, PostOp::Bn(..))).then(|| quote!(.then_bn(&self.bn)?));
+    let online = is_online(block);
+    let (forward_train, structural) = if online {
+        let doc = "The structural training forward (every branch, then the sum), for comparison with the online \
+                   `forward_train`, which squeezes the branches into one kernel and runs one convolution.";
+        (
+            forward_online(block),
+            Some(
+                quote!(#[doc = #doc] pub fn forward_train_structural(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> { #forward_train }),
+            ),
+        )
+    } else {
+        (forward_train, None)
+    };
     let (visit_ref, visit_mut, visit_bns) =
         (visit(block, Visit::Ref), visit(block, Visit::Mut), visit(block, Visit::BatchNorms));
     let costs = costs(block);
@@ -88,6 +102,15 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
         #[allow(clippy::identity_op, clippy::erasing_op, clippy::modulo_one, clippy::eq_op)]
         impl #impl_generics #name #ty_generics #where_clause {
             #new_fn
+
+            /// The branches summed into one convolution (in f64), before the post-sum ops:
+            /// OREPA's block squeezing; `fuse` folds the post-sum BN into it.
+            pub fn squeeze(&self) -> ::rep::Result<::rep::fusion::AffineConv> {
+                #squeeze
+                ::core::result::Result::Ok(__squeezed)
+            }
+
+            #structural
         }
 
         impl #impl_generics ::rep::layers::Layer for #name #ty_generics #where_clause {
@@ -118,7 +141,7 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
             type Fused = #fused_name;
 
             fn fuse(&self) -> ::rep::Result<#fused_name> {
-                #fuse
+                let __fused = self.squeeze()? #post_bn;
                 ::core::result::Result::Ok(#fused_name { conv: __fused.to_conv2d(), #fused_se_init })
             }
         }

@@ -44,6 +44,17 @@ pub struct ConvSpec {
     pub dilation: Pair,
     pub groups: Geo,
     pub bias: bool,
+    /// Start from the identity (`IdentityInit<true>`, 1×1 only).
+    pub identity_init: bool,
+}
+
+/// Which constant filters a [`OpKind::Filter`] applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bank {
+    /// `AvgPool<C, K[, S]>`: `1/k²` everywhere (count_include_pad).
+    Avg,
+    /// `DctPrior<C, K[, S]>`: OREPA's frequency prior.
+    Dct,
 }
 
 /// One linear operation inside a branch.
@@ -53,7 +64,9 @@ pub enum OpKind {
     ConvBn(ConvSpec, BnSpec),
     Bn(Geo, BnSpec),
     Scale(Geo, LitFloat),
-    AvgPool {
+    /// A fixed per-channel filter: average pooling or OREPA's DCT prior.
+    Filter {
+        bank: Bank,
         channels: Geo,
         kernel: Pair,
         stride: Pair,
@@ -111,7 +124,7 @@ pub struct Block {
     pub kernel: Option<(Pair, Span)>,
 }
 
-const OPS: &str = "Conv, ConvBn, Bn, Scale, AvgPool, Identity, ImplicitA, ImplicitM";
+const OPS: &str = "Conv, ConvBn, Bn, Scale, AvgPool, DctPrior, Identity, ImplicitA, ImplicitM";
 const NON_LINEAR: &[&str] = &[
     "Relu",
     "ReLU",
@@ -494,16 +507,23 @@ fn parse_op(syms: &Symbols, ty: &Type) -> syn::Result<OpKind> {
                 dilation: args.take("Dilation").map(named_pair).transpose()?.unwrap_or(Pair::lit(1)),
                 groups: args.take("Groups").map(named_geo).transpose()?.unwrap_or(Geo::lit(1)),
                 bias: false,
+                identity_init: false,
             };
+            if let Some(init) = args.take("IdentityInit") {
+                spec.identity_init = parse_bool(&init)?;
+                if spec.identity_init && (spec.kernel.h.value() != Some(1) || spec.kernel.w.value() != Some(1)) {
+                    return Err(syn::Error::new(op.span(), "`IdentityInit` is for 1x1 convs"));
+                }
+            }
             if name == "Conv" {
                 if let Some(bias) = args.take("Bias") {
                     spec.bias = parse_bool(&bias)?;
                 }
-                args.finish("Padding<P>, Dilation<D>, Groups<G> or Bias<true>")?;
+                args.finish("Padding<P>, Dilation<D>, Groups<G>, Bias<true> or IdentityInit<true>")?;
                 Ok(OpKind::Conv(spec))
             } else {
                 let bn = take_bn(&mut args)?;
-                args.finish("Padding<P>, Dilation<D>, Groups<G>, Eps<E> or Momentum<M>")?;
+                args.finish("Padding<P>, Dilation<D>, Groups<G>, IdentityInit<true>, Eps<E> or Momentum<M>")?;
                 Ok(OpKind::ConvBn(spec, bn))
             }
         }
@@ -524,14 +544,15 @@ fn parse_op(syms: &Symbols, ty: &Type) -> syn::Result<OpKind> {
             args.finish("Init<VALUE>")?;
             Ok(OpKind::Scale(channels, init))
         }
-        "AvgPool" => {
+        "AvgPool" | "DctPrior" => {
             args.expect_positional(2, 3, "<CHANNELS, KERNEL[, STRIDE]>")?;
             let channels = geo(args.positional(0).expect("checked"))?;
             let kernel = parse_pair_arg(args.positional(1).expect("checked"), syms)?;
             let stride = args.positional(2).map(|s| parse_pair_arg(s, syms)).transpose()?.unwrap_or(Pair::lit(1));
             let padding = args.take("Padding").map(named_pair).transpose()?;
             args.finish("Padding<P>")?;
-            Ok(OpKind::AvgPool { channels, kernel, stride, padding })
+            let bank = if name == "AvgPool" { Bank::Avg } else { Bank::Dct };
+            Ok(OpKind::Filter { bank, channels, kernel, stride, padding })
         }
         "ImplicitA" | "ImplicitM" => {
             args.expect_positional(1, 1, "<CHANNELS>")?;

@@ -111,7 +111,8 @@ fn pair_text(p: &Pair) -> String {
 fn summarize(checker: &mut Checker<'_>, branch: &Branch, index: usize) -> Option<Summary> {
     let cx = checker.cx;
     let mut summary: Option<Summary> = None;
-    let mut spatial_seen: Option<Span> = None;
+    // The previous spatial op: its kernel, and whether an unpadded k×k may follow it (it is unpadded, stride 1).
+    let mut spatial_seen: Option<(Pair, bool)> = None;
     let mut conv_groups: Option<Geo> = None;
     let mut mixed_groups = false;
     for (i, op) in branch.ops.iter().enumerate() {
@@ -150,7 +151,7 @@ fn summarize(checker: &mut Checker<'_>, branch: &Branch, index: usize) -> Option
             | OpKind::Identity(ch)
             | OpKind::ImplicitA(ch)
             | OpKind::ImplicitM(ch) => (ch, ch, one.clone(), one.clone(), one.clone(), None, None),
-            OpKind::AvgPool { channels, kernel, stride, padding } => {
+            OpKind::Filter { channels, kernel, stride, padding, .. } => {
                 (channels, channels, kernel.clone(), stride.clone(), one.clone(), padding.clone(), None)
             }
         };
@@ -168,12 +169,12 @@ fn summarize(checker: &mut Checker<'_>, branch: &Branch, index: usize) -> Option
                 summary = Some(Summary {
                     cin: cin.clone(),
                     cout: cout.clone(),
-                    kernel,
-                    stride,
+                    kernel: kernel.clone(),
+                    stride: stride.clone(),
                     dilation,
-                    padding,
+                    padding: padding.clone(),
                     groups: None,
-                    identity_like: !matches!(op.kind, OpKind::Conv(_) | OpKind::ConvBn(..) | OpKind::AvgPool { .. }),
+                    identity_like: !matches!(op.kind, OpKind::Conv(_) | OpKind::ConvBn(..) | OpKind::Filter { .. }),
                 });
             }
             Some(s) => {
@@ -188,28 +189,41 @@ fn summarize(checker: &mut Checker<'_>, branch: &Branch, index: usize) -> Option
                     // After a reported break, keep the last good width so one mistake is one error.
                     s.cout = cout.clone();
                 }
-                s.identity_like &= !matches!(op.kind, OpKind::Conv(_) | OpKind::ConvBn(..) | OpKind::AvgPool { .. });
+                s.identity_like &= !matches!(op.kind, OpKind::Conv(_) | OpKind::ConvBn(..) | OpKind::Filter { .. });
                 if is_spatial {
-                    s.kernel = kernel;
-                    s.stride = stride;
+                    s.kernel = kernel.clone();
+                    s.stride = stride.clone();
                     s.dilation = dilation;
-                    s.padding = padding;
+                    s.padding = padding.clone();
                 }
             }
         }
         if is_spatial {
-            if spatial_seen.is_some() {
-                cx.error_at(
-                    op.span,
-                    format!(
-                        "branch `{}` has two spatial ops (kernel, stride or padding other than 1x1/1/0); \
-                         a sequence folds into one conv only when every op but one is a 1x1 with stride 1 and no padding",
-                        branch.name
-                    ),
-                );
-                return None;
+            let unpadded = padding.as_ref().is_some_and(|p| p.h.value() == Some(0) && p.w.value() == Some(0));
+            let stride_one = stride.h.value() == Some(1) && stride.w.value() == Some(1);
+            if let Some((previous, stackable)) = spatial_seen.take() {
+                if !(stackable && unpadded) {
+                    cx.error_at(
+                        op.span,
+                        format!(
+                            "branch `{}` has two spatial ops (kernel, stride or padding other than 1x1/1/0); a sequence folds into \
+                             one conv only when every op but one is a 1x1 with stride 1 and no padding, or when stacked k×k \
+                             convs are all unpadded (`Padding<0>`) and all but the last have stride 1",
+                            branch.name
+                        ),
+                    );
+                    return None;
+                }
+                // Stacked unpadded kernels (OREPA's linear deep stem) make one (k₁ + k₂ − 1) kernel.
+                let grown = |a: &Geo, b: &Geo| Geo::bin(Geo::bin(a.clone(), Op::Add, b.clone()), Op::Sub, Geo::lit(1));
+                let stacked = Pair { h: grown(&previous.h, &kernel.h), w: grown(&previous.w, &kernel.w) };
+                if let Some(s) = summary.as_mut() {
+                    s.kernel = stacked.clone();
+                }
+                spatial_seen = Some((stacked, stride_one && unpadded));
+            } else {
+                spatial_seen = Some((kernel.clone(), stride_one && unpadded));
             }
-            spatial_seen = Some(op.span);
         }
     }
     let mut summary = summary?;

@@ -50,6 +50,13 @@ impl Conv2d {
         Ok(conv)
     }
 
+    /// Sets a 1×1 kernel to the (grouped) identity pattern, `W[o, o mod (C_in/g)] = 1`, as
+    /// DBB's and OREPA's identity-initialized 1×1 convs start.
+    pub fn init_identity(&mut self) {
+        let cin_g = self.geometry.in_per_group();
+        self.weight = Array4::from_shape_fn(self.weight.dim(), |(o, c, _, _)| if c == o % cin_g { 1.0 } else { 0.0 });
+    }
+
     /// Pads with `fill[c]` on input channel `c` instead of zero.
     pub fn with_pad_fill(mut self, fill: Array1<f32>) -> Result<Self> {
         if fill.len() != self.geometry.in_channels {
