@@ -40,6 +40,7 @@
 
 pub use rep_runtime::*;
 
+pub mod orepa;
 pub mod repvgg;
 pub mod yolo;
 

@@ -113,7 +113,7 @@ fn summarize(checker: &mut Checker<'_>, branch: &Branch, index: usize) -> Option
     let mut summary: Option<Summary> = None;
     // The previous spatial op: its kernel, and whether an unpadded k×k may follow it (it is unpadded, stride 1).
     let mut spatial_seen: Option<(Pair, bool)> = None;
-    let mut conv_groups: Option<Geo> = None;
+    let mut conv_groups: Option<(Geo, bool)> = None;
     let mut mixed_groups = false;
     for (i, op) in branch.ops.iter().enumerate() {
         if matches!(op.kind, OpKind::ImplicitA(_)) {
@@ -158,11 +158,23 @@ fn summarize(checker: &mut Checker<'_>, branch: &Branch, index: usize) -> Option
         let is_spatial = [&kernel.h, &kernel.w, &stride.h, &stride.w].iter().any(|g| g.value() != Some(1))
             || padding.as_ref().is_some_and(|p| [&p.h, &p.w].iter().any(|g| g.value() != Some(0)));
         if let Some(g) = groups {
-            match &conv_groups {
-                Some(prev) if !prev.same_as(g) => mixed_groups = true,
-                Some(_) => {}
-                None => conv_groups = Some(g.clone()),
-            }
+            // A depthwise conv (groups = its input channels) nests inside any grouping, so the
+            // merged conv keeps the other stage's groups; literal counts merge as the runtime
+            // does (nested → the smaller); anything else makes the merged conv dense.
+            let depthwise = g.same_as(cin);
+            conv_groups = Some(match conv_groups.take() {
+                None => (g.clone(), depthwise),
+                Some((prev, was_depthwise)) if prev.same_as(g) => (prev, was_depthwise && depthwise),
+                Some((prev, was_depthwise)) if depthwise => (prev, was_depthwise),
+                Some((_, true)) => (g.clone(), false),
+                Some((prev, _)) => match (prev.value(), g.value()) {
+                    (Some(a), Some(b)) if a % b == 0 || b % a == 0 => (Geo::lit(a.min(b)), false),
+                    _ => {
+                        mixed_groups = true;
+                        (prev, false)
+                    }
+                },
+            });
         }
         match &mut summary {
             None => {
@@ -227,7 +239,7 @@ fn summarize(checker: &mut Checker<'_>, branch: &Branch, index: usize) -> Option
         }
     }
     let mut summary = summary?;
-    summary.groups = if mixed_groups { Some(Geo::lit(1)) } else { conv_groups };
+    summary.groups = if mixed_groups { Some(Geo::lit(1)) } else { conv_groups.map(|(g, _)| g) };
     Some(summary)
 }
 
