@@ -168,9 +168,9 @@ fn main() -> rep::Result<()> {
         demo(0)?;
     println!("SmallOrepa (width 16), batch 4 x 3 x 33 x 29, random weights, scales and BN statistics");
     println!(
-        "  training step, online vs structural: output {train_err:.2e}, running statistics {stat_err:.2e} (relative)"
+        "  training step, online vs structural: output {train_error:.2e}, running statistics {stats_error:.2e} (relative)"
     );
-    println!("  fused vs train-time (eval): {fuse_err:.2e} (relative)");
+    println!("  fused vs train-time (eval): {fused_error:.2e} (relative)");
     println!(
         "  parameters {params} -> {fused_params} ({:.1}x), multiply-adds {macs} -> {fused_macs} ({:.1}x)",
         params as f64 / fused_params as f64,
