@@ -16,14 +16,24 @@ pub(super) fn op_access(b: &Branch, i: usize, base: &TokenStream) -> TokenStream
     }
 }
 
+/// Whether op `i` pads its input with what the 1×1 stages before it make of zero (their bias),
+/// as DBB's BN-and-pad does: a padded spatial op whose every predecessor is pointwise.
 pub(super) fn needs_fill(b: &Branch, i: usize) -> bool {
-    if i == 0 {
-        return false;
-    }
-    match &b.ops[i].kind {
-        OpKind::Conv(c) | OpKind::ConvBn(c, _) => is_spatial(&c.kernel, &c.stride, &Some(Pair::lit(1))),
-        OpKind::Filter { .. } => true,
-        _ => false,
+    let geometry = |op: &OpKind| match op {
+        OpKind::Conv(c) | OpKind::ConvBn(c, _) => Some((c.kernel.clone(), c.stride.clone(), c.padding.clone())),
+        OpKind::Filter { kernel, stride, padding, .. } => Some((kernel.clone(), stride.clone(), padding.clone())),
+        _ => None,
+    };
+    let pointwise = |op: &OpKind| geometry(op).is_none_or(|(k, s, p)| !is_spatial(&k, &s, &p.or(Some(Pair::lit(0)))));
+    let unpadded = |p: &Option<Pair>| p.as_ref().is_some_and(|p| p.h.value() == Some(0) && p.w.value() == Some(0));
+    match geometry(&b.ops[i].kind) {
+        Some((k, s, p)) => {
+            i > 0
+                && is_spatial(&k, &s, &Some(Pair::lit(0)))
+                && !unpadded(&p)
+                && b.ops[..i].iter().all(|op| pointwise(&op.kind))
+        }
+        None => false,
     }
 }
 

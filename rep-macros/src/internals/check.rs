@@ -380,6 +380,29 @@ pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
                 );
             }
         }
+        if s.padding.is_none() && !dilation_differs {
+            // The default padding p_main − d·(k_main − k)/2 must not be negative.
+            let square =
+                [&s.dilation, &s.kernel, &main_padding, &main_dilation, &main.kernel].iter().all(|q| q.h.same_as(&q.w));
+            let all = [
+                (&s.dilation.h, &s.kernel.h, &main_padding.h, &main_dilation.h, &main.kernel.h, " along the height"),
+                (&s.dilation.w, &s.kernel.w, &main_padding.w, &main_dilation.w, &main.kernel.w, " along the width"),
+            ];
+            for &(d, k, mp, md, mk, axis) in if square { &all[..1] } else { &all[..] } {
+                let axis = if square { "" } else { axis };
+                let available = Geo::bin(two(mp), Op::Add, reach(d, k));
+                checker.require(
+                    Pred::Le(reach(md, mk), available),
+                    span,
+                    branch,
+                    index,
+                    format!(
+                        "branch `{name}` cannot be centred on branch `{main_name}`'s window{axis}: it would need \
+                         negative padding (p_main - d*(k_main - k)/2 < 0); give the main branch more padding"
+                    ),
+                );
+            }
+        }
         if let Some(p) = s.padding.as_ref().filter(|_| !dilation_differs) {
             // 2p − d·(k − 1) must equal the main branch's 2P − D·(K − 1); written without subtraction.
             let square = [p, &s.dilation, &s.kernel, &main_padding, &main_dilation, &main.kernel]

@@ -34,6 +34,21 @@ pub struct Dynamic<Cin, Cout, S> {
     scaled: Option<(Identity<Cin>, Scale<Cin>)>,
 }
 
+/// OREPA's linear deep stem (two unpadded 3x3 convs, one 5x5), a DCT prior after an
+/// identity-initialized 1x1, YOLOR's implicit vectors, BN after the sum (online training forward).
+#[rep::block(post(bn))]
+pub struct Stem<const C: usize> {
+    deep: (Conv<C, C, 3, 1, Padding<0>>, Conv<C, C, 3, 1, Padding<0>>, Scale<C>),
+    prior: (Conv<C, C, 1, 1, IdentityInit<true>>, DctPrior<C, 5, 1, Padding<0>>),
+}
+
+/// YOLOR's implicit vectors around a 1x1 conv, beside a plain 1x1.
+#[rep::block]
+pub struct Implicit<const C: usize> {
+    plain: Conv<C, C, 1>,
+    implicit: (ImplicitA<C>, Conv<C, C, 1>, ImplicitM<C>, Identity<C>),
+}
+
 /// Sigmoid and identity post-ops, nothing else.
 #[rep::block(post(identity, sigmoid))]
 pub struct Plain {
@@ -57,6 +72,13 @@ fn main() {
     let x = rep::ndarray::Array4::from_shape_fn((2, 4, 9, 11), |(n, c, h, w)| ((n + c * 3 + h * 5 + w * 7) % 11) as f32 / 5.0 - 1.0);
     check(Literal::<4>::new(&mut rng).unwrap(), &x, &mut rng);
     check(Dilated::<4>::new(&mut rng).unwrap(), &x, &mut rng);
+    let mut stem = Stem::<4>::new(&mut rng).unwrap();
+    assert_eq!(stem.squeeze().unwrap().geometry.kernel, rep::Hw::square(5));
+    let mut structural = stem.clone();
+    let (a, b) = (stem.forward_train(&x).unwrap(), structural.forward_train_structural(&x).unwrap());
+    assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-4), "online vs structural");
+    check(stem, &x, &mut rng);
+    check(Implicit::<4>::new(&mut rng).unwrap(), &x, &mut rng);
     check(Dynamic::new(4usize, 4usize, 1usize, &mut rng).unwrap(), &x, &mut rng);
     check(Dynamic::new(Const::<4>, Const::<8>, Const::<2>, &mut rng).unwrap(), &x, &mut rng);
     let x3 = x.slice(rep::ndarray::s![.., 0..3, .., ..]).to_owned();
