@@ -74,3 +74,17 @@ fn the_reference_comparison_can_fail() {
     let flipped = reference_conv(&x, &conv.weight.mapv(|v| -v), None, &g, None);
     assert!(common::relative_error(&ours, &flipped) > 1e-2);
 }
+
+#[test]
+fn wide_convolutions_with_parallel_bands_match_reference() {
+    let mut rng = rng(11);
+    for (cin, cout, h, w, pad) in
+        [(8, 8, 7, 5, 1), (16, 24, 14, 14, 1), (12, 8, 9, 6, 0), (8, 64, 40, 37, 2), (32, 32, 1, 1, 1)]
+    {
+        let g = ConvGeometry::new(cin, cout, 3).padding(pad);
+        let conv = Conv2d::new_with_bias(g, &mut rng).unwrap();
+        let x = random_tensor((2, cin, h, w), &mut rng);
+        let expected = reference_conv(&x, &conv.weight, conv.bias.as_ref(), &g, None);
+        assert_close(&format!("{g} on {h}x{w}"), &conv.forward(&x).unwrap(), &expected);
+    }
+}

@@ -2,13 +2,21 @@
 
 use super::{Plane, valid_range};
 
-/// Fills `cols` (row `(c·k_h + u)·k_w + v`, column `i·W_out + j`) with
-/// `x_pad[c, i·s_h + u·d_h − p_h, j·s_w + v·d_w − p_w]`, padded positions taking `fill[c]` (or 0).
-pub(super) fn unfold(plane: &Plane<'_>, x: &[f32], channels: usize, fill: Option<&[f32]>, cols: &mut [f32]) {
+/// Fills `cols` (row `(c·k_h + u)·k_w + v`, column `(i − rows.start)·W_out + j`, for output
+/// rows `i` in `rows`) with `x_pad[c, i·s_h + u·d_h − p_h, j·s_w + v·d_w − p_w]`, padded
+/// positions taking `fill[c]` (or 0).
+pub(super) fn unfold(
+    plane: &Plane<'_>,
+    x: &[f32],
+    channels: usize,
+    fill: Option<&[f32]>,
+    rows: std::ops::Range<usize>,
+    cols: &mut [f32],
+) {
     let g = plane.geometry;
     let (h, w, out_h, out_w) = (plane.height, plane.width, plane.out_h, plane.out_w);
-    let out_plane = out_h * out_w;
-    let mut rows = cols.chunks_mut(out_plane);
+    let out_plane = rows.len() * out_w;
+    let mut col_rows = cols.chunks_mut(out_plane);
     for c in 0..channels {
         let pad = fill.map_or(0.0, |f| f[c]);
         let x_c = &x[c * h * w..(c + 1) * h * w];
@@ -16,10 +24,10 @@ pub(super) fn unfold(plane: &Plane<'_>, x: &[f32], channels: usize, fill: Option
             let off_h = (u * g.dilation.h) as isize - g.padding.h as isize;
             let (i_lo, i_hi) = valid_range(out_h, h, g.stride.h, off_h);
             for v in 0..g.kernel.w {
-                let row = rows.next().expect("cols sized by caller");
+                let row = col_rows.next().expect("cols sized by caller");
                 let off_w = (v * g.dilation.w) as isize - g.padding.w as isize;
                 let (j_lo, j_hi) = valid_range(out_w, w, g.stride.w, off_w);
-                for (i, out_row) in row.chunks_mut(out_w).enumerate() {
+                for (i, out_row) in rows.clone().zip(row.chunks_mut(out_w)) {
                     if i < i_lo || i >= i_hi {
                         out_row.fill(pad);
                         continue;

@@ -7,7 +7,9 @@
 //! * **general**: im2col into a scratch matrix, then one SGEMM per group
 //!   (`matrixmultiply`, with its AVX-512 kernels enabled).
 //!
-//! Images of a batch run in parallel on rayon's pool. Padding is zero by default; a
+//! Work runs on rayon's pool: images of a batch in parallel, and within an image, bands of
+//! output rows (each unfolding its own columns) and, when there are fewer bands than threads,
+//! blocks of output channels — so batch 1 uses every core. Padding is zero by default; a
 //! per-input-channel fill value may be given instead (DBB's BN-and-pad layer needs it).
 
 mod depthwise;
@@ -16,7 +18,7 @@ mod im2col;
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2};
+use ndarray::{Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 
 /// The numbers of one convolution: weight `[C_out, C_in/g, k_h, k_w]`, optional bias `[C_out]`,
@@ -100,36 +102,69 @@ impl Plane<'_> {
     }
 
     /// One image: `x` is `[C_in, H, W]`, `out` is `[C_out, H_out, W_out]`.
+    ///
+    /// The output rows are cut into bands that run in parallel (when rayon has more than one
+    /// thread and the plane is large): each band unfolds its own columns and runs one GEMM.
     fn run(&self, x: &[f32], weight: &[f32], bias: &[f32], fill: Option<&[f32]>, out: &mut [f32]) {
         let g = self.geometry;
         if g.in_per_group() == 1 {
             return depthwise::conv(self, x, weight, bias, fill, out);
         }
         let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
-        let taps = g.kernel.h * g.kernel.w;
+        let rows = cin_g * g.kernel.h * g.kernel.w;
         let (in_plane, out_plane) = (self.height * self.width, self.out_h * self.out_w);
-        let mut cols = if self.is_pointwise() { Vec::new() } else { vec![0.0; cin_g * taps * out_plane] };
+        let bands = (out_plane / MIN_BAND_COLUMNS).clamp(1, 2 * rayon::current_num_threads()).min(self.out_h);
+        let band_rows = self.out_h.div_ceil(bands);
         for group in 0..g.groups {
             let x_g = &x[group * cin_g * in_plane..(group + 1) * cin_g * in_plane];
-            let rows = cin_g * taps;
-            let b: ArrayView2<f32> = if self.is_pointwise() {
-                ArrayView2::from_shape((cin_g, in_plane), x_g).expect("sizes checked")
-            } else {
-                let fill_g = fill.map(|f| &f[group * cin_g..(group + 1) * cin_g]);
-                im2col::unfold(self, x_g, cin_g, fill_g, &mut cols);
-                ArrayView2::from_shape((rows, out_plane), &cols[..]).expect("sizes checked")
-            };
+            let fill_g = fill.map(|f| &f[group * cin_g..(group + 1) * cin_g]);
             let w_g = &weight[group * cout_g * rows..(group + 1) * cout_g * rows];
             let a = ArrayView2::from_shape((cout_g, rows), w_g).expect("sizes checked");
+            let bias_g = &bias[group * cout_g..(group + 1) * cout_g];
             let out_g = &mut out[group * cout_g * out_plane..(group + 1) * cout_g * out_plane];
-            for (o, row) in out_g.chunks_mut(out_plane).enumerate() {
-                row.fill(bias[group * cout_g + o]);
-            }
-            let mut c = ArrayViewMut2::from_shape((cout_g, out_plane), out_g).expect("sizes checked");
-            general_mat_mul(1.0, &a, &b, 1.0, &mut c);
+            let mut out_g = ArrayViewMut2::from_shape((cout_g, out_plane), out_g).expect("sizes checked");
+            out_g.axis_chunks_iter_mut(Axis(1), band_rows * self.out_w).into_par_iter().enumerate().for_each(
+                |(band, mut c)| {
+                    let first_row = band * band_rows;
+                    let columns = c.ncols();
+                    for (row, &b) in c.outer_iter_mut().zip(bias_g) {
+                        row.into_slice().expect("contiguous row").fill(b);
+                    }
+                    let mut cols = Vec::new();
+                    let b = if self.is_pointwise() {
+                        let x = ArrayView2::from_shape((cin_g, in_plane), x_g).expect("sizes checked");
+                        let start = first_row * self.out_w;
+                        x.slice_move(ndarray::s![.., start..start + columns])
+                    } else {
+                        cols.resize(rows * columns, 0.0);
+                        im2col::unfold(
+                            self,
+                            x_g,
+                            cin_g,
+                            fill_g,
+                            first_row..first_row + columns / self.out_w,
+                            &mut cols,
+                        );
+                        ArrayView2::from_shape((rows, columns), &cols[..]).expect("sizes checked")
+                    };
+                    // Too few bands to keep every thread busy: split the output channels too.
+                    let splits = (rayon::current_num_threads() / bands).max(1).min(cout_g / MIN_SPLIT_ROWS).max(1);
+                    let split_rows = cout_g.div_ceil(splits);
+                    c.axis_chunks_iter_mut(Axis(0), split_rows)
+                        .into_par_iter()
+                        .zip(a.axis_chunks_iter(Axis(0), split_rows))
+                        .for_each(|(mut c, a)| general_mat_mul(1.0, &a, &b, 1.0, &mut c));
+                },
+            );
         }
     }
 }
+
+/// Fewest output positions worth a parallel band of their own.
+const MIN_BAND_COLUMNS: usize = 512;
+
+/// Fewest output channels worth a parallel GEMM of their own.
+const MIN_SPLIT_ROWS: usize = 16;
 
 /// The output positions `o` in `0..out_len` whose input coordinate `o·stride + offset` lies in
 /// `0..in_len`, as a half-open range (empty when none do).

@@ -1,0 +1,47 @@
+//! Times one convolution per RepVGG-A0 layer shape (batch 1), for kernel work.
+//!
+//! ```text
+//! cargo run --release --example conv_layers
+//! ```
+
+use rep::ConvGeometry;
+use rep::layers::{Conv2d, Layer};
+use rep::ndarray::Array4;
+use rep::rand::{Rng, SeedableRng, rngs::StdRng};
+use std::time::Instant;
+
+fn main() -> rep::Result<()> {
+    let mut rng = StdRng::seed_from_u64(0);
+    println!("{:>14} {:>8} {:>10} {:>9}", "layer", "size", "ms", "GFLOPS");
+    for (cin, cout, size, stride) in [
+        (3, 48, 224, 2),
+        (48, 48, 112, 2),
+        (48, 48, 56, 1),
+        (48, 96, 56, 2),
+        (96, 96, 28, 1),
+        (96, 192, 28, 2),
+        (192, 192, 14, 1),
+        (192, 1280, 14, 2),
+    ] {
+        let g = ConvGeometry::new(cin, cout, 3).stride(stride).padding(1);
+        let conv = Conv2d::new_with_bias(g, &mut rng)?;
+        let x = Array4::from_shape_simple_fn((1, cin, size, size), || rng.random_range(-1.0f32..1.0));
+        conv.forward(&x)?;
+        let runs = 20;
+        let start = Instant::now();
+        for _ in 0..runs {
+            conv.forward(&x)?;
+        }
+        let ms = start.elapsed().as_secs_f64() * 1e3 / runs as f64;
+        let out = g.output_size(size, size)?;
+        let gflops = 2.0 * g.macs(out) as f64 / (ms * 1e6);
+        println!(
+            "{:>14} {:>8} {:>10.3} {:>9.1}",
+            format!("{cin}->{cout} s{stride}"),
+            format!("{size}x{size}"),
+            ms,
+            gflops
+        );
+    }
+    Ok(())
+}
