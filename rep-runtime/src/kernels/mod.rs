@@ -153,10 +153,49 @@ impl Plane<'_> {
                     c.axis_chunks_iter_mut(Axis(0), split_rows)
                         .into_par_iter()
                         .zip(a.axis_chunks_iter(Axis(0), split_rows))
-                        .for_each(|(mut c, a)| general_mat_mul(1.0, &a, &b, 1.0, &mut c));
+                        .for_each(|(mut c, a)| sgemm(a, b, &mut c));
                 },
             );
         }
+    }
+}
+
+/// `c += a · b` with the `gemm` crate's AVX-512 (x86-v4) kernels, single-threaded (the
+/// callers parallelize).
+fn sgemm(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, c: &mut ArrayViewMut2<'_, f32>) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    assert!(b.nrows() == k && c.dim() == (m, n), "operand shapes checked by the callers");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
+    let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
+    let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
+    // SAFETY: the pointers and strides come from live ndarray views whose shapes were checked
+    // above; `c` is borrowed mutably and does not alias `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            c_cs,
+            c_rs,
+            true,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 
