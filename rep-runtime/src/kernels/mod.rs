@@ -200,7 +200,7 @@ fn sgemm(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, c: &mut ArrayViewMut2<'
 }
 
 /// Fewest output positions worth a parallel band of their own.
-const MIN_BAND_COLUMNS: usize = 512;
+const MIN_BAND_COLUMNS: usize = 96;
 
 /// Fewest output channels worth a parallel GEMM of their own.
 const MIN_SPLIT_ROWS: usize = 16;
