@@ -11,16 +11,9 @@ use rep::ndarray::Array4;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::{Const, Costs, Hw, Reparameterize};
 
-/// RepVGG: 3×3+BN, 1×1+BN and — when shapes allow — an identity BN, summed, then ReLU.
-#[rep::block(post(relu), fused = "rbr_reparam")]
-pub struct RepVgg<Cin, Cout, S, G> {
-    #[rep(rename = "rbr_dense")]
-    dense: ConvBn<Cin, Cout, 3, S, Groups<G>>,
-    #[rep(rename = "rbr_1x1")]
-    pointwise: ConvBn<Cin, Cout, 1, S, Groups<G>>,
-    #[rep(rename = "rbr_identity", when = Cin == Cout && S == 1)]
-    identity: Option<Bn<Cout>>,
-}
+/// RepVGG: 3×3+BN, 1×1+BN and — when shapes allow — an identity BN, summed, then ReLU. The
+/// library's declaration ([`rep::repvgg::RepVggBlock`], seven lines), without SE.
+pub type RepVgg<Cin, Cout, S, G> = rep::repvgg::RepVggBlock<Cin, Cout, S, G, Const<0>>;
 
 /// YOLOv7's RepConvN: RepConv without the identity branch (for blocks feeding a residual or
 /// concatenation), `nn.Sequential(conv, bn)` naming, BN eps 1e-3 / momentum 0.03, SiLU.
@@ -135,7 +128,7 @@ pub fn check_all(seed: u64) -> rep::Result<Vec<Outcome>> {
         for (cin, cout, groups) in [(8usize, 8usize, 1usize), (8, 16, 2), (6, 6, 3)] {
             let config = format!("{cin}->{cout} s{stride} g{groups}");
             let x = input(cin, &mut rng);
-            let b = RepVgg::new(cin, cout, stride, groups, &mut rng)?;
+            let b = RepVgg::new(cin, cout, stride, groups, Const, &mut rng)?;
             out.push(compare("RepVGG", config.clone(), b, &x, &mut rng)?);
             let b = Dbb::new(cin, cout, stride, groups, &mut rng)?;
             out.push(compare("DBB", config, b, &x, &mut rng)?);
@@ -164,7 +157,7 @@ pub fn check_all(seed: u64) -> rep::Result<Vec<Outcome>> {
     }
     // The same definition with sizes fixed at compile time.
     let x = input(8, &mut rng);
-    let b = RepVgg::new(Const::<8>, Const::<8>, Const::<1>, Const::<2>, &mut rng)?;
+    let b = RepVgg::new(Const::<8>, Const::<8>, Const::<1>, Const::<2>, Const, &mut rng)?;
     out.push(compare("RepVGG (Const)", "8->8 s1 g2".into(), b, &x, &mut rng)?);
     Ok(out)
 }

@@ -98,14 +98,14 @@ fn weight_names_follow_the_declaration() {
 #[test]
 fn checkpoints_round_trip_through_the_generated_names() {
     let mut r = rng(5);
-    let source = RepVgg::new(8usize, 8usize, 1usize, 2usize, &mut r).unwrap();
-    let mut target = RepVgg::new(8usize, 8usize, 1usize, 2usize, &mut r).unwrap();
+    let source = RepVgg::new(8usize, 8usize, 1usize, 2usize, Const, &mut r).unwrap();
+    let mut target = RepVgg::new(8usize, 8usize, 1usize, 2usize, Const, &mut r).unwrap();
     StateDict::from_parameters(&source).load_into(&mut target).unwrap();
     let x = random_tensor((1, 8, 5, 5), &mut r);
     assert_eq!(source.forward(&x).unwrap(), target.forward(&x).unwrap());
 
     // A checkpoint of a block without identity does not load into one with identity.
-    let other = RepVgg::new(8usize, 16usize, 1usize, 2usize, &mut r).unwrap();
+    let other = RepVgg::new(8usize, 16usize, 1usize, 2usize, Const, &mut r).unwrap();
     let err = StateDict::from_parameters(&other).load_into(&mut target).unwrap_err();
     assert!(err.to_string().contains("missing key: rbr_identity.weight"), "{err}");
 }
@@ -113,16 +113,16 @@ fn checkpoints_round_trip_through_the_generated_names() {
 #[test]
 fn dynamic_geometry_is_checked_at_construction() {
     let mut r = rng(0);
-    let err = RepVgg::new(6usize, 8usize, 1usize, 4usize, &mut r).err().unwrap();
+    let err = RepVgg::new(6usize, 8usize, 1usize, 4usize, Const, &mut r).err().unwrap();
     assert!(matches!(err, Error::Geometry(_)), "{err}");
     assert!(err.to_string().contains("groups = G, which does not divide its Cin input channels"), "{err}");
-    assert!(RepVgg::new(Const::<8>, 8usize, Const::<1>, 2usize, &mut r).is_ok());
+    assert!(RepVgg::new(Const::<8>, 8usize, Const::<1>, 2usize, Const, &mut r).is_ok());
 }
 
 #[test]
 fn costs_follow_the_conv_formula() {
     let mut r = rng(0);
-    let block = RepVgg::new(Const::<16>, Const::<32>, Const::<2>, Const::<1>, &mut r).unwrap();
+    let block = RepVgg::new(Const::<16>, Const::<32>, Const::<2>, Const::<1>, Const, &mut r).unwrap();
     let (macs, out) = block.macs(Hw::new(15, 9)).unwrap();
     assert_eq!(out, Hw::new(8, 5));
     // 3×3 branch: 16·9·8·5·32, 1×1 branch: 16·1·8·5·32.
