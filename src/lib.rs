@@ -38,6 +38,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 pub use rep_runtime::*;
 
 pub mod orepa;
