@@ -110,9 +110,12 @@ pub(super) fn forward(block: &Block, train: bool) -> TokenStream {
 
 /// Post-sum ops applied to `value`; `skip_bn` in the fused form (the BN is folded).
 pub(super) fn post_ops(block: &Block, value: TokenStream, train: bool, skip_bn: bool) -> TokenStream {
-    block
-        .post
-        .iter()
+    post_ops_of(&block.post.iter().collect::<Vec<_>>(), value, train, skip_bn)
+}
+
+/// [`post_ops`] for a given list of ops.
+pub(super) fn post_ops_of(ops: &[&PostOp], value: TokenStream, train: bool, skip_bn: bool) -> TokenStream {
+    ops.iter()
         .map(|p| match p {
             PostOp::Bn(..) if skip_bn => quote!(),
             PostOp::Bn(..) if train => quote!(#value = ::rep::layers::Layer::forward_train(&mut self.bn, &#value)?;),

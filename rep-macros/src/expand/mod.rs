@@ -7,7 +7,7 @@ mod construct;
 pub(crate) mod impls;
 pub mod model;
 
-use branch::{forward, forward_online, is_online, post_ops, squeeze};
+use branch::{forward, forward_online, is_online, post_ops_of, squeeze};
 use construct::{branch_type, constructor};
 use impls::{Visit, block_trait, costs, visit};
 
@@ -74,7 +74,14 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
     let (visit_ref, visit_mut, visit_bns) =
         (visit(block, Visit::Ref), visit(block, Visit::Mut), visit(block, Visit::BatchNorms));
     let costs = costs(block);
-    let fused_post = post_ops(block, quote!(__y), false, true);
+    // The first activation after the conv runs inside the conv kernel (the BN is folded away).
+    let folded = block.post.iter().filter(|p| !matches!(p, PostOp::Bn(..))).collect::<Vec<_>>();
+    let (conv_activation, fused_post) = match folded.first() {
+        Some(PostOp::Activation(variant)) => {
+            (quote!(::rep::layers::Activation::#variant), post_ops_of(&folded[1..], quote!(__y), false, true))
+        }
+        _ => (quote!(::rep::layers::Activation::Identity), post_ops_of(&folded, quote!(__y), false, true)),
+    };
     let fused_weight = &block.fused_name;
     let fused_doc =
         format!("The inference form of [`{name}`]: one convolution (`{fused_weight}`) and the post-sum ops.");
@@ -161,7 +168,7 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
         impl ::rep::layers::Layer for #fused_name {
             fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
                 #[allow(unused_mut)]
-                let mut __y = ::rep::layers::Layer::forward(&self.conv, x)?;
+                let mut __y = self.conv.forward_then(x, #conv_activation)?;
                 #fused_post
                 ::core::result::Result::Ok(__y)
             }

@@ -17,6 +17,7 @@ mod im2col;
 
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
+use crate::layers::Activation;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2, Axis};
 use rayon::prelude::*;
@@ -56,6 +57,17 @@ pub fn check_operands(geometry: &ConvGeometry, operands: &ConvOperands<'_>) -> R
 /// Cross-correlation of `input` (`[N, C_in, H, W]`) with the operands, as PyTorch's `conv2d`:
 /// `y[n,o,i,j] = b[o] + Σ_{c,u,v} W[o,c,u,v] · x_pad[n, g(o)·C_in/g + c, i·s_h + u·d_h, j·s_w + v·d_w]`.
 pub fn conv2d(input: ArrayView4<'_, f32>, geometry: &ConvGeometry, operands: ConvOperands<'_>) -> Result<Array4<f32>> {
+    conv2d_then(input, geometry, operands, Activation::Identity)
+}
+
+/// [`conv2d`] followed by an element-wise `activation`, applied to each band of the output
+/// while it is still in cache (the fused blocks' conv + ReLU / SiLU).
+pub fn conv2d_then(
+    input: ArrayView4<'_, f32>,
+    geometry: &ConvGeometry,
+    operands: ConvOperands<'_>,
+    activation: Activation,
+) -> Result<Array4<f32>> {
     check_operands(geometry, &operands)?;
     let [n, c, h, w] = input.shape().try_into().expect("4-D view");
     if c != geometry.in_channels {
@@ -70,7 +82,7 @@ pub fn conv2d(input: ArrayView4<'_, f32>, geometry: &ConvGeometry, operands: Con
         None => vec![0.0; geometry.out_channels],
     };
     let fill: Option<Vec<f32>> = operands.pad_fill.map(|f| f.to_vec());
-    let plane = Plane { geometry, height: h, width: w, out_h: out_hw.h, out_w: out_hw.w };
+    let plane = Plane { geometry, height: h, width: w, out_h: out_hw.h, out_w: out_hw.w, activation };
 
     let mut output = Array4::<f32>::zeros((n, geometry.out_channels, out_hw.h, out_hw.w));
     let in_len = c * h * w;
@@ -86,13 +98,14 @@ pub fn conv2d(input: ArrayView4<'_, f32>, geometry: &ConvGeometry, operands: Con
     Ok(output)
 }
 
-/// The shapes of one image's convolution.
+/// The shapes of one image's convolution, and what follows it.
 struct Plane<'g> {
     geometry: &'g ConvGeometry,
     height: usize,
     width: usize,
     out_h: usize,
     out_w: usize,
+    activation: Activation,
 }
 
 impl Plane<'_> {
@@ -108,7 +121,8 @@ impl Plane<'_> {
     fn run(&self, x: &[f32], weight: &[f32], bias: &[f32], fill: Option<&[f32]>, out: &mut [f32]) {
         let g = self.geometry;
         if g.in_per_group() == 1 {
-            return depthwise::conv(self, x, weight, bias, fill, out);
+            depthwise::conv(self, x, weight, bias, fill, out);
+            return self.activate(out);
         }
         let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
         let rows = cin_g * g.kernel.h * g.kernel.w;
@@ -153,9 +167,21 @@ impl Plane<'_> {
                     c.axis_chunks_iter_mut(Axis(0), split_rows)
                         .into_par_iter()
                         .zip(a.axis_chunks_iter(Axis(0), split_rows))
-                        .for_each(|(mut c, a)| sgemm(a, b, &mut c));
+                        .for_each(|(mut c, a)| {
+                            sgemm(a, b, &mut c);
+                            if self.activation != Activation::Identity {
+                                c.mapv_inplace(|v| self.activation.apply(v));
+                            }
+                        });
                 },
             );
+        }
+    }
+
+    /// Applies the activation to a whole output (paths without bands).
+    fn activate(&self, out: &mut [f32]) {
+        if self.activation != Activation::Identity {
+            out.iter_mut().for_each(|v| *v = self.activation.apply(*v));
         }
     }
 }

@@ -75,6 +75,11 @@ impl Conv2d {
         }
     }
 
+    /// Forward followed by `activation`, applied while each output band is in cache.
+    pub fn forward_then(&self, x: &Array4<f32>, activation: super::Activation) -> Result<Array4<f32>> {
+        kernels::conv2d_then(x.view(), &self.geometry, self.operands(), activation)
+    }
+
     /// Eval forward padding with `fill[c]` on input channel `c` (overriding
     /// [`Conv2d::pad_fill`]); generated branch code uses it after a stage with a bias.
     pub fn forward_with_fill(&self, x: &Array4<f32>, fill: &Array1<f32>) -> Result<Array4<f32>> {
