@@ -78,10 +78,14 @@ fn prefixes(state: &StateDict, suffix: &str) -> Vec<String> {
         .collect()
 }
 
-/// The grouped identity `id[t, t mod (C_in/g)] = 1` of the official `id_tensor`, shaped like `like`.
-fn identity_like(like: &ArrayD<f32>) -> ArrayD<f32> {
+/// The grouped identity `id[t, t mod (C_in/g)] = 1` of the official `id_tensor`, shaped like
+/// `like` (a `[T, C_in/g, 1, 1]` kernel).
+fn identity_like(key: &str, like: &ArrayD<f32>) -> Result<ArrayD<f32>> {
+    if like.ndim() != 4 || like.shape()[1] == 0 {
+        return Err(Error::Shape { what: key.to_owned(), expected: vec![0, 0, 1, 1], found: like.shape().to_vec() });
+    }
     let cin_g = like.shape()[1];
-    ArrayD::from_shape_fn(like.raw_dim(), |index| if index[1] == index[0] % cin_g { 1.0 } else { 0.0 })
+    Ok(ArrayD::from_shape_fn(like.raw_dim(), |index| if index[1] == index[0] % cin_g { 1.0 } else { 0.0 }))
 }
 
 fn take(state: &mut StateDict, key: &str) -> Result<ArrayD<f32>> {
@@ -97,7 +101,7 @@ pub fn from_official(mut state: StateDict) -> Result<StateDict> {
         for (official, ours) in TENSORS {
             let mut tensor = take(&mut state, &join(&prefix, official))?;
             if *official == "weight_orepa_1x1_kxk_idconv1" {
-                tensor = &tensor + &identity_like(&tensor);
+                tensor = &tensor + &identity_like(official, &tensor)?;
             }
             state.tensors.insert(join(&prefix, ours), tensor);
         }
@@ -126,7 +130,7 @@ pub fn to_official(mut state: StateDict) -> Result<StateDict> {
         for (official, ours) in TENSORS {
             let mut tensor = take(&mut state, &join(&prefix, ours))?;
             if *official == "weight_orepa_1x1_kxk_idconv1" {
-                tensor = &tensor - &identity_like(&tensor);
+                tensor = &tensor - &identity_like(ours, &tensor)?;
             }
             state.tensors.insert(join(&prefix, official), tensor);
         }

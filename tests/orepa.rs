@@ -135,3 +135,16 @@ fn identity_initialized_first_stage_and_initial_scales() {
         .collect();
     assert_eq!(scales, [0.25, 0.25, 0.0, 0.5, 1.0, 0.5]);
 }
+
+#[test]
+fn malformed_official_checkpoints_are_errors() {
+    let ours = block(4, 4, 1, 1, 2);
+    let mut official = to_official(StateDict::from_parameters(&ours)).unwrap();
+    official.tensors.insert("weight_orepa_1x1_kxk_idconv1".into(), ArrayD::zeros(vec![4]));
+    let err = from_official(official.clone()).unwrap_err();
+    assert!(err.to_string().contains("weight_orepa_1x1_kxk_idconv1: expected shape"), "{err}");
+    official.tensors.remove("vector");
+    official.tensors.insert("weight_orepa_1x1_kxk_idconv1".into(), ArrayD::zeros(vec![4, 4, 1, 1]));
+    let err = from_official(official).unwrap_err();
+    assert_eq!(err.to_string(), "OREPA checkpoint: missing `vector`");
+}

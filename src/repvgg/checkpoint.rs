@@ -86,7 +86,7 @@ impl Naming {
             }
             [stage, rest @ ..] if stage.strip_prefix("stage").and_then(|s| s.parse::<usize>().ok()).is_some() => {
                 let k: usize = stage["stage".len()..].parse().unwrap_or(1);
-                out.extend(["stages".to_owned(), (k - 1).to_string()]);
+                out.extend(["stages".to_owned(), k.saturating_sub(1).to_string()]);
                 rest
             }
             ["linear", rest @ ..] => {

@@ -243,13 +243,23 @@ fn valid_range(out_len: usize, in_len: usize, stride: usize, offset: isize) -> (
 }
 
 /// `x · Wᵀ + b` for `x: [N, in]`, `weight: [out, in]`, `bias: [out]` — the core of [`crate::layers::Linear`].
-pub fn linear(x: ArrayView2<'_, f32>, weight: ArrayView2<'_, f32>, bias: Option<ArrayView1<'_, f32>>) -> Array2<f32> {
+pub fn linear(
+    x: ArrayView2<'_, f32>,
+    weight: ArrayView2<'_, f32>,
+    bias: Option<ArrayView1<'_, f32>>,
+) -> Result<Array2<f32>> {
+    if x.ncols() != weight.ncols() {
+        return Err(Error::shape("linear input", &[x.nrows(), weight.ncols()], x.shape()));
+    }
     let mut y = match bias {
-        Some(b) => b.broadcast((x.nrows(), weight.nrows())).expect("bias length checked").to_owned(),
+        Some(b) if b.len() == weight.nrows() => {
+            b.broadcast((x.nrows(), weight.nrows())).expect("length checked").to_owned()
+        }
+        Some(b) => return Err(Error::shape("linear bias", &[weight.nrows()], b.shape())),
         None => Array2::zeros((x.nrows(), weight.nrows())),
     };
     general_mat_mul(1.0, &x, &weight.t(), 1.0, &mut y);
-    y
+    Ok(y)
 }
 
 #[cfg(test)]
