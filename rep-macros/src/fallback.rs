@@ -55,12 +55,19 @@ pub fn block(item: &ItemStruct, errors: TokenStream) -> TokenStream {
     }
 }
 
-/// The model struct with no fields and a `new` that cannot be reached, next to the errors.
-pub fn model(item: &ItemStruct, errors: TokenStream) -> TokenStream {
+/// The model struct with no fields and a `new` (with the declared arguments) that cannot be
+/// reached, next to the errors.
+pub fn model(item: &ItemStruct, params: &[syn::FnArg], errors: TokenStream) -> TokenStream {
     let (name, vis, attrs) = (&item.ident, &item.vis, &item.attrs);
     quote! {
         #errors
         #(#attrs)*
         #vis struct #name {}
+        impl #name {
+            #[allow(unused_variables)]
+            pub fn new(#(#params,)* rng: &mut impl ::rep::rand::Rng) -> ::rep::Result<Self> {
+                ::core::unimplemented!("the model did not compile")
+            }
+        }
     }
 }
