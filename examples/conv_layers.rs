@@ -1,4 +1,4 @@
-//! Times one convolution per RepVGG-A0 layer shape (batch 1), for kernel work.
+//! Times one convolution per RepVGG-A0 layer shape, and the classifier (batch 1), for kernel work.
 //!
 //! ```text
 //! cargo run --release --example conv_layers
@@ -43,5 +43,15 @@ fn main() -> rep::Result<()> {
             gflops
         );
     }
+    let head = rep::layers::Linear::new(1280, 1000, &mut rng);
+    let features = rep::ndarray::Array2::from_shape_simple_fn((1, 1280), || rng.random_range(-1.0f32..1.0));
+    head.forward(&features)?;
+    let runs = 200;
+    let start = Instant::now();
+    for _ in 0..runs {
+        head.forward(&features)?;
+    }
+    let ms = start.elapsed().as_secs_f64() * 1e3 / runs as f64;
+    println!("{:>14} {:>8} {:>10.3} {:>9.1}", "linear", "1280->1000", ms, 2.0 * 1.28e6 / (ms * 1e6));
     Ok(())
 }

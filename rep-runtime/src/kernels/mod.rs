@@ -258,8 +258,37 @@ pub fn linear(
         Some(b) => return Err(Error::shape("linear bias", &[weight.nrows()], b.shape())),
         None => Array2::zeros((x.nrows(), weight.nrows())),
     };
+    if x.nrows() <= GEMV_ROWS {
+        // A few samples (the classifier at batch 1): dot products straight from the weights,
+        // no packing of the whole weight matrix.
+        let weight = weight.as_standard_layout();
+        let x = x.as_standard_layout();
+        for (mut y_n, x_n) in y.outer_iter_mut().zip(x.outer_iter()) {
+            let x_n = x_n.as_slice().expect("standard layout");
+            for (y_o, w_o) in y_n.iter_mut().zip(weight.outer_iter()) {
+                *y_o += dot(w_o.as_slice().expect("standard layout"), x_n);
+            }
+        }
+        return Ok(y);
+    }
     general_mat_mul(1.0, &x, &weight.t(), 1.0, &mut y);
     Ok(y)
+}
+
+/// Samples up to which [`linear`] runs dot products instead of a GEMM.
+const GEMV_ROWS: usize = 4;
+
+/// `Σ a[i]·b[i]` with eight independent accumulators, so the compiler can vectorize it.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(p, q)| p * q).sum();
+    for (p, q) in a_chunks.zip(b_chunks) {
+        for lane in 0..8 {
+            lanes[lane] += p[lane] * q[lane];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
