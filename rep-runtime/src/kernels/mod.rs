@@ -144,22 +144,27 @@ impl Plane<'_> {
                     for (row, &b) in c.outer_iter_mut().zip(bias_g) {
                         row.into_slice().expect("contiguous row").fill(b);
                     }
-                    let mut cols = Vec::new();
+                    // The im2col scratch is reused across calls on this thread (taken out while in
+                    // use, so a nested task on the same thread simply gets a fresh one).
+                    let mut cols = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
                     let b = if self.is_pointwise() {
                         let x = ArrayView2::from_shape((cin_g, in_plane), x_g).expect("sizes checked");
                         let start = first_row * self.out_w;
                         x.slice_move(ndarray::s![.., start..start + columns])
                     } else {
-                        cols.resize(rows * columns, 0.0);
+                        // Every slot is written by `unfold`; only growth needs initializing.
+                        if cols.len() < rows * columns {
+                            cols.resize(rows * columns, 0.0);
+                        }
                         im2col::unfold(
                             self,
                             x_g,
                             cin_g,
                             fill_g,
                             first_row..first_row + columns / self.out_w,
-                            &mut cols,
+                            &mut cols[..rows * columns],
                         );
-                        ArrayView2::from_shape((rows, columns), &cols[..]).expect("sizes checked")
+                        ArrayView2::from_shape((rows, columns), &cols[..rows * columns]).expect("sizes checked")
                     };
                     // Too few bands to keep every thread busy: split the output channels too.
                     let splits = (rayon::current_num_threads() / bands).max(1).min(cout_g / MIN_SPLIT_ROWS).max(1);
@@ -173,6 +178,7 @@ impl Plane<'_> {
                                 c.mapv_inplace(|v| self.activation.apply(v));
                             }
                         });
+                    SCRATCH.with(|s| *s.borrow_mut() = cols);
                 },
             );
         }
@@ -223,6 +229,11 @@ fn sgemm(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, c: &mut ArrayViewMut2<'
             gemm::Parallelism::None,
         );
     }
+}
+
+thread_local! {
+    /// Per-thread im2col buffer, grown to the largest band seen.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Fewest output positions worth a parallel band of their own.
