@@ -10,6 +10,16 @@ use rep::ndarray::Array4;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
 use std::time::Instant;
 
+/// Mean milliseconds of `runs` calls, after one warm-up call.
+fn mean_ms(runs: usize, mut f: impl FnMut() -> rep::Result<()>) -> rep::Result<f64> {
+    f()?;
+    let start = Instant::now();
+    for _ in 0..runs {
+        f()?;
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e3 / runs as f64)
+}
+
 fn main() -> rep::Result<()> {
     let mut rng = StdRng::seed_from_u64(0);
     println!("{:>14} {:>8} {:>10} {:>9}", "layer", "size", "ms", "GFLOPS");
@@ -26,13 +36,7 @@ fn main() -> rep::Result<()> {
         let g = ConvGeometry::new(cin, cout, 3).stride(stride).padding(1);
         let conv = Conv2d::new_with_bias(g, &mut rng)?;
         let x = Array4::from_shape_simple_fn((1, cin, size, size), || rng.random_range(-1.0f32..1.0));
-        conv.forward(&x)?;
-        let runs = 20;
-        let start = Instant::now();
-        for _ in 0..runs {
-            conv.forward(&x)?;
-        }
-        let ms = start.elapsed().as_secs_f64() * 1e3 / runs as f64;
+        let ms = mean_ms(20, || conv.forward(&x).map(drop))?;
         let out = g.output_size(size, size)?;
         let gflops = 2.0 * g.macs(out) as f64 / (ms * 1e6);
         println!(
@@ -45,13 +49,7 @@ fn main() -> rep::Result<()> {
     }
     let head = rep::layers::Linear::new(1280, 1000, &mut rng);
     let features = rep::ndarray::Array2::from_shape_simple_fn((1, 1280), || rng.random_range(-1.0f32..1.0));
-    head.forward(&features)?;
-    let runs = 200;
-    let start = Instant::now();
-    for _ in 0..runs {
-        head.forward(&features)?;
-    }
-    let ms = start.elapsed().as_secs_f64() * 1e3 / runs as f64;
+    let ms = mean_ms(200, || head.forward(&features).map(drop))?;
     println!("{:>14} {:>8} {:>10.3} {:>9.1}", "linear", "1280->1000", ms, 2.0 * 1.28e6 / (ms * 1e6));
     Ok(())
 }

@@ -48,60 +48,53 @@ impl Naming {
 
     /// A key in this naming, in the official naming.
     pub fn to_official(self, key: &str) -> String {
-        if self == Naming::Official {
-            return key.to_owned();
+        match self {
+            Naming::Official => key.to_owned(),
+            Naming::Timm => rename_key(key, false),
         }
-        let parts: Vec<&str> = key.split('.').collect();
-        let mut out: Vec<String> = Vec::new();
-        let rest = match parts.as_slice() {
-            ["stem", rest @ ..] => {
-                out.push("stage0".into());
-                rest
-            }
-            ["stages", stage, rest @ ..] if stage.parse::<usize>().is_ok() => {
-                out.push(format!("stage{}", stage.parse::<usize>().unwrap_or(0) + 1));
-                rest
-            }
-            ["head", "fc", rest @ ..] => {
-                out.push("linear".into());
-                rest
-            }
-            other => other,
-        };
-        out.extend(rest.iter().map(|s| rename(s, |(o, t)| (t, o))));
-        out.join(".")
     }
 
     /// An official key in this naming.
     pub fn from_official(self, key: &str) -> String {
-        if self == Naming::Official {
-            return key.to_owned();
+        match self {
+            Naming::Official => key.to_owned(),
+            Naming::Timm => rename_key(key, true),
         }
-        let parts: Vec<&str> = key.split('.').collect();
-        let mut out: Vec<String> = Vec::new();
-        let rest = match parts.as_slice() {
-            ["stage0", rest @ ..] => {
-                out.push("stem".into());
-                rest
-            }
-            [stage, rest @ ..] if stage.strip_prefix("stage").and_then(|s| s.parse::<usize>().ok()).is_some() => {
-                let k: usize = stage["stage".len()..].parse().unwrap_or(1);
-                out.extend(["stages".to_owned(), k.saturating_sub(1).to_string()]);
-                rest
-            }
-            ["linear", rest @ ..] => {
-                out.extend(["head".to_owned(), "fc".to_owned()]);
-                rest
-            }
-            other => other,
-        };
-        out.extend(rest.iter().map(|s| rename(s, |(o, t)| (o, t))));
-        out.join(".")
     }
 }
 
-fn rename(segment: &str, direction: impl Fn(&(&'static str, &'static str)) -> (&'static str, &'static str)) -> String {
-    SEGMENTS.iter().map(&direction).find(|(from, _)| *from == segment).map_or(segment, |(_, to)| to).to_owned()
+/// The leading path segments that differ between the namings, rewritten, and how many were
+/// consumed: `stage0` ↔ `stem`, `stage{k}` ↔ `stages.{k−1}`, `linear` ↔ `head.fc`.
+fn rename_prefix(parts: &[&str], to_timm: bool) -> (Vec<String>, usize) {
+    let stage = |s: &str| s.strip_prefix("stage").and_then(|k| k.parse::<usize>().ok());
+    match (to_timm, parts) {
+        (true, ["stage0", ..]) => (vec!["stem".into()], 1),
+        (true, [s, ..]) if stage(s).is_some() => {
+            (vec!["stages".into(), stage(s).unwrap_or(1).saturating_sub(1).to_string()], 1)
+        }
+        (true, ["linear", ..]) => (vec!["head".into(), "fc".into()], 1),
+        (false, ["stem", ..]) => (vec!["stage0".into()], 1),
+        (false, ["stages", k, ..]) if k.parse::<usize>().is_ok() => {
+            (vec![format!("stage{}", k.parse::<usize>().unwrap_or(0) + 1)], 2)
+        }
+        (false, ["head", "fc", ..]) => (vec!["linear".into()], 2),
+        _ => (Vec::new(), 0),
+    }
+}
+
+/// A whole key from one naming to the other (`to_timm` gives the direction).
+fn rename_key(key: &str, to_timm: bool) -> String {
+    let parts: Vec<&str> = key.split('.').collect();
+    let (mut out, used) = rename_prefix(&parts, to_timm);
+    for segment in &parts[used..] {
+        let renamed = SEGMENTS.iter().find_map(|&(official, timm)| match to_timm {
+            true if *segment == official => Some(timm),
+            false if *segment == timm => Some(official),
+            _ => None,
+        });
+        out.push(renamed.unwrap_or(segment).to_owned());
+    }
+    out.join(".")
 }
 
 impl FromStr for Naming {
