@@ -189,7 +189,7 @@ pub(super) fn squeeze(block: &Block) -> TokenStream {
                 (OpKind::Identity(_), false) => quote!(__acc),
                 (OpKind::Filter { .. }, false) => quote!({
                     let __c = __acc.geometry.out_channels;
-                    __acc.then(&::rep::fusion::avg_pool_kernel(__c, __groups, &#layer)?)?
+                    __acc.then(&::rep::fusion::avg_pool_kernel(__c, __c, &#layer)?)?
                 }),
             };
             chain.push(quote!(let __acc = #step;));

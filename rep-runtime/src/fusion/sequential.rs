@@ -3,6 +3,7 @@
 use super::AffineConv;
 use crate::error::{Error, Result};
 use crate::geometry::{ConvGeometry, Hw};
+use crate::kernels::matmul_f64;
 use crate::layers::Conv2d;
 use ndarray::{Array1, Array4, s};
 
@@ -90,9 +91,13 @@ impl AffineConv {
         let groups = merged_groups(first.groups, second.groups);
         let geometry = ConvGeometry { groups, ..geometry };
         let weight = compose(&self, next, geometry);
+        let w2 = next.weight.as_standard_layout();
+        let w2 = w2.as_slice().expect("standard layout");
+        let (mids, taps2) = (second.in_per_group(), second.kernel.h * second.kernel.w);
         let bias = Array1::from_shape_fn(second.out_channels, |o| {
-            let (mids, start) = (second.in_per_group(), (o / second.out_per_group()) * second.in_per_group());
-            let spread: f64 = (0..mids).map(|m| next.weight.slice(s![o, m, .., ..]).sum() * self.bias[start + m]).sum();
+            let start = (o / second.out_per_group()) * mids;
+            let rows = w2[o * mids * taps2..(o + 1) * mids * taps2].chunks_exact(taps2);
+            let spread: f64 = rows.enumerate().map(|(m, taps)| taps.iter().sum::<f64>() * self.bias[start + m]).sum();
             next.bias[o] + spread
         });
         AffineConv::new(geometry, weight, bias)
@@ -124,7 +129,7 @@ fn compose(first: &AffineConv, second: &AffineConv, geometry: ConvGeometry) -> A
                 let a = w2.to_shape((cout_g, mid_g)).expect("1x1 kernel");
                 let b = w1.to_shape((mid_g, cin_g * taps)).expect("contiguous slice");
                 out.assign(
-                    &a.dot(&b)
+                    &matmul_f64(a.view(), b.view())
                         .into_shape_with_order((cout_g, cin_g, geometry.kernel.h, geometry.kernel.w))
                         .expect("sizes"),
                 );
@@ -133,8 +138,7 @@ fn compose(first: &AffineConv, second: &AffineConv, geometry: ConvGeometry) -> A
                 let a = w2.permuted_axes([0, 2, 3, 1]).as_standard_layout().into_owned();
                 let a = a.into_shape_with_order((cout_g * taps, mid_g)).expect("sizes");
                 let b = w1.to_shape((mid_g, cin_g)).expect("1x1 kernel");
-                let product = a
-                    .dot(&b)
+                let product = matmul_f64(a.view(), b.view())
                     .into_shape_with_order((cout_g, geometry.kernel.h, geometry.kernel.w, cin_g))
                     .expect("sizes");
                 out.assign(&product.permuted_axes([0, 3, 1, 2]));
@@ -143,33 +147,42 @@ fn compose(first: &AffineConv, second: &AffineConv, geometry: ConvGeometry) -> A
         return weight;
     }
     // Direct loops into a dense kernel, then keep the group blocks of `geometry`.
-    let mut dense = Array4::<f64>::zeros((geometry.out_channels, g1.in_channels, geometry.kernel.h, geometry.kernel.w));
+    let (w1, w2) = (first.weight.as_standard_layout(), second.weight.as_standard_layout());
+    let (w1, w2) = (w1.as_slice().expect("standard layout"), w2.as_slice().expect("standard layout"));
+    let (taps1, taps2) = (k1.h * k1.w, k2.h * k2.w);
+    let (out_k, ins) = (geometry.kernel, g1.in_channels);
+    let taps = out_k.h * out_k.w;
+    let mut dense = vec![0.0f64; geometry.out_channels * ins * taps];
     let (mid2, in1) = (g2.in_per_group(), g1.in_per_group());
     for o in 0..g2.out_channels {
         let mid_start = (o / g2.out_per_group()) * mid2;
         for m_local in 0..mid2 {
             let m = mid_start + m_local;
             let in_start = (m / g1.out_per_group()) * in1;
+            let w2_o = &w2[(o * mid2 + m_local) * taps2..(o * mid2 + m_local + 1) * taps2];
             for c in 0..in1 {
-                for (u2, v2, w2) in taps(&second.weight, o, m_local, k2) {
-                    if w2 == 0.0 {
-                        continue;
-                    }
-                    for (u1, v1, w1) in taps(&first.weight, m, c, k1) {
-                        dense[[o, in_start + c, u1 + u2, v1 + v2]] += w2 * w1;
+                let w1_m = &w1[(m * in1 + c) * taps1..(m * in1 + c + 1) * taps1];
+                let d = &mut dense[(o * ins + in_start + c) * taps..(o * ins + in_start + c + 1) * taps];
+                if taps2 == 1 {
+                    d.iter_mut().zip(w1_m).for_each(|(d, w)| *d += w2_o[0] * w);
+                } else if taps1 == 1 {
+                    d.iter_mut().zip(w2_o).for_each(|(d, w)| *d += w1_m[0] * w);
+                } else {
+                    for (t2, &b) in w2_o.iter().enumerate() {
+                        let (u2, v2) = (t2 / k2.w, t2 % k2.w);
+                        for (t1, &a) in w1_m.iter().enumerate() {
+                            let (u1, v1) = (t1 / k1.w, t1 % k1.w);
+                            d[(u1 + u2) * out_k.w + v1 + v2] += b * a;
+                        }
                     }
                 }
             }
         }
     }
+    let dense = Array4::from_shape_vec((geometry.out_channels, ins, out_k.h, out_k.w), dense).expect("sizes");
     for o in 0..geometry.out_channels {
         let start = (o / cout_g) * cin_g;
         weight.slice_mut(s![o, .., .., ..]).assign(&dense.slice(s![o, start..start + cin_g, .., ..]));
     }
     weight
-}
-
-/// `(row, column, value)` of every tap of `w[o, i]`.
-fn taps(w: &Array4<f64>, o: usize, i: usize, k: Hw) -> impl Iterator<Item = (usize, usize, f64)> + '_ {
-    (0..k.h).flat_map(move |u| (0..k.w).map(move |v| (u, v, w[[o, i, u, v]])))
 }

@@ -195,6 +195,24 @@ impl Plane<'_> {
 /// `c += a · b` with the `gemm` crate's AVX-512 (x86-v4) kernels, single-threaded (the
 /// callers parallelize).
 fn sgemm(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, c: &mut ArrayViewMut2<'_, f32>) {
+    gemm_accumulate(a, b, c, 1.0, gemm::Parallelism::None);
+}
+
+/// `a · b` in f64 (the fusion algebra's kernel products), on all of rayon's threads.
+pub(crate) fn matmul_f64(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Array2<f64> {
+    let mut c = Array2::zeros((a.nrows(), b.ncols()));
+    gemm_accumulate(a, b, &mut c.view_mut(), 1.0, gemm::Parallelism::Rayon(rayon::current_num_threads()));
+    c
+}
+
+/// `c += a · b` with the `gemm` crate's kernels (`one` is the element type's 1).
+fn gemm_accumulate<T: Copy + 'static>(
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    c: &mut ArrayViewMut2<'_, T>,
+    one: T,
+    parallelism: gemm::Parallelism,
+) {
     let (m, k) = a.dim();
     let n = b.ncols();
     assert!(b.nrows() == k && c.dim() == (m, n), "operand shapes checked by the callers");
@@ -221,12 +239,12 @@ fn sgemm(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, c: &mut ArrayViewMut2<'
             b.as_ptr(),
             b_cs,
             b_rs,
-            1.0,
-            1.0,
+            one,
+            one,
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
