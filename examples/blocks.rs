@@ -106,13 +106,11 @@ where
     randomize_vectors(&mut train, rng);
     let fused = train.fuse()?;
     let (y_train, y_fused) = (train.forward(x)?, fused.forward(x)?);
-    let scale = y_train.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let diff = y_train.iter().zip(&y_fused).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
     let input = Hw::new(x.shape()[2], x.shape()[3]);
     Ok(Outcome {
         block,
         config,
-        relative_error: diff / scale,
+        relative_error: rep::compare::difference(&y_fused, &y_train)?.relative(),
         params: (train.parameter_count(), fused.parameter_count()),
         macs: (train.macs(input)?.0, fused.macs(input)?.0),
     })

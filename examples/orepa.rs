@@ -63,8 +63,7 @@ pub struct SmallOrepa {
 }
 
 fn max_relative<D: rep::ndarray::Dimension>(a: &rep::ndarray::Array<f32, D>, b: &rep::ndarray::Array<f32, D>) -> f32 {
-    let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    rep::compare::difference(a, b).map_or(f32::INFINITY, |d| d.relative())
 }
 
 /// What the demo measures (relative errors) and the costs of both forms.

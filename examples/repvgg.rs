@@ -13,7 +13,7 @@
 
 use clap::{Parser, Subcommand};
 use rep::layers::randomize_vectors;
-use rep::ndarray::{Array2, Array4};
+use rep::ndarray::Array4;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::repvgg::{Arch, Checkpoint, Form, Loaded, Naming, RepVgg, save_deploy};
 use rep::{Costs, Hw, Reparameterize};
@@ -127,13 +127,6 @@ fn random_input(shape: (usize, usize, usize, usize), rng: &mut StdRng) -> Array4
     Array4::from_shape_simple_fn(shape, || rng.random_range(-1.0f32..1.0))
 }
 
-/// `(max |a − b|, max |a − b| / max(1, max |a|))`.
-fn difference(a: &Array2<f32>, b: &Array2<f32>) -> (f32, f32) {
-    let scale = a.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let max = a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-    (max, max / scale)
-}
-
 fn median_ms(runs: usize, mut f: impl FnMut() -> rep::Result<()>) -> rep::Result<f64> {
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
@@ -151,7 +144,8 @@ fn demo(out: &mut dyn Write) -> CliResult {
     let model = random_model(&arch, &mut rng)?;
     let fused = model.fuse()?;
     let x = random_input((1, 3, 224, 224), &mut rng);
-    let (abs, rel) = difference(&model.forward(&x)?, &fused.forward(&x)?);
+    let d = rep::compare::difference(&fused.forward(&x)?, &model.forward(&x)?)?;
+    let (abs, rel) = (d.max_abs, d.relative());
     let input = Hw::square(224);
     let runs = 5;
     let train_ms = median_ms(runs, || model.forward(&x).map(drop))?;
@@ -206,7 +200,8 @@ fn convert(
     let fused = model.fuse()?;
     let mut rng = StdRng::seed_from_u64(0);
     let x = random_input((2, 3, 64, 64), &mut rng);
-    let (abs, rel) = difference(&model.forward(&x)?, &fused.forward(&x)?);
+    let d = rep::compare::difference(&fused.forward(&x)?, &model.forward(&x)?)?;
+    let (abs, rel) = (d.max_abs, d.relative());
     writeln!(
         out,
         "equivalence check on a random 2x3x64x64 input: max |train - fused| = {abs:.3e} (relative {rel:.3e})"

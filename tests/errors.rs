@@ -152,3 +152,13 @@ fn parameter_names_follow_pytorch() {
     let x = random_tensor((1, 3, 5, 5), &mut rng(0));
     assert!(block(0).forward(&x).is_ok());
 }
+
+#[test]
+fn comparison_measures_against_the_reference_and_refuses_other_shapes() {
+    let reference = ndarray::array![[4.0f32, -2.0], [0.5, 1.0]];
+    let ours = ndarray::array![[4.0f32, -1.0], [0.5, 1.0]];
+    let d = rep::compare::difference(&ours, &reference).unwrap();
+    assert_eq!((d.max_abs, d.scale, d.relative()), (1.0, 4.0, 0.25));
+    let err = rep::compare::difference(&ndarray::Array2::<f32>::zeros((2, 3)), &reference).unwrap_err();
+    assert_eq!(err.to_string(), "compared tensor: expected shape [2, 2], found [2, 3]");
+}

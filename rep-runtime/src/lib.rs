@@ -9,6 +9,7 @@
 //!   [`fusion::AffineConv`] (kernel + bias + geometry, in f64) and sums them.
 //! * [`kernels`] — im2col + SGEMM, direct 1×1 GEMM, depthwise convolution.
 //! * [`io`] — safetensors state dicts with all-or-nothing, fully reported loading.
+//! * [`compare`] — the fused-vs-train equivalence measure.
 //!
 //! ```
 //! use rep_runtime::{ConvGeometry, fusion, layers::{BatchNorm2d, ConvBn, Layer}};
@@ -37,6 +38,7 @@
 
 #![warn(missing_docs)]
 
+pub mod compare;
 pub mod dim;
 pub mod ema;
 pub mod error;

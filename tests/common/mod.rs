@@ -26,9 +26,7 @@ pub fn random_vector(len: usize, rng: &mut StdRng) -> Array1<f32> {
 
 /// `max |a − b| / max(1, max |b|)`.
 pub fn relative_error<D: Dimension>(a: &Array<f32, D>, b: &Array<f32, D>) -> f32 {
-    assert_eq!(a.shape(), b.shape(), "shapes differ");
-    let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    rep::compare::difference(a, b).expect("shapes differ").relative()
 }
 
 /// Panics with the measured error when it exceeds [`REL_TOL`].

@@ -62,8 +62,7 @@ where
 {
     randomize_vectors(&mut block, rng);
     let (a, b) = (block.forward(x).unwrap(), block.fuse().unwrap().forward(x).unwrap());
-    let scale = a.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let err = a.iter().zip(&b).fold(0.0f32, |m, (p, q)| m.max((p - q).abs())) / scale;
+    let err = rep::compare::difference(&b, &a).unwrap().relative();
     assert!(err < 1e-5, "{err}");
 }
 
