@@ -161,4 +161,9 @@ fn comparison_measures_against_the_reference_and_refuses_other_shapes() {
     assert_eq!((d.max_abs, d.scale, d.relative()), (1.0, 4.0, 0.25));
     let err = rep::compare::difference(&ndarray::Array2::<f32>::zeros((2, 3)), &reference).unwrap_err();
     assert_eq!(err.to_string(), "compared tensor: expected shape [2, 2], found [2, 3]");
+    // A NaN output is never "close".
+    let nan = ndarray::array![[4.0f32, f32::NAN], [0.5, 1.0]];
+    let d = rep::compare::difference(&nan, &reference).unwrap();
+    assert!(d.relative().is_nan() && !(d.relative() <= 1e-5));
+    assert!(d.max(rep::compare::difference(&ours, &reference).unwrap()).max_abs.is_nan());
 }

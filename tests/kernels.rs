@@ -4,9 +4,11 @@
 mod common;
 
 use common::{assert_close, random_tensor, random_vector, reference_conv, rng};
+use ndarray::Array4;
 use proptest::prelude::*;
 use rep::ConvGeometry;
-use rep::layers::{Conv2d, Layer};
+use rep::kernels::WinogradConv;
+use rep::layers::{Activation, Conv2d, Layer};
 
 /// A random geometry and an input big enough for it.
 fn geometry() -> impl Strategy<Value = (ConvGeometry, usize, usize, usize)> {
@@ -87,4 +89,62 @@ fn wide_convolutions_with_parallel_bands_match_reference() {
         let expected = reference_conv(&x, &conv.weight, conv.bias.as_ref(), &g, None);
         assert_close(&format!("{g} on {h}x{w}"), &conv.forward(&x).unwrap(), &expected);
     }
+}
+
+/// A random stride-1 3×3 geometry (any padding up to 2, groups) and an input for it.
+fn winograd_geometry() -> impl Strategy<Value = (ConvGeometry, usize, usize, usize)> {
+    (
+        1usize..6,
+        1usize..6,
+        prop_oneof![Just(1usize), Just(2), Just(3)],
+        (0usize..3, 0usize..3),
+        1usize..3,
+        0usize..9,
+        0usize..9,
+    )
+        .prop_map(|(cin_g, cout_g, groups, p, n, eh, ew)| {
+            let g = ConvGeometry::new(cin_g * groups, cout_g * groups, 3).padding(p).groups(groups);
+            (g, n, 3usize.saturating_sub(2 * p.0).max(1) + eh, 3usize.saturating_sub(2 * p.1).max(1) + ew)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Winograd F(2×2, 3×3), odd and even sizes (partial tiles), against the naive f64 conv.
+    #[test]
+    fn winograd_matches_reference((g, n, h, w) in winograd_geometry(), seed in 0u64..1000, relu: bool) {
+        let mut rng = rng(seed);
+        let conv = Conv2d::new_with_bias(g, &mut rng).unwrap();
+        let x = random_tensor((n, g.in_channels, h, w), &mut rng);
+        let activation = if relu { Activation::Relu } else { Activation::Identity };
+        let mut expected = reference_conv(&x, &conv.weight, conv.bias.as_ref(), &g, None);
+        activation.apply_inplace(&mut expected);
+        let winograd = WinogradConv::new(&conv).unwrap();
+        let input = rep::Hw { h, w };
+        let mut out = Array4::<f32>::from_elem(expected.raw_dim(), f32::NAN);
+        let mut workspace = vec![f32::NAN; winograd.workspace_len(n, input).unwrap()];
+        winograd
+            .run(x.as_slice().unwrap(), n, input, out.as_slice_mut().unwrap(), &mut workspace, activation)
+            .unwrap();
+        assert_close(&format!("winograd {g} on {h}x{w}"), &out, &expected);
+    }
+}
+
+#[test]
+fn winograd_refuses_what_it_cannot_compute() {
+    let mut rng = rng(3);
+    for g in [
+        ConvGeometry::new(4, 4, 3).stride(2).padding(1),
+        ConvGeometry::new(4, 4, 5).padding(2),
+        ConvGeometry::new(4, 4, 3).dilation(2).padding(2),
+    ] {
+        let err = WinogradConv::new(&Conv2d::new(g, &mut rng).unwrap()).unwrap_err().to_string();
+        assert!(err.contains("Winograd F(2x2, 3x3) needs"), "{err}");
+    }
+    let conv = Conv2d::new(ConvGeometry::new(2, 2, 3).padding(1), &mut rng).unwrap();
+    let winograd = WinogradConv::new(&conv).unwrap();
+    let input = rep::Hw { h: 4, w: 4 };
+    let err = winograd.run(&[0.0; 31], 1, input, &mut [0.0; 32], &mut [0.0; 1000], Activation::Identity).unwrap_err();
+    assert!(err.to_string().contains("input 31 floats (expected 32)"), "{err}");
 }

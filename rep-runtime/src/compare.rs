@@ -21,7 +21,7 @@ impl Difference {
 
     /// The larger of two differences (for outputs made of several tensors).
     pub fn max(self, other: Difference) -> Difference {
-        Difference { max_abs: self.max_abs.max(other.max_abs), scale: self.scale.max(other.scale) }
+        Difference { max_abs: nan_max(self.max_abs, other.max_abs), scale: self.scale.max(other.scale) }
     }
 }
 
@@ -36,6 +36,13 @@ where
         return Err(Error::shape("compared tensor", reference.shape(), ours.shape()));
     }
     let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let max_abs = ours.iter().zip(reference).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    // A NaN anywhere makes the difference NaN (`f32::max` would silently skip it).
+    let max_abs = ours.iter().zip(reference).fold(0.0f32, |m, (a, b)| nan_max(m, (a - b).abs()));
     Ok(Difference { max_abs, scale })
+}
+
+/// The larger of two differences, NaN if either is (`f32::max` would silently drop a NaN, and
+/// a NaN output must never pass as equal).
+fn nan_max(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() { f32::NAN } else { a.max(b) }
 }

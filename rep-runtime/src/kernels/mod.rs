@@ -14,6 +14,9 @@
 
 mod depthwise;
 mod im2col;
+mod winograd;
+
+pub use winograd::WinogradConv;
 
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
@@ -245,6 +248,58 @@ fn gemm_accumulate<T: Copy + 'static>(
             false,
             false,
             parallelism,
+        );
+    }
+}
+
+/// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`) on raw strided `f32` matrices:
+/// `dst` `m × n`, `lhs` `m × k`, `rhs` `k × n`, strides in elements (`cs` between columns,
+/// `rs` between rows). Single-threaded; the callers parallelize.
+///
+/// # Safety
+/// Every element the shapes and strides address must lie inside a live allocation; `dst`'s
+/// elements must not be read or written by anyone else during the call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_cs: isize,
+    dst_rs: isize,
+    lhs: *const f32,
+    lhs_cs: isize,
+    lhs_rs: isize,
+    rhs: *const f32,
+    rhs_cs: isize,
+    rhs_rs: isize,
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_cs,
+            dst_rs,
+            accumulate,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         );
     }
 }
