@@ -5,7 +5,8 @@
 //! ```
 
 use rep::ConvGeometry;
-use rep::layers::{Conv2d, Layer};
+use rep::kernels::WinogradConv;
+use rep::layers::{Activation, Conv2d, Layer};
 use rep::ndarray::Array4;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
 use std::time::Instant;
@@ -22,7 +23,10 @@ fn mean_ms(runs: usize, mut f: impl FnMut() -> rep::Result<()>) -> rep::Result<f
 
 fn main() -> rep::Result<()> {
     let mut rng = StdRng::seed_from_u64(0);
-    println!("{:>14} {:>8} {:>10} {:>9}", "layer", "size", "ms", "GFLOPS");
+    println!(
+        "{:>14} {:>8} {:>10} {:>9} {:>12} {:>9}",
+        "layer", "size", "im2col ms", "GFLOPS", "winograd ms", "eff.GFLOPS"
+    );
     for (cin, cout, size, stride) in [
         (3, 48, 224, 2),
         (48, 48, 112, 2),
@@ -39,8 +43,19 @@ fn main() -> rep::Result<()> {
         let ms = mean_ms(20, || conv.forward(&x).map(drop))?;
         let out = g.output_size(size, size)?;
         let gflops = 2.0 * g.macs(out) as f64 / (ms * 1e6);
+        let winograd = if WinogradConv::supports(&g) {
+            let wino = WinogradConv::new(&conv)?;
+            let input = rep::Hw { h: size, w: size };
+            let mut y = vec![0.0f32; cout * out.h * out.w];
+            let mut workspace = vec![0.0f32; wino.workspace_len(1, input)?];
+            let x = x.as_slice().expect("standard layout");
+            let ms = mean_ms(20, || wino.run(x, 1, input, &mut y, &mut workspace, Activation::Relu))?;
+            format!("{ms:>12.3} {:>9.1}", 2.0 * g.macs(out) as f64 / (ms * 1e6))
+        } else {
+            String::new()
+        };
         println!(
-            "{:>14} {:>8} {:>10.3} {:>9.1}",
+            "{:>14} {:>8} {:>10.3} {:>9.1} {winograd}",
             format!("{cin}->{cout} s{stride}"),
             format!("{size}x{size}"),
             ms,

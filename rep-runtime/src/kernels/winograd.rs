@@ -230,7 +230,7 @@ fn transform_input(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [
     let (h, w) = (t.input.h, t.input.w);
     let width = 2 * t.tiles.w + 2;
     let columns = t.columns();
-    PATCH_ROWS.with(|rows| {
+    SCRATCH.with(|rows| {
         let mut rows = rows.borrow_mut();
         if rows.len() < 8 * width {
             rows.resize(8 * width, 0.0);
@@ -290,6 +290,9 @@ fn transform_input(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [
 
 /// `Aᵀ m A` + bias, then `activation`, for every tile of one output plane `y` of `image`;
 /// `m_o` is that output channel's `[16][columns]`.
+///
+/// Computed over runs of consecutive tiles at once (unit-stride loops), then scattered into
+/// the plane's 2×2 blocks.
 fn transform_output(
     m_o: &[f32],
     image: usize,
@@ -299,39 +302,54 @@ fn transform_output(
     activation: Activation,
     y: &mut [f32],
 ) {
-    let (out_h, out_w) = (t.output.h, t.output.w);
-    for ty in 0..t.tiles.h {
-        let first = image * t.per_image() + ty * t.tiles.w;
-        let row = |xi: usize| &m_o[xi * columns + first..][..t.tiles.w];
-        let m: [&[f32]; XI] = std::array::from_fn(row);
-        let (top, bottom) = y[2 * ty * out_w..].split_at_mut(out_w);
-        let bottom = if 2 * ty + 1 < out_h { Some(&mut bottom[..out_w]) } else { None };
-        let mut bottom = bottom;
-        for tx in 0..t.tiles.w {
-            // Aᵀ m: rows 0+1+2 and 1−2−3 of each column.
-            let s: [[f32; 4]; 2] = std::array::from_fn(|i| {
-                std::array::from_fn(|j| {
-                    let (a, b, c, d) = (m[j][tx], m[4 + j][tx], m[8 + j][tx], m[12 + j][tx]);
-                    if i == 0 { a + b + c } else { b - c - d }
-                })
-            });
-            let out = s.map(|r| [r[0] + r[1] + r[2] + bias, r[1] - r[2] - r[3] + bias].map(|v| activation.apply(v)));
-            let col = 2 * tx;
-            top[col] = out[0][0];
-            if col + 1 < out_w {
-                top[col + 1] = out[0][1];
+    const RUN: usize = 64;
+    let (out_h, out_w, tw) = (t.output.h, t.output.w, t.tiles.w);
+    let tiles = t.per_image();
+    let first = image * tiles;
+    let mut start = 0;
+    while start < tiles {
+        let len = RUN.min(tiles - start);
+        let m: [&[f32]; XI] = std::array::from_fn(|xi| &m_o[xi * columns + first + start..][..len]);
+        let mut s = [[0.0f32; RUN]; 8];
+        for j in 0..4 {
+            let (upper, lower) = s.split_at_mut(4);
+            let (s0, s1) = (&mut upper[j], &mut lower[j]);
+            for i in 0..len {
+                let (a, b, c, d) = (m[j][i], m[4 + j][i], m[8 + j][i], m[12 + j][i]);
+                s0[i] = a + b + c;
+                s1[i] = b - c - d;
             }
-            if let Some(bottom) = bottom.as_deref_mut() {
-                bottom[col] = out[1][0];
-                if col + 1 < out_w {
-                    bottom[col + 1] = out[1][1];
+        }
+        let mut blocks = [[0.0f32; RUN]; 4];
+        for (half, s) in [&s[..4], &s[4..]].into_iter().enumerate() {
+            let (left, right) = blocks.split_at_mut(2 * half + 1);
+            let (y0, y1) = (&mut left[2 * half], &mut right[0]);
+            for i in 0..len {
+                y0[i] = s[0][i] + s[1][i] + s[2][i] + bias;
+                y1[i] = s[1][i] - s[2][i] - s[3][i] + bias;
+            }
+        }
+        for i in 0..len {
+            let (ty, tx) = ((start + i) / tw, (start + i) % tw);
+            let (row, col) = (2 * ty, 2 * tx);
+            let two_cols = col + 1 < out_w;
+            y[row * out_w + col] = blocks[0][i];
+            if two_cols {
+                y[row * out_w + col + 1] = blocks[1][i];
+            }
+            if row + 1 < out_h {
+                y[(row + 1) * out_w + col] = blocks[2][i];
+                if two_cols {
+                    y[(row + 1) * out_w + col + 1] = blocks[3][i];
                 }
             }
         }
+        start += len;
     }
+    activation.apply_slice(y);
 }
 
 thread_local! {
     /// Per-thread rows of the input transform (four padded input rows, four combined rows).
-    static PATCH_ROWS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
