@@ -47,6 +47,7 @@ pub mod geometry;
 pub mod io;
 pub mod kernels;
 pub mod layers;
+pub mod plan;
 mod traits;
 
 pub use dim::{Const, Dim};

@@ -76,12 +76,16 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
     let costs = costs(block);
     // The first activation after the conv runs inside the conv kernel (the BN is folded away).
     let folded = block.post.iter().filter(|p| !matches!(p, PostOp::Bn(..))).collect::<Vec<_>>();
-    let (conv_activation, fused_post) = match folded.first() {
-        Some(PostOp::Activation(variant)) => {
-            (quote!(::rep::layers::Activation::#variant), post_ops_of(&folded[1..], quote!(__y), false, true))
-        }
-        _ => (quote!(::rep::layers::Activation::Identity), post_ops_of(&folded, quote!(__y), false, true)),
+    let (conv_activation, after_conv) = match folded.first() {
+        Some(PostOp::Activation(variant)) => (quote!(::rep::layers::Activation::#variant), &folded[1..]),
+        _ => (quote!(::rep::layers::Activation::Identity), &folded[..]),
     };
+    let fused_post = post_ops_of(after_conv, quote!(__y), false, true);
+    let planned_post = after_conv.iter().map(|p| match p {
+        PostOp::Bn(..) => quote!(),
+        PostOp::Activation(variant) => quote!(__plan.activation(::rep::layers::Activation::#variant, __name)?;),
+        PostOp::Se(..) => quote!(::rep::plan::Compile::compile(&self.se, __plan, &::rep::layers::join(__name, "se"))?;),
+    });
     let fused_weight = &block.fused_name;
     let fused_doc =
         format!("The inference form of [`{name}`]: one convolution (`{fused_weight}`) and the post-sum ops.");
@@ -183,6 +187,14 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
             fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {
                 ::rep::layers::Parameters::visit_mut(&mut self.conv, &::rep::layers::join(prefix, #fused_weight), f);
                 #fused_se_visit_mut
+            }
+        }
+
+        impl ::rep::plan::Compile for #fused_name {
+            fn compile(&self, __plan: &mut ::rep::plan::PlanBuilder, __name: &str) -> ::rep::Result<()> {
+                __plan.conv(&self.conv, #conv_activation, &::rep::layers::join(__name, #fused_weight))?;
+                #(#planned_post)*
+                ::core::result::Result::Ok(())
             }
         }
 

@@ -54,6 +54,10 @@ pub fn model(model: &Model) -> TokenStream {
         }
     });
     let fused_doc = format!("The inference form of [`{name}`]: every block fused into one convolution.");
+    let compile = model.fields.iter().map(|f| {
+        let (ident, weight_name) = (&f.ident, &f.name);
+        quote!(::rep::plan::Compile::compile(&self.#ident, __plan, &::rep::layers::join(__name, #weight_name))?;)
+    });
 
     quote! {
         #(#attrs)*
@@ -118,6 +122,13 @@ pub fn model(model: &Model) -> TokenStream {
 
         impl ::rep::Costs for #name { #costs }
         impl ::rep::Costs for #fused_name { #costs }
+
+        impl ::rep::plan::Compile for #fused_name {
+            fn compile(&self, __plan: &mut ::rep::plan::PlanBuilder, __name: &str) -> ::rep::Result<()> {
+                #(#compile)*
+                ::core::result::Result::Ok(())
+            }
+        }
 
         #layer_impls
     }

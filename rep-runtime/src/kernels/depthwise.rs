@@ -3,7 +3,14 @@
 use super::{Plane, valid_range};
 
 /// One image. Output channel `o` reads input channel `o / (C_out / groups)`.
-pub(super) fn conv(plane: &Plane<'_>, x: &[f32], weight: &[f32], bias: &[f32], fill: Option<&[f32]>, out: &mut [f32]) {
+pub(super) fn conv(
+    plane: &Plane<'_>,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    fill: Option<&[f32]>,
+    out: &mut [f32],
+) {
     let g = plane.geometry;
     let (h, w, out_h, out_w) = (plane.height, plane.width, plane.out_h, plane.out_w);
     let taps = g.kernel.h * g.kernel.w;
@@ -14,7 +21,7 @@ pub(super) fn conv(plane: &Plane<'_>, x: &[f32], weight: &[f32], bias: &[f32], f
         let w_o = &weight[o * taps..(o + 1) * taps];
         let pad = fill.map_or(0.0, |f| f[c]);
         // Every tap first contributes as if it read padding; in-range taps then correct it.
-        y.fill(bias[o] + pad * w_o.iter().sum::<f32>());
+        y.fill(bias.map_or(0.0, |b| b[o]) + pad * w_o.iter().sum::<f32>());
         for u in 0..g.kernel.h {
             let off_h = (u * g.dilation.h) as isize - g.padding.h as isize;
             let (i_lo, i_hi) = valid_range(out_h, h, g.stride.h, off_h);

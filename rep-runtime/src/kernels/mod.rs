@@ -73,32 +73,60 @@ pub fn conv2d_then(
 ) -> Result<Array4<f32>> {
     check_operands(geometry, &operands)?;
     let [n, c, h, w] = input.shape().try_into().expect("4-D view");
+    let out_hw = geometry.output_size(h, w)?;
+    let input = input.as_standard_layout();
+    let mut output = Array4::<f32>::zeros((n, geometry.out_channels, out_hw.h, out_hw.w));
+    let src = input.as_slice().expect("standard layout");
+    let dst = output.as_slice_mut().expect("fresh array");
+    conv2d_into(src, [n, c, h, w], geometry, operands, activation, dst)?;
+    Ok(output)
+}
+
+/// [`conv2d_then`] on raw row-major buffers: `input` is `[N, C_in, H, W]` as `shape` says,
+/// `output` receives `[N, C_out, H_out, W_out]`. Allocates nothing when the operands are
+/// contiguous (beyond each thread's im2col scratch, grown once).
+pub fn conv2d_into(
+    input: &[f32],
+    shape: [usize; 4],
+    geometry: &ConvGeometry,
+    operands: ConvOperands<'_>,
+    activation: Activation,
+    output: &mut [f32],
+) -> Result<()> {
+    check_operands(geometry, &operands)?;
+    let [n, c, h, w] = shape;
     if c != geometry.in_channels {
         return Err(Error::Channels { layer: "conv2d", expected: geometry.in_channels, found: c });
     }
     let out_hw = geometry.output_size(h, w)?;
-    let input = input.as_standard_layout();
-    let weight = operands.weight.as_standard_layout();
-    let weight = weight.as_slice().expect("standard layout");
-    let bias: Vec<f32> = match operands.bias {
-        Some(b) => b.to_vec(),
-        None => vec![0.0; geometry.out_channels],
-    };
-    let fill: Option<Vec<f32>> = operands.pad_fill.map(|f| f.to_vec());
-    let plane = Plane { geometry, height: h, width: w, out_h: out_hw.h, out_w: out_hw.w, activation };
-
-    let mut output = Array4::<f32>::zeros((n, geometry.out_channels, out_hw.h, out_hw.w));
     let in_len = c * h * w;
     let out_len = geometry.out_channels * out_hw.h * out_hw.w;
-    if in_len == 0 || out_len == 0 {
-        return Ok(output);
+    if input.len() != n * in_len {
+        return Err(Error::shape("conv input buffer", &[n * in_len], &[input.len()]));
     }
-    let src = input.as_slice().expect("standard layout");
-    let dst = output.as_slice_mut().expect("fresh array");
-    dst.par_chunks_mut(out_len).zip(src.par_chunks(in_len)).for_each(|(out, x)| {
-        plane.run(x, weight, &bias, fill.as_deref(), out);
+    if output.len() != n * out_len {
+        return Err(Error::shape("conv output buffer", &[n * out_len], &[output.len()]));
+    }
+    if in_len == 0 || out_len == 0 {
+        return Ok(());
+    }
+    let weight = operands.weight.as_standard_layout();
+    let weight = weight.as_slice().expect("standard layout");
+    let bias = operands.bias.map(contiguous);
+    let fill = operands.pad_fill.map(contiguous);
+    let plane = Plane { geometry, height: h, width: w, out_h: out_hw.h, out_w: out_hw.w, activation };
+    output.par_chunks_mut(out_len).zip(input.par_chunks(in_len)).for_each(|(out, x)| {
+        plane.run(x, weight, bias.as_deref(), fill.as_deref(), out);
     });
-    Ok(output)
+    Ok(())
+}
+
+/// A vector's values as a slice, copied only when the view is not contiguous.
+fn contiguous(v: ArrayView1<'_, f32>) -> std::borrow::Cow<'_, [f32]> {
+    match v.to_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(v.to_vec()),
+    }
 }
 
 /// The shapes of one image's convolution, and what follows it.
@@ -121,7 +149,7 @@ impl Plane<'_> {
     ///
     /// The output rows are cut into bands that run in parallel (when rayon has more than one
     /// thread and the plane is large): each band unfolds its own columns and runs one GEMM.
-    fn run(&self, x: &[f32], weight: &[f32], bias: &[f32], fill: Option<&[f32]>, out: &mut [f32]) {
+    fn run(&self, x: &[f32], weight: &[f32], bias: Option<&[f32]>, fill: Option<&[f32]>, out: &mut [f32]) {
         let g = self.geometry;
         if g.in_per_group() == 1 {
             depthwise::conv(self, x, weight, bias, fill, out);
@@ -137,15 +165,15 @@ impl Plane<'_> {
             let fill_g = fill.map(|f| &f[group * cin_g..(group + 1) * cin_g]);
             let w_g = &weight[group * cout_g * rows..(group + 1) * cout_g * rows];
             let a = ArrayView2::from_shape((cout_g, rows), w_g).expect("sizes checked");
-            let bias_g = &bias[group * cout_g..(group + 1) * cout_g];
+            let bias_g = bias.map(|b| &b[group * cout_g..(group + 1) * cout_g]);
             let out_g = &mut out[group * cout_g * out_plane..(group + 1) * cout_g * out_plane];
             let mut out_g = ArrayViewMut2::from_shape((cout_g, out_plane), out_g).expect("sizes checked");
             out_g.axis_chunks_iter_mut(Axis(1), band_rows * self.out_w).into_par_iter().enumerate().for_each(
                 |(band, mut c)| {
                     let first_row = band * band_rows;
                     let columns = c.ncols();
-                    for (row, &b) in c.outer_iter_mut().zip(bias_g) {
-                        row.into_slice().expect("contiguous row").fill(b);
+                    for (o, row) in c.outer_iter_mut().enumerate() {
+                        row.into_slice().expect("contiguous row").fill(bias_g.map_or(0.0, |b| b[o]));
                     }
                     // The im2col scratch is reused across calls on this thread (taken out while in
                     // use, so a nested task on the same thread simply gets a fresh one).
@@ -360,10 +388,10 @@ pub fn linear(
 }
 
 /// Samples up to which [`linear`] runs dot products instead of a GEMM.
-const GEMV_ROWS: usize = 4;
+pub(crate) const GEMV_ROWS: usize = 4;
 
 /// `Σ a[i]·b[i]` with eight independent accumulators, so the compiler can vectorize it.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(p, q)| p * q).sum();

@@ -329,18 +329,18 @@ fn transform_output(
                 y1[i] = s[1][i] - s[2][i] - s[3][i] + bias;
             }
         }
-        for i in 0..len {
-            let (ty, tx) = ((start + i) / tw, (start + i) % tw);
-            let (row, col) = (2 * ty, 2 * tx);
+        let [b00, b01, b10, b11] = &blocks;
+        for (i, tile) in (start..start + len).enumerate() {
+            let (row, col) = (2 * (tile / tw), 2 * (tile % tw));
             let two_cols = col + 1 < out_w;
-            y[row * out_w + col] = blocks[0][i];
+            y[row * out_w + col] = b00[i];
             if two_cols {
-                y[row * out_w + col + 1] = blocks[1][i];
+                y[row * out_w + col + 1] = b01[i];
             }
             if row + 1 < out_h {
-                y[(row + 1) * out_w + col] = blocks[2][i];
+                y[(row + 1) * out_w + col] = b10[i];
                 if two_cols {
-                    y[(row + 1) * out_w + col + 1] = blocks[3][i];
+                    y[(row + 1) * out_w + col + 1] = b11[i];
                 }
             }
         }

@@ -1,0 +1,400 @@
+//! Compiled inference: a fused network planned once for one input shape, then run with no
+//! per-call setup.
+//!
+//! [`Plan::new`] walks a fused model (anything that implements [`Compile`]; `#[rep::model]`
+//! and `#[rep::block]` generate it for their `…Fused` types), records one [`Step`] per layer,
+//! and decides everything that does not depend on the input's values:
+//!
+//! * each convolution's kernel: stride-1 3×3 layers with enough channels run Winograd
+//!   F(2×2, 3×3) with the kernel transformed here, once (see [`KernelChoice`]); the others
+//!   run im2col + GEMM;
+//! * every buffer: two activation buffers sized for the largest layer (each step reads one
+//!   and writes the other), the Winograd workspace and the squeeze-and-excite scratch.
+//!
+//! [`Plan::run`] then allocates none of them again: the only allocations left in a forward
+//! pass are the GEMM library's own packing buffers (see the README's performance section).
+//!
+//! ```
+//! # fn main() -> rep_runtime::Result<()> {
+//! use rep_runtime::layers::{Activation, Conv2d};
+//! use rep_runtime::plan::Plan;
+//! use rep_runtime::ConvGeometry;
+//! # use rand::SeedableRng;
+//! # let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+//! let conv = Conv2d::new_with_bias(ConvGeometry::new(8, 8, 3).padding(1), &mut rng)?;
+//! let layers = (conv, Activation::Relu);
+//! let mut plan = Plan::new(&layers, [1, 8, 10, 10])?;
+//! let y = plan.run(ndarray::Array4::zeros((1, 8, 10, 10)).view())?;
+//! assert_eq!(y.shape(), &[1, 8, 10, 10]);
+//! # Ok(())
+//! # }
+//! ```
+
+mod steps;
+
+pub use steps::{ConvKernel, Step};
+
+use crate::error::{Error, Result};
+use crate::layers::{Activation, Conv2d, GlobalAvgPool, Linear, SqueezeExcite};
+use ndarray::{ArrayView4, ArrayViewD, IxDyn};
+use std::time::{Duration, Instant};
+
+/// A fused layer or network that can append its inference steps to a plan.
+pub trait Compile {
+    /// Appends this layer's steps, naming them under `name` (a dotted weight-name prefix).
+    fn compile(&self, plan: &mut PlanBuilder, name: &str) -> Result<()>;
+}
+
+/// Which convolution kernel a plan uses for stride-1 3×3 layers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// Winograd where it is measured to pay: stride-1 3×3 convolutions with at least
+    /// [`WINOGRAD_MIN_CHANNELS`] input and output channels per group; im2col elsewhere.
+    #[default]
+    Auto,
+    /// im2col + GEMM everywhere (the reference path [`crate::layers::Layer::forward`] takes).
+    Direct,
+    /// Winograd for every layer it supports.
+    Winograd,
+}
+
+/// Fewest channels per group (in and out) at which [`KernelChoice::Auto`] picks Winograd: the
+/// transforms cost O(C) per tile, the products O(C²), so Winograd wins on wide layers only.
+pub const WINOGRAD_MIN_CHANNELS: usize = 64;
+
+/// The shape of the tensor flowing between steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// `[N, C, H, W]`.
+    Map([usize; 4]),
+    /// `[N, features]`.
+    Flat([usize; 2]),
+}
+
+impl Shape {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Shape::Map(s) => s.iter().product(),
+            Shape::Flat(s) => s.iter().product(),
+        }
+    }
+
+    /// Whether the tensor holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn dims(&self) -> &[usize] {
+        match self {
+            Shape::Map(s) => s,
+            Shape::Flat(s) => s,
+        }
+    }
+
+    /// The `[N, C, H, W]` shape, or an error naming `what` needed it.
+    fn map(&self, what: &str) -> Result<[usize; 4]> {
+        match *self {
+            Shape::Map(s) => Ok(s),
+            Shape::Flat(s) => {
+                Err(Error::Geometry(format!("plan step `{what}` needs an [N, C, H, W] input, found [N, C] = {s:?}")))
+            }
+        }
+    }
+}
+
+/// Collects the steps of a plan, tracking the shape between them.
+#[derive(Debug)]
+pub struct PlanBuilder {
+    steps: Vec<Step>,
+    shape: Shape,
+    choice: KernelChoice,
+}
+
+impl PlanBuilder {
+    /// The shape the next step receives.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    fn push(&mut self, step: Step) {
+        self.shape = step.output;
+        self.steps.push(step);
+    }
+
+    /// A convolution followed by `activation`; its kernel is chosen here (see [`KernelChoice`]).
+    pub fn conv(&mut self, conv: &Conv2d, activation: Activation, name: &str) -> Result<()> {
+        let input = self.shape.map(name)?;
+        let g = &conv.geometry;
+        if input[1] != g.in_channels {
+            return Err(Error::Geometry(format!(
+                "plan step `{name}` takes {} input channels but the step before outputs {}",
+                g.in_channels, input[1]
+            )));
+        }
+        let out = g.output_size(input[2], input[3])?;
+        let winograd = crate::kernels::WinogradConv::supports(g) && conv.pad_fill.is_none();
+        let wide = g.in_per_group() >= WINOGRAD_MIN_CHANNELS && g.out_per_group() >= WINOGRAD_MIN_CHANNELS;
+        let kernel = match self.choice {
+            KernelChoice::Winograd if winograd => ConvKernel::winograd(conv)?,
+            KernelChoice::Auto if winograd && wide => ConvKernel::winograd(conv)?,
+            _ => ConvKernel::direct(conv),
+        };
+        let output = Shape::Map([input[0], g.out_channels, out.h, out.w]);
+        self.push(Step::new(name, steps::Op::Conv { kernel, activation }, self.shape, output));
+        Ok(())
+    }
+
+    /// An element-wise activation, in place — or inside the convolution just before it, when
+    /// that one has none yet.
+    pub fn activation(&mut self, activation: Activation, name: &str) -> Result<()> {
+        if let Some(previous) = self.steps.last_mut()
+            && previous.take_activation(activation)
+        {
+            return Ok(());
+        }
+        if activation != Activation::Identity {
+            self.push(Step::new(name, steps::Op::Activation(activation), self.shape, self.shape));
+        }
+        Ok(())
+    }
+
+    /// Squeeze-and-excitation, in place.
+    pub fn squeeze_excite(&mut self, se: &SqueezeExcite, name: &str) -> Result<()> {
+        let input = self.shape.map(name)?;
+        let op = steps::Op::squeeze_excite(se, input, name)?;
+        self.push(Step::new(name, op, self.shape, self.shape));
+        Ok(())
+    }
+
+    /// Mean over the spatial axes: `[N, C, H, W] → [N, C]`.
+    pub fn global_avg_pool(&mut self, name: &str) -> Result<()> {
+        let [n, c, ..] = self.shape.map(name)?;
+        self.push(Step::new(name, steps::Op::GlobalAvgPool, self.shape, Shape::Flat([n, c])));
+        Ok(())
+    }
+
+    /// A fully connected layer on `[N, features]`.
+    pub fn linear(&mut self, linear: &Linear, name: &str) -> Result<()> {
+        let n = match self.shape {
+            Shape::Flat([n, f]) if f == linear.in_features() => n,
+            other => {
+                return Err(Error::Geometry(format!(
+                    "plan step `{name}` takes [N, {}] but the step before outputs {:?}",
+                    linear.in_features(),
+                    other.dims()
+                )));
+            }
+        };
+        let output = Shape::Flat([n, linear.out_features()]);
+        self.push(Step::new(name, steps::Op::linear(linear), self.shape, output));
+        Ok(())
+    }
+}
+
+/// A fused network compiled for one input shape: its steps and every buffer they need.
+#[derive(Debug)]
+pub struct Plan {
+    input: [usize; 4],
+    steps: Vec<Step>,
+    buffers: [Vec<f32>; 2],
+    workspace: Vec<f32>,
+}
+
+/// Where the value between two steps lives while a plan runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Input,
+    Buffer(usize),
+}
+
+/// The time one step took, from [`Plan::profile`].
+#[derive(Clone, Debug)]
+pub struct StepTime {
+    /// The step's name (its weight prefix).
+    pub name: String,
+    /// What runs: `"winograd"`, `"im2col"`, `"depthwise"`, `"pointwise"`, `"activation"`, ….
+    pub kernel: &'static str,
+    /// Multiply-adds of the step.
+    pub macs: u64,
+    /// Median time over the profiled runs.
+    pub time: Duration,
+}
+
+impl Plan {
+    /// Plans `model` for inputs of shape `[N, C, H, W]`, choosing kernels automatically.
+    pub fn new<M: Compile + ?Sized>(model: &M, input: [usize; 4]) -> Result<Plan> {
+        Plan::with_kernels(model, input, KernelChoice::Auto)
+    }
+
+    /// As [`Plan::new`], with the convolution kernels chosen by `choice`.
+    pub fn with_kernels<M: Compile + ?Sized>(model: &M, input: [usize; 4], choice: KernelChoice) -> Result<Plan> {
+        let mut builder = PlanBuilder { steps: Vec::new(), shape: Shape::Map(input), choice };
+        model.compile(&mut builder, "")?;
+        let largest = builder.steps.iter().map(|s| s.output.len()).fold(Shape::Map(input).len(), usize::max);
+        let workspace = builder.steps.iter().map(Step::workspace_len).collect::<Result<Vec<_>>>()?;
+        let workspace = workspace.into_iter().max().unwrap_or(0);
+        let [a, b] = [vec![0.0; largest], vec![0.0; largest]];
+        let mut plan = Plan { input, steps: builder.steps, buffers: [a, b], workspace: vec![0.0; workspace] };
+        // One run on zeros touches every buffer and grows the per-thread scratch, so that the
+        // first real call is a steady-state one.
+        plan.run(ndarray::Array4::zeros(input).view())?;
+        Ok(plan)
+    }
+
+    /// The input shape the plan was made for.
+    pub fn input_shape(&self) -> [usize; 4] {
+        self.input
+    }
+
+    /// The shape of what [`Plan::run`] returns.
+    pub fn output_shape(&self) -> Shape {
+        self.steps.last().map_or(Shape::Map(self.input), |s| s.output)
+    }
+
+    /// The planned steps, in order.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// Runs the network on `x`, which must have the planned shape. The result borrows the
+    /// plan's buffers until the next call.
+    pub fn run(&mut self, x: ArrayView4<'_, f32>) -> Result<ArrayViewD<'_, f32>> {
+        self.run_timed(x, |_, _| {})
+    }
+
+    /// Runs the network `runs` times on `x` and returns each step's median time.
+    pub fn profile(&mut self, x: ArrayView4<'_, f32>, runs: usize) -> Result<Vec<StepTime>> {
+        let mut times = vec![Vec::with_capacity(runs); self.steps.len()];
+        for _ in 0..runs.max(1) {
+            self.run_timed(x, |i, t| times[i].push(t))?;
+        }
+        Ok(self
+            .steps
+            .iter()
+            .zip(times)
+            .map(|(step, mut t)| {
+                t.sort();
+                StepTime {
+                    name: step.name.clone(),
+                    kernel: step.kernel_name(),
+                    macs: step.macs(),
+                    time: t[t.len() / 2],
+                }
+            })
+            .collect())
+    }
+
+    fn run_timed(
+        &mut self,
+        x: ArrayView4<'_, f32>,
+        mut record: impl FnMut(usize, Duration),
+    ) -> Result<ArrayViewD<'_, f32>> {
+        if x.shape() != self.input {
+            return Err(Error::shape("plan input", &self.input, x.shape()));
+        }
+        let mut current = Slot::Input;
+        if x.as_slice().is_none() {
+            // Not row-major: copy into a buffer (no allocation) and read from there.
+            let len = x.len();
+            let view = ndarray::ArrayViewMut4::from_shape(x.raw_dim(), &mut self.buffers[0][..len]).expect("sized");
+            let mut view = view;
+            view.assign(&x);
+            current = Slot::Buffer(0);
+        }
+        let [first, second] = &mut self.buffers;
+        for (i, step) in self.steps.iter().enumerate() {
+            let start = Instant::now();
+            let (in_len, out_len) = (step.input.len(), step.output.len());
+            if step.in_place() {
+                let data = match current {
+                    Slot::Input => {
+                        first[..in_len].copy_from_slice(x.as_slice().expect("row-major input"));
+                        current = Slot::Buffer(0);
+                        &mut first[..in_len]
+                    }
+                    Slot::Buffer(0) => &mut first[..in_len],
+                    Slot::Buffer(_) => &mut second[..in_len],
+                };
+                step.run_in_place(data, &mut self.workspace)?;
+            } else {
+                let (src, dst, next): (&[f32], &mut [f32], usize) = match current {
+                    Slot::Input => (x.as_slice().expect("row-major input"), &mut first[..out_len], 0),
+                    Slot::Buffer(0) => (&first[..in_len], &mut second[..out_len], 1),
+                    Slot::Buffer(_) => (&second[..in_len], &mut first[..out_len], 0),
+                };
+                step.run(src, dst, &mut self.workspace)?;
+                current = Slot::Buffer(next);
+            }
+            record(i, start.elapsed());
+        }
+        if current == Slot::Input {
+            // No steps: the output is the input.
+            first[..x.len()].copy_from_slice(x.as_slice().expect("row-major input"));
+            current = Slot::Buffer(0);
+        }
+        let shape = self.output_shape();
+        let data: &[f32] = match current {
+            Slot::Input | Slot::Buffer(0) => &self.buffers[0][..shape.len()],
+            Slot::Buffer(_) => &self.buffers[1][..shape.len()],
+        };
+        Ok(ArrayViewD::from_shape(IxDyn(shape.dims()), data).expect("sized by the plan"))
+    }
+}
+
+impl Compile for Conv2d {
+    fn compile(&self, plan: &mut PlanBuilder, name: &str) -> Result<()> {
+        plan.conv(self, Activation::Identity, name)
+    }
+}
+
+impl Compile for Activation {
+    fn compile(&self, plan: &mut PlanBuilder, name: &str) -> Result<()> {
+        plan.activation(*self, name)
+    }
+}
+
+impl Compile for SqueezeExcite {
+    fn compile(&self, plan: &mut PlanBuilder, name: &str) -> Result<()> {
+        plan.squeeze_excite(self, name)
+    }
+}
+
+impl Compile for GlobalAvgPool {
+    fn compile(&self, plan: &mut PlanBuilder, name: &str) -> Result<()> {
+        plan.global_avg_pool(name)
+    }
+}
+
+impl Compile for Linear {
+    fn compile(&self, plan: &mut PlanBuilder, name: &str) -> Result<()> {
+        plan.linear(self, name)
+    }
+}
+
+impl<T: Compile> Compile for [T] {
+    fn compile(&self, plan: &mut PlanBuilder, name: &str) -> Result<()> {
+        self.iter()
+            .enumerate()
+            .try_for_each(|(i, layer)| layer.compile(plan, &crate::layers::join(name, &i.to_string())))
+    }
+}
+
+impl<T: Compile> Compile for Vec<T> {
+    fn compile(&self, plan: &mut PlanBuilder, name: &str) -> Result<()> {
+        self.as_slice().compile(plan, name)
+    }
+}
+
+impl<T: Compile> Compile for Option<T> {
+    fn compile(&self, plan: &mut PlanBuilder, name: &str) -> Result<()> {
+        self.as_ref().map_or(Ok(()), |layer| layer.compile(plan, name))
+    }
+}
+
+impl<A: Compile, B: Compile> Compile for (A, B) {
+    fn compile(&self, plan: &mut PlanBuilder, name: &str) -> Result<()> {
+        self.0.compile(plan, &crate::layers::join(name, "0"))?;
+        self.1.compile(plan, &crate::layers::join(name, "1"))
+    }
+}
