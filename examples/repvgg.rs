@@ -14,9 +14,9 @@
 use clap::{Parser, Subcommand};
 use rep::layers::randomize_vectors;
 use rep::ndarray::Array4;
+use rep::plan::Plan;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::repvgg::{Arch, Checkpoint, Form, Loaded, Naming, RepVgg, save_deploy};
-use rep::plan::Plan;
 use rep::{Costs, Hw, Reparameterize};
 use std::io::Write;
 use std::path::PathBuf;
@@ -341,7 +341,9 @@ fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::erro
     } else {
         writeln!(&mut out, "RepVGG-{} batch {batch}, {threads} thread(s), median of {iters}", arch.name)?;
         writeln!(&mut out, "  {:<24} {:>9} {:>8} {:>8}", "form", "ms", "GFLOPS", "% peak")?;
-        for (form, ms) in [("fused, planned", planned_ms), ("fused, layer by layer", fused_ms), ("train-time", train_ms)] {
+        for (form, ms) in
+            [("fused, planned", planned_ms), ("fused, layer by layer", fused_ms), ("train-time", train_ms)]
+        {
             let g = gflops(ms);
             writeln!(&mut out, "  {form:<24} {ms:>9.2} {g:>8.1} {:>8.1}", 100.0 * g / peak)?;
         }

@@ -41,9 +41,8 @@ pub(super) fn unfold(
                         let start = start as usize;
                         out_row[j_lo..j_hi].copy_from_slice(&x_row[start..start + (j_hi - j_lo)]);
                     } else {
-                        for (k, dst) in out_row[j_lo..j_hi].iter_mut().enumerate() {
-                            *dst = x_row[start as usize + k * g.stride.w];
-                        }
+                        let source = x_row[start as usize..].iter().step_by(g.stride.w);
+                        out_row[j_lo..j_hi].iter_mut().zip(source).for_each(|(dst, &value)| *dst = value);
                     }
                 }
             }
