@@ -1,14 +1,16 @@
-//! RepVGG inference latency: fused vs train-time, A0 and B0, batch 1 and 8, 1 and 2 threads.
+//! RepVGG inference latency: the planned fused form (`rep::plan::Plan`), the fused form layer by
+//! layer, and the train-time form; A0 and B0, batch 1 and 8, 1 and 2 threads.
 //!
 //! ```text
 //! cargo bench --bench repvgg
 //! ```
 //! The peer is ONNX Runtime on the same fused network (`../shared/bench/ort_repvgg.py`);
-//! `cargo run --release --example conv_layers` breaks the fused A0 down per layer.
+//! `cargo run --release --example repvgg -- bench --arch A0 --layers` breaks it down per layer.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rep::Reparameterize;
 use rep::layers::randomize_vectors;
+use rep::plan::Plan;
 use rep::ndarray::Array4;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::repvgg::{Arch, RepVgg};
@@ -27,6 +29,10 @@ fn repvgg(c: &mut Criterion) {
             let x = Array4::from_shape_simple_fn((batch, 3, 224, 224), || rng.random_range(-1.0f32..1.0));
             for threads in [1usize, 2] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
+                let mut plan = pool.install(|| Plan::new(&fused, [batch, 3, 224, 224])).expect("plans");
+                group.bench_function(format!("{name}/batch{batch}/threads{threads}/planned"), |b| {
+                    b.iter(|| pool.install(|| plan.run(x.view()).map(|y| y[[0, 0]]).expect("runs")))
+                });
                 group.bench_function(format!("{name}/batch{batch}/threads{threads}/fused"), |b| {
                     b.iter(|| pool.install(|| fused.forward(&x).expect("runs")))
                 });
