@@ -10,8 +10,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use rep::Reparameterize;
 use rep::layers::randomize_vectors;
-use rep::plan::Plan;
 use rep::ndarray::Array4;
+use rep::plan::Plan;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::repvgg::{Arch, RepVgg};
 use std::time::Duration;
