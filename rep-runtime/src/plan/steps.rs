@@ -48,6 +48,9 @@ pub(super) enum Op {
     Linear(Dense),
 }
 
+/// Outputs per parallel task of a matrix-vector product.
+const GEMV_BLOCK: usize = 128;
+
 /// A dense `[out, in]` matrix with a bias, row-major.
 #[derive(Clone, Debug)]
 pub(super) struct Dense {
@@ -76,11 +79,17 @@ impl Dense {
     fn apply(&self, x: &[f32], y: &mut [f32], activation: Activation) {
         let rows = x.len() / self.inputs.max(1);
         if rows <= kernels::GEMV_ROWS || self.inputs == 0 {
-            for (x_r, y_r) in x.chunks_exact(self.inputs.max(1)).zip(y.chunks_exact_mut(self.outputs())) {
-                y_r.par_iter_mut()
-                    .zip(self.weight.par_chunks_exact(self.inputs.max(1)))
-                    .zip(&self.bias)
-                    .for_each(|((y, w), b)| *y = activation.apply(b + kernels::dot(w, x_r)));
+            // Dot products straight from the weights, GEMV_BLOCK outputs per parallel task.
+            let inputs = self.inputs.max(1);
+            for (x_r, y_r) in x.chunks_exact(inputs).zip(y.chunks_exact_mut(self.outputs())) {
+                let weights = self.weight.par_chunks(GEMV_BLOCK * inputs);
+                y_r.par_chunks_mut(GEMV_BLOCK).zip(weights).zip(self.bias.par_chunks(GEMV_BLOCK)).for_each(
+                    |((y, w), b)| {
+                        for ((y, w), b) in y.iter_mut().zip(w.chunks_exact(inputs)).zip(b) {
+                            *y = activation.apply(b + kernels::dot(w, x_r));
+                        }
+                    },
+                );
             }
             return;
         }
