@@ -106,7 +106,7 @@ impl AffineConv {
 
 /// Groups of a composition: equal ones stay, nested ones give the smaller, others none.
 fn merged_groups(g1: usize, g2: usize) -> usize {
-    if g1 % g2 == 0 || g2 % g1 == 0 { g1.min(g2) } else { 1 }
+    if g1.is_multiple_of(g2) || g2.is_multiple_of(g1) { g1.min(g2) } else { 1 }
 }
 
 /// The merged kernel `W[o,i,u₁+u₂] = Σ_m W₂[o,m,u₂]·W₁[m,i,u₁]` in `geometry`'s grouped layout:

@@ -14,8 +14,10 @@
 
 mod depthwise;
 mod im2col;
+mod sgemm;
 mod winograd;
 
+pub use sgemm::{KC, MR, NR, PackedMatrix, gemm_packed};
 pub use winograd::WinogradConv;
 
 use crate::error::{Error, Result};
@@ -35,6 +37,22 @@ pub struct ConvOperands<'a> {
     pub bias: Option<ArrayView1<'a, f32>>,
     /// Value that padded positions of each input channel take.
     pub pad_fill: Option<ArrayView1<'a, f32>>,
+    /// The same weights packed for [`gemm_packed`], one matrix per group
+    /// (`[C_out/g, C_in/g·k_h·k_w]`, see [`pack_weights`]); the im2col and pointwise paths
+    /// then run the allocation-free packed GEMM instead of packing on every call.
+    pub packed: Option<&'a [PackedMatrix]>,
+}
+
+/// The weights of a convolution packed per group for [`gemm_packed`] (what
+/// [`ConvOperands::packed`] takes); empty for depthwise convolutions, which use no GEMM.
+pub fn pack_weights(geometry: &ConvGeometry, weight: ArrayView4<'_, f32>) -> Vec<PackedMatrix> {
+    if geometry.in_per_group() == 1 {
+        return Vec::new();
+    }
+    let weight = weight.as_standard_layout();
+    let weight = weight.as_slice().expect("standard layout");
+    let (rows, depth) = (geometry.out_per_group(), geometry.in_per_group() * geometry.kernel.h * geometry.kernel.w);
+    weight.chunks_exact(rows * depth).map(|w_g| PackedMatrix::pack(w_g, rows, depth, depth)).collect()
 }
 
 /// Checks `operands` against `geometry`, as every layer built on [`conv2d`] needs.
@@ -53,6 +71,16 @@ pub fn check_operands(geometry: &ConvGeometry, operands: &ConvOperands<'_>) -> R
         && fill.len() != geometry.in_channels
     {
         return Err(Error::shape("conv pad fill", &[geometry.in_channels], fill.shape()));
+    }
+    if let Some(packed) = operands.packed {
+        let depth = geometry.in_per_group() * geometry.kernel.h * geometry.kernel.w;
+        let expected = [geometry.groups, geometry.out_per_group(), depth];
+        let found = [packed.len(), packed.first().map_or(0, |p| p.rows()), packed.first().map_or(0, |p| p.depth())];
+        if geometry.in_per_group() > 1
+            && (found != expected || packed.iter().any(|p| [p.rows(), p.depth()] != expected[1..]))
+        {
+            return Err(Error::shape("packed conv weights [groups, rows, depth]", &expected, &found));
+        }
     }
     Ok(())
 }
@@ -115,8 +143,9 @@ pub fn conv2d_into(
     let bias = operands.bias.map(contiguous);
     let fill = operands.pad_fill.map(contiguous);
     let plane = Plane { geometry, height: h, width: w, out_h: out_hw.h, out_w: out_hw.w, activation };
+    let packed = operands.packed.filter(|p| !p.is_empty());
     output.par_chunks_mut(out_len).zip(input.par_chunks(in_len)).for_each(|(out, x)| {
-        plane.run(x, weight, bias.as_deref(), fill.as_deref(), out);
+        plane.run(x, weight, packed, bias.as_deref(), fill.as_deref(), out);
     });
     Ok(())
 }
@@ -149,7 +178,15 @@ impl Plane<'_> {
     ///
     /// The output rows are cut into bands that run in parallel (when rayon has more than one
     /// thread and the plane is large): each band unfolds its own columns and runs one GEMM.
-    fn run(&self, x: &[f32], weight: &[f32], bias: Option<&[f32]>, fill: Option<&[f32]>, out: &mut [f32]) {
+    fn run(
+        &self,
+        x: &[f32],
+        weight: &[f32],
+        packed: Option<&[PackedMatrix]>,
+        bias: Option<&[f32]>,
+        fill: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
         let g = self.geometry;
         if g.in_per_group() == 1 {
             depthwise::conv(self, x, weight, bias, fill, out);
@@ -199,20 +236,52 @@ impl Plane<'_> {
                     };
                     // Too few bands to keep every thread busy: split the output channels too.
                     let splits = (rayon::current_num_threads() / bands).max(1).min(cout_g / MIN_SPLIT_ROWS).max(1);
-                    let split_rows = cout_g.div_ceil(splits);
-                    c.axis_chunks_iter_mut(Axis(0), split_rows)
-                        .into_par_iter()
-                        .zip(a.axis_chunks_iter(Axis(0), split_rows))
-                        .for_each(|(mut c, a)| {
-                            sgemm(a, b, &mut c);
-                            if self.activation != Activation::Identity {
-                                c.mapv_inplace(|v| self.activation.apply(v));
-                            }
-                        });
+                    match packed {
+                        Some(packed) => self.packed_gemm(&packed[group], b, &mut c, splits),
+                        None => {
+                            let split_rows = cout_g.div_ceil(splits);
+                            c.axis_chunks_iter_mut(Axis(0), split_rows)
+                                .into_par_iter()
+                                .zip(a.axis_chunks_iter(Axis(0), split_rows))
+                                .for_each(|(mut c, a)| {
+                                    sgemm(a, b, &mut c);
+                                    if self.activation != Activation::Identity {
+                                        c.mapv_inplace(|v| self.activation.apply(v));
+                                    }
+                                });
+                        }
+                    }
                     SCRATCH.with(|s| *s.borrow_mut() = cols);
                 },
             );
         }
+    }
+
+    /// `c += a · b` then the activation, with `a` pre-packed, in `splits` parallel blocks of
+    /// whole [`MR`]-row panels.
+    fn packed_gemm(&self, a: &PackedMatrix, b: ArrayView2<'_, f32>, c: &mut ArrayViewMut2<'_, f32>, splits: usize) {
+        let (columns, ldb, ldc) = (c.ncols(), b.strides()[0] as usize, c.strides()[0] as usize);
+        if b.nrows() == 0 || columns == 0 {
+            return;
+        }
+        // SAFETY: a view of `b.nrows()` rows of `columns` floats, `ldb` apart.
+        let b = unsafe { std::slice::from_raw_parts(b.as_ptr(), (b.nrows() - 1) * ldb + columns) };
+        let panels = a.panels();
+        let per_split = panels.div_ceil(splits.max(1));
+        let c_ptr = SendPtr(c.as_mut_ptr());
+        (0..panels.div_ceil(per_split)).into_par_iter().for_each(|split| {
+            let range = split * per_split..((split + 1) * per_split).min(panels);
+            let rows = range.start * MR..(range.end * MR).min(a.rows());
+            // SAFETY: this split's rows of `c` (a live mutable view, rows `ldc` apart), which
+            // no other split touches.
+            unsafe {
+                let first = c_ptr.get().add(rows.start * ldc);
+                gemm_packed(a, range, b, ldb, columns, first, ldc, true);
+                for row in 0..rows.len() {
+                    self.activation.apply_slice(std::slice::from_raw_parts_mut(first.add(row * ldc), columns));
+                }
+            }
+        });
     }
 
     /// Applies the activation to a whole output (paths without bands).
@@ -280,55 +349,18 @@ fn gemm_accumulate<T: Copy + 'static>(
     }
 }
 
-/// `dst = lhs · rhs` (or `dst += lhs · rhs` when `accumulate`) on raw strided `f32` matrices:
-/// `dst` `m × n`, `lhs` `m × k`, `rhs` `k × n`, strides in elements (`cs` between columns,
-/// `rs` between rows). Single-threaded; the callers parallelize.
-///
-/// # Safety
-/// Every element the shapes and strides address must lie inside a live allocation; `dst`'s
-/// elements must not be read or written by anyone else during the call.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemm_raw(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_cs: isize,
-    dst_rs: isize,
-    lhs: *const f32,
-    lhs_cs: isize,
-    lhs_rs: isize,
-    rhs: *const f32,
-    rhs_cs: isize,
-    rhs_rs: isize,
-    accumulate: bool,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            dst_cs,
-            dst_rs,
-            accumulate,
-            lhs,
-            lhs_cs,
-            lhs_rs,
-            rhs,
-            rhs_cs,
-            rhs_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
+/// A raw pointer handed to parallel jobs, which write disjoint parts of the buffer behind it.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+
+// SAFETY: only used by jobs that write disjoint elements (each use site says which).
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
     }
 }
 

@@ -22,15 +22,23 @@ pub struct Step {
 /// How a planned convolution is computed.
 #[derive(Clone, Debug)]
 pub enum ConvKernel {
-    /// im2col + GEMM (or the depthwise / pointwise special cases), on the layer as it is.
-    Direct(Conv2d),
+    /// im2col + GEMM (or the depthwise / pointwise special cases), with the weights packed
+    /// for the GEMM once, here.
+    Direct {
+        /// The layer.
+        conv: Conv2d,
+        /// Its weights packed per group ([`kernels::pack_weights`]).
+        packed: Vec<kernels::PackedMatrix>,
+    },
     /// Winograd F(2×2, 3×3) on the kernel transformed at planning time.
     Winograd(WinogradConv),
 }
 
 impl ConvKernel {
     pub(super) fn direct(conv: &Conv2d) -> Self {
-        ConvKernel::Direct(Conv2d { weight: conv.weight.as_standard_layout().into_owned(), ..conv.clone() })
+        let conv = Conv2d { weight: conv.weight.as_standard_layout().into_owned(), ..conv.clone() };
+        let packed = kernels::pack_weights(&conv.geometry, conv.weight.view());
+        ConvKernel::Direct { conv, packed }
     }
 
     pub(super) fn winograd(conv: &Conv2d) -> Result<Self> {
@@ -75,48 +83,33 @@ impl Dense {
         self.bias.len()
     }
 
-    /// `y[r] = b + W · x[r]` for each of the rows of `x`, then `activation`.
+    /// `y[r] = b + W · x[r]` for each of the rows of `x`, then `activation`: dot products
+    /// straight from the weights (no packing, no allocation), [`GEMV_BLOCK`] outputs per
+    /// parallel task, every row of `x` against a block while it is in cache.
     fn apply(&self, x: &[f32], y: &mut [f32], activation: Activation) {
-        let rows = x.len() / self.inputs.max(1);
-        if rows <= kernels::GEMV_ROWS || self.inputs == 0 {
-            // Dot products straight from the weights, GEMV_BLOCK outputs per parallel task.
-            let inputs = self.inputs.max(1);
-            for (x_r, y_r) in x.chunks_exact(inputs).zip(y.chunks_exact_mut(self.outputs())) {
-                let weights = self.weight.par_chunks(GEMV_BLOCK * inputs);
-                y_r.par_chunks_mut(GEMV_BLOCK).zip(weights).zip(self.bias.par_chunks(GEMV_BLOCK)).for_each(
-                    |((y, w), b)| {
-                        for ((y, w), b) in y.iter_mut().zip(w.chunks_exact(inputs)).zip(b) {
-                            *y = activation.apply(b + kernels::dot(w, x_r));
-                        }
-                    },
-                );
+        let (inputs, outputs) = (self.inputs.max(1), self.outputs());
+        let rows = x.len() / inputs;
+        if self.inputs == 0 {
+            for y_r in y.chunks_exact_mut(outputs.max(1)) {
+                y_r.iter_mut().zip(&self.bias).for_each(|(y, b)| *y = activation.apply(*b));
             }
             return;
         }
-        for y_r in y.chunks_exact_mut(self.outputs()) {
-            y_r.copy_from_slice(&self.bias);
-        }
-        let (m, n, k) = (rows, self.outputs(), self.inputs);
-        // SAFETY: `x` is `rows × inputs`, `weight` `outputs × inputs` (read as its transpose),
-        // `y` `rows × outputs`, all row-major and sized by the plan; `y` is borrowed mutably.
-        unsafe {
-            kernels::gemm_raw(
-                m,
-                n,
-                k,
-                y.as_mut_ptr(),
-                1,
-                n as isize,
-                x.as_ptr(),
-                1,
-                k as isize,
-                self.weight.as_ptr(),
-                k as isize,
-                1,
-                true,
-            );
-        }
-        activation.apply_slice(y);
+        let y_ptr = kernels::SendPtr(y.as_mut_ptr());
+        self.weight.par_chunks(GEMV_BLOCK * inputs).zip(self.bias.par_chunks(GEMV_BLOCK)).enumerate().for_each(
+            |(block, (w, b))| {
+                for (r, x_r) in x.chunks_exact(inputs).enumerate().take(rows) {
+                    // SAFETY: outputs `block·GEMV_BLOCK ..` of row `r` lie inside `y`
+                    // (`rows × outputs`, sized by the plan) and belong to this block alone.
+                    let y_r = unsafe {
+                        std::slice::from_raw_parts_mut(y_ptr.get().add(r * outputs + block * GEMV_BLOCK), b.len())
+                    };
+                    for ((y, w), b) in y_r.iter_mut().zip(w.chunks_exact(inputs)).zip(b) {
+                        *y = activation.apply(b + kernels::dot(w, x_r));
+                    }
+                }
+            },
+        );
     }
 }
 
@@ -169,7 +162,7 @@ impl Step {
     pub fn kernel_name(&self) -> &'static str {
         match &self.op {
             Op::Conv { kernel: ConvKernel::Winograd(_), .. } => "winograd",
-            Op::Conv { kernel: ConvKernel::Direct(conv), .. } => {
+            Op::Conv { kernel: ConvKernel::Direct { conv, .. }, .. } => {
                 let g = &conv.geometry;
                 if g.in_per_group() == 1 {
                     "depthwise"
@@ -197,7 +190,7 @@ impl Step {
         match (&self.op, self.output) {
             (Op::Conv { kernel, .. }, Shape::Map([n, _, h, w])) => {
                 let g = match kernel {
-                    ConvKernel::Direct(conv) => conv.geometry,
+                    ConvKernel::Direct { conv, .. } => conv.geometry,
                     ConvKernel::Winograd(w) => *w.geometry(),
                 };
                 n as u64 * g.macs(Hw { h, w })
@@ -222,8 +215,9 @@ impl Step {
     /// Computes the step from `x` into `y` (both sized by the plan).
     pub(super) fn run(&self, x: &[f32], y: &mut [f32], workspace: &mut [f32]) -> Result<()> {
         match (&self.op, self.input) {
-            (Op::Conv { kernel: ConvKernel::Direct(conv), activation }, Shape::Map(shape)) => {
-                kernels::conv2d_into(x, shape, &conv.geometry, conv.operands(), *activation, y)
+            (Op::Conv { kernel: ConvKernel::Direct { conv, packed }, activation }, Shape::Map(shape)) => {
+                let operands = kernels::ConvOperands { packed: Some(packed), ..conv.operands() };
+                kernels::conv2d_into(x, shape, &conv.geometry, operands, *activation, y)
             }
             (Op::Conv { kernel: ConvKernel::Winograd(w), activation }, Shape::Map([n, _, h, wd])) => {
                 w.run(x, n, Hw { h, w: wd }, y, workspace, *activation)

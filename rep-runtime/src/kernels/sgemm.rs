@@ -1,0 +1,370 @@
+//! Single-precision GEMM on weights packed once, with no allocation per call.
+//!
+//! `C = A · B` (or `C += A · B`) for a row-major `A` `[M, K]` packed ahead of time into panels
+//! of [`MR`] rows ([`PackedMatrix`]), a row-major `B` `[K, N]` read through a row stride, and a
+//! row-major `C` `[M, N]`. `B` is copied, [`KC`] rows at a time, into panels of [`NR`] columns
+//! in a per-thread buffer that only ever grows; each `KC × NR` panel of `B` then stays in L1
+//! while every `MR`-row panel of `A` streams past it through the micro-kernel, which keeps an
+//! `MR × NR` block of `C` in registers.
+//!
+//! The micro-kernel uses AVX-512 (12 × 32 block: 24 accumulators) when the CPU has it, and a
+//! portable loop otherwise; both give the same sums in the same order per element.
+
+use std::ops::Range;
+
+/// Rows of `A` (and of the block of `C`) per micro-kernel call.
+pub const MR: usize = 12;
+/// Columns of `B` (and of the block of `C`) per micro-kernel call: two 16-lane registers.
+pub const NR: usize = 32;
+/// Depth of one pass over a packed panel of `B` (`KC × NR` floats = 32 KiB, half of L1).
+pub const KC: usize = 256;
+
+/// A row-major `[rows, depth]` matrix packed into panels of [`MR`] rows, depth block by depth
+/// block: block `b` (depths `b·KC ..`, `kc` of them) holds every panel `p` in turn, and panel
+/// `p` holds, for each `k` of the block, `A[p·MR .. p·MR + MR, k]` (zeros past the last row).
+/// A GEMM pass over one depth block thus reads one contiguous stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackedMatrix {
+    data: Vec<f32>,
+    rows: usize,
+    depth: usize,
+}
+
+impl PackedMatrix {
+    /// Packs `rows × depth` values of `a`, row `i` starting at `a[i · row_stride]`.
+    ///
+    /// # Panics
+    /// If `a` is too short for the shape (callers pass matrices they have just checked).
+    pub fn pack(a: &[f32], rows: usize, depth: usize, row_stride: usize) -> Self {
+        if rows > 0 && depth > 0 {
+            assert!(a.len() >= (rows - 1) * row_stride + depth, "matrix shorter than its shape");
+        }
+        let panels = rows.div_ceil(MR);
+        let mut data = vec![0.0; panels * depth * MR];
+        for p in 0..panels {
+            for i in 0..MR.min(rows - p * MR) {
+                let row = &a[(p * MR + i) * row_stride..][..depth];
+                for (k, &value) in row.iter().enumerate() {
+                    let (k0, kc) = (k / KC * KC, KC.min(depth - k / KC * KC));
+                    data[k0 * panels * MR + (p * kc + k - k0) * MR + i] = value;
+                }
+            }
+        }
+        PackedMatrix { data, rows, depth }
+    }
+
+    /// Rows of the matrix.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns of the matrix (the GEMM's `K`).
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Number of [`MR`]-row panels.
+    pub fn panels(&self) -> usize {
+        self.rows.div_ceil(MR)
+    }
+
+    /// Panel `p` over the depth block `k` (which starts at a multiple of [`KC`]).
+    fn panel(&self, p: usize, k: Range<usize>) -> &[f32] {
+        debug_assert!(k.start.is_multiple_of(KC) && k.end == self.depth.min(k.start + KC));
+        let start = k.start * self.panels() * MR + p * k.len() * MR;
+        &self.data[start..start + k.len() * MR]
+    }
+}
+
+/// `C = A · B` (`accumulate == false`) or `C += A · B` for the rows of `a` in `panels`
+/// (`C`'s first row is row `panels.start · MR` of `A`); `B` is `[a.depth(), columns]` with rows
+/// `ldb` apart, `C` has rows `ldc` apart.
+///
+/// # Safety
+/// `c` must address `(rows of the panels) × columns` floats, rows `ldc` apart, that nothing
+/// else reads or writes during the call; `b` must hold `(depth − 1) · ldb + columns` floats.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_packed(
+    a: &PackedMatrix,
+    panels: Range<usize>,
+    b: &[f32],
+    ldb: usize,
+    columns: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    let depth = a.depth;
+    let first_row = panels.start * MR;
+    let rows = a.rows.min(panels.end * MR).saturating_sub(first_row);
+    if rows == 0 || columns == 0 {
+        return;
+    }
+    if depth == 0 {
+        if !accumulate {
+            for i in 0..rows {
+                // SAFETY: row `i` of `C` is inside the caller's region.
+                unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), columns) }.fill(0.0);
+            }
+        }
+        return;
+    }
+    debug_assert!(b.len() >= (depth - 1) * ldb + columns);
+    let kernel = micro_kernel();
+    let column_panels = columns.div_ceil(NR);
+    PACKED_B.with(|cell| {
+        let mut packed = cell.take();
+        if packed.len() < KC.min(depth) * column_panels * NR {
+            packed.resize(KC.min(depth) * column_panels * NR, 0.0);
+        }
+        let mut k0 = 0;
+        while k0 < depth {
+            let kc = KC.min(depth - k0);
+            pack_b(b, ldb, k0..k0 + kc, columns, &mut packed[..kc * column_panels * NR]);
+            let block = |p: usize, q: usize| {
+                let row = p * MR - first_row;
+                let cols = NR.min(columns - q * NR);
+                let a_panel = a.panel(p, k0..k0 + kc);
+                // The next panel of `A` (contiguous after this one), fetched while this one runs.
+                let next = a_panel.as_ptr().wrapping_add(kc * MR);
+                let b_panel = &packed[q * kc * NR..(q + 1) * kc * NR];
+                // SAFETY: the block (rows row.., columns q·NR..) lies inside `C` as the caller
+                // guaranteed; the panels hold kc·MR and kc·NR floats.
+                unsafe {
+                    kernel(
+                        kc,
+                        a_panel.as_ptr(),
+                        next,
+                        b_panel.as_ptr(),
+                        c.add(row * ldc + q * NR),
+                        ldc,
+                        MR.min(rows - row),
+                        cols,
+                        accumulate || k0 > 0,
+                    )
+                };
+            };
+            let a_panels = panels.start..panels.start + rows.div_ceil(MR);
+            // Keep the smaller operand's block in cache and stream the larger one past it once:
+            // many rows and few columns (a wide layer on a small map) sweep the columns inside.
+            if rows > column_panels * NR {
+                for p in a_panels {
+                    (0..column_panels).for_each(|q| block(p, q));
+                }
+            } else {
+                for q in 0..column_panels {
+                    a_panels.clone().for_each(|p| block(p, q));
+                }
+            }
+            k0 += kc;
+        }
+        cell.set(packed);
+    });
+}
+
+/// Copies rows `k` of `B` into panels of [`NR`] columns, `[panel][k][NR]`, zero-padded.
+fn pack_b(b: &[f32], ldb: usize, k: Range<usize>, columns: usize, packed: &mut [f32]) {
+    let kc = k.len();
+    for (q, panel) in packed.chunks_exact_mut(kc * NR).enumerate() {
+        let start = q * NR;
+        let cols = NR.min(columns - start);
+        for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
+            let src = &b[(k.start + kk) * ldb + start..][..cols];
+            dst[..cols].copy_from_slice(src);
+            dst[cols..].fill(0.0);
+        }
+    }
+}
+
+/// One `MR × NR` block: `C[i][j] (+)= Σ_k a[k·MR + i] · b[k·NR + j]` for `i < rows`, `j < cols`;
+/// the second pointer is a hint (possibly dangling, never read) of what to prefetch: the next
+/// panel of `A`, which the weights' layout streams from memory.
+type MicroKernel = unsafe fn(usize, *const f32, *const f32, *const f32, *mut f32, usize, usize, usize, bool);
+
+/// The fastest micro-kernel this CPU runs.
+fn micro_kernel() -> MicroKernel {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return avx512::kernel;
+    }
+    portable_kernel
+}
+
+/// The micro-kernel in plain Rust, for CPUs without AVX-512 (and as the tests' reference).
+///
+/// # Safety
+/// `a` holds `k·MR` floats, `b` `k·NR`; `c` addresses `rows × cols` floats, rows `ldc` apart.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn portable_kernel(
+    k: usize,
+    a: *const f32,
+    _prefetch: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+) {
+    // SAFETY: sizes as documented.
+    let (a, b) = unsafe { (std::slice::from_raw_parts(a, k * MR), std::slice::from_raw_parts(b, k * NR)) };
+    let mut acc = [[0.0f32; NR]; MR];
+    for (a_k, b_k) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        for (acc_i, &a_ik) in acc.iter_mut().zip(a_k) {
+            for (acc_ij, &b_kj) in acc_i.iter_mut().zip(b_k) {
+                *acc_ij = a_ik.mul_add(b_kj, *acc_ij);
+            }
+        }
+    }
+    for (i, acc_i) in acc.iter().enumerate().take(rows) {
+        // SAFETY: row `i < rows` of the block.
+        let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
+        for (out, &value) in row.iter_mut().zip(acc_i) {
+            *out = if accumulate { *out + value } else { value };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{MR, NR};
+    use std::arch::x86_64::*;
+
+    /// The AVX-512 micro-kernel: 12 rows × 2 registers of 16 columns.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F; sizes as for [`super::portable_kernel`].
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn kernel(
+        k: usize,
+        a: *const f32,
+        prefetch: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+        accumulate: bool,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        for p in 0..k {
+            // SAFETY: `p < k`, so both panels hold these values.
+            unsafe {
+                let b0 = _mm512_loadu_ps(b.add(p * NR));
+                let b1 = _mm512_loadu_ps(b.add(p * NR + 16));
+                let a_p = a.add(p * MR);
+                // A hint only: prefetching an address outside any allocation does not fault.
+                _mm_prefetch::<_MM_HINT_T0>(prefetch.wrapping_add(p * MR) as *const i8);
+                for (i, acc_i) in acc.iter_mut().enumerate() {
+                    let a_i = _mm512_set1_ps(*a_p.add(i));
+                    acc_i[0] = _mm512_fmadd_ps(a_i, b0, acc_i[0]);
+                    acc_i[1] = _mm512_fmadd_ps(a_i, b1, acc_i[1]);
+                }
+            }
+        }
+        let mask = |n: usize| -> __mmask16 { if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 } };
+        let (m0, m1) = (mask(cols), mask(cols.saturating_sub(16)));
+        for (i, acc_i) in acc.iter().enumerate() {
+            if i < rows {
+                // SAFETY: row `i < rows` of the block; the masks keep to its `cols` columns.
+                unsafe {
+                    let row = c.add(i * ldc);
+                    let (mut v0, mut v1) = (acc_i[0], acc_i[1]);
+                    if accumulate {
+                        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
+                        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row.add(16)));
+                    }
+                    _mm512_mask_storeu_ps(row, m0, v0);
+                    _mm512_mask_storeu_ps(row.add(16), m1, v1);
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Per-thread packed panels of `B`, grown to the largest block seen.
+    static PACKED_B: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
+        let mut c = vec![0.0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| f64::from(a[i * k + p]) * f64::from(b[p * n + j])).sum();
+            }
+        }
+        c
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn packed_gemm_matches_f64_reference_on_edges_strides_and_panel_ranges() {
+        for (m, k, n) in [(1, 1, 1), (12, 256, 32), (13, 257, 33), (25, 600, 70), (7, 3, 100), (40, 9, 5)] {
+            let (a, b) = (values(m * k, 1), values(k * n, 2));
+            let expected = reference(&a, &b, m, k, n);
+            let packed = PackedMatrix::pack(&a, m, k, k);
+            // B read through a wider row stride, C written with one, both fresh and accumulating.
+            let ldb = n + 3;
+            let mut wide_b = vec![f32::NAN; (k - 1) * ldb + n];
+            for p in 0..k {
+                wide_b[p * ldb..p * ldb + n].copy_from_slice(&b[p * n..(p + 1) * n]);
+            }
+            let ldc = n + 5;
+            for accumulate in [false, true] {
+                let mut c = vec![if accumulate { 1.0 } else { f32::NAN }; m * ldc];
+                // SAFETY: `c` holds m rows of ldc ≥ n floats; `wide_b` is sized for k rows.
+                unsafe { gemm_packed(&packed, 0..packed.panels(), &wide_b, ldb, n, c.as_mut_ptr(), ldc, accumulate) };
+                for i in 0..m {
+                    for j in 0..n {
+                        let want = expected[i * n + j] + if accumulate { 1.0 } else { 0.0 };
+                        let got = f64::from(c[i * ldc + j]);
+                        assert!(
+                            (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "{m}x{k}x{n} [{i},{j}]: {got} vs {want}"
+                        );
+                    }
+                    assert!(
+                        c[i * ldc + n..(i + 1) * ldc].iter().all(|v| v.is_nan() || *v == 1.0),
+                        "wrote past the row"
+                    );
+                }
+            }
+            // A sub-range of panels computes just those rows.
+            if packed.panels() > 1 {
+                let mut c = vec![0.0f32; (m - MR) * n];
+                // SAFETY: rows MR.. of C, n columns each.
+                unsafe { gemm_packed(&packed, 1..packed.panels(), &b, n, n, c.as_mut_ptr(), n, false) };
+                for (got, want) in c.iter().zip(&expected[MR * n..]) {
+                    assert!((f64::from(*got) - want).abs() <= 1e-4 * (1.0 + want.abs()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn both_micro_kernels_agree() {
+        let k = 37;
+        let (a, b) = (values(k * MR, 3), values(k * NR, 4));
+        let mut portable = vec![0.5f32; MR * NR];
+        let mut chosen = portable.clone();
+        // SAFETY: full MR × NR blocks with ldc = NR.
+        unsafe {
+            portable_kernel(k, a.as_ptr(), a.as_ptr(), b.as_ptr(), portable.as_mut_ptr(), NR, MR, NR, true);
+            micro_kernel()(k, a.as_ptr(), a.as_ptr(), b.as_ptr(), chosen.as_mut_ptr(), NR, MR, NR, true);
+        }
+        for (p, c) in portable.iter().zip(&chosen) {
+            assert!((p - c).abs() <= 1e-5 * (1.0 + p.abs()), "{p} vs {c}");
+        }
+    }
+}
