@@ -37,11 +37,18 @@ pub(super) fn unfold(
                     out_row[..j_lo].fill(pad);
                     out_row[j_hi..].fill(pad);
                     let start = (j_lo * g.stride.w) as isize + off_w;
+                    let (start, len) = (start as usize, j_hi - j_lo);
                     if g.stride.w == 1 {
-                        let start = start as usize;
-                        out_row[j_lo..j_hi].copy_from_slice(&x_row[start..start + (j_hi - j_lo)]);
+                        out_row[j_lo..j_hi].copy_from_slice(&x_row[start..start + len]);
+                    } else if g.stride.w == 2 && len > 0 {
+                        // Every other value: a fixed pattern the compiler turns into shuffles
+                        // (the last value on its own: its pair may run past the row).
+                        let (body, last) = out_row[j_lo..j_hi].split_at_mut(len - 1);
+                        let pairs = x_row[start..start + 2 * (len - 1)].chunks_exact(2);
+                        body.iter_mut().zip(pairs).for_each(|(dst, pair)| *dst = pair[0]);
+                        last[0] = x_row[start + 2 * (len - 1)];
                     } else {
-                        let source = x_row[start as usize..].iter().step_by(g.stride.w);
+                        let source = x_row[start..].iter().step_by(g.stride.w);
                         out_row[j_lo..j_hi].iter_mut().zip(source).for_each(|(dst, &value)| *dst = value);
                     }
                 }
