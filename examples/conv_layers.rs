@@ -1,4 +1,5 @@
-//! Times one convolution per RepVGG-A0 layer shape, and the classifier (batch 1), for kernel work.
+//! Times one planned convolution per RepVGG-A0 layer shape (im2col vs Winograd), and the
+//! classifier (batch 1), for kernel work.
 //!
 //! ```text
 //! cargo run --release --example conv_layers
@@ -6,7 +7,8 @@
 
 use rep::ConvGeometry;
 use rep::kernels::WinogradConv;
-use rep::layers::{Activation, Conv2d, Layer};
+use rep::layers::{Activation, Conv2d};
+use rep::plan::{KernelChoice, Plan};
 use rep::ndarray::Array4;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
 use std::time::Instant;
@@ -23,13 +25,13 @@ fn mean_ms(runs: usize, mut f: impl FnMut() -> rep::Result<()>) -> rep::Result<f
 
 fn main() -> rep::Result<()> {
     let mut rng = StdRng::seed_from_u64(0);
-    println!(
-        "{:>14} {:>8} {:>10} {:>9} {:>12} {:>9}",
-        "layer", "size", "im2col ms", "GFLOPS", "winograd ms", "eff.GFLOPS"
-    );
+    println!("Planned single conv + ReLU, batch 1, {} thread(s)", rayon::current_num_threads());
+    println!("{:>14} {:>8} {:>10} {:>9} {:>12} {:>11}", "layer", "input", "im2col ms", "GFLOPS", "winograd ms", "eff.GFLOPS");
     for (cin, cout, size, stride) in [
         (3, 48, 224, 2),
         (48, 48, 112, 2),
+        (16, 16, 56, 1),
+        (32, 32, 56, 1),
         (48, 48, 56, 1),
         (48, 96, 56, 2),
         (96, 96, 28, 1),
@@ -38,28 +40,25 @@ fn main() -> rep::Result<()> {
         (192, 1280, 14, 2),
     ] {
         let g = ConvGeometry::new(cin, cout, 3).stride(stride).padding(1);
-        let conv = Conv2d::new_with_bias(g, &mut rng)?;
+        let layer = (Conv2d::new_with_bias(g, &mut rng)?, Activation::Relu);
         let x = Array4::from_shape_simple_fn((1, cin, size, size), || rng.random_range(-1.0f32..1.0));
-        let ms = mean_ms(20, || conv.forward(&x).map(drop))?;
-        let out = g.output_size(size, size)?;
-        let gflops = 2.0 * g.macs(out) as f64 / (ms * 1e6);
+        let flops = 2.0 * g.macs(g.output_size(size, size)?) as f64;
+        let time = |choice| -> rep::Result<f64> {
+            let mut plan = Plan::with_kernels(&layer, [1, cin, size, size], choice)?;
+            mean_ms(50, || plan.run(x.view()).map(drop))
+        };
+        let direct = time(KernelChoice::Direct)?;
         let winograd = if WinogradConv::supports(&g) {
-            let wino = WinogradConv::new(&conv)?;
-            let input = rep::Hw { h: size, w: size };
-            let mut y = vec![0.0f32; cout * out.h * out.w];
-            let mut workspace = vec![0.0f32; wino.workspace_len(1, input)?];
-            let x = x.as_slice().expect("standard layout");
-            let ms = mean_ms(20, || wino.run(x, 1, input, &mut y, &mut workspace, Activation::Relu))?;
-            format!("{ms:>12.3} {:>9.1}", 2.0 * g.macs(out) as f64 / (ms * 1e6))
+            let ms = time(KernelChoice::Winograd)?;
+            format!("{ms:>12.3} {:>11.1}", flops / (ms * 1e6))
         } else {
             String::new()
         };
         println!(
-            "{:>14} {:>8} {:>10.3} {:>9.1} {winograd}",
+            "{:>14} {:>8} {direct:>10.3} {:>9.1} {winograd}",
             format!("{cin}->{cout} s{stride}"),
             format!("{size}x{size}"),
-            ms,
-            gflops
+            flops / (direct * 1e6)
         );
     }
     let head = rep::layers::Linear::new(1280, 1000, &mut rng);

@@ -14,7 +14,7 @@
 use clap::{Parser, Subcommand};
 use rep::layers::randomize_vectors;
 use rep::ndarray::Array4;
-use rep::plan::Plan;
+use rep::plan::{KernelChoice, Plan};
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::repvgg::{Arch, Checkpoint, Form, Loaded, Naming, RepVgg, save_deploy};
 use rep::{Costs, Hw, Reparameterize};
@@ -91,6 +91,10 @@ enum Command {
         /// (286 = one Zen 5 core at 4.47 GHz: 2 × 16-lane FMA per cycle).
         #[arg(long, default_value_t = 286.0)]
         peak: f64,
+        /// Convolution kernels of the plan: auto, direct (im2col everywhere) or winograd
+        /// (every stride-1 3x3 layer).
+        #[arg(long, default_value = "auto")]
+        kernels: String,
     },
 }
 
@@ -102,9 +106,15 @@ pub fn run(args: &[&str], out: &mut dyn Write) -> CliResult {
         Some(Command::Convert { arch, input, output, to }) => convert(arch, &input, &output, &to, out),
         Some(Command::Infer { arch, weights, input, output }) => infer(arch, &weights, &input, &output, out),
         Some(Command::Summary { arch, weights, res }) => summary(arch, weights, res, out),
-        Some(Command::Bench { arch, batch, threads, iters, json, layers, peak }) => {
+        Some(Command::Bench { arch, batch, threads, iters, json, layers, peak, kernels }) => {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.unwrap_or(0)).build()?;
-            let options = BenchOptions { batch, iters, json, layers, peak };
+            let kernels = match kernels.as_str() {
+                "auto" => KernelChoice::Auto,
+                "direct" => KernelChoice::Direct,
+                "winograd" => KernelChoice::Winograd,
+                other => return Err(format!("unknown --kernels `{other}`; expected auto, direct or winograd").into()),
+            };
+            let options = BenchOptions { batch, iters, json, layers, peak, kernels };
             let report = pool.install(|| bench(&arch, &options))?;
             Ok(out.write_all(report.as_bytes())?)
         }
@@ -305,6 +315,7 @@ struct BenchOptions {
     json: bool,
     layers: bool,
     peak: f64,
+    kernels: KernelChoice,
 }
 
 fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
@@ -318,7 +329,7 @@ fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::erro
     let fused = model.fuse()?;
     let x = random_input((batch, 3, 224, 224), &mut rng);
     let macs = fused.macs(Hw::square(224))?.0 as f64 * batch as f64;
-    let mut plan = Plan::new(&fused, [batch, 3, 224, 224])?;
+    let mut plan = Plan::with_kernels(&fused, [batch, 3, 224, 224], options.kernels)?;
     let timed = |label: &str, f: &mut dyn FnMut() -> rep::Result<()>| {
         let mut done = 0;
         let ms = median_ms(iters, || {

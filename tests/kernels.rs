@@ -148,3 +148,26 @@ fn winograd_refuses_what_it_cannot_compute() {
     let err = winograd.run(&[0.0; 31], 1, input, &mut [0.0; 32], &mut [0.0; 1000], Activation::Identity).unwrap_err();
     assert!(err.to_string().contains("input 31 floats (expected 32)"), "{err}");
 }
+
+#[test]
+fn winograd_on_wide_maps_matches_reference() {
+    // More than 16 tiles across (several SIMD chunks, the last one partial), both paddings.
+    let mut rng = rng(11);
+    for (g, n, h, w) in [
+        (ConvGeometry::new(6, 5, 3).padding((1, 2)), 2, 9, 70),
+        (ConvGeometry::new(4, 4, 3), 1, 33, 40),
+        (ConvGeometry::new(8, 8, 3).padding(1).groups(2), 1, 5, 64),
+    ] {
+        let conv = Conv2d::new_with_bias(g, &mut rng).unwrap();
+        let x = random_tensor((n, g.in_channels, h, w), &mut rng);
+        let expected = reference_conv(&x, &conv.weight, conv.bias.as_ref(), &g, None);
+        let winograd = WinogradConv::new(&conv).unwrap();
+        let input = rep::Hw { h, w };
+        let mut out = Array4::<f32>::from_elem(expected.raw_dim(), f32::NAN);
+        let mut workspace = vec![f32::NAN; winograd.workspace_len(n, input).unwrap()];
+        winograd
+            .run(x.as_slice().unwrap(), n, input, out.as_slice_mut().unwrap(), &mut workspace, Activation::Identity)
+            .unwrap();
+        assert_close(&format!("winograd {g} on {h}x{w}"), &out, &expected);
+    }
+}
