@@ -8,8 +8,8 @@
 use rep::ConvGeometry;
 use rep::kernels::WinogradConv;
 use rep::layers::{Activation, Conv2d};
-use rep::plan::{KernelChoice, Plan};
 use rep::ndarray::Array4;
+use rep::plan::{KernelChoice, Plan};
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
 use std::time::Instant;
 
@@ -26,7 +26,10 @@ fn mean_ms(runs: usize, mut f: impl FnMut() -> rep::Result<()>) -> rep::Result<f
 fn main() -> rep::Result<()> {
     let mut rng = StdRng::seed_from_u64(0);
     println!("Planned single conv + ReLU, batch 1, {} thread(s)", rayon::current_num_threads());
-    println!("{:>14} {:>8} {:>10} {:>9} {:>12} {:>11}", "layer", "input", "im2col ms", "GFLOPS", "winograd ms", "eff.GFLOPS");
+    println!(
+        "{:>14} {:>8} {:>10} {:>9} {:>12} {:>11}",
+        "layer", "input", "im2col ms", "GFLOPS", "winograd ms", "eff.GFLOPS"
+    );
     for (cin, cout, size, stride) in [
         (3, 48, 224, 2),
         (48, 48, 112, 2),

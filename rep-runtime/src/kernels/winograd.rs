@@ -288,6 +288,25 @@ fn transform_output(
     activation: Activation,
     y: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F.
+        unsafe { avx512_output::transform_output(m_o, image, t, columns, bias, y) };
+        return activation.apply_slice(y);
+    }
+    transform_output_portable(m_o, image, t, columns, bias, activation, y);
+}
+
+/// [`transform_output`] without SIMD intrinsics.
+fn transform_output_portable(
+    m_o: &[f32],
+    image: usize,
+    t: &Tiling,
+    columns: usize,
+    bias: f32,
+    activation: Activation,
+    y: &mut [f32],
+) {
     const RUN: usize = 64;
     let (out_h, out_w, tw) = (t.output.h, t.output.w, t.tiles.w);
     let tiles = t.per_image();
@@ -380,7 +399,8 @@ mod avx512 {
                         let n = 16.min(tiles_w - 16 * q);
                         let mask: __mmask16 = if n == 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 };
                         // SAFETY: every load reads columns 32q .. 32q + 34 < width of a plane row.
-                        let load = |row: &[f32], offset: usize| unsafe { _mm512_loadu_ps(row.as_ptr().add(32 * q + offset)) };
+                        let load =
+                            |row: &[f32], offset: usize| unsafe { _mm512_loadu_ps(row.as_ptr().add(32 * q + offset)) };
                         // Bᵀ d for columns 32q + [0, 16, 2, 18] .. + 16.
                         let mixed = |offset: usize| {
                             let [r0, r1, r2, r3] = rows.map(|row| load(row, offset));
@@ -393,7 +413,12 @@ mod avx512 {
                             let o = _mm512_permutex2var_ps(lo[k], odd, hi[k]);
                             let e1 = _mm512_permutex2var_ps(lo2[k], even, hi2[k]);
                             let o1 = _mm512_permutex2var_ps(lo2[k], odd, hi2[k]);
-                            let outs = [_mm512_sub_ps(e, e1), _mm512_add_ps(o, e1), _mm512_sub_ps(e1, o), _mm512_sub_ps(o, o1)];
+                            let outs = [
+                                _mm512_sub_ps(e, e1),
+                                _mm512_add_ps(o, e1),
+                                _mm512_sub_ps(e1, o),
+                                _mm512_sub_ps(o, o1),
+                            ];
                             for (l, value) in outs.into_iter().enumerate() {
                                 let index = (4 * k + l) * columns + at;
                                 debug_assert!(index + n <= v_c.len());
@@ -405,6 +430,70 @@ mod avx512 {
                 }
             }
         });
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512_output {
+    use super::{Tiling, XI};
+    use std::arch::x86_64::*;
+
+    /// `Aᵀ m A` + bias for sixteen tiles of a row of tiles at a time; the four outputs of each
+    /// tile are interleaved into two 32-column segments of the two output rows it covers.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transform_output(
+        m_o: &[f32],
+        image: usize,
+        t: &Tiling,
+        columns: usize,
+        bias: f32,
+        y: &mut [f32],
+    ) {
+        let (out_h, out_w, tiles_w) = (t.output.h, t.output.w, t.tiles.w);
+        let first = image * t.per_image();
+        let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let bias = _mm512_set1_ps(bias);
+        let mask = |n: usize| -> __mmask16 { if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 } };
+        for ty in 0..t.tiles.h {
+            for q in 0..tiles_w.div_ceil(16) {
+                let n = 16.min(tiles_w - 16 * q);
+                let at = first + ty * tiles_w + 16 * q;
+                // SAFETY: `n` tiles from `at` lie inside each of the 16 rows of `m_o`.
+                let m: [__m512; XI] = std::array::from_fn(|xi| unsafe {
+                    _mm512_maskz_loadu_ps(mask(n), m_o.as_ptr().add(xi * columns + at))
+                });
+                // Aᵀ m: rows 0+1+2 and 1−2−3 of each column.
+                let s0: [__m512; 4] = std::array::from_fn(|j| _mm512_add_ps(_mm512_add_ps(m[j], m[4 + j]), m[8 + j]));
+                let s1: [__m512; 4] =
+                    std::array::from_fn(|j| _mm512_sub_ps(_mm512_sub_ps(m[4 + j], m[8 + j]), m[12 + j]));
+                for (i, s) in [s0, s1].into_iter().enumerate() {
+                    let row = 2 * ty + i;
+                    if row >= out_h {
+                        break;
+                    }
+                    let left = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), s[2]), bias);
+                    let right = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[1], s[2]), s[3]), bias);
+                    let col = 32 * q;
+                    let cols = out_w - col;
+                    let out = y[row * out_w + col..].as_mut_ptr();
+                    // SAFETY: the masks keep to the `cols` columns of this output row.
+                    unsafe {
+                        _mm512_mask_storeu_ps(out, mask(cols), _mm512_permutex2var_ps(left, low, right));
+                        if cols > 16 {
+                            _mm512_mask_storeu_ps(
+                                out.add(16),
+                                mask(cols - 16),
+                                _mm512_permutex2var_ps(left, high, right),
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -440,6 +529,26 @@ mod tests {
                 // SAFETY: AVX-512F checked above.
                 unsafe { avx512::transform_input(&x, channels, c, &t, &mut simd) };
                 assert_eq!(portable, simd, "channel {c}");
+            }
+        }
+    }
+
+    /// Both output transforms write the same plane (odd output sizes: partial tiles).
+    #[test]
+    fn simd_and_portable_output_transforms_agree() {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            let output = Hw { h: 9, w: 67 };
+            let t = Tiling { images: 2, input: output, output, tiles: Hw { h: 5, w: 34 }, padding: Hw { h: 1, w: 1 } };
+            let columns = t.columns();
+            let m: Vec<f32> = (0..XI * columns).map(|i| ((i * 53) % 97) as f32 - 48.0).collect();
+            for image in 0..2 {
+                let mut portable = vec![f32::NAN; output.h * output.w];
+                let mut simd = portable.clone();
+                transform_output_portable(&m, image, &t, columns, 0.5, Activation::Identity, &mut portable);
+                // SAFETY: AVX-512F checked above.
+                unsafe { avx512_output::transform_output(&m, image, &t, columns, 0.5, &mut simd) };
+                assert_eq!(portable, simd, "image {image}");
             }
         }
     }
