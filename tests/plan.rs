@@ -39,9 +39,9 @@ fn plans_reproduce_the_pytorch_fixtures() {
 
 #[test]
 fn plans_match_the_fused_forward_with_groups_se_and_odd_sizes() {
-    // Stride-1 layers: 3 (64 -> 64 in two groups: too narrow for `Auto`'s Winograd) and 5
+    // Stride-1 layers: 3 (64 -> 64 in four groups: too narrow for `Auto`'s Winograd) and 5
     // (128 -> 128: wide enough); grouped stride-2 layers 4 and 6.
-    let mut arch = Arch::new("test", [1, 2, 2, 1], [32, 32, 64, 128, 96], vec![1, 1, 1, 2, 2, 1, 2], 7).unwrap();
+    let mut arch = Arch::new("test", [1, 2, 2, 1], [32, 32, 64, 128, 96], vec![1, 1, 1, 4, 2, 1, 2], 7).unwrap();
     arch.se = true;
     let mut model = RepVgg::new(&arch, &mut rng(1)).unwrap();
     randomize_vectors(&mut model, &mut rng(2));

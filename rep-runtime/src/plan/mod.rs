@@ -60,7 +60,7 @@ pub enum KernelChoice {
 
 /// Fewest channels per group (in and out) at which [`KernelChoice::Auto`] picks Winograd: the
 /// transforms cost O(C) per tile, the products O(C²), so Winograd wins on wide layers only.
-pub const WINOGRAD_MIN_CHANNELS: usize = 64;
+pub const WINOGRAD_MIN_CHANNELS: usize = 32;
 
 /// The shape of the tensor flowing between steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
