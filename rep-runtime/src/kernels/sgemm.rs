@@ -7,8 +7,9 @@
 //! while every `MR`-row panel of `A` streams past it through the micro-kernel, which keeps an
 //! `MR × NR` block of `C` in registers.
 //!
-//! The micro-kernel uses AVX-512 (12 × 32 block: 24 accumulators) when the CPU has it, and a
-//! portable loop otherwise; both give the same sums in the same order per element.
+//! The micro-kernel uses AVX-512 (12 × 32 block: 24 accumulators; 12 × 16 for a last panel
+//! of at most 16 columns) when the CPU has it, and a portable loop otherwise; both give the
+//! same sums in the same order per element.
 
 use std::ops::Range;
 
@@ -16,6 +17,8 @@ use std::ops::Range;
 pub const MR: usize = 12;
 /// Columns of `B` (and of the block of `C`) per micro-kernel call: two 16-lane registers.
 pub const NR: usize = 32;
+/// Columns of a narrow last panel: one 16-lane register.
+pub const NR_NARROW: usize = 16;
 /// Depth of one pass over a packed panel of `B` (`KC × NR` floats = 32 KiB, half of L1).
 pub const KC: usize = 256;
 
@@ -110,36 +113,37 @@ pub unsafe fn gemm_packed(
         return;
     }
     debug_assert!(b.len() >= (depth - 1) * ldb + columns);
-    let kernel = micro_kernel();
-    let column_panels = columns.div_ceil(NR);
+    let kernels = micro_kernels();
+    let layout = ColumnPanels::new(columns);
     PACKED_B.with(|cell| {
         let mut packed = cell.take();
-        if packed.len() < KC.min(depth) * column_panels * NR {
-            packed.resize(KC.min(depth) * column_panels * NR, 0.0);
+        if packed.len() < KC.min(depth) * layout.padded {
+            packed.resize(KC.min(depth) * layout.padded, 0.0);
         }
         let mut k0 = 0;
         while k0 < depth {
             let kc = KC.min(depth - k0);
-            pack_b(b, ldb, k0..k0 + kc, columns, &mut packed[..kc * column_panels * NR]);
+            pack_b(b, ldb, k0..k0 + kc, &layout, &mut packed[..kc * layout.padded]);
             let block = |p: usize, q: usize| {
                 let row = p * MR - first_row;
-                let cols = NR.min(columns - q * NR);
+                let (start, width) = layout.panel(q);
                 let a_panel = a.panel(p, k0..k0 + kc);
                 // The next panel of `A` (contiguous after this one), fetched while this one runs.
                 let next = a_panel.as_ptr().wrapping_add(kc * MR);
-                let b_panel = &packed[q * kc * NR..(q + 1) * kc * NR];
-                // SAFETY: the block (rows row.., columns q·NR..) lies inside `C` as the caller
-                // guaranteed; the panels hold kc·MR and kc·NR floats.
+                let b_panel = &packed[start * kc..(start + width) * kc];
+                let kernel = if width == NR { kernels.wide } else { kernels.narrow };
+                // SAFETY: the block (rows row.., columns start..) lies inside `C` as the caller
+                // guaranteed; the panels hold kc·MR and kc·width floats.
                 unsafe {
                     kernel(
                         kc,
                         a_panel.as_ptr(),
                         next,
                         b_panel.as_ptr(),
-                        c.add(row * ldc + q * NR),
+                        c.add(row * ldc + start),
                         ldc,
                         MR.min(rows - row),
-                        cols,
+                        width.min(columns - start),
                         accumulate || k0 > 0,
                     )
                 };
@@ -147,12 +151,12 @@ pub unsafe fn gemm_packed(
             let a_panels = panels.start..panels.start + rows.div_ceil(MR);
             // Keep the smaller operand's block in cache and stream the larger one past it once:
             // many rows and few columns (a wide layer on a small map) sweep the columns inside.
-            if rows > column_panels * NR {
+            if rows > layout.padded {
                 for p in a_panels {
-                    (0..column_panels).for_each(|q| block(p, q));
+                    (0..layout.count).for_each(|q| block(p, q));
                 }
             } else {
-                for q in 0..column_panels {
+                for q in 0..layout.count {
                     a_panels.clone().for_each(|p| block(p, q));
                 }
             }
@@ -162,13 +166,42 @@ pub unsafe fn gemm_packed(
     });
 }
 
-/// Copies rows `k` of `B` into panels of [`NR`] columns, `[panel][k][NR]`, zero-padded.
-fn pack_b(b: &[f32], ldb: usize, k: Range<usize>, columns: usize, packed: &mut [f32]) {
-    let kc = k.len();
-    for (q, panel) in packed.chunks_exact_mut(kc * NR).enumerate() {
+/// How the columns of `B` are cut into panels: [`NR`] wide, except a last remainder of at
+/// most [`NR_NARROW`] columns, which gets a narrow panel (no work on 16 padding columns).
+struct ColumnPanels {
+    columns: usize,
+    count: usize,
+    /// Columns of all panels together, padding included.
+    padded: usize,
+}
+
+impl ColumnPanels {
+    fn new(columns: usize) -> Self {
+        let (full, rest) = (columns / NR, columns % NR);
+        let last = match rest {
+            0 => 0,
+            1..=NR_NARROW => NR_NARROW,
+            _ => NR,
+        };
+        ColumnPanels { columns, count: full + usize::from(rest > 0), padded: full * NR + last }
+    }
+
+    /// First column and width of panel `q`; a panel of width `w` starts at `start · kc` in the
+    /// packed buffer.
+    fn panel(&self, q: usize) -> (usize, usize) {
         let start = q * NR;
-        let cols = NR.min(columns - start);
-        for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
+        (start, if start + NR <= self.columns { NR } else { self.padded - start })
+    }
+}
+
+/// Copies rows `k` of `B` into its column panels, `[panel][k][width]`, zero-padded.
+fn pack_b(b: &[f32], ldb: usize, k: Range<usize>, layout: &ColumnPanels, packed: &mut [f32]) {
+    let kc = k.len();
+    for q in 0..layout.count {
+        let (start, width) = layout.panel(q);
+        let cols = width.min(layout.columns - start);
+        let panel = &mut packed[start * kc..(start + width) * kc];
+        for (kk, dst) in panel.chunks_exact_mut(width).enumerate() {
             let src = &b[(k.start + kk) * ldb + start..][..cols];
             dst[..cols].copy_from_slice(src);
             dst[cols..].fill(0.0);
@@ -181,21 +214,29 @@ fn pack_b(b: &[f32], ldb: usize, k: Range<usize>, columns: usize, packed: &mut [
 /// panel of `A`, which the weights' layout streams from memory.
 type MicroKernel = unsafe fn(usize, *const f32, *const f32, *const f32, *mut f32, usize, usize, usize, bool);
 
-/// The fastest micro-kernel this CPU runs.
-fn micro_kernel() -> MicroKernel {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        return avx512::kernel;
-    }
-    portable_kernel
+/// The micro-kernels for full ([`NR`]) and narrow ([`NR_NARROW`]) panels.
+#[derive(Clone, Copy)]
+struct MicroKernels {
+    wide: MicroKernel,
+    narrow: MicroKernel,
 }
 
-/// The micro-kernel in plain Rust, for CPUs without AVX-512 (and as the tests' reference).
+/// The fastest micro-kernels this CPU runs.
+fn micro_kernels() -> MicroKernels {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return MicroKernels { wide: avx512::kernel::<2>, narrow: avx512::kernel::<1> };
+    }
+    MicroKernels { wide: portable_kernel::<NR>, narrow: portable_kernel::<NR_NARROW> }
+}
+
+/// The micro-kernel in plain Rust for panels `W` wide, for CPUs without AVX-512 (and as the
+/// tests' reference).
 ///
 /// # Safety
-/// `a` holds `k·MR` floats, `b` `k·NR`; `c` addresses `rows × cols` floats, rows `ldc` apart.
+/// `a` holds `k·MR` floats, `b` `k·W`; `c` addresses `rows × cols` floats, rows `ldc` apart.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn portable_kernel(
+pub(crate) unsafe fn portable_kernel<const W: usize>(
     k: usize,
     a: *const f32,
     _prefetch: *const f32,
@@ -207,9 +248,9 @@ pub(crate) unsafe fn portable_kernel(
     accumulate: bool,
 ) {
     // SAFETY: sizes as documented.
-    let (a, b) = unsafe { (std::slice::from_raw_parts(a, k * MR), std::slice::from_raw_parts(b, k * NR)) };
-    let mut acc = [[0.0f32; NR]; MR];
-    for (a_k, b_k) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+    let (a, b) = unsafe { (std::slice::from_raw_parts(a, k * MR), std::slice::from_raw_parts(b, k * W)) };
+    let mut acc = [[0.0f32; W]; MR];
+    for (a_k, b_k) in a.chunks_exact(MR).zip(b.chunks_exact(W)) {
         for (acc_i, &a_ik) in acc.iter_mut().zip(a_k) {
             for (acc_ij, &b_kj) in acc_i.iter_mut().zip(b_k) {
                 *acc_ij = a_ik.mul_add(b_kj, *acc_ij);
@@ -227,16 +268,17 @@ pub(crate) unsafe fn portable_kernel(
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{MR, NR};
+    use super::MR;
     use std::arch::x86_64::*;
 
-    /// The AVX-512 micro-kernel: 12 rows × 2 registers of 16 columns.
+    /// The AVX-512 micro-kernel: 12 rows × `R` registers of 16 columns (`R` = 2 for full
+    /// panels, 1 for narrow ones).
     ///
     /// # Safety
-    /// The CPU supports AVX-512F; sizes as for [`super::portable_kernel`].
+    /// The CPU supports AVX-512F; sizes as for [`super::portable_kernel`] with `W = 16·R`.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn kernel(
+    pub(super) unsafe fn kernel<const R: usize>(
         k: usize,
         a: *const f32,
         prefetch: *const f32,
@@ -247,36 +289,34 @@ mod avx512 {
         cols: usize,
         accumulate: bool,
     ) {
-        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        let mut acc = [[_mm512_setzero_ps(); R]; MR];
         for p in 0..k {
             // SAFETY: `p < k`, so both panels hold these values.
             unsafe {
-                let b0 = _mm512_loadu_ps(b.add(p * NR));
-                let b1 = _mm512_loadu_ps(b.add(p * NR + 16));
+                let b_p: [__m512; R] = std::array::from_fn(|r| _mm512_loadu_ps(b.add((p * R + r) * 16)));
                 let a_p = a.add(p * MR);
                 // A hint only: prefetching an address outside any allocation does not fault.
                 _mm_prefetch::<_MM_HINT_T0>(prefetch.wrapping_add(p * MR) as *const i8);
                 for (i, acc_i) in acc.iter_mut().enumerate() {
                     let a_i = _mm512_set1_ps(*a_p.add(i));
-                    acc_i[0] = _mm512_fmadd_ps(a_i, b0, acc_i[0]);
-                    acc_i[1] = _mm512_fmadd_ps(a_i, b1, acc_i[1]);
+                    for r in 0..R {
+                        acc_i[r] = _mm512_fmadd_ps(a_i, b_p[r], acc_i[r]);
+                    }
                 }
             }
         }
         let mask = |n: usize| -> __mmask16 { if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 } };
-        let (m0, m1) = (mask(cols), mask(cols.saturating_sub(16)));
         for (i, acc_i) in acc.iter().enumerate() {
             if i < rows {
-                // SAFETY: row `i < rows` of the block; the masks keep to its `cols` columns.
-                unsafe {
-                    let row = c.add(i * ldc);
-                    let (mut v0, mut v1) = (acc_i[0], acc_i[1]);
-                    if accumulate {
-                        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
-                        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row.add(16)));
+                for (r, &value) in acc_i.iter().enumerate() {
+                    let m = mask(cols.saturating_sub(16 * r));
+                    // SAFETY: row `i < rows` of the block; the mask keeps to its `cols` columns.
+                    unsafe {
+                        let out = c.add(i * ldc + 16 * r);
+                        let value =
+                            if accumulate { _mm512_add_ps(value, _mm512_maskz_loadu_ps(m, out)) } else { value };
+                        _mm512_mask_storeu_ps(out, m, value);
                     }
-                    _mm512_mask_storeu_ps(row, m0, v0);
-                    _mm512_mask_storeu_ps(row.add(16), m1, v1);
                 }
             }
         }
@@ -310,7 +350,9 @@ mod tests {
 
     #[test]
     fn packed_gemm_matches_f64_reference_on_edges_strides_and_panel_ranges() {
-        for (m, k, n) in [(1, 1, 1), (12, 256, 32), (13, 257, 33), (25, 600, 70), (7, 3, 100), (40, 9, 5)] {
+        for (m, k, n) in
+            [(1, 1, 1), (12, 256, 32), (13, 257, 33), (25, 600, 70), (7, 3, 100), (40, 9, 5), (30, 40, 50), (5, 17, 16)]
+        {
             let (a, b) = (values(m * k, 1), values(k * n, 2));
             let expected = reference(&a, &b, m, k, n);
             let packed = PackedMatrix::pack(&a, m, k, k);
@@ -360,8 +402,38 @@ mod tests {
         let mut chosen = portable.clone();
         // SAFETY: full MR × NR blocks with ldc = NR.
         unsafe {
-            portable_kernel(k, a.as_ptr(), a.as_ptr(), b.as_ptr(), portable.as_mut_ptr(), NR, MR, NR, true);
-            micro_kernel()(k, a.as_ptr(), a.as_ptr(), b.as_ptr(), chosen.as_mut_ptr(), NR, MR, NR, true);
+            portable_kernel::<NR>(k, a.as_ptr(), a.as_ptr(), b.as_ptr(), portable.as_mut_ptr(), NR, MR, NR, true);
+            (micro_kernels().wide)(k, a.as_ptr(), a.as_ptr(), b.as_ptr(), chosen.as_mut_ptr(), NR, MR, NR, true);
+        }
+        for (p, c) in portable.iter().zip(&chosen) {
+            assert!((p - c).abs() <= 1e-5 * (1.0 + p.abs()), "{p} vs {c}");
+        }
+        let mut portable = vec![0.5f32; MR * NR_NARROW];
+        let mut chosen = portable.clone();
+        // SAFETY: full MR × NR_NARROW blocks with ldc = NR_NARROW, 11 rows and 13 columns used.
+        unsafe {
+            portable_kernel::<NR_NARROW>(
+                k,
+                a.as_ptr(),
+                a.as_ptr(),
+                b.as_ptr(),
+                portable.as_mut_ptr(),
+                NR_NARROW,
+                11,
+                13,
+                false,
+            );
+            (micro_kernels().narrow)(
+                k,
+                a.as_ptr(),
+                a.as_ptr(),
+                b.as_ptr(),
+                chosen.as_mut_ptr(),
+                NR_NARROW,
+                11,
+                13,
+                false,
+            );
         }
         for (p, c) in portable.iter().zip(&chosen) {
             assert!((p - c).abs() <= 1e-5 * (1.0 + p.abs()), "{p} vs {c}");
