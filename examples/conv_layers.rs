@@ -6,7 +6,7 @@
 //! ```
 
 use rep::ConvGeometry;
-use rep::kernels::WinogradConv;
+use rep::kernels::{Tile, WinogradConv};
 use rep::layers::{Activation, Conv2d};
 use rep::ndarray::Array4;
 use rep::plan::{KernelChoice, Plan};
@@ -27,8 +27,8 @@ fn main() -> rep::Result<()> {
     let mut rng = StdRng::seed_from_u64(0);
     println!("Planned single conv + ReLU, batch 1, {} thread(s)", rayon::current_num_threads());
     println!(
-        "{:>14} {:>8} {:>10} {:>9} {:>12} {:>11}",
-        "layer", "input", "im2col ms", "GFLOPS", "winograd ms", "eff.GFLOPS"
+        "{:>14} {:>8} {:>10} {:>9} {:>12} {:>11} {:>12} {:>11}",
+        "layer", "input", "im2col ms", "GFLOPS", "F(2x2) ms", "eff.GFLOPS", "F(4x4) ms", "eff.GFLOPS"
     );
     for (cin, cout, size, stride) in [
         (3, 48, 224, 2),
@@ -52,8 +52,9 @@ fn main() -> rep::Result<()> {
         };
         let direct = time(KernelChoice::Direct)?;
         let winograd = if WinogradConv::supports(&g) {
-            let ms = time(KernelChoice::Winograd)?;
-            format!("{ms:>12.3} {:>11.1}", flops / (ms * 1e6))
+            let f2 = time(KernelChoice::Winograd(Tile::F2))?;
+            let f4 = time(KernelChoice::Winograd(Tile::F4))?;
+            format!("{f2:>12.3} {:>11.1} {f4:>12.3} {:>11.1}", flops / (f2 * 1e6), flops / (f4 * 1e6))
         } else {
             String::new()
         };

@@ -12,6 +12,7 @@
 //! all are detected. Errors are one line on stderr and a non-zero exit status.
 
 use clap::{Parser, Subcommand};
+use rep::kernels::Tile;
 use rep::layers::randomize_vectors;
 use rep::ndarray::Array4;
 use rep::plan::{KernelChoice, Plan};
@@ -91,8 +92,8 @@ enum Command {
         /// (286 = one Zen 5 core at 4.47 GHz: 2 × 16-lane FMA per cycle).
         #[arg(long, default_value_t = 286.0)]
         peak: f64,
-        /// Convolution kernels of the plan: auto, direct (im2col everywhere) or winograd
-        /// (every stride-1 3x3 layer).
+        /// Convolution kernels of the plan: auto, direct (im2col everywhere), winograd
+        /// (F(2x2,3x3) on every stride-1 3x3 layer) or winograd4 (F(4x4,3x3) there).
         #[arg(long, default_value = "auto")]
         kernels: String,
     },
@@ -111,8 +112,13 @@ pub fn run(args: &[&str], out: &mut dyn Write) -> CliResult {
             let kernels = match kernels.as_str() {
                 "auto" => KernelChoice::Auto,
                 "direct" => KernelChoice::Direct,
-                "winograd" => KernelChoice::Winograd,
-                other => return Err(format!("unknown --kernels `{other}`; expected auto, direct or winograd").into()),
+                "winograd" => KernelChoice::Winograd(Tile::F2),
+                "winograd4" => KernelChoice::Winograd(Tile::F4),
+                other => {
+                    return Err(
+                        format!("unknown --kernels `{other}`; expected auto, direct, winograd or winograd4").into()
+                    );
+                }
             };
             let options = BenchOptions { batch, iters, json, layers, peak, kernels };
             let report = pool.install(|| bench(&arch, &options))?;
@@ -342,6 +348,8 @@ fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::erro
     };
     let planned_ms = timed("fused, planned", &mut || plan.run(x.view()).map(drop))?;
     let allocations = allocations::during(|| plan.run(x.view()).map(drop))?;
+    let reference = fused.forward(&x)?;
+    let plan_error = rep::compare::difference(&plan.run(x.view())?, &reference.view().into_dyn())?.relative();
     let fused_ms = timed("fused, layer by layer", &mut || fused.forward(&x).map(drop))?;
     let train_ms = timed("train-time", &mut || model.forward(&x).map(drop))?;
     let gflops = |ms: f64| 2.0 * macs / (ms * 1e6);
@@ -350,7 +358,7 @@ fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::erro
     if json {
         writeln!(
             &mut out,
-            "{{\"arch\":\"{}\",\"batch\":{batch},\"threads\":{threads},\"fused_ms\":{planned_ms:.3},\"fused_layers_ms\":{fused_ms:.3},\"train_ms\":{train_ms:.3},\"fused_gflops\":{:.1},\"peak_percent\":{:.1},\"speedup\":{:.3},\"allocations\":{allocations}}}",
+            "{{\"arch\":\"{}\",\"batch\":{batch},\"threads\":{threads},\"fused_ms\":{planned_ms:.3},\"fused_layers_ms\":{fused_ms:.3},\"train_ms\":{train_ms:.3},\"fused_gflops\":{:.1},\"peak_percent\":{:.1},\"speedup\":{:.3},\"allocations\":{allocations},\"plan_relative_error\":{plan_error:.2e}}}",
             arch.name,
             gflops(planned_ms),
             100.0 * gflops(planned_ms) / peak,
@@ -367,6 +375,7 @@ fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::erro
         }
         writeln!(&mut out, "  speedup of the planned fused form over train-time: {:.2}x", train_ms / planned_ms)?;
         writeln!(&mut out, "  heap allocations in one planned forward: {allocations}")?;
+        writeln!(&mut out, "  planned vs layer-by-layer logits: relative difference {plan_error:.2e}")?;
         writeln!(&mut out, "  (GFLOPS count the fused network's work, 2 x multiply-adds, for every form)")?;
     }
     if options.layers {

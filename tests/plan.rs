@@ -7,13 +7,15 @@ mod common;
 use common::{REL_TOL, random_tensor, relative_error, rng};
 use ndarray::{Array2, Array4, Ix2};
 use ndarray_npy::read_npy;
+use rep::kernels::Tile;
 use rep::layers::{Activation, Conv2d, Linear, randomize_vectors};
 use rep::plan::{KernelChoice, Plan, Shape};
 use rep::repvgg::{Arch, Checkpoint, RepVgg};
 use rep::{ConvGeometry, Reparameterize};
 use std::path::PathBuf;
 
-const CHOICES: [KernelChoice; 3] = [KernelChoice::Auto, KernelChoice::Direct, KernelChoice::Winograd];
+const CHOICES: [KernelChoice; 4] =
+    [KernelChoice::Auto, KernelChoice::Direct, KernelChoice::Winograd(Tile::F2), KernelChoice::Winograd(Tile::F4)];
 
 fn fixture(dir: &str, file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir).join(file)
@@ -53,10 +55,10 @@ fn plans_match_the_fused_forward_with_groups_se_and_odd_sizes() {
             let mut plan = Plan::with_kernels(&fused, [n, 3, h, w], choice).unwrap();
             assert_eq!(plan.output_shape(), Shape::Flat([n, 7]));
             let kernels: Vec<&str> = plan.steps().iter().map(|s| s.kernel_name()).collect();
-            let winograd = kernels.iter().filter(|k| **k == "winograd").count();
+            let winograd = kernels.iter().filter(|k| k.starts_with("winograd")).count();
             match choice {
                 KernelChoice::Direct => assert_eq!(winograd, 0),
-                KernelChoice::Winograd => assert_eq!(winograd, 2, "{kernels:?}"),
+                KernelChoice::Winograd(_) => assert_eq!(winograd, 2, "{kernels:?}"),
                 KernelChoice::Auto => assert_eq!(winograd, 1, "{kernels:?}"),
             }
             assert!(kernels.contains(&"squeeze-excite") && kernels.contains(&"linear"));

@@ -18,7 +18,7 @@ mod sgemm;
 mod winograd;
 
 pub use sgemm::{KC, MR, NR, PackedMatrix, gemm_packed};
-pub use winograd::WinogradConv;
+pub use winograd::{F4_TOLERANCE, Tile, WinogradConv};
 
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;

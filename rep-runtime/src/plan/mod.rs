@@ -35,6 +35,7 @@ mod steps;
 pub use steps::{ConvKernel, Step};
 
 use crate::error::{Error, Result};
+use crate::kernels::Tile;
 use crate::layers::{Activation, Conv2d, GlobalAvgPool, Linear, SqueezeExcite};
 use ndarray::{ArrayView4, ArrayViewD, IxDyn};
 use std::time::{Duration, Instant};
@@ -54,8 +55,8 @@ pub enum KernelChoice {
     Auto,
     /// im2col + GEMM everywhere (the reference path [`crate::layers::Layer::forward`] takes).
     Direct,
-    /// Winograd for every layer it supports.
-    Winograd,
+    /// Winograd with the given tile for every layer it supports.
+    Winograd(Tile),
 }
 
 /// Fewest channels per group (in and out) at which [`KernelChoice::Auto`] picks Winograd: the
@@ -136,8 +137,8 @@ impl PlanBuilder {
         let winograd = crate::kernels::WinogradConv::supports(g) && conv.pad_fill.is_none();
         let wide = g.in_per_group() >= WINOGRAD_MIN_CHANNELS && g.out_per_group() >= WINOGRAD_MIN_CHANNELS;
         let kernel = match self.choice {
-            KernelChoice::Winograd if winograd => ConvKernel::winograd(conv)?,
-            KernelChoice::Auto if winograd && wide => ConvKernel::winograd(conv)?,
+            KernelChoice::Winograd(tile) if winograd => ConvKernel::winograd(conv, tile)?,
+            KernelChoice::Auto if winograd && wide => ConvKernel::winograd(conv, Tile::F2)?,
             _ => ConvKernel::direct(conv),
         };
         let output = Shape::Map([input[0], g.out_channels, out.h, out.w]);

@@ -30,7 +30,7 @@ pub enum ConvKernel {
         /// Its weights packed per group ([`kernels::pack_weights`]).
         packed: Vec<kernels::PackedMatrix>,
     },
-    /// Winograd F(2×2, 3×3) on the kernel transformed at planning time.
+    /// Winograd on the kernel transformed at planning time.
     Winograd(WinogradConv),
 }
 
@@ -41,8 +41,8 @@ impl ConvKernel {
         ConvKernel::Direct { conv, packed }
     }
 
-    pub(super) fn winograd(conv: &Conv2d) -> Result<Self> {
-        Ok(ConvKernel::Winograd(WinogradConv::new(conv)?))
+    pub(super) fn winograd(conv: &Conv2d, tile: kernels::Tile) -> Result<Self> {
+        Ok(ConvKernel::Winograd(WinogradConv::with_tile(conv, tile)?))
     }
 }
 
@@ -161,7 +161,10 @@ impl Step {
     /// The kernel the step runs, for profiles.
     pub fn kernel_name(&self) -> &'static str {
         match &self.op {
-            Op::Conv { kernel: ConvKernel::Winograd(_), .. } => "winograd",
+            Op::Conv { kernel: ConvKernel::Winograd(w), .. } => match w.tile() {
+                kernels::Tile::F2 => "winograd",
+                kernels::Tile::F4 => "winograd4",
+            },
             Op::Conv { kernel: ConvKernel::Direct { conv, .. }, .. } => {
                 let g = &conv.geometry;
                 if g.in_per_group() == 1 {

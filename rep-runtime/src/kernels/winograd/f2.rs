@@ -1,208 +1,16 @@
-//! Winograd F(2×2, 3×3) for stride-1, undilated 3×3 convolutions (Lavin & Gray, 2016).
-//!
-//! Each 2×2 block of outputs ("tile") is computed from the 4×4 input patch under it as
-//! `Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A`, where `g` is the 3×3 kernel, `d` the patch and ⊙ the
-//! element-wise product:
-//!
-//! ```text
-//!      ⎡1  0 -1  0⎤        ⎡ 1    0    0 ⎤        ⎡1  1  1  0⎤
-//! Bᵀ = ⎢0  1  1  0⎥    G = ⎢1/2  1/2  1/2⎥   Aᵀ = ⎣0  1 -1 -1⎦
-//!      ⎢0 -1  1  0⎥        ⎢1/2 -1/2  1/2⎥
-//!      ⎣0  1  0 -1⎦        ⎣ 0    0    1 ⎦
-//! ```
-//!
-//! Summed over input channels, the element-wise products become 16 independent GEMMs, one per
-//! position ξ of the 4×4 transformed tile: `M[ξ] = U[ξ] · V[ξ]` with `U[ξ]` `[C_out, C_in]`
-//! (the transformed kernel, computed once, in f64, and packed for [`super::gemm_packed`]) and `V[ξ]`
-//! `[C_in, tiles]`. That is 16 multiplications per 4 outputs instead of 36: 2.25× fewer.
-//!
-//! Layouts: `V` is `[C_in][16][tiles]` and `M` is `[C_out][16][tiles]`, so that the input
-//! transform of one channel and the output transform of one output channel each own a
-//! contiguous block (and run in parallel); the GEMMs read and write them with a row stride
-//! of `16·tiles`. Tiles of all images of a batch share one GEMM.
+//! The F(2×2, 3×3) transforms: `Bᵀ d B` of 4×4 input patches, `Aᵀ m A` of 4×4 products.
 
-use super::{PackedMatrix, SendPtr, gemm_packed};
-use crate::error::{Error, Result};
-use crate::geometry::{ConvGeometry, Hw};
-use crate::layers::{Activation, Conv2d};
-use rayon::prelude::*;
+use super::{SCRATCH, Tiling};
+use crate::layers::Activation;
 
 /// Positions in a transformed tile.
-const XI: usize = 16;
+pub(super) const XI: usize = 16;
 
-/// A 3×3 stride-1 convolution with its kernel transformed for F(2×2, 3×3).
-#[derive(Clone, Debug)]
-pub struct WinogradConv {
-    /// `U[ξ]` of each group, `[C_out/groups, C_in/groups]`, packed for the GEMM; index
-    /// `ξ · groups + group`. `U[ξ][o][c] = (G g_{o,c} Gᵀ)[ξ]`.
-    transformed: Vec<PackedMatrix>,
-    bias: Vec<f32>,
-    geometry: ConvGeometry,
-}
-
-/// The tiling of one layer's output, and the input rows and columns each tile reads.
-#[derive(Clone, Copy, Debug)]
-struct Tiling {
-    images: usize,
-    input: Hw,
-    output: Hw,
-    /// Tiles down and across one image.
-    tiles: Hw,
-    padding: Hw,
-}
-
-impl Tiling {
-    fn per_image(&self) -> usize {
-        self.tiles.h * self.tiles.w
-    }
-
-    /// Tiles of the whole batch: the GEMMs' column count.
-    fn columns(&self) -> usize {
-        self.images * self.per_image()
-    }
-}
-
-impl WinogradConv {
-    /// Whether `geometry` is one this transform computes: 3×3, stride 1, dilation 1.
-    pub fn supports(geometry: &ConvGeometry) -> bool {
-        geometry.kernel.to_array() == [3, 3]
-            && geometry.stride.to_array() == [1, 1]
-            && geometry.dilation.to_array() == [1, 1]
-            && geometry.padding.h <= 2
-            && geometry.padding.w <= 2
-    }
-
-    /// Transforms `conv`'s kernel. Refuses geometries [`WinogradConv::supports`] does not,
-    /// and a conv that pads with anything but zeros.
-    pub fn new(conv: &Conv2d) -> Result<Self> {
-        let geometry = conv.geometry;
-        if !Self::supports(&geometry) || conv.pad_fill.is_some() {
-            return Err(Error::Geometry(format!(
-                "Winograd F(2x2, 3x3) needs a zero-padded 3x3 kernel with stride 1, dilation 1 and padding \
-                 at most 2; found kernel {}, stride {}, dilation {}, padding {}{}",
-                geometry.kernel,
-                geometry.stride,
-                geometry.dilation,
-                geometry.padding,
-                if conv.pad_fill.is_some() { ", custom pad fill" } else { "" }
-            )));
-        }
-        crate::kernels::check_operands(&geometry, &conv.operands())?;
-        let (cout, cin_g) = (geometry.out_channels, geometry.in_per_group());
-        let weight = conv.weight.as_standard_layout();
-        let weight = weight.as_slice().expect("standard layout");
-        let mut transformed = vec![0.0f32; XI * cout * cin_g];
-        for (oc, g) in weight.chunks_exact(9).enumerate() {
-            let g: [f64; 9] = std::array::from_fn(|i| f64::from(g[i]));
-            // G g (4×3), then (G g) Gᵀ (4×4).
-            let mut gg = [[0.0f64; 3]; 4];
-            for col in 0..3 {
-                let (a, b, c) = (g[col], g[3 + col], g[6 + col]);
-                gg[0][col] = a;
-                gg[1][col] = 0.5 * (a + b + c);
-                gg[2][col] = 0.5 * (a - b + c);
-                gg[3][col] = c;
-            }
-            for (row, r) in gg.iter().enumerate() {
-                let u = [r[0], 0.5 * (r[0] + r[1] + r[2]), 0.5 * (r[0] - r[1] + r[2]), r[2]];
-                for (col, value) in u.into_iter().enumerate() {
-                    transformed[(row * 4 + col) * cout * cin_g + oc] = value as f32;
-                }
-            }
-        }
-        let bias = conv.bias.as_ref().map_or_else(|| vec![0.0; cout], |b| b.to_vec());
-        let (cout_g, groups) = (geometry.out_per_group(), geometry.groups);
-        let transformed = (0..XI * groups)
-            .map(|job| {
-                let (xi, group) = (job / groups, job % groups);
-                let u = &transformed[(xi * cout + group * cout_g) * cin_g..][..cout_g * cin_g];
-                PackedMatrix::pack(u, cout_g, cin_g, cin_g)
-            })
-            .collect();
-        Ok(WinogradConv { transformed, bias, geometry })
-    }
-
-    /// The convolution's geometry.
-    pub fn geometry(&self) -> &ConvGeometry {
-        &self.geometry
-    }
-
-    fn tiling(&self, images: usize, input: Hw) -> Result<Tiling> {
-        let output = self.geometry.output_size(input.h, input.w)?;
-        let tiles = Hw { h: output.h.div_ceil(2), w: output.w.div_ceil(2) };
-        Ok(Tiling { images, input, output, tiles, padding: self.geometry.padding })
-    }
-
-    /// Floats of workspace [`WinogradConv::run`] needs for `images` inputs of size `input`.
-    pub fn workspace_len(&self, images: usize, input: Hw) -> Result<usize> {
-        let t = self.tiling(images, input)?;
-        Ok(XI * t.columns() * (self.geometry.in_channels + self.geometry.out_channels))
-    }
-
-    /// Convolves `x` (`[images, C_in, H, W]`, row-major) into `out` (`[images, C_out, H_out,
-    /// W_out]`), then applies `activation`. `workspace` holds at least
-    /// [`WinogradConv::workspace_len`] floats; nothing is allocated.
-    pub fn run(
-        &self,
-        x: &[f32],
-        images: usize,
-        input: Hw,
-        out: &mut [f32],
-        workspace: &mut [f32],
-        activation: Activation,
-    ) -> Result<()> {
-        let g = &self.geometry;
-        let t = self.tiling(images, input)?;
-        let (cin, cout) = (g.in_channels, g.out_channels);
-        let need_in = images * cin * input.h * input.w;
-        let need_out = images * cout * t.output.h * t.output.w;
-        let need_ws = self.workspace_len(images, input)?;
-        if x.len() != need_in || out.len() != need_out || workspace.len() < need_ws {
-            return Err(Error::Geometry(format!(
-                "Winograd buffers: input {} floats (expected {need_in}), output {} (expected {need_out}), \
-                 workspace {} (expected at least {need_ws})",
-                x.len(),
-                out.len(),
-                workspace.len()
-            )));
-        }
-        if need_out == 0 {
-            return Ok(());
-        }
-        let columns = t.columns();
-        let (v, rest) = workspace.split_at_mut(XI * cin * columns);
-        let m = &mut rest[..XI * cout * columns];
-        v.par_chunks_mut(XI * columns).enumerate().for_each(|(c, v_c)| transform_input(x, cin, c, &t, v_c));
-        self.multiply(v, m, columns);
-        out.par_chunks_mut(t.output.h * t.output.w).enumerate().for_each(|(plane, y)| {
-            let (image, o) = (plane / cout, plane % cout);
-            let m_o = &m[o * XI * columns..(o + 1) * XI * columns];
-            transform_output(m_o, image, &t, columns, self.bias[o], activation, y);
-        });
-        Ok(())
-    }
-
-    /// `M[ξ] = U[ξ] · V[ξ]` for every ξ and group, the 16·groups GEMMs spread over rayon's threads.
-    fn multiply(&self, v: &[f32], m: &mut [f32], columns: usize) {
-        let g = &self.geometry;
-        let (cin_g, cout_g, groups) = (g.in_per_group(), g.out_per_group(), g.groups);
-        let m_ptr = SendPtr(m.as_mut_ptr());
-        let stride = XI * columns;
-        (0..XI * groups).into_par_iter().for_each(|job| {
-            let (xi, group) = (job / groups, job % groups);
-            let u = &self.transformed[job];
-            let b = &v[group * cin_g * stride + xi * columns..];
-            let c = m_ptr.get().wrapping_add(group * cout_g * stride + xi * columns);
-            // SAFETY: `b` reads `cin_g` rows of `columns` floats, `16·columns` apart, inside
-            // `v`; `c` writes `cout_g` such rows inside `m`. Distinct (ξ, group) jobs write
-            // disjoint rows and columns of `m`, which outlives the parallel loop.
-            unsafe { gemm_packed(u, 0..u.panels(), b, stride, columns, c, stride, false) };
-        });
-    }
-}
+/// `G` of F(2×2, 3×3).
+pub(super) const G: [[f64; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
 
 /// `Bᵀ d B` for every tile of input channel `c` of every image, into `v_c` (`[16][columns]`).
-fn transform_input(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [f32]) {
+pub(super) fn transform_input(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F.
@@ -279,7 +87,7 @@ fn transform_input_portable(x: &[f32], channels: usize, c: usize, t: &Tiling, v_
 ///
 /// Computed over runs of consecutive tiles at once (unit-stride loops), then scattered into
 /// the plane's 2×2 blocks.
-fn transform_output(
+pub(super) fn transform_output(
     m_o: &[f32],
     image: usize,
     t: &Tiling,
@@ -356,7 +164,7 @@ fn transform_output_portable(
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{SCRATCH, Tiling};
+    use super::super::{SCRATCH, Tiling};
     use std::arch::x86_64::*;
 
     /// [`super::transform_input`] sixteen tiles at a time: the channel is copied into a
@@ -435,7 +243,8 @@ mod avx512 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512_output {
-    use super::{Tiling, XI};
+    use super::super::Tiling;
+    use super::XI;
     use std::arch::x86_64::*;
 
     /// `Aᵀ m A` + bias for sixteen tiles of a row of tiles at a time; the four outputs of each
@@ -497,15 +306,10 @@ mod avx512_output {
     }
 }
 
-thread_local! {
-    /// Per-thread rows of the input transform (padded rows and their combinations, or a
-    /// whole padded plane for the AVX-512 path).
-    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::geometry::Hw;
 
     /// Both input transforms write the same `V`, on a map several SIMD chunks wide with
     /// uneven padding, batch 2.

@@ -1,0 +1,271 @@
+//! Winograd convolution for stride-1, undilated 3×3 layers (Lavin & Gray, 2016): F(2×2, 3×3)
+//! and F(4×4, 3×3).
+//!
+//! Each `m × m` block of outputs ("tile", `m` = 2 or 4) is computed from the `α × α` input
+//! patch under it (`α = m + 2`) as `Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A`, where `g` is the 3×3
+//! kernel, `d` the patch and ⊙ the element-wise product. For F(2×2, 3×3):
+//!
+//! ```text
+//!      ⎡1  0 -1  0⎤        ⎡ 1    0    0 ⎤        ⎡1  1  1  0⎤
+//! Bᵀ = ⎢0  1  1  0⎥    G = ⎢1/2  1/2  1/2⎥   Aᵀ = ⎣0  1 -1 -1⎦
+//!      ⎢0 -1  1  0⎥        ⎢1/2 -1/2  1/2⎥
+//!      ⎣0  1  0 -1⎦        ⎣ 0    0    1 ⎦
+//! ```
+//!
+//! and for F(4×4, 3×3) (interpolation points 0, ±1, ±2, ∞) the matrices in [`f4`].
+//!
+//! Summed over input channels, the element-wise products become `α²` independent GEMMs, one
+//! per position ξ of the transformed tile: `M[ξ] = U[ξ] · V[ξ]` with `U[ξ]` `[C_out, C_in]`
+//! (the transformed kernel, computed once, in f64, and packed for [`super::gemm_packed`]) and
+//! `V[ξ]` `[C_in, tiles]`: 16 multiplications per 4 outputs instead of 36 (2.25× fewer) for
+//! F(2×2, 3×3), 36 per 16 instead of 144 (4×) for F(4×4, 3×3), whose larger transform
+//! coefficients cost some precision (≈ 1e-6 relative instead of ≈ 1e-7).
+//!
+//! Layouts: `V` is `[C_in][α²][tiles]` and `M` is `[C_out][α²][tiles]`, so that the input
+//! transform of one channel and the output transform of one output channel each own a
+//! contiguous block (and run in parallel); the GEMMs read and write them with a row stride
+//! of `α²·tiles`. Tiles of all images of a batch share one GEMM.
+
+mod f2;
+mod f4;
+
+use super::{PackedMatrix, SendPtr, gemm_packed};
+use crate::error::{Error, Result};
+use crate::geometry::{ConvGeometry, Hw};
+use crate::layers::{Activation, Conv2d};
+use rayon::prelude::*;
+
+/// The output tile of a Winograd convolution.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tile {
+    /// F(2×2, 3×3): 4×4 input patches, 2.25× fewer multiplications than direct.
+    #[default]
+    F2,
+    /// F(4×4, 3×3): 6×6 input patches, 4× fewer multiplications, and about ten times the
+    /// rounding error of F(2×2): 4e-6 to 9e-6 relative per layer on unit-scale inputs at 32 to
+    /// 512 input channels (F(2×2): 3e-7 to 8e-7), bounded by [`F4_TOLERANCE`] in the tests.
+    /// Across RepVGG-A0 the logits still agree with the direct path to 5e-7.
+    F4,
+}
+
+impl Tile {
+    /// Outputs per tile side, `m`.
+    pub fn outputs(self) -> usize {
+        match self {
+            Tile::F2 => 2,
+            Tile::F4 => 4,
+        }
+    }
+
+    /// Positions of a transformed tile, `α² = (m + 2)²`.
+    pub fn positions(self) -> usize {
+        (self.outputs() + 2).pow(2)
+    }
+
+    /// `G` (`α × 3`), the kernel transform.
+    fn kernel_transform(self) -> &'static [[f64; 3]] {
+        match self {
+            Tile::F2 => &f2::G,
+            Tile::F4 => &f4::G,
+        }
+    }
+}
+
+/// The per-layer relative error (DESIGN §4's measure) within which [`Tile::F4`] outputs stay
+/// of the exact convolution on unit-scale data; [`Tile::F2`] stays within the project-wide
+/// 1e-5.
+pub const F4_TOLERANCE: f32 = 3e-5;
+
+/// A 3×3 stride-1 convolution with its kernel transformed for Winograd.
+#[derive(Clone, Debug)]
+pub struct WinogradConv {
+    /// `U[ξ]` of each group, `[C_out/groups, C_in/groups]`, packed for the GEMM; index
+    /// `ξ · groups + group`. `U[ξ][o][c] = (G g_{o,c} Gᵀ)[ξ]`.
+    transformed: Vec<PackedMatrix>,
+    bias: Vec<f32>,
+    geometry: ConvGeometry,
+    tile: Tile,
+}
+
+/// The tiling of one layer's output, and the input rows and columns each tile reads.
+#[derive(Clone, Copy, Debug)]
+struct Tiling {
+    images: usize,
+    input: Hw,
+    output: Hw,
+    /// Tiles down and across one image.
+    tiles: Hw,
+    padding: Hw,
+}
+
+impl Tiling {
+    fn per_image(&self) -> usize {
+        self.tiles.h * self.tiles.w
+    }
+
+    /// Tiles of the whole batch: the GEMMs' column count.
+    fn columns(&self) -> usize {
+        self.images * self.per_image()
+    }
+}
+
+impl WinogradConv {
+    /// Whether `geometry` is one this transform computes: 3×3, stride 1, dilation 1.
+    pub fn supports(geometry: &ConvGeometry) -> bool {
+        geometry.kernel.to_array() == [3, 3]
+            && geometry.stride.to_array() == [1, 1]
+            && geometry.dilation.to_array() == [1, 1]
+            && geometry.padding.h <= 2
+            && geometry.padding.w <= 2
+    }
+
+    /// Transforms `conv`'s kernel for F(2×2, 3×3). Refuses geometries
+    /// [`WinogradConv::supports`] does not, and a conv that pads with anything but zeros.
+    pub fn new(conv: &Conv2d) -> Result<Self> {
+        WinogradConv::with_tile(conv, Tile::F2)
+    }
+
+    /// As [`WinogradConv::new`], for the given output tile.
+    pub fn with_tile(conv: &Conv2d, tile: Tile) -> Result<Self> {
+        let geometry = conv.geometry;
+        if !Self::supports(&geometry) || conv.pad_fill.is_some() {
+            return Err(Error::Geometry(format!(
+                "Winograd needs a zero-padded 3x3 kernel with stride 1, dilation 1 and padding \
+                 at most 2; found kernel {}, stride {}, dilation {}, padding {}{}",
+                geometry.kernel,
+                geometry.stride,
+                geometry.dilation,
+                geometry.padding,
+                if conv.pad_fill.is_some() { ", custom pad fill" } else { "" }
+            )));
+        }
+        crate::kernels::check_operands(&geometry, &conv.operands())?;
+        let (cout, cin_g) = (geometry.out_channels, geometry.in_per_group());
+        let weight = conv.weight.as_standard_layout();
+        let weight = weight.as_slice().expect("standard layout");
+        let (xi_count, g_matrix) = (tile.positions(), tile.kernel_transform());
+        let alpha = g_matrix.len();
+        let mut transformed = vec![0.0f32; xi_count * cout * cin_g];
+        for (oc, g) in weight.chunks_exact(9).enumerate() {
+            // U = G g Gᵀ in f64: G g (α×3), then (G g) Gᵀ (α×α).
+            let gg: Vec<[f64; 3]> = g_matrix
+                .iter()
+                .map(|row| std::array::from_fn(|col| (0..3).map(|k| row[k] * f64::from(g[3 * k + col])).sum()))
+                .collect();
+            for (r, gg_r) in gg.iter().enumerate() {
+                for (c, g_c) in g_matrix.iter().enumerate() {
+                    let value: f64 = (0..3).map(|k| gg_r[k] * g_c[k]).sum();
+                    transformed[(r * alpha + c) * cout * cin_g + oc] = value as f32;
+                }
+            }
+        }
+        let bias = conv.bias.as_ref().map_or_else(|| vec![0.0; cout], |b| b.to_vec());
+        let (cout_g, groups) = (geometry.out_per_group(), geometry.groups);
+        let transformed = (0..xi_count * groups)
+            .map(|job| {
+                let (xi, group) = (job / groups, job % groups);
+                let u = &transformed[(xi * cout + group * cout_g) * cin_g..][..cout_g * cin_g];
+                PackedMatrix::pack(u, cout_g, cin_g, cin_g)
+            })
+            .collect();
+        Ok(WinogradConv { transformed, bias, geometry, tile })
+    }
+
+    /// The convolution's geometry.
+    pub fn geometry(&self) -> &ConvGeometry {
+        &self.geometry
+    }
+
+    /// The output tile.
+    pub fn tile(&self) -> Tile {
+        self.tile
+    }
+
+    fn tiling(&self, images: usize, input: Hw) -> Result<Tiling> {
+        let output = self.geometry.output_size(input.h, input.w)?;
+        let m = self.tile.outputs();
+        let tiles = Hw { h: output.h.div_ceil(m), w: output.w.div_ceil(m) };
+        Ok(Tiling { images, input, output, tiles, padding: self.geometry.padding })
+    }
+
+    /// Floats of workspace [`WinogradConv::run`] needs for `images` inputs of size `input`.
+    pub fn workspace_len(&self, images: usize, input: Hw) -> Result<usize> {
+        let t = self.tiling(images, input)?;
+        Ok(self.tile.positions() * t.columns() * (self.geometry.in_channels + self.geometry.out_channels))
+    }
+
+    /// Convolves `x` (`[images, C_in, H, W]`, row-major) into `out` (`[images, C_out, H_out,
+    /// W_out]`), then applies `activation`. `workspace` holds at least
+    /// [`WinogradConv::workspace_len`] floats; nothing is allocated.
+    pub fn run(
+        &self,
+        x: &[f32],
+        images: usize,
+        input: Hw,
+        out: &mut [f32],
+        workspace: &mut [f32],
+        activation: Activation,
+    ) -> Result<()> {
+        let g = &self.geometry;
+        let t = self.tiling(images, input)?;
+        let (cin, cout) = (g.in_channels, g.out_channels);
+        let need_in = images * cin * input.h * input.w;
+        let need_out = images * cout * t.output.h * t.output.w;
+        let need_ws = self.workspace_len(images, input)?;
+        if x.len() != need_in || out.len() != need_out || workspace.len() < need_ws {
+            return Err(Error::Geometry(format!(
+                "Winograd buffers: input {} floats (expected {need_in}), output {} (expected {need_out}), \
+                 workspace {} (expected at least {need_ws})",
+                x.len(),
+                out.len(),
+                workspace.len()
+            )));
+        }
+        if need_out == 0 {
+            return Ok(());
+        }
+        let (columns, xi_count, tile) = (t.columns(), self.tile.positions(), self.tile);
+        let (v, rest) = workspace.split_at_mut(xi_count * cin * columns);
+        let m = &mut rest[..xi_count * cout * columns];
+        v.par_chunks_mut(xi_count * columns).enumerate().for_each(|(c, v_c)| match tile {
+            Tile::F2 => f2::transform_input(x, cin, c, &t, v_c),
+            Tile::F4 => f4::transform_input(x, cin, c, &t, v_c),
+        });
+        self.multiply(v, m, columns);
+        out.par_chunks_mut(t.output.h * t.output.w).enumerate().for_each(|(plane, y)| {
+            let (image, o) = (plane / cout, plane % cout);
+            let m_o = &m[o * xi_count * columns..(o + 1) * xi_count * columns];
+            match tile {
+                Tile::F2 => f2::transform_output(m_o, image, &t, columns, self.bias[o], activation, y),
+                Tile::F4 => f4::transform_output(m_o, image, &t, columns, self.bias[o], activation, y),
+            }
+        });
+        Ok(())
+    }
+
+    /// `M[ξ] = U[ξ] · V[ξ]` for every ξ and group, the α²·groups GEMMs spread over rayon's
+    /// threads.
+    fn multiply(&self, v: &[f32], m: &mut [f32], columns: usize) {
+        let g = &self.geometry;
+        let (cin_g, cout_g, groups) = (g.in_per_group(), g.out_per_group(), g.groups);
+        let m_ptr = SendPtr(m.as_mut_ptr());
+        let xi_count = self.tile.positions();
+        let stride = xi_count * columns;
+        (0..xi_count * groups).into_par_iter().for_each(|job| {
+            let (xi, group) = (job / groups, job % groups);
+            let u = &self.transformed[job];
+            let b = &v[group * cin_g * stride + xi * columns..];
+            let c = m_ptr.get().wrapping_add(group * cout_g * stride + xi * columns);
+            // SAFETY: `b` reads `cin_g` rows of `columns` floats, `α²·columns` apart, inside
+            // `v`; `c` writes `cout_g` such rows inside `m`. Distinct (ξ, group) jobs write
+            // disjoint rows and columns of `m`, which outlives the parallel loop.
+            unsafe { gemm_packed(u, 0..u.panels(), b, stride, columns, c, stride, false) };
+        });
+    }
+}
+
+thread_local! {
+    /// Per-thread rows of the input transform (padded rows and their combinations, or a
+    /// whole padded plane for the AVX-512 path).
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
