@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Fused RepVGG: rep's planned form vs ONNX Runtime on the same network, back to back.
 # Needs `pip install numpy onnx onnxruntime safetensors` and ../shared/bench beside the repo.
-# Usage: scripts/bench_vs_ort.sh [ITERS]   (prints a markdown table)
+# Usage: scripts/bench_vs_ort.sh [ITERS] [KERNELS]   (prints a markdown table; KERNELS is
+# `repvgg bench --kernels`: auto (default), direct, winograd or winograd4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 iters=${1:-50}
+kernels=${2:-auto}
 peak_per_thread=286
 cargo build --release --example repvgg >&2
 echo "| model | batch | threads | rep planned | ONNX Runtime | rep / ORT | % of peak (rep) | rep layer by layer | rep train-time | planned vs train |"
@@ -13,7 +15,7 @@ for config in "A0 1 1" "A0 1 2" "A0 8 1" "A0 8 2" "B0 1 1" "B0 1 2" "B0 8 2"; do
   read -r arch batch threads <<<"$config"
   lower=$(echo "$arch" | tr 'A-Z' 'a-z')
   ort=$(python3 ../shared/bench/ort_repvgg.py --arch "$lower" --batch "$batch" --threads "$threads" --iters "$iters" --json 2>/dev/null | tail -1)
-  ours=$(./target/release/examples/repvgg bench --arch "$arch" --batch "$batch" --threads "$threads" --iters "$iters" --json 2>/dev/null)
+  ours=$(./target/release/examples/repvgg bench --arch "$arch" --batch "$batch" --threads "$threads" --iters "$iters" --kernels "$kernels" --json 2>/dev/null)
   python3 - "$ort" "$ours" "$arch" "$batch" "$threads" <<'PY'
 import json, sys
 ort, ours = json.loads(sys.argv[1]), json.loads(sys.argv[2])

@@ -174,6 +174,9 @@ fn winograd_on_wide_maps_matches_reference() {
         (ConvGeometry::new(4, 4, 3), 1, 33, 40),
         (ConvGeometry::new(8, 8, 3).padding(1).groups(2), 1, 5, 64),
         (ConvGeometry::new(256, 8, 3).padding(1), 1, 14, 14),
+        // Large enough to run band by band (several bands per image, the last one short).
+        (ConvGeometry::new(64, 64, 3).padding(1), 1, 58, 57),
+        (ConvGeometry::new(24, 40, 3).padding((2, 0)).groups(2), 3, 61, 35),
     ] {
         let conv = Conv2d::new_with_bias(g, &mut rng).unwrap();
         let x = random_tensor((n, g.in_channels, h, w), &mut rng);

@@ -35,7 +35,7 @@ fn transform_input_portable(x: &[f32], channels: usize, c: usize, t: &Tiling, v_
             for ty in 0..t.tiles.h {
                 // The four input rows under this row of tiles, zero-padded on every side.
                 for (k, row) in padded.chunks_exact_mut(width).enumerate() {
-                    let r = (2 * ty + k) as isize - t.padding.h as isize;
+                    let r = (2 * (ty + t.row_offset) + k) as isize - t.padding.h as isize;
                     row.fill(0.0);
                     if (0..h as isize).contains(&r) {
                         let src = &x_c[r as usize * w..][..w];
@@ -116,7 +116,7 @@ fn transform_output_portable(
     y: &mut [f32],
 ) {
     const RUN: usize = 64;
-    let (out_h, out_w, tw) = (t.output.h, t.output.w, t.tiles.w);
+    let (out_h, out_w, tw) = (t.output.h - 2 * t.row_offset, t.output.w, t.tiles.w);
     let tiles = t.per_image();
     let first = image * tiles;
     let mut start = 0;
@@ -196,7 +196,7 @@ mod avx512 {
                 let x_c = &x[(image * channels + c) * h * w..][..h * w];
                 plane.fill(0.0);
                 for (r, row) in plane.chunks_exact_mut(width).enumerate() {
-                    let Some(source) = r.checked_sub(t.padding.h).filter(|&s| s < h) else { continue };
+                    let Some(source) = (r + 2 * t.row_offset).checked_sub(t.padding.h).filter(|&s| s < h) else { continue };
                     let len = w.min(width - t.padding.w);
                     row[t.padding.w..t.padding.w + len].copy_from_slice(&x_c[source * w..][..len]);
                 }
@@ -261,7 +261,7 @@ mod avx512_output {
         bias: f32,
         y: &mut [f32],
     ) {
-        let (out_h, out_w, tiles_w) = (t.output.h, t.output.w, t.tiles.w);
+        let (out_h, out_w, tiles_w) = (t.output.h - 2 * t.row_offset, t.output.w, t.tiles.w);
         let first = image * t.per_image();
         let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
@@ -324,6 +324,7 @@ mod tests {
                 output: Hw { h: h + 1, w: w + 2 },
                 tiles: Hw { h: 6, w: 36 },
                 padding: Hw { h: 1, w: 2 },
+                row_offset: 0,
             };
             let x: Vec<f32> = (0..2 * channels * h * w).map(|i| ((i * 37) % 101) as f32 - 50.0).collect();
             for c in 0..channels {
@@ -343,7 +344,14 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
             let output = Hw { h: 9, w: 67 };
-            let t = Tiling { images: 2, input: output, output, tiles: Hw { h: 5, w: 34 }, padding: Hw { h: 1, w: 1 } };
+            let t = Tiling {
+                images: 2,
+                input: output,
+                output,
+                tiles: Hw { h: 5, w: 34 },
+                padding: Hw { h: 1, w: 1 },
+                row_offset: 0,
+            };
             let columns = t.columns();
             let m: Vec<f32> = (0..XI * columns).map(|i| ((i * 53) % 97) as f32 - 48.0).collect();
             for image in 0..2 {

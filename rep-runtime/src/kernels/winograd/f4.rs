@@ -65,7 +65,7 @@ fn transform_input_portable(x: &[f32], channels: usize, c: usize, t: &Tiling, v_
                 let d: [[f32; 6]; 6] = std::array::from_fn(|a| {
                     std::array::from_fn(|b| {
                         let (i, j) = (
-                            (4 * ty + a) as isize - t.padding.h as isize,
+                            (4 * (ty + t.row_offset) + a) as isize - t.padding.h as isize,
                             (4 * tx + b) as isize - t.padding.w as isize,
                         );
                         if (0..h).contains(&i) && (0..w).contains(&j) { x_c[(i * w + j) as usize] } else { 0.0 }
@@ -108,7 +108,7 @@ pub(super) fn transform_output(
 
 /// [`transform_output`] (without the activation) one tile at a time.
 fn transform_output_portable(m_o: &[f32], image: usize, t: &Tiling, columns: usize, bias: f32, y: &mut [f32]) {
-    let (out_h, out_w) = (t.output.h, t.output.w);
+    let (out_h, out_w) = (t.output.h - 4 * t.row_offset, t.output.w);
     for ty in 0..t.tiles.h {
         for tx in 0..t.tiles.w {
             let tile = image * t.per_image() + ty * t.tiles.w + tx;
@@ -197,7 +197,7 @@ mod avx512 {
                 let x_c = &x[(image * channels + c) * h * w..][..h * w];
                 plane.fill(0.0);
                 for (r, row) in plane.chunks_exact_mut(width).enumerate() {
-                    let Some(source) = r.checked_sub(t.padding.h).filter(|&s| s < h) else { continue };
+                    let Some(source) = (r + 4 * t.row_offset).checked_sub(t.padding.h).filter(|&s| s < h) else { continue };
                     let len = w.min(width - t.padding.w);
                     row[t.padding.w..t.padding.w + len].copy_from_slice(&x_c[source * w..][..len]);
                 }
@@ -258,7 +258,7 @@ mod avx512 {
         bias: f32,
         y: &mut [f32],
     ) {
-        let (out_h, out_w, tiles_w) = (t.output.h, t.output.w, t.tiles.w);
+        let (out_h, out_w, tiles_w) = (t.output.h - 4 * t.row_offset, t.output.w, t.tiles.w);
         let first = image * t.per_image();
         let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
@@ -332,7 +332,7 @@ mod tests {
             let (channels, h, w) = (3, 13, 69);
             let output = Hw { h: h + 1, w: w + 2 };
             let tiles = Hw { h: output.h.div_ceil(4), w: output.w.div_ceil(4) };
-            let t = Tiling { images: 2, input: Hw { h, w }, output, tiles, padding: Hw { h: 1, w: 2 } };
+            let t = Tiling { images: 2, input: Hw { h, w }, output, tiles, padding: Hw { h: 1, w: 2 }, row_offset: 0 };
             let x: Vec<f32> = (0..2 * channels * h * w).map(|i| ((i * 37) % 101) as f32 / 10.0 - 5.0).collect();
             for c in 0..channels {
                 let mut portable = vec![f32::NAN; XI * t.columns()];

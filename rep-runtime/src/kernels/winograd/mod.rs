@@ -87,15 +87,19 @@ pub struct WinogradConv {
     tile: Tile,
 }
 
-/// The tiling of one layer's output, and the input rows and columns each tile reads.
+/// The tiling of one layer's output (or of a band of it), and the input rows and columns
+/// each tile reads.
 #[derive(Clone, Copy, Debug)]
 struct Tiling {
     images: usize,
     input: Hw,
     output: Hw,
-    /// Tiles down and across one image.
+    /// Tiles down (in this band) and across one image.
     tiles: Hw,
     padding: Hw,
+    /// The band's first row of tiles in the image (0 for a whole layer); its output rows
+    /// start at `m · row_offset`, and the output plane handed to a transform starts there.
+    row_offset: usize,
 }
 
 impl Tiling {
@@ -185,7 +189,7 @@ impl WinogradConv {
         let output = self.geometry.output_size(input.h, input.w)?;
         let m = self.tile.outputs();
         let tiles = Hw { h: output.h.div_ceil(m), w: output.w.div_ceil(m) };
-        Ok(Tiling { images, input, output, tiles, padding: self.geometry.padding })
+        Ok(Tiling { images, input, output, tiles, padding: self.geometry.padding, row_offset: 0 })
     }
 
     /// Floats of workspace [`WinogradConv::run`] needs for `images` inputs of size `input`.
@@ -224,23 +228,116 @@ impl WinogradConv {
         if need_out == 0 {
             return Ok(());
         }
-        let (columns, xi_count, tile) = (t.columns(), self.tile.positions(), self.tile);
+        let (columns, xi_count) = (t.columns(), self.tile.positions());
+        // Band by band when the whole batch's `V` and `M` overflow a core's cache well and
+        // there are enough bands to share among the threads.
+        let band_rows = self.band_rows(&t);
+        let bands = images * t.tiles.h.div_ceil(band_rows);
+        if xi_count * (cin + cout) * columns > 2 * BAND_FLOATS && bands >= 2 * rayon::current_num_threads() {
+            self.run_in_bands(x, &t, band_rows, out, activation);
+            return Ok(());
+        }
         let (v, rest) = workspace.split_at_mut(xi_count * cin * columns);
         let m = &mut rest[..xi_count * cout * columns];
-        v.par_chunks_mut(xi_count * columns).enumerate().for_each(|(c, v_c)| match tile {
-            Tile::F2 => f2::transform_input(x, cin, c, &t, v_c),
-            Tile::F4 => f4::transform_input(x, cin, c, &t, v_c),
-        });
+        v.par_chunks_mut(xi_count * columns).enumerate().for_each(|(c, v_c)| self.transform_input(x, c, &t, v_c));
         self.multiply(v, m, columns);
         out.par_chunks_mut(t.output.h * t.output.w).enumerate().for_each(|(plane, y)| {
             let (image, o) = (plane / cout, plane % cout);
             let m_o = &m[o * xi_count * columns..(o + 1) * xi_count * columns];
-            match tile {
-                Tile::F2 => f2::transform_output(m_o, image, &t, columns, self.bias[o], activation, y),
-                Tile::F4 => f4::transform_output(m_o, image, &t, columns, self.bias[o], activation, y),
-            }
+            self.transform_output(m_o, image, &t, columns, o, activation, y);
         });
         Ok(())
+    }
+
+    /// Rows of tiles per band such that a band's `V` and `M` fit in [`BAND_FLOATS`].
+    fn band_rows(&self, t: &Tiling) -> usize {
+        let g = &self.geometry;
+        let per_tile = self.tile.positions() * (g.in_channels + g.out_channels);
+        (BAND_FLOATS / per_tile / t.tiles.w.max(1)).clamp(1, t.tiles.h.max(1))
+    }
+
+    /// The whole convolution band by band, each band (a few rows of tiles of one image) on
+    /// one thread from input transform to output: its `V` and `M` stay in that core's cache
+    /// (per-thread buffers, grown once). For layers whose whole-batch `V` and `M` would not.
+    fn run_in_bands(&self, x: &[f32], t: &Tiling, band_rows: usize, out: &mut [f32], activation: Activation) {
+        let g = &self.geometry;
+        let (cin, cout, xi_count, m_out) = (g.in_channels, g.out_channels, self.tile.positions(), self.tile.outputs());
+        let (in_len, plane) = (cin * t.input.h * t.input.w, t.output.h * t.output.w);
+        let bands = t.tiles.h.div_ceil(band_rows);
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        (0..t.images * bands).into_par_iter().for_each(|job| {
+            let (image, band) = (job / bands, job % bands);
+            let first = band * band_rows;
+            let rows = band_rows.min(t.tiles.h - first);
+            let bt = Tiling { images: 1, tiles: Hw { h: rows, w: t.tiles.w }, row_offset: first, ..*t };
+            let columns = bt.columns();
+            let x_image = &x[image * in_len..(image + 1) * in_len];
+            BANDS.with(|cell| {
+                let mut buffer = cell.take();
+                let need = xi_count * (cin + cout) * columns;
+                if buffer.len() < need {
+                    buffer.resize(need, 0.0);
+                }
+                let (v, m) = buffer[..need].split_at_mut(xi_count * cin * columns);
+                for (c, v_c) in v.chunks_exact_mut(xi_count * columns).enumerate() {
+                    self.transform_input(x_image, c, &bt, v_c);
+                }
+                self.multiply_sequential(v, m, columns);
+                let (row_start, row_end) = (m_out * first, (m_out * (first + rows)).min(t.output.h));
+                for (o, m_o) in m.chunks_exact(xi_count * columns).enumerate() {
+                    // SAFETY: output rows row_start..row_end of plane (image, o) lie inside
+                    // `out` (sized by `run`); bands and planes partition the output, so no
+                    // other job touches them.
+                    let y = unsafe {
+                        let start = (image * cout + o) * plane + row_start * t.output.w;
+                        std::slice::from_raw_parts_mut(out_ptr.get().add(start), (row_end - row_start) * t.output.w)
+                    };
+                    self.transform_output(m_o, 0, &bt, columns, o, activation, y);
+                }
+                cell.set(buffer);
+            });
+        });
+    }
+
+    fn transform_input(&self, x: &[f32], c: usize, t: &Tiling, v_c: &mut [f32]) {
+        let channels = self.geometry.in_channels;
+        match self.tile {
+            Tile::F2 => f2::transform_input(x, channels, c, t, v_c),
+            Tile::F4 => f4::transform_input(x, channels, c, t, v_c),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn transform_output(
+        &self,
+        m_o: &[f32],
+        image: usize,
+        t: &Tiling,
+        columns: usize,
+        o: usize,
+        activation: Activation,
+        y: &mut [f32],
+    ) {
+        match self.tile {
+            Tile::F2 => f2::transform_output(m_o, image, t, columns, self.bias[o], activation, y),
+            Tile::F4 => f4::transform_output(m_o, image, t, columns, self.bias[o], activation, y),
+        }
+    }
+
+    /// [`WinogradConv::multiply`] on the calling thread.
+    fn multiply_sequential(&self, v: &[f32], m: &mut [f32], columns: usize) {
+        let g = &self.geometry;
+        let (cin_g, cout_g, groups) = (g.in_per_group(), g.out_per_group(), g.groups);
+        let xi_count = self.tile.positions();
+        let stride = xi_count * columns;
+        for job in 0..xi_count * groups {
+            let (xi, group) = (job / groups, job % groups);
+            let u = &self.transformed[job];
+            let b = &v[group * cin_g * stride + xi * columns..];
+            let c = m[group * cout_g * stride + xi * columns..].as_mut_ptr();
+            // SAFETY: as in `multiply`, on this thread alone.
+            unsafe { gemm_packed(u, 0..u.panels(), b, stride, columns, c, stride, false) };
+        }
     }
 
     /// `M[ξ] = U[ξ] · V[ξ]` for every ξ and group, the α²·groups GEMMs spread over rayon's
@@ -264,7 +361,13 @@ impl WinogradConv {
     }
 }
 
+/// Floats of `V` and `M` per band in [`WinogradConv::run_in_bands`] (1 MiB: an L2 cache).
+const BAND_FLOATS: usize = 256 * 1024;
+
 thread_local! {
+    /// Per-thread `V` and `M` of the band being computed.
+    static BANDS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+
     /// Per-thread rows of the input transform (padded rows and their combinations, or a
     /// whole padded plane for the AVX-512 path).
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
