@@ -196,7 +196,9 @@ mod avx512 {
                 let x_c = &x[(image * channels + c) * h * w..][..h * w];
                 plane.fill(0.0);
                 for (r, row) in plane.chunks_exact_mut(width).enumerate() {
-                    let Some(source) = (r + 2 * t.row_offset).checked_sub(t.padding.h).filter(|&s| s < h) else { continue };
+                    let Some(source) = (r + 2 * t.row_offset).checked_sub(t.padding.h).filter(|&s| s < h) else {
+                        continue;
+                    };
                     let len = w.min(width - t.padding.w);
                     row[t.padding.w..t.padding.w + len].copy_from_slice(&x_c[source * w..][..len]);
                 }

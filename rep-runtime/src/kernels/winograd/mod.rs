@@ -229,11 +229,15 @@ impl WinogradConv {
             return Ok(());
         }
         let (columns, xi_count) = (t.columns(), self.tile.positions());
-        // Band by band when the whole batch's `V` and `M` overflow a core's cache well and
-        // there are enough bands to share among the threads.
+        // Band by band when the whole batch's `V` and `M` overflow a core's cache well, the
+        // bands are wide enough for efficient GEMMs (on small maps, whole-batch GEMMs that
+        // read each transformed kernel once win), and there are enough to share.
         let band_rows = self.band_rows(&t);
         let bands = images * t.tiles.h.div_ceil(band_rows);
-        if xi_count * (cin + cout) * columns > 2 * BAND_FLOATS && bands >= 2 * rayon::current_num_threads() {
+        if xi_count * (cin + cout) * columns > 2 * BAND_FLOATS
+            && band_rows * t.tiles.w >= MIN_BAND_TILES
+            && bands >= 2 * rayon::current_num_threads()
+        {
             self.run_in_bands(x, &t, band_rows, out, activation);
             return Ok(());
         }
@@ -363,6 +367,9 @@ impl WinogradConv {
 
 /// Floats of `V` and `M` per band in [`WinogradConv::run_in_bands`] (1 MiB: an L2 cache).
 const BAND_FLOATS: usize = 256 * 1024;
+
+/// Fewest tiles per band worth computing band by band.
+const MIN_BAND_TILES: usize = 64;
 
 thread_local! {
     /// Per-thread `V` and `M` of the band being computed.
