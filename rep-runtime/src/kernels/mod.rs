@@ -4,8 +4,12 @@
 //!
 //! * **depthwise** (`C_in / groups == 1`): a direct loop over kernel taps;
 //! * **pointwise** (1×1, stride 1, no padding): the input *is* the GEMM operand, no copy;
-//! * **general**: im2col into a scratch matrix, then one SGEMM per group
-//!   (`matrixmultiply`, with its AVX-512 kernels enabled).
+//! * **general**: im2col into a scratch matrix, then one SGEMM per group (the `gemm` crate's
+//!   AVX-512 kernels; with weights pre-packed in [`ConvOperands::packed`], as inference plans
+//!   give them, our allocation-free [`gemm_packed`]).
+//!
+//! [`WinogradConv`] computes stride-1 3×3 layers with F(2×2, 3×3) or F(4×4, 3×3) on kernels
+//! transformed once; [`crate::plan`] chooses between the two paths per layer.
 //!
 //! Work runs on rayon's pool: images of a batch in parallel, and within an image, bands of
 //! output rows (each unfolding its own columns) and, when there are fewer bands than threads,
