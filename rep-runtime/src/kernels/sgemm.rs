@@ -115,31 +115,42 @@ pub unsafe fn gemm_packed(
     debug_assert!(b.len() >= (depth - 1) * ldb + columns);
     let kernels = micro_kernels();
     let layout = ColumnPanels::new(columns);
+    // A panel of `B` serves every panel of `A`: with few of those, copying it costs about as
+    // much as the products, and the kernel reads `B` in place instead.
+    let pack = rows > PACK_MIN_ROWS;
     PACKED_B.with(|cell| {
         let mut packed = cell.take();
-        if packed.len() < KC.min(depth) * layout.padded {
+        if pack && packed.len() < KC.min(depth) * layout.padded {
             packed.resize(KC.min(depth) * layout.padded, 0.0);
         }
         let mut k0 = 0;
         while k0 < depth {
             let kc = KC.min(depth - k0);
-            pack_b(b, ldb, k0..k0 + kc, &layout, &mut packed[..kc * layout.padded]);
+            if pack {
+                pack_b(b, ldb, k0..k0 + kc, &layout, &mut packed[..kc * layout.padded]);
+            }
             let block = |p: usize, q: usize| {
                 let row = p * MR - first_row;
                 let (start, width) = layout.panel(q);
                 let a_panel = a.panel(p, k0..k0 + kc);
                 // The next panel of `A` (contiguous after this one), fetched while this one runs.
                 let next = a_panel.as_ptr().wrapping_add(kc * MR);
-                let b_panel = &packed[start * kc..(start + width) * kc];
+                let (b_panel, b_stride) = if pack {
+                    (packed[start * kc..(start + width) * kc].as_ptr(), width)
+                } else {
+                    (b[k0 * ldb + start..].as_ptr(), ldb)
+                };
                 let kernel = if width == NR { kernels.wide } else { kernels.narrow };
                 // SAFETY: the block (rows row.., columns start..) lies inside `C` as the caller
-                // guaranteed; the panels hold kc·MR and kc·width floats.
+                // guaranteed; the `A` panel holds kc·MR floats, and the `B` panel kc rows of
+                // `b_stride` floats of which the kernel reads the first `cols`.
                 unsafe {
                     kernel(
                         kc,
                         a_panel.as_ptr(),
                         next,
-                        b_panel.as_ptr(),
+                        b_panel,
+                        b_stride,
                         c.add(row * ldc + start),
                         ldc,
                         MR.min(rows - row),
@@ -165,6 +176,9 @@ pub unsafe fn gemm_packed(
         cell.set(packed);
     });
 }
+
+/// Most rows of `A` for which [`gemm_packed`] reads `B` in place rather than packing it.
+const PACK_MIN_ROWS: usize = 4 * MR;
 
 /// How the columns of `B` are cut into panels: [`NR`] wide, except a last remainder of at
 /// most [`NR_NARROW`] columns, which gets a narrow panel (no work on 16 padding columns).
@@ -209,10 +223,11 @@ fn pack_b(b: &[f32], ldb: usize, k: Range<usize>, layout: &ColumnPanels, packed:
     }
 }
 
-/// One `MR × NR` block: `C[i][j] (+)= Σ_k a[k·MR + i] · b[k·NR + j]` for `i < rows`, `j < cols`;
-/// the second pointer is a hint (possibly dangling, never read) of what to prefetch: the next
-/// panel of `A`, which the weights' layout streams from memory.
-type MicroKernel = unsafe fn(usize, *const f32, *const f32, *const f32, *mut f32, usize, usize, usize, bool);
+/// One `MR × W` block: `C[i][j] (+)= Σ_k a[k·MR + i] · b[k·b_stride + j]` for `i < rows`,
+/// `j < cols` (only those columns of `b` are read); the second pointer is a hint (possibly
+/// dangling, never read) of what to prefetch: the next panel of `A`, which the weights'
+/// layout streams from memory.
+type MicroKernel = unsafe fn(usize, *const f32, *const f32, *const f32, usize, *mut f32, usize, usize, usize, bool);
 
 /// The micro-kernels for full ([`NR`]) and narrow ([`NR_NARROW`]) panels.
 #[derive(Clone, Copy)]
@@ -234,13 +249,15 @@ fn micro_kernels() -> MicroKernels {
 /// tests' reference).
 ///
 /// # Safety
-/// `a` holds `k·MR` floats, `b` `k·W`; `c` addresses `rows × cols` floats, rows `ldc` apart.
+/// `a` holds `k·MR` floats, `b` `k` rows of `cols ≤ W` floats `b_stride` apart; `c` addresses
+/// `rows × cols` floats, rows `ldc` apart.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn portable_kernel<const W: usize>(
     k: usize,
     a: *const f32,
     _prefetch: *const f32,
     b: *const f32,
+    b_stride: usize,
     c: *mut f32,
     ldc: usize,
     rows: usize,
@@ -248,9 +265,11 @@ pub(crate) unsafe fn portable_kernel<const W: usize>(
     accumulate: bool,
 ) {
     // SAFETY: sizes as documented.
-    let (a, b) = unsafe { (std::slice::from_raw_parts(a, k * MR), std::slice::from_raw_parts(b, k * W)) };
+    let a = unsafe { std::slice::from_raw_parts(a, k * MR) };
     let mut acc = [[0.0f32; W]; MR];
-    for (a_k, b_k) in a.chunks_exact(MR).zip(b.chunks_exact(W)) {
+    for (p, a_k) in a.chunks_exact(MR).enumerate() {
+        // SAFETY: row `p < k` of the `B` panel, `cols ≤ W` values.
+        let b_k = unsafe { std::slice::from_raw_parts(b.add(p * b_stride), cols.min(W)) };
         for (acc_i, &a_ik) in acc.iter_mut().zip(a_k) {
             for (acc_ij, &b_kj) in acc_i.iter_mut().zip(b_k) {
                 *acc_ij = a_ik.mul_add(b_kj, *acc_ij);
@@ -283,17 +302,21 @@ mod avx512 {
         a: *const f32,
         prefetch: *const f32,
         b: *const f32,
+        b_stride: usize,
         c: *mut f32,
         ldc: usize,
         rows: usize,
         cols: usize,
         accumulate: bool,
     ) {
+        let mask = |n: usize| -> __mmask16 { if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 } };
+        let masks: [__mmask16; R] = std::array::from_fn(|r| mask(cols.saturating_sub(16 * r)));
         let mut acc = [[_mm512_setzero_ps(); R]; MR];
         for p in 0..k {
-            // SAFETY: `p < k`, so both panels hold these values.
+            // SAFETY: `p < k`, so both panels hold these values; the masks keep to `cols`.
             unsafe {
-                let b_p: [__m512; R] = std::array::from_fn(|r| _mm512_loadu_ps(b.add((p * R + r) * 16)));
+                let b_p: [__m512; R] =
+                    std::array::from_fn(|r| _mm512_maskz_loadu_ps(masks[r], b.add(p * b_stride + 16 * r)));
                 let a_p = a.add(p * MR);
                 // A hint only: prefetching an address outside any allocation does not fault.
                 _mm_prefetch::<_MM_HINT_T0>(prefetch.wrapping_add(p * MR) as *const i8);
@@ -305,11 +328,10 @@ mod avx512 {
                 }
             }
         }
-        let mask = |n: usize| -> __mmask16 { if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 } };
         for (i, acc_i) in acc.iter().enumerate() {
             if i < rows {
                 for (r, &value) in acc_i.iter().enumerate() {
-                    let m = mask(cols.saturating_sub(16 * r));
+                    let m = masks[r];
                     // SAFETY: row `i < rows` of the block; the mask keeps to its `cols` columns.
                     unsafe {
                         let out = c.add(i * ldc + 16 * r);
@@ -350,9 +372,19 @@ mod tests {
 
     #[test]
     fn packed_gemm_matches_f64_reference_on_edges_strides_and_panel_ranges() {
-        for (m, k, n) in
-            [(1, 1, 1), (12, 256, 32), (13, 257, 33), (25, 600, 70), (7, 3, 100), (40, 9, 5), (30, 40, 50), (5, 17, 16)]
-        {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (12, 256, 32),
+            (13, 257, 33),
+            (25, 600, 70),
+            (7, 3, 100),
+            (40, 9, 5),
+            (30, 40, 50),
+            (5, 17, 16),
+            (61, 300, 45),
+            (100, 20, 17),
+            (49, 513, 64),
+        ] {
             let (a, b) = (values(m * k, 1), values(k * n, 2));
             let expected = reference(&a, &b, m, k, n);
             let packed = PackedMatrix::pack(&a, m, k, k);
@@ -402,8 +434,8 @@ mod tests {
         let mut chosen = portable.clone();
         // SAFETY: full MR × NR blocks with ldc = NR.
         unsafe {
-            portable_kernel::<NR>(k, a.as_ptr(), a.as_ptr(), b.as_ptr(), portable.as_mut_ptr(), NR, MR, NR, true);
-            (micro_kernels().wide)(k, a.as_ptr(), a.as_ptr(), b.as_ptr(), chosen.as_mut_ptr(), NR, MR, NR, true);
+            portable_kernel::<NR>(k, a.as_ptr(), a.as_ptr(), b.as_ptr(), NR, portable.as_mut_ptr(), NR, MR, NR, true);
+            (micro_kernels().wide)(k, a.as_ptr(), a.as_ptr(), b.as_ptr(), NR, chosen.as_mut_ptr(), NR, MR, NR, true);
         }
         for (p, c) in portable.iter().zip(&chosen) {
             assert!((p - c).abs() <= 1e-5 * (1.0 + p.abs()), "{p} vs {c}");
@@ -417,6 +449,7 @@ mod tests {
                 a.as_ptr(),
                 a.as_ptr(),
                 b.as_ptr(),
+                NR_NARROW,
                 portable.as_mut_ptr(),
                 NR_NARROW,
                 11,
@@ -428,6 +461,7 @@ mod tests {
                 a.as_ptr(),
                 a.as_ptr(),
                 b.as_ptr(),
+                NR_NARROW,
                 chosen.as_mut_ptr(),
                 NR_NARROW,
                 11,
