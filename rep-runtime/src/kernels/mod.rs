@@ -353,6 +353,12 @@ fn gemm_accumulate<T: Copy + 'static>(
     }
 }
 
+/// The AVX-512 mask of the first `n` of 16 lanes (all of them from 16 on).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn lane_mask(n: usize) -> std::arch::x86_64::__mmask16 {
+    if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as u16 }
+}
+
 /// A raw pointer handed to parallel jobs, which write disjoint parts of the buffer behind it.
 #[derive(Clone, Copy)]
 pub(crate) struct SendPtr(pub(crate) *mut f32);

@@ -288,6 +288,7 @@ pub(crate) unsafe fn portable_kernel<const W: usize>(
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::MR;
+    use crate::kernels::lane_mask;
     use std::arch::x86_64::*;
 
     /// The AVX-512 micro-kernel: 12 rows × `R` registers of 16 columns (`R` = 2 for full
@@ -309,8 +310,7 @@ mod avx512 {
         cols: usize,
         accumulate: bool,
     ) {
-        let mask = |n: usize| -> __mmask16 { if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 } };
-        let masks: [__mmask16; R] = std::array::from_fn(|r| mask(cols.saturating_sub(16 * r)));
+        let masks: [__mmask16; R] = std::array::from_fn(|r| lane_mask(cols.saturating_sub(16 * r)));
         let mut acc = [[_mm512_setzero_ps(); R]; MR];
         for p in 0..k {
             // SAFETY: `p < k`, so both panels hold these values; the masks keep to `cols`.

@@ -1,7 +1,6 @@
 //! The F(2×2, 3×3) transforms: `Bᵀ d B` of 4×4 input patches, `Aᵀ m A` of 4×4 products.
 
 use super::{SCRATCH, Tiling};
-use crate::layers::Activation;
 
 /// Positions in a transformed tile.
 pub(super) const XI: usize = 16;
@@ -9,18 +8,12 @@ pub(super) const XI: usize = 16;
 /// `G` of F(2×2, 3×3).
 pub(super) const G: [[f64; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
 
-/// `Bᵀ d B` for every tile of input channel `c` of every image, into `v_c` (`[16][columns]`).
-pub(super) fn transform_input(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { avx512::transform_input(x, channels, c, t, v_c) };
-    }
-    transform_input_portable(x, channels, c, t, v_c);
-}
-
-/// [`transform_input`] without SIMD intrinsics: one tile at a time.
-fn transform_input_portable(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [f32]) {
+/// `Bᵀ d B` for every tile of input channel `c` of every image, into `v_c` (`[16][columns]`),
+/// one row of tiles at a time.
+///
+/// `d B` is applied once per (padded) input row — each row serves two rows of tiles — after
+/// combining rows: `Bᵀ d` takes rows `2·ty … 2·ty + 3` for each row of tiles `ty`.
+pub(super) fn input_portable(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [f32]) {
     let (h, w) = (t.input.h, t.input.w);
     let width = 2 * t.tiles.w + 2;
     let columns = t.columns();
@@ -82,39 +75,10 @@ fn transform_input_portable(x: &[f32], channels: usize, c: usize, t: &Tiling, v_
     });
 }
 
-/// `Aᵀ m A` + bias, then `activation`, for every tile of one output plane `y` of `image`;
-/// `m_o` is that output channel's `[16][columns]`.
-///
-/// Computed over runs of consecutive tiles at once (unit-stride loops), then scattered into
-/// the plane's 2×2 blocks.
-pub(super) fn transform_output(
-    m_o: &[f32],
-    image: usize,
-    t: &Tiling,
-    columns: usize,
-    bias: f32,
-    activation: Activation,
-    y: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F.
-        unsafe { avx512_output::transform_output(m_o, image, t, columns, bias, y) };
-        return activation.apply_slice(y);
-    }
-    transform_output_portable(m_o, image, t, columns, bias, activation, y);
-}
-
-/// [`transform_output`] without SIMD intrinsics.
-fn transform_output_portable(
-    m_o: &[f32],
-    image: usize,
-    t: &Tiling,
-    columns: usize,
-    bias: f32,
-    activation: Activation,
-    y: &mut [f32],
-) {
+/// `Aᵀ m A` + bias for every tile of one output plane `y` of `image`; `m_o` is that output
+/// channel's `[16][columns]`. Computed over runs of consecutive tiles at once (unit-stride
+/// loops), then scattered into the plane's 2×2 blocks.
+pub(super) fn output_portable(m_o: &[f32], image: usize, t: &Tiling, columns: usize, bias: f32, y: &mut [f32]) {
     const RUN: usize = 64;
     let (out_h, out_w, tw) = (t.output.h - 2 * t.row_offset, t.output.w, t.tiles.w);
     let tiles = t.per_image();
@@ -159,15 +123,16 @@ fn transform_output_portable(
         }
         start += len;
     }
-    activation.apply_slice(y);
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::super::{SCRATCH, Tiling};
+pub(super) mod avx512 {
+    use super::XI;
+    use crate::kernels::lane_mask;
+    use crate::kernels::winograd::{SCRATCH, Tiling, pad_channel};
     use std::arch::x86_64::*;
 
-    /// [`super::transform_input`] sixteen tiles at a time: the channel is copied into a
+    /// [`super::input_portable`] sixteen tiles at a time: the channel is copied into a
     /// zero-padded plane, `Bᵀ d` combines four plane rows as whole registers, and the column
     /// step `(e[i] − e[i+1], o[i] + e[i+1], e[i+1] − o[i], o[i] − o[i+1])` takes the even and
     /// odd columns `e`, `o` of 32 (and, shifted by two, of the next 32) columns with one
@@ -176,7 +141,13 @@ mod avx512 {
     /// # Safety
     /// The CPU supports AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn transform_input(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [f32]) {
+    pub(in crate::kernels::winograd) unsafe fn input(
+        x: &[f32],
+        channels: usize,
+        c: usize,
+        t: &Tiling,
+        v_c: &mut [f32],
+    ) {
         let (h, w) = (t.input.h, t.input.w);
         let (tiles_h, tiles_w) = (t.tiles.h, t.tiles.w);
         let chunks = tiles_w.div_ceil(16);
@@ -194,20 +165,13 @@ mod avx512 {
             let plane = &mut scratch[..height * width];
             for image in 0..t.images {
                 let x_c = &x[(image * channels + c) * h * w..][..h * w];
-                plane.fill(0.0);
-                for (r, row) in plane.chunks_exact_mut(width).enumerate() {
-                    let Some(source) = (r + 2 * t.row_offset).checked_sub(t.padding.h).filter(|&s| s < h) else {
-                        continue;
-                    };
-                    let len = w.min(width - t.padding.w);
-                    row[t.padding.w..t.padding.w + len].copy_from_slice(&x_c[source * w..][..len]);
-                }
+                pad_channel(x_c, t, 2, plane, width);
                 let first = image * tiles_h * tiles_w;
                 for ty in 0..tiles_h {
                     let rows: [&[f32]; 4] = std::array::from_fn(|k| &plane[(2 * ty + k) * width..][..width]);
                     for q in 0..chunks {
                         let n = 16.min(tiles_w - 16 * q);
-                        let mask: __mmask16 = if n == 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 };
+                        let mask = lane_mask(n);
                         // SAFETY: every load reads columns 32q .. 32q + 34 < width of a plane row.
                         let load =
                             |row: &[f32], offset: usize| unsafe { _mm512_loadu_ps(row.as_ptr().add(32 * q + offset)) };
@@ -241,13 +205,6 @@ mod avx512 {
             }
         });
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx512_output {
-    use super::super::Tiling;
-    use super::XI;
-    use std::arch::x86_64::*;
 
     /// `Aᵀ m A` + bias for sixteen tiles of a row of tiles at a time; the four outputs of each
     /// tile are interleaved into two 32-column segments of the two output rows it covers.
@@ -255,7 +212,7 @@ mod avx512_output {
     /// # Safety
     /// The CPU supports AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn transform_output(
+    pub(in crate::kernels::winograd) unsafe fn output(
         m_o: &[f32],
         image: usize,
         t: &Tiling,
@@ -268,14 +225,13 @@ mod avx512_output {
         let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
         let bias = _mm512_set1_ps(bias);
-        let mask = |n: usize| -> __mmask16 { if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 } };
         for ty in 0..t.tiles.h {
             for q in 0..tiles_w.div_ceil(16) {
                 let n = 16.min(tiles_w - 16 * q);
                 let at = first + ty * tiles_w + 16 * q;
                 // SAFETY: `n` tiles from `at` lie inside each of the 16 rows of `m_o`.
                 let m: [__m512; XI] = std::array::from_fn(|xi| unsafe {
-                    _mm512_maskz_loadu_ps(mask(n), m_o.as_ptr().add(xi * columns + at))
+                    _mm512_maskz_loadu_ps(lane_mask(n), m_o.as_ptr().add(xi * columns + at))
                 });
                 // Aᵀ m: rows 0+1+2 and 1−2−3 of each column.
                 let s0: [__m512; 4] = std::array::from_fn(|j| _mm512_add_ps(_mm512_add_ps(m[j], m[4 + j]), m[8 + j]));
@@ -293,11 +249,11 @@ mod avx512_output {
                     let out = y[row * out_w + col..].as_mut_ptr();
                     // SAFETY: the masks keep to the `cols` columns of this output row.
                     unsafe {
-                        _mm512_mask_storeu_ps(out, mask(cols), _mm512_permutex2var_ps(left, low, right));
+                        _mm512_mask_storeu_ps(out, lane_mask(cols), _mm512_permutex2var_ps(left, low, right));
                         if cols > 16 {
                             _mm512_mask_storeu_ps(
                                 out.add(16),
-                                mask(cols - 16),
+                                lane_mask(cols - 16),
                                 _mm512_permutex2var_ps(left, high, right),
                             );
                         }
@@ -332,9 +288,9 @@ mod tests {
             for c in 0..channels {
                 let mut portable = vec![f32::NAN; XI * t.columns()];
                 let mut simd = portable.clone();
-                transform_input_portable(&x, channels, c, &t, &mut portable);
+                input_portable(&x, channels, c, &t, &mut portable);
                 // SAFETY: AVX-512F checked above.
-                unsafe { avx512::transform_input(&x, channels, c, &t, &mut simd) };
+                unsafe { avx512::input(&x, channels, c, &t, &mut simd) };
                 assert_eq!(portable, simd, "channel {c}");
             }
         }
@@ -359,9 +315,9 @@ mod tests {
             for image in 0..2 {
                 let mut portable = vec![f32::NAN; output.h * output.w];
                 let mut simd = portable.clone();
-                transform_output_portable(&m, image, &t, columns, 0.5, Activation::Identity, &mut portable);
+                output_portable(&m, image, &t, columns, 0.5, &mut portable);
                 // SAFETY: AVX-512F checked above.
-                unsafe { avx512_output::transform_output(&m, image, &t, columns, 0.5, &mut simd) };
+                unsafe { avx512::output(&m, image, &t, columns, 0.5, &mut simd) };
                 assert_eq!(portable, simd, "image {image}");
             }
         }

@@ -10,7 +10,6 @@
 //! ```
 
 use super::Tiling;
-use crate::layers::Activation;
 
 /// Positions in a transformed tile.
 pub(super) const XI: usize = 36;
@@ -44,18 +43,9 @@ fn output_1d(m: [f32; 6]) -> [f32; 4] {
     [m[0] + a + c, b + 2.0 * d, a + 4.0 * c, b + 8.0 * d + m[5]]
 }
 
-/// `Bᵀ d B` for every tile of input channel `c` of every image, into `v_c` (`[36][columns]`).
-pub(super) fn transform_input(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { avx512::transform_input(x, channels, c, t, v_c) };
-    }
-    transform_input_portable(x, channels, c, t, v_c);
-}
-
-/// [`transform_input`] one tile at a time.
-fn transform_input_portable(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [f32]) {
+/// `Bᵀ d B` for every tile of input channel `c` of every image, into `v_c` (`[36][columns]`),
+/// one tile at a time.
+pub(super) fn input_portable(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [f32]) {
     let (h, w) = (t.input.h as isize, t.input.w as isize);
     let columns = t.columns();
     for image in 0..t.images {
@@ -85,29 +75,9 @@ fn transform_input_portable(x: &[f32], channels: usize, c: usize, t: &Tiling, v_
     }
 }
 
-/// `Aᵀ m A` + bias, then `activation`, for every tile of one output plane `y` of `image`;
+/// `Aᵀ m A` + bias for every tile of one output plane `y` of `image`, one tile at a time;
 /// `m_o` is that output channel's `[36][columns]`.
-pub(super) fn transform_output(
-    m_o: &[f32],
-    image: usize,
-    t: &Tiling,
-    columns: usize,
-    bias: f32,
-    activation: Activation,
-    y: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F.
-        unsafe { avx512::transform_output(m_o, image, t, columns, bias, y) };
-        return activation.apply_slice(y);
-    }
-    transform_output_portable(m_o, image, t, columns, bias, y);
-    activation.apply_slice(y);
-}
-
-/// [`transform_output`] (without the activation) one tile at a time.
-fn transform_output_portable(m_o: &[f32], image: usize, t: &Tiling, columns: usize, bias: f32, y: &mut [f32]) {
+pub(super) fn output_portable(m_o: &[f32], image: usize, t: &Tiling, columns: usize, bias: f32, y: &mut [f32]) {
     let (out_h, out_w) = (t.output.h - 4 * t.row_offset, t.output.w);
     for ty in 0..t.tiles.h {
         for tx in 0..t.tiles.w {
@@ -129,9 +99,10 @@ fn transform_output_portable(m_o: &[f32], image: usize, t: &Tiling, columns: usi
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::super::{SCRATCH, Tiling};
+pub(super) mod avx512 {
     use super::XI;
+    use crate::kernels::lane_mask;
+    use crate::kernels::winograd::{SCRATCH, Tiling, pad_channel};
     use std::arch::x86_64::*;
 
     /// `Bᵀ d` for six registers of sixteen tiles each.
@@ -164,11 +135,7 @@ mod avx512 {
         ]
     }
 
-    fn mask(n: usize) -> __mmask16 {
-        if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 }
-    }
-
-    /// [`super::transform_input`] sixteen tiles at a time. The channel is copied into a
+    /// [`super::input_portable`] sixteen tiles at a time. The channel is copied into a
     /// zero-padded plane; `d B` is applied once per plane row (each serves up to two rows of
     /// tiles), gathering column `4·tx + b` of sixteen tiles with two permutations; `Bᵀ (d B)`
     /// then combines six such rows per row of tiles.
@@ -176,7 +143,13 @@ mod avx512 {
     /// # Safety
     /// The CPU supports AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn transform_input(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [f32]) {
+    pub(in crate::kernels::winograd) unsafe fn input(
+        x: &[f32],
+        channels: usize,
+        c: usize,
+        t: &Tiling,
+        v_c: &mut [f32],
+    ) {
         let (h, w) = (t.input.h, t.input.w);
         let (tiles_h, tiles_w) = (t.tiles.h, t.tiles.w);
         let chunks = tiles_w.div_ceil(16);
@@ -195,14 +168,7 @@ mod avx512 {
             let (plane, rows) = scratch[..need].split_at_mut(height * width);
             for image in 0..t.images {
                 let x_c = &x[(image * channels + c) * h * w..][..h * w];
-                plane.fill(0.0);
-                for (r, row) in plane.chunks_exact_mut(width).enumerate() {
-                    let Some(source) = (r + 4 * t.row_offset).checked_sub(t.padding.h).filter(|&s| s < h) else {
-                        continue;
-                    };
-                    let len = w.min(width - t.padding.w);
-                    row[t.padding.w..t.padding.w + len].copy_from_slice(&x_c[source * w..][..len]);
-                }
+                pad_channel(x_c, t, 4, plane, width);
                 // d B for every plane row: rows[l][r][tile].
                 for (r, row) in plane.chunks_exact(width).enumerate() {
                     for q in 0..chunks {
@@ -237,7 +203,7 @@ mod avx512 {
                                 let index = (6 * k + l) * columns + at;
                                 debug_assert!(index + n <= v_c.len());
                                 // SAFETY: `n` tiles from `at` lie inside row 6k + l of `v_c`.
-                                unsafe { _mm512_mask_storeu_ps(v_c.as_mut_ptr().add(index), mask(n), value) };
+                                unsafe { _mm512_mask_storeu_ps(v_c.as_mut_ptr().add(index), lane_mask(n), value) };
                             }
                         }
                     }
@@ -252,7 +218,7 @@ mod avx512 {
     /// # Safety
     /// The CPU supports AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn transform_output(
+    pub(in crate::kernels::winograd) unsafe fn output(
         m_o: &[f32],
         image: usize,
         t: &Tiling,
@@ -276,7 +242,7 @@ mod avx512 {
                 let s: [[__m512; 4]; 6] = std::array::from_fn(|j| {
                     // SAFETY: `n` tiles from `at` lie inside row 6a + j of `m_o`.
                     output_1d(std::array::from_fn(|a| unsafe {
-                        _mm512_maskz_loadu_ps(mask(n), m_o.as_ptr().add((6 * a + j) * columns + at))
+                        _mm512_maskz_loadu_ps(lane_mask(n), m_o.as_ptr().add((6 * a + j) * columns + at))
                     }))
                 });
                 let s_rows: [[__m512; 6]; 4] = std::array::from_fn(|i| std::array::from_fn(|j| s[j][i]));
@@ -303,7 +269,9 @@ mod avx512 {
                     for (segment, value) in segments.into_iter().enumerate() {
                         if cols > 16 * segment {
                             // SAFETY: the mask keeps to the `cols` columns of this output row.
-                            unsafe { _mm512_mask_storeu_ps(out.add(16 * segment), mask(cols - 16 * segment), value) };
+                            unsafe {
+                                _mm512_mask_storeu_ps(out.add(16 * segment), lane_mask(cols - 16 * segment), value)
+                            };
                         }
                     }
                 }
@@ -339,9 +307,9 @@ mod tests {
             for c in 0..channels {
                 let mut portable = vec![f32::NAN; XI * t.columns()];
                 let mut simd = portable.clone();
-                transform_input_portable(&x, channels, c, &t, &mut portable);
+                input_portable(&x, channels, c, &t, &mut portable);
                 // SAFETY: AVX-512F checked above.
-                unsafe { avx512::transform_input(&x, channels, c, &t, &mut simd) };
+                unsafe { avx512::input(&x, channels, c, &t, &mut simd) };
                 close(&portable, &simd);
             }
             let columns = t.columns();
@@ -349,9 +317,9 @@ mod tests {
             for image in 0..2 {
                 let mut portable = vec![f32::NAN; output.h * output.w];
                 let mut simd = portable.clone();
-                transform_output_portable(&m, image, &t, columns, 0.5, &mut portable);
+                output_portable(&m, image, &t, columns, 0.5, &mut portable);
                 // SAFETY: AVX-512F checked above.
-                unsafe { avx512::transform_output(&m, image, &t, columns, 0.5, &mut simd) };
+                unsafe { avx512::output(&m, image, &t, columns, 0.5, &mut simd) };
                 close(&portable, &simd);
             }
         }

@@ -76,6 +76,33 @@ impl Tile {
 /// 1e-5.
 pub const F4_TOLERANCE: f32 = 3e-5;
 
+/// The input and output transforms of one tile size, for this CPU.
+#[derive(Clone, Copy)]
+struct Transforms {
+    /// `Bᵀ d B` of every tile of one input channel: `(x, channels, c, tiling, V_c)`.
+    input: unsafe fn(&[f32], usize, usize, &Tiling, &mut [f32]),
+    /// `Aᵀ m A` + bias of every tile of one output plane: `(M_o, image, tiling, columns, bias,
+    /// plane)`.
+    output: unsafe fn(&[f32], usize, &Tiling, usize, f32, &mut [f32]),
+}
+
+impl Tile {
+    /// The transforms: AVX-512 ones when the CPU has it, portable ones otherwise.
+    fn transforms(self) -> Transforms {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return match self {
+                Tile::F2 => Transforms { input: f2::avx512::input, output: f2::avx512::output },
+                Tile::F4 => Transforms { input: f4::avx512::input, output: f4::avx512::output },
+            };
+        }
+        match self {
+            Tile::F2 => Transforms { input: f2::input_portable, output: f2::output_portable },
+            Tile::F4 => Transforms { input: f4::input_portable, output: f4::output_portable },
+        }
+    }
+}
+
 /// A 3×3 stride-1 convolution with its kernel transformed for Winograd.
 #[derive(Clone, Debug)]
 pub struct WinogradConv {
@@ -304,11 +331,8 @@ impl WinogradConv {
     }
 
     fn transform_input(&self, x: &[f32], c: usize, t: &Tiling, v_c: &mut [f32]) {
-        let channels = self.geometry.in_channels;
-        match self.tile {
-            Tile::F2 => f2::transform_input(x, channels, c, t, v_c),
-            Tile::F4 => f4::transform_input(x, channels, c, t, v_c),
-        }
+        // SAFETY: `transforms` offers the AVX-512 functions only on CPUs that have it.
+        unsafe { (self.tile.transforms().input)(x, self.geometry.in_channels, c, t, v_c) }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -322,10 +346,9 @@ impl WinogradConv {
         activation: Activation,
         y: &mut [f32],
     ) {
-        match self.tile {
-            Tile::F2 => f2::transform_output(m_o, image, t, columns, self.bias[o], activation, y),
-            Tile::F4 => f4::transform_output(m_o, image, t, columns, self.bias[o], activation, y),
-        }
+        // SAFETY: as above.
+        unsafe { (self.tile.transforms().output)(m_o, image, t, columns, self.bias[o], y) };
+        activation.apply_slice(y);
     }
 
     /// [`WinogradConv::multiply`] on the calling thread.
@@ -362,6 +385,22 @@ impl WinogradConv {
             // disjoint rows and columns of `m`, which outlives the parallel loop.
             unsafe { gemm_packed(u, 0..u.panels(), b, stride, columns, c, stride, false) };
         });
+    }
+}
+
+/// Copies one input channel `x_c` into `plane`, rows `width` wide, zero-padded: plane row `r`
+/// holds input row `r + m·row_offset − p_h` from column `p_w` on (`m` outputs per tile side),
+/// zeros everywhere else.
+#[cfg(target_arch = "x86_64")]
+fn pad_channel(x_c: &[f32], t: &Tiling, m: usize, plane: &mut [f32], width: usize) {
+    let (h, w) = (t.input.h, t.input.w);
+    plane.fill(0.0);
+    for (r, row) in plane.chunks_exact_mut(width).enumerate() {
+        let Some(source) = (r + m * t.row_offset).checked_sub(t.padding.h).filter(|&s| s < h) else {
+            continue;
+        };
+        let len = w.min(width - t.padding.w);
+        row[t.padding.w..t.padding.w + len].copy_from_slice(&x_c[source * w..][..len]);
     }
 }
 
