@@ -1,7 +1,7 @@
 //! Proc macros of `rep`: `#[rep::block]` declares a re-parameterizable block, `#[rep::model]`
 //! composes blocks into a network. Each flows parse → check → expand (`internals::ast`,
 //! `internals::check`, `expand`); every mistake becomes a `compile_error!` at the offending
-//! token, all reported in one compile, and [`fallback`] keeps them from cascading. The generated
+//! token, all reported in one compile, and `fallback` keeps them from cascading. The generated
 //! code calls only `rep`'s runtime.
 
 mod expand;
