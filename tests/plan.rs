@@ -93,6 +93,19 @@ fn a_plan_reads_non_contiguous_input_and_profiles_every_step() {
 }
 
 #[test]
+fn empty_batches_and_too_small_inputs() {
+    let mut arch = Arch::new("test", [1, 1, 1, 1], [16, 16, 32, 32, 64], vec![1; 5], 3).unwrap();
+    arch.se = true;
+    let fused = RepVgg::new(&arch, &mut rng(6)).unwrap().fuse().unwrap();
+    let mut plan = Plan::new(&fused, [0, 3, 32, 32]).unwrap();
+    assert_eq!(plan.run(Array4::zeros((0, 3, 32, 32)).view()).unwrap().shape(), &[0, 3]);
+    // Five stride-2 layers: 8x8 shrinks to 1x1 and still works; 0x8 cannot.
+    assert!(Plan::new(&fused, [1, 3, 8, 8]).is_ok());
+    let err = Plan::new(&fused, [1, 3, 0, 8]).unwrap_err();
+    assert_eq!(err.to_string(), "conv2d: input 0x8 padded by 1x1 is too small for the dilated kernel 3x3");
+}
+
+#[test]
 fn plans_refuse_wrong_inputs_and_layers_that_do_not_chain() {
     let mut r = rng(5);
     let conv = Conv2d::new(ConvGeometry::new(4, 6, 3), &mut r).unwrap();
