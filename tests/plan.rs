@@ -93,6 +93,29 @@ fn a_plan_reads_non_contiguous_input_and_profiles_every_step() {
 }
 
 #[test]
+fn batched_small_maps_match_the_layer_with_groups_strides_and_pad_fill() {
+    // Planned convs on small output planes with more output channels than the batch has
+    // output positions run the whole batch in one GEMM.
+    let mut r = rng(7);
+    for g in [
+        ConvGeometry::new(6, 200, 3).stride(2).padding(1).groups(2),
+        ConvGeometry::new(5, 100, (3, 1)).stride((3, 2)).padding((1, 0)),
+        ConvGeometry::new(4, 96, 1).stride(2),
+    ] {
+        let conv = Conv2d::new_with_bias(g, &mut r)
+            .unwrap()
+            .with_pad_fill(rep::ndarray::Array1::from_shape_fn(g.in_channels, |c| c as f32 - 1.5))
+            .unwrap();
+        let x = random_tensor((3, g.in_channels, 11, 9), &mut r);
+        let expected = conv.forward_then(&x, Activation::Relu).unwrap();
+        let mut plan =
+            Plan::with_kernels(&(conv, Activation::Relu), [3, g.in_channels, 11, 9], KernelChoice::Direct).unwrap();
+        let y = plan.run(x.view()).unwrap().into_dimensionality::<ndarray::Ix4>().unwrap().to_owned();
+        assert!(relative_error(&y, &expected) <= REL_TOL, "{g}");
+    }
+}
+
+#[test]
 fn empty_batches_and_too_small_inputs() {
     let mut arch = Arch::new("test", [1, 1, 1, 1], [16, 16, 32, 32, 64], vec![1; 5], 3).unwrap();
     arch.se = true;

@@ -2,9 +2,10 @@
 
 use super::{Plane, valid_range};
 
-/// Fills `cols` (row `(c·k_h + u)·k_w + v`, column `(i − rows.start)·W_out + j`, for output
-/// rows `i` in `rows`) with `x_pad[c, i·s_h + u·d_h − p_h, j·s_w + v·d_w − p_w]`, padded
-/// positions taking `fill[c]` (or 0).
+/// Fills `cols` (row `(c·k_h + u)·k_w + v`, `row_stride` floats apart, column
+/// `(i − rows.start)·W_out + j`, for output rows `i` in `rows`) with
+/// `x_pad[c, i·s_h + u·d_h − p_h, j·s_w + v·d_w − p_w]`, padded positions taking `fill[c]`
+/// (or 0). Floats between one row's last column and the next row are left alone.
 pub(super) fn unfold(
     plane: &Plane<'_>,
     x: &[f32],
@@ -12,11 +13,12 @@ pub(super) fn unfold(
     fill: Option<&[f32]>,
     rows: std::ops::Range<usize>,
     cols: &mut [f32],
+    row_stride: usize,
 ) {
     let g = plane.geometry;
     let (h, w, out_h, out_w) = (plane.height, plane.width, plane.out_h, plane.out_w);
     let out_plane = rows.len() * out_w;
-    let mut col_rows = cols.chunks_mut(out_plane);
+    let mut col_rows = cols.chunks_mut(row_stride).map(|row| &mut row[..out_plane]);
     for c in 0..channels {
         let pad = fill.map_or(0.0, |f| f[c]);
         let x_c = &x[c * h * w..(c + 1) * h * w];

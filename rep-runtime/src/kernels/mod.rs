@@ -148,6 +148,17 @@ pub fn conv2d_into(
     let fill = operands.pad_fill.map(contiguous);
     let plane = Plane { geometry, height: h, width: w, out_h: out_hw.h, out_w: out_hw.w, activation };
     let packed = operands.packed.filter(|p| !p.is_empty());
+    // Small maps of a wide layer: the weights outweigh the batch's unfolded columns, so one
+    // GEMM over the whole batch streams them once instead of once per image.
+    if let Some(packed) = packed
+        && n > 1
+        && plane.out_h * plane.out_w <= BATCHED_PLANE
+        && geometry.out_per_group() >= n * plane.out_h * plane.out_w
+        && !plane.is_pointwise()
+    {
+        plane.run_batched(input, n, packed, bias.as_deref(), fill.as_deref(), output);
+        return Ok(());
+    }
     output.par_chunks_mut(out_len).zip(input.par_chunks(in_len)).for_each(|(out, x)| {
         plane.run(x, weight, packed, bias.as_deref(), fill.as_deref(), out);
     });
@@ -235,6 +246,7 @@ impl Plane<'_> {
                             fill_g,
                             first_row..first_row + columns / self.out_w,
                             &mut cols[..rows * columns],
+                            columns,
                         );
                         ArrayView2::from_shape((rows, columns), &cols[..rows * columns]).expect("sizes checked")
                     };
@@ -259,6 +271,64 @@ impl Plane<'_> {
                 },
             );
         }
+    }
+
+    /// All `n` images of a batch at once, for small output planes: their unfolded columns
+    /// side by side in one matrix, so that the GEMM streams each packed weight panel once for
+    /// the whole batch (not once per image) and fills its 32-column panels; the products are
+    /// then copied into each image's planes. `packed` is non-empty (so the layer is not
+    /// depthwise).
+    fn run_batched(
+        &self,
+        x: &[f32],
+        n: usize,
+        packed: &[PackedMatrix],
+        bias: Option<&[f32]>,
+        fill: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        let g = self.geometry;
+        let (cin_g, cout_g, taps) = (g.in_per_group(), g.out_per_group(), g.kernel.h * g.kernel.w);
+        let (in_plane, out_plane) = (self.height * self.width, self.out_h * self.out_w);
+        let (rows, columns) = (cin_g * taps, n * out_plane);
+        let mut cols = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let mut products = BATCHED.with(std::cell::Cell::take);
+        if cols.len() < rows * columns {
+            cols.resize(rows * columns, 0.0);
+        }
+        if products.len() < cout_g * columns {
+            products.resize(cout_g * columns, 0.0);
+        }
+        let splits = rayon::current_num_threads().min(cout_g / MIN_SPLIT_ROWS).max(1);
+        for group in 0..g.groups {
+            // Channel by channel in parallel: its k_h·k_w rows of every image's columns.
+            cols[..rows * columns].par_chunks_mut(taps * columns).enumerate().for_each(|(c, rows_c)| {
+                let channel = group * cin_g + c;
+                for image in 0..n {
+                    let x_c = &x[(image * g.in_channels + channel) * in_plane..][..in_plane];
+                    let fill_c = fill.map(|f| &f[channel..channel + 1]);
+                    let dst = &mut rows_c[image * out_plane..];
+                    im2col::unfold(self, x_c, 1, fill_c, 0..self.out_h, dst, columns);
+                }
+            });
+            let mut c =
+                ArrayViewMut2::from_shape((cout_g, columns), &mut products[..cout_g * columns]).expect("sized above");
+            for (o, row) in c.outer_iter_mut().enumerate() {
+                row.into_slice().expect("contiguous row").fill(bias.map_or(0.0, |b| b[group * cout_g + o]));
+            }
+            let b = ArrayView2::from_shape((rows, columns), &cols[..rows * columns]).expect("sized above");
+            self.packed_gemm(&packed[group], b, &mut c, splits);
+            let products = &products[..cout_g * columns];
+            out.par_chunks_mut(out_plane).enumerate().for_each(|(plane, y)| {
+                let (image, o) = (plane / g.out_channels, plane % g.out_channels);
+                if o / cout_g == group {
+                    let o = o % cout_g;
+                    y.copy_from_slice(&products[o * columns + image * out_plane..][..out_plane]);
+                }
+            });
+        }
+        SCRATCH.with(|s| *s.borrow_mut() = cols);
+        BATCHED.with(|b| b.set(products));
     }
 
     /// `c += a · b` then the activation, with `a` pre-packed, in `splits` parallel blocks of
@@ -375,9 +445,16 @@ impl SendPtr {
 }
 
 thread_local! {
+    /// Per-thread products of [`Plane::run_batched`], grown to the largest layer seen.
+    static BATCHED: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+
     /// Per-thread im2col buffer, grown to the largest band seen.
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
+
+/// Largest output plane (positions per image) for which a planned conv runs the whole batch
+/// in one GEMM ([`Plane::run_batched`]).
+const BATCHED_PLANE: usize = 256;
 
 /// Fewest output positions worth a parallel band of their own.
 const MIN_BAND_COLUMNS: usize = 96;
