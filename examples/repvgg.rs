@@ -257,7 +257,11 @@ fn infer(
 ) -> CliResult {
     let (_, loaded, _) = load(arch, weights)?;
     let x: Array4<f32> = ndarray_npy::read_npy(input).map_err(|e| format!("{}: {e}", input.display()))?;
-    let logits = loaded.forward(&x)?;
+    // The deploy form, planned for this input (train-time weights are fused first).
+    let fused = loaded.into_deploy()?;
+    let shape: [usize; 4] = x.shape().try_into().expect("4-D array");
+    let mut plan = Plan::new(&fused, shape)?;
+    let logits = plan.run(x.view())?;
     ndarray_npy::write_npy(output, &logits).map_err(|e| format!("{}: {e}", output.display()))?;
     writeln!(out, "logits {:?} written to {}", logits.shape(), output.display())?;
     Ok(())
