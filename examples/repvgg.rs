@@ -5,7 +5,7 @@
 //! cargo run --release --example repvgg -- convert [--arch A0] train.safetensors deploy.safetensors [--to official|timm]
 //! cargo run --release --example repvgg -- infer [--arch A0] --weights w.safetensors --input x.npy --output y.npy
 //! cargo run --release --example repvgg -- summary [--arch A0 | --weights w.safetensors] [--res 224]
-//! cargo run --release --example repvgg -- bench --arch A0 [--batch 1] [--threads 2] [--iters 10] [--json]
+//! cargo run --release --example repvgg -- bench --arch A0 [--batch 1] [--threads 2] [--iters 10] [--json] [--layers] [--kernels auto]
 //! ```
 //!
 //! Checkpoints may use the official naming or timm's, train-time or deploy form, f32/f16/bf16;
