@@ -1,6 +1,7 @@
 //! Direct convolution for `C_in / groups == 1` (depthwise, with any channel multiplier).
 
-use super::{Plane, valid_range};
+use super::plane::Plane;
+use super::valid_range;
 
 /// One image. Output channel `o` reads input channel `o / (C_out / groups)`.
 pub(super) fn conv(

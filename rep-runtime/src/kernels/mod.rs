@@ -18,6 +18,9 @@
 
 mod depthwise;
 mod im2col;
+mod plane;
+
+use plane::Plane;
 mod sgemm;
 mod winograd;
 
@@ -28,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::layers::Activation;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2, Axis};
+use ndarray::{Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2};
 use rayon::prelude::*;
 
 /// The numbers of one convolution: weight `[C_out, C_in/g, k_h, k_w]`, optional bias `[C_out]`,
@@ -152,7 +155,7 @@ pub fn conv2d_into(
     // GEMM over the whole batch streams them once instead of once per image.
     if let Some(packed) = packed
         && n > 1
-        && plane.out_h * plane.out_w <= BATCHED_PLANE
+        && plane.out_h * plane.out_w <= plane::BATCHED_PLANE
         && geometry.out_per_group() >= n * plane.out_h * plane.out_w
         && !plane.is_pointwise()
     {
@@ -170,199 +173,6 @@ fn contiguous(v: ArrayView1<'_, f32>) -> std::borrow::Cow<'_, [f32]> {
     match v.to_slice() {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(v.to_vec()),
-    }
-}
-
-/// The shapes of one image's convolution, and what follows it.
-struct Plane<'g> {
-    geometry: &'g ConvGeometry,
-    height: usize,
-    width: usize,
-    out_h: usize,
-    out_w: usize,
-    activation: Activation,
-}
-
-impl Plane<'_> {
-    fn is_pointwise(&self) -> bool {
-        let g = self.geometry;
-        g.kernel.to_array() == [1, 1] && g.stride.to_array() == [1, 1] && g.padding.to_array() == [0, 0]
-    }
-
-    /// One image: `x` is `[C_in, H, W]`, `out` is `[C_out, H_out, W_out]`.
-    ///
-    /// The output rows are cut into bands that run in parallel (when rayon has more than one
-    /// thread and the plane is large): each band unfolds its own columns and runs one GEMM.
-    fn run(
-        &self,
-        x: &[f32],
-        weight: &[f32],
-        packed: Option<&[PackedMatrix]>,
-        bias: Option<&[f32]>,
-        fill: Option<&[f32]>,
-        out: &mut [f32],
-    ) {
-        let g = self.geometry;
-        if g.in_per_group() == 1 {
-            depthwise::conv(self, x, weight, bias, fill, out);
-            return self.activate(out);
-        }
-        let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
-        let rows = cin_g * g.kernel.h * g.kernel.w;
-        let (in_plane, out_plane) = (self.height * self.width, self.out_h * self.out_w);
-        let bands = (out_plane / MIN_BAND_COLUMNS).clamp(1, 2 * rayon::current_num_threads()).min(self.out_h);
-        let band_rows = self.out_h.div_ceil(bands);
-        for group in 0..g.groups {
-            let x_g = &x[group * cin_g * in_plane..(group + 1) * cin_g * in_plane];
-            let fill_g = fill.map(|f| &f[group * cin_g..(group + 1) * cin_g]);
-            let w_g = &weight[group * cout_g * rows..(group + 1) * cout_g * rows];
-            let a = ArrayView2::from_shape((cout_g, rows), w_g).expect("sizes checked");
-            let bias_g = bias.map(|b| &b[group * cout_g..(group + 1) * cout_g]);
-            let out_g = &mut out[group * cout_g * out_plane..(group + 1) * cout_g * out_plane];
-            let mut out_g = ArrayViewMut2::from_shape((cout_g, out_plane), out_g).expect("sizes checked");
-            out_g.axis_chunks_iter_mut(Axis(1), band_rows * self.out_w).into_par_iter().enumerate().for_each(
-                |(band, mut c)| {
-                    let first_row = band * band_rows;
-                    let columns = c.ncols();
-                    for (o, row) in c.outer_iter_mut().enumerate() {
-                        row.into_slice().expect("contiguous row").fill(bias_g.map_or(0.0, |b| b[o]));
-                    }
-                    // The im2col scratch is reused across calls on this thread (taken out while in
-                    // use, so a nested task on the same thread simply gets a fresh one).
-                    let mut cols = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-                    let b = if self.is_pointwise() {
-                        let x = ArrayView2::from_shape((cin_g, in_plane), x_g).expect("sizes checked");
-                        let start = first_row * self.out_w;
-                        x.slice_move(ndarray::s![.., start..start + columns])
-                    } else {
-                        // Every slot is written by `unfold`; only growth needs initializing.
-                        if cols.len() < rows * columns {
-                            cols.resize(rows * columns, 0.0);
-                        }
-                        im2col::unfold(
-                            self,
-                            x_g,
-                            cin_g,
-                            fill_g,
-                            first_row..first_row + columns / self.out_w,
-                            &mut cols[..rows * columns],
-                            columns,
-                        );
-                        ArrayView2::from_shape((rows, columns), &cols[..rows * columns]).expect("sizes checked")
-                    };
-                    // Too few bands to keep every thread busy: split the output channels too.
-                    let splits = (rayon::current_num_threads() / bands).max(1).min(cout_g / MIN_SPLIT_ROWS).max(1);
-                    match packed {
-                        Some(packed) => self.packed_gemm(&packed[group], b, &mut c, splits),
-                        None => {
-                            let split_rows = cout_g.div_ceil(splits);
-                            c.axis_chunks_iter_mut(Axis(0), split_rows)
-                                .into_par_iter()
-                                .zip(a.axis_chunks_iter(Axis(0), split_rows))
-                                .for_each(|(mut c, a)| {
-                                    sgemm(a, b, &mut c);
-                                    if self.activation != Activation::Identity {
-                                        c.mapv_inplace(|v| self.activation.apply(v));
-                                    }
-                                });
-                        }
-                    }
-                    SCRATCH.with(|s| *s.borrow_mut() = cols);
-                },
-            );
-        }
-    }
-
-    /// All `n` images of a batch at once, for small output planes: their unfolded columns
-    /// side by side in one matrix, so that the GEMM streams each packed weight panel once for
-    /// the whole batch (not once per image) and fills its 32-column panels; the products are
-    /// then copied into each image's planes. `packed` is non-empty (so the layer is not
-    /// depthwise).
-    fn run_batched(
-        &self,
-        x: &[f32],
-        n: usize,
-        packed: &[PackedMatrix],
-        bias: Option<&[f32]>,
-        fill: Option<&[f32]>,
-        out: &mut [f32],
-    ) {
-        let g = self.geometry;
-        let (cin_g, cout_g, taps) = (g.in_per_group(), g.out_per_group(), g.kernel.h * g.kernel.w);
-        let (in_plane, out_plane) = (self.height * self.width, self.out_h * self.out_w);
-        let (rows, columns) = (cin_g * taps, n * out_plane);
-        let mut cols = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-        let mut products = BATCHED.with(std::cell::Cell::take);
-        if cols.len() < rows * columns {
-            cols.resize(rows * columns, 0.0);
-        }
-        if products.len() < cout_g * columns {
-            products.resize(cout_g * columns, 0.0);
-        }
-        let splits = rayon::current_num_threads().min(cout_g / MIN_SPLIT_ROWS).max(1);
-        for group in 0..g.groups {
-            // Channel by channel in parallel: its k_h·k_w rows of every image's columns.
-            cols[..rows * columns].par_chunks_mut(taps * columns).enumerate().for_each(|(c, rows_c)| {
-                let channel = group * cin_g + c;
-                for image in 0..n {
-                    let x_c = &x[(image * g.in_channels + channel) * in_plane..][..in_plane];
-                    let fill_c = fill.map(|f| &f[channel..channel + 1]);
-                    let dst = &mut rows_c[image * out_plane..];
-                    im2col::unfold(self, x_c, 1, fill_c, 0..self.out_h, dst, columns);
-                }
-            });
-            let mut c =
-                ArrayViewMut2::from_shape((cout_g, columns), &mut products[..cout_g * columns]).expect("sized above");
-            for (o, row) in c.outer_iter_mut().enumerate() {
-                row.into_slice().expect("contiguous row").fill(bias.map_or(0.0, |b| b[group * cout_g + o]));
-            }
-            let b = ArrayView2::from_shape((rows, columns), &cols[..rows * columns]).expect("sized above");
-            self.packed_gemm(&packed[group], b, &mut c, splits);
-            let products = &products[..cout_g * columns];
-            out.par_chunks_mut(out_plane).enumerate().for_each(|(plane, y)| {
-                let (image, o) = (plane / g.out_channels, plane % g.out_channels);
-                if o / cout_g == group {
-                    let o = o % cout_g;
-                    y.copy_from_slice(&products[o * columns + image * out_plane..][..out_plane]);
-                }
-            });
-        }
-        SCRATCH.with(|s| *s.borrow_mut() = cols);
-        BATCHED.with(|b| b.set(products));
-    }
-
-    /// `c += a · b` then the activation, with `a` pre-packed, in `splits` parallel blocks of
-    /// whole [`MR`]-row panels.
-    fn packed_gemm(&self, a: &PackedMatrix, b: ArrayView2<'_, f32>, c: &mut ArrayViewMut2<'_, f32>, splits: usize) {
-        let (columns, ldb, ldc) = (c.ncols(), b.strides()[0] as usize, c.strides()[0] as usize);
-        if b.nrows() == 0 || columns == 0 {
-            return;
-        }
-        // SAFETY: a view of `b.nrows()` rows of `columns` floats, `ldb` apart.
-        let b = unsafe { std::slice::from_raw_parts(b.as_ptr(), (b.nrows() - 1) * ldb + columns) };
-        let panels = a.panels();
-        let per_split = panels.div_ceil(splits.max(1));
-        let c_ptr = SendPtr(c.as_mut_ptr());
-        (0..panels.div_ceil(per_split)).into_par_iter().for_each(|split| {
-            let range = split * per_split..((split + 1) * per_split).min(panels);
-            let rows = range.start * MR..(range.end * MR).min(a.rows());
-            // SAFETY: this split's rows of `c` (a live mutable view, rows `ldc` apart), which
-            // no other split touches.
-            unsafe {
-                let first = c_ptr.get().add(rows.start * ldc);
-                gemm_packed(a, range, b, ldb, columns, first, ldc, true);
-                for row in 0..rows.len() {
-                    self.activation.apply_slice(std::slice::from_raw_parts_mut(first.add(row * ldc), columns));
-                }
-            }
-        });
-    }
-
-    /// Applies the activation to a whole output (paths without bands).
-    fn activate(&self, out: &mut [f32]) {
-        if self.activation != Activation::Identity {
-            out.iter_mut().for_each(|v| *v = self.activation.apply(*v));
-        }
     }
 }
 
@@ -443,24 +253,6 @@ impl SendPtr {
         self.0
     }
 }
-
-thread_local! {
-    /// Per-thread products of [`Plane::run_batched`], grown to the largest layer seen.
-    static BATCHED: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
-
-    /// Per-thread im2col buffer, grown to the largest band seen.
-    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Largest output plane (positions per image) for which a planned conv runs the whole batch
-/// in one GEMM ([`Plane::run_batched`]).
-const BATCHED_PLANE: usize = 256;
-
-/// Fewest output positions worth a parallel band of their own.
-const MIN_BAND_COLUMNS: usize = 96;
-
-/// Fewest output channels worth a parallel GEMM of their own.
-const MIN_SPLIT_ROWS: usize = 16;
 
 /// The output positions `o` in `0..out_len` whose input coordinate `o·stride + offset` lies in
 /// `0..in_len`, as a half-open range (empty when none do).
