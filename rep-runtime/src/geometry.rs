@@ -132,6 +132,12 @@ impl ConvGeometry {
         self.out_channels / self.groups
     }
 
+    /// A 1×1 kernel with stride 1 and no padding: output position `p` reads input position `p`
+    /// only, so the input itself is the GEMM operand (and a sequential merge may use it).
+    pub fn is_pointwise(&self) -> bool {
+        self.kernel.to_array() == [1, 1] && self.stride.to_array() == [1, 1] && self.padding.to_array() == [0, 0]
+    }
+
     /// The weight tensor's shape `[C_out, C_in/g, k_h, k_w]`.
     pub fn weight_shape(&self) -> [usize; 4] {
         [self.out_channels, self.in_per_group(), self.kernel.h, self.kernel.w]

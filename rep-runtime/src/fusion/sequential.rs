@@ -7,18 +7,13 @@ use crate::kernels::matmul_f64;
 use crate::layers::Conv2d;
 use ndarray::{Array1, Array4, s};
 
-/// A 1×1 convolution with stride 1 and no padding: the stage a sequential merge needs.
-fn is_plain_1x1(g: &ConvGeometry) -> bool {
-    g.kernel.to_array() == [1, 1] && g.stride.to_array() == [1, 1] && g.padding.to_array() == [0, 0]
-}
-
 impl AffineConv {
     /// [`AffineConv::then`] for a conv layer, checking first that the layer pads its input as
     /// the merge assumes: when `self` is the 1×1 stage and `next` pads, `next` must pad with
     /// `self`'s bias ([`Conv2d::with_pad_fill`]); zero padding after a non-zero bias would make
     /// the merged conv differ on the border, and is refused.
     pub fn then_conv(self, next: &Conv2d) -> Result<AffineConv> {
-        if is_plain_1x1(&self.geometry) && next.geometry.padding.to_array() != [0, 0] {
+        if self.geometry.is_pointwise() && next.geometry.padding.to_array() != [0, 0] {
             let fill: Vec<f64> = match &next.pad_fill {
                 Some(f) => f.iter().map(|&v| v as f64).collect(),
                 None => vec![0.0; next.geometry.in_channels],

@@ -157,7 +157,7 @@ pub fn conv2d_into(
         && n > 1
         && plane.out_h * plane.out_w <= plane::BATCHED_PLANE
         && geometry.out_per_group() >= n * plane.out_h * plane.out_w
-        && !plane.is_pointwise()
+        && !geometry.is_pointwise()
     {
         plane.run_batched(input, n, packed, bias.as_deref(), fill.as_deref(), output);
         return Ok(());
@@ -299,7 +299,7 @@ pub fn linear(
 }
 
 /// Samples up to which [`linear`] runs dot products instead of a GEMM.
-pub(crate) const GEMV_ROWS: usize = 4;
+const GEMV_ROWS: usize = 4;
 
 /// `Σ a[i]·b[i]` with eight independent accumulators, so the compiler can vectorize it.
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -18,11 +18,6 @@ pub(super) struct Plane<'g> {
 }
 
 impl Plane<'_> {
-    pub(super) fn is_pointwise(&self) -> bool {
-        let g = self.geometry;
-        g.kernel.to_array() == [1, 1] && g.stride.to_array() == [1, 1] && g.padding.to_array() == [0, 0]
-    }
-
     /// One image: `x` is `[C_in, H, W]`, `out` is `[C_out, H_out, W_out]`.
     ///
     /// The output rows are cut into bands that run in parallel (when rayon has more than one
@@ -39,7 +34,7 @@ impl Plane<'_> {
         let g = self.geometry;
         if g.in_per_group() == 1 {
             depthwise::conv(self, x, weight, bias, fill, out);
-            return self.activate(out);
+            return self.activation.apply_slice(out);
         }
         let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
         let rows = cin_g * g.kernel.h * g.kernel.w;
@@ -64,7 +59,7 @@ impl Plane<'_> {
                     // The im2col scratch is reused across calls on this thread (taken out while in
                     // use, so a nested task on the same thread simply gets a fresh one).
                     let mut cols = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-                    let b = if self.is_pointwise() {
+                    let b = if g.is_pointwise() {
                         let x = ArrayView2::from_shape((cin_g, in_plane), x_g).expect("sizes checked");
                         let start = first_row * self.out_w;
                         x.slice_move(ndarray::s![.., start..start + columns])
@@ -196,13 +191,6 @@ impl Plane<'_> {
                 }
             }
         });
-    }
-
-    /// Applies the activation to a whole output (paths without bands).
-    pub(super) fn activate(&self, out: &mut [f32]) {
-        if self.activation != Activation::Identity {
-            out.iter_mut().for_each(|v| *v = self.activation.apply(*v));
-        }
     }
 }
 

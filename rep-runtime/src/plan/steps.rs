@@ -87,9 +87,8 @@ impl Dense {
     /// straight from the weights (no packing, no allocation), [`GEMV_BLOCK`] outputs per
     /// parallel task, every row of `x` against a block while it is in cache.
     fn apply(&self, x: &[f32], y: &mut [f32], activation: Activation) {
-        let (inputs, outputs) = (self.inputs.max(1), self.outputs());
-        let rows = x.len() / inputs;
-        if self.inputs == 0 {
+        let (inputs, outputs) = (self.inputs, self.outputs());
+        if inputs == 0 {
             for y_r in y.chunks_exact_mut(outputs.max(1)) {
                 y_r.iter_mut().zip(&self.bias).for_each(|(y, b)| *y = activation.apply(*b));
             }
@@ -98,7 +97,7 @@ impl Dense {
         let y_ptr = kernels::SendPtr(y.as_mut_ptr());
         self.weight.par_chunks(GEMV_BLOCK * inputs).zip(self.bias.par_chunks(GEMV_BLOCK)).enumerate().for_each(
             |(block, (w, b))| {
-                for (r, x_r) in x.chunks_exact(inputs).enumerate().take(rows) {
+                for (r, x_r) in x.chunks_exact(inputs).enumerate() {
                     // SAFETY: outputs `block·GEMV_BLOCK ..` of row `r` lie inside `y`
                     // (`rows × outputs`, sized by the plan) and belong to this block alone.
                     let y_r = unsafe {
@@ -169,10 +168,7 @@ impl Step {
                 let g = &conv.geometry;
                 if g.in_per_group() == 1 {
                     "depthwise"
-                } else if g.kernel.to_array() == [1, 1]
-                    && g.stride.to_array() == [1, 1]
-                    && g.padding.to_array() == [0, 0]
-                {
+                } else if g.is_pointwise() {
                     "pointwise"
                 } else {
                     "im2col"

@@ -77,7 +77,7 @@ impl Tile {
 pub const F4_TOLERANCE: f32 = 3e-5;
 
 /// The input and output transforms of one tile size, for this CPU.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Transforms {
     /// `Bᵀ d B` of every tile of one input channel: `(x, channels, c, tiling, V_c)`.
     input: unsafe fn(&[f32], usize, usize, &Tiling, &mut [f32]),
@@ -112,6 +112,8 @@ pub struct WinogradConv {
     bias: Vec<f32>,
     geometry: ConvGeometry,
     tile: Tile,
+    /// The tile's transforms for this CPU, chosen once.
+    transforms: Transforms,
 }
 
 /// The tiling of one layer's output (or of a band of it), and the input rows and columns
@@ -199,7 +201,7 @@ impl WinogradConv {
                 PackedMatrix::pack(u, cout_g, cin_g, cin_g)
             })
             .collect();
-        Ok(WinogradConv { transformed, bias, geometry, tile })
+        Ok(WinogradConv { transformed, bias, geometry, tile, transforms: tile.transforms() })
     }
 
     /// The convolution's geometry.
@@ -332,7 +334,7 @@ impl WinogradConv {
 
     fn transform_input(&self, x: &[f32], c: usize, t: &Tiling, v_c: &mut [f32]) {
         // SAFETY: `transforms` offers the AVX-512 functions only on CPUs that have it.
-        unsafe { (self.tile.transforms().input)(x, self.geometry.in_channels, c, t, v_c) }
+        unsafe { (self.transforms.input)(x, self.geometry.in_channels, c, t, v_c) }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -347,44 +349,45 @@ impl WinogradConv {
         y: &mut [f32],
     ) {
         // SAFETY: as above.
-        unsafe { (self.tile.transforms().output)(m_o, image, t, columns, self.bias[o], y) };
+        unsafe { (self.transforms.output)(m_o, image, t, columns, self.bias[o], y) };
         activation.apply_slice(y);
+    }
+
+    /// `M[ξ] = U[ξ] · V[ξ]` for every ξ and group: the α²·groups GEMMs spread over rayon's
+    /// threads.
+    fn multiply(&self, v: &[f32], m: &mut [f32], columns: usize) {
+        let m_ptr = SendPtr(m.as_mut_ptr());
+        let jobs = self.transformed.len();
+        // SAFETY: distinct jobs write disjoint rows and columns of `m`, which outlives the loop.
+        (0..jobs).into_par_iter().for_each(|job| unsafe { self.multiply_one(job, v, m_ptr.get(), columns) });
     }
 
     /// [`WinogradConv::multiply`] on the calling thread.
     fn multiply_sequential(&self, v: &[f32], m: &mut [f32], columns: usize) {
-        let g = &self.geometry;
-        let (cin_g, cout_g, groups) = (g.in_per_group(), g.out_per_group(), g.groups);
-        let xi_count = self.tile.positions();
-        let stride = xi_count * columns;
-        for job in 0..xi_count * groups {
-            let (xi, group) = (job / groups, job % groups);
-            let u = &self.transformed[job];
-            let b = &v[group * cin_g * stride + xi * columns..];
-            let c = m[group * cout_g * stride + xi * columns..].as_mut_ptr();
-            // SAFETY: as in `multiply`, on this thread alone.
-            unsafe { gemm_packed(u, 0..u.panels(), b, stride, columns, c, stride, false) };
+        for job in 0..self.transformed.len() {
+            // SAFETY: `m` is borrowed mutably for the whole loop.
+            unsafe { self.multiply_one(job, v, m.as_mut_ptr(), columns) };
         }
     }
 
-    /// `M[ξ] = U[ξ] · V[ξ]` for every ξ and group, the α²·groups GEMMs spread over rayon's
-    /// threads.
-    fn multiply(&self, v: &[f32], m: &mut [f32], columns: usize) {
+    /// `M[ξ] = U[ξ] · V[ξ]` for the rows of one group, `job = ξ · groups + group`.
+    ///
+    /// # Safety
+    /// `m` points at `M` (`[C_out][α²][columns]`); nothing else touches the rows and columns
+    /// of this job while it runs.
+    unsafe fn multiply_one(&self, job: usize, v: &[f32], m: *mut f32, columns: usize) {
         let g = &self.geometry;
         let (cin_g, cout_g, groups) = (g.in_per_group(), g.out_per_group(), g.groups);
-        let m_ptr = SendPtr(m.as_mut_ptr());
-        let xi_count = self.tile.positions();
-        let stride = xi_count * columns;
-        (0..xi_count * groups).into_par_iter().for_each(|job| {
-            let (xi, group) = (job / groups, job % groups);
-            let u = &self.transformed[job];
-            let b = &v[group * cin_g * stride + xi * columns..];
-            let c = m_ptr.get().wrapping_add(group * cout_g * stride + xi * columns);
-            // SAFETY: `b` reads `cin_g` rows of `columns` floats, `α²·columns` apart, inside
-            // `v`; `c` writes `cout_g` such rows inside `m`. Distinct (ξ, group) jobs write
-            // disjoint rows and columns of `m`, which outlives the parallel loop.
-            unsafe { gemm_packed(u, 0..u.panels(), b, stride, columns, c, stride, false) };
-        });
+        let stride = self.tile.positions() * columns;
+        let (xi, group) = (job / groups, job % groups);
+        let u = &self.transformed[job];
+        let b = &v[group * cin_g * stride + xi * columns..];
+        // SAFETY: `b` reads `cin_g` rows of `columns` floats, `α²·columns` apart, inside `v`;
+        // `c` writes `cout_g` such rows inside `M`, as the caller guarantees.
+        unsafe {
+            let c = m.add(group * cout_g * stride + xi * columns);
+            gemm_packed(u, 0..u.panels(), b, stride, columns, c, stride, false);
+        }
     }
 }
 
