@@ -45,7 +45,7 @@ fn main() -> rep::Result<()> {
         let g = ConvGeometry::new(cin, cout, 3).stride(stride).padding(1);
         let layer = (Conv2d::new_with_bias(g, &mut rng)?, Activation::Relu);
         let x = Array4::from_shape_simple_fn((1, cin, size, size), || rng.random_range(-1.0f32..1.0));
-        let flops = 2.0 * g.macs(g.output_size(size, size)?) as f64;
+        let flops = 2.0 * g.macs(g.output_size(size, size)?)? as f64;
         let time = |choice| -> rep::Result<f64> {
             let mut plan = Plan::with_kernels(&layer, [1, cin, size, size], choice)?;
             mean_ms(50, || plan.run(x.view()).map(drop))

@@ -75,13 +75,15 @@ enum Command {
     Bench {
         #[arg(long)]
         arch: String,
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// Worker threads (default: all cores).
-        #[arg(long)]
-        threads: Option<usize>,
-        #[arg(long, default_value_t = 10)]
-        iters: usize,
+        /// Images per forward, 1 to 256.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        batch: u16,
+        /// Worker threads, 1 to 256 (default: all cores).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: Option<u16>,
+        /// Timed runs per form, 1 to 10000.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=10000))]
+        iters: u16,
         /// One JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -108,7 +110,8 @@ pub fn run(args: &[&str], out: &mut dyn Write) -> CliResult {
         Some(Command::Infer { arch, weights, input, output }) => infer(arch, &weights, &input, &output, out),
         Some(Command::Summary { arch, weights, res }) => summary(arch, weights, res, out),
         Some(Command::Bench { arch, batch, threads, iters, json, layers, peak, kernels }) => {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.unwrap_or(0)).build()?;
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.map_or(0, usize::from)).build()?;
+            let (batch, iters) = (usize::from(batch), usize::from(iters));
             let kernels = match kernels.as_str() {
                 "auto" => KernelChoice::Auto,
                 "direct" => KernelChoice::Direct,
@@ -224,6 +227,7 @@ fn convert(
     out: &mut dyn Write,
 ) -> CliResult {
     let naming: Naming = to.parse()?;
+    rep::io::ensure_distinct(output, &[input])?;
     let (arch, loaded, _) = load(arch, input)?;
     let Loaded::Train(model) = loaded else {
         return Err(format!("{} is already a deploy checkpoint", input.display()).into());
@@ -238,7 +242,7 @@ fn convert(
         out,
         "equivalence check on a random 2x3x64x64 input: max |train - fused| = {abs:.3e} (relative {rel:.3e})"
     )?;
-    if rel > 1e-5 {
+    if !d.within(1e-5) {
         return Err(
             format!("fused model differs from the train-time model by {rel:.3e} (relative); nothing written").into()
         );
@@ -255,14 +259,14 @@ fn infer(
     output: &std::path::Path,
     out: &mut dyn Write,
 ) -> CliResult {
+    rep::io::ensure_distinct(output, &[input, weights])?;
     let (_, loaded, _) = load(arch, weights)?;
-    let x: Array4<f32> = ndarray_npy::read_npy(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let x: Array4<f32> = rep::io::read_npy(input)?;
     // The deploy form, planned for this input (train-time weights are fused first).
     let fused = loaded.into_deploy()?;
-    let shape: [usize; 4] = x.shape().try_into().expect("4-D array");
-    let mut plan = Plan::new(&fused, shape)?;
-    let logits = plan.run(x.view())?;
-    ndarray_npy::write_npy(output, &logits).map_err(|e| format!("{}: {e}", output.display()))?;
+    let mut plan = Plan::new(&fused, x.dim().into())?;
+    let logits = plan.run(x.view())?.to_owned();
+    rep::io::write_npy(output, &logits)?;
     writeln!(out, "logits {:?} written to {}", logits.shape(), output.display())?;
     Ok(())
 }

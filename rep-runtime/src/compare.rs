@@ -19,6 +19,12 @@ impl Difference {
         self.max_abs / self.scale
     }
 
+    /// Whether the difference is within `tolerance` relative; false when it is NaN (a NaN or
+    /// ∞ in either tensor), which `relative() > tolerance` would silently let through.
+    pub fn within(&self, tolerance: f32) -> bool {
+        self.relative() <= tolerance
+    }
+
     /// The larger of two differences (for outputs made of several tensors).
     pub fn max(self, other: Difference) -> Difference {
         Difference { max_abs: nan_max(self.max_abs, other.max_abs), scale: self.scale.max(other.scale) }

@@ -59,6 +59,17 @@ pub enum Error {
     #[error("batch norm: {0}")]
     BatchNorm(String),
 
+    /// A parameter, buffer or input that must be finite holds NaN or ±∞.
+    #[error("{what}[{index}] is {value}; expected a finite number")]
+    NonFinite {
+        /// The tensor (`"stage1.0.rbr_dense.conv.weight"`, `"conv weight"`, …).
+        what: String,
+        /// Flat (row-major) index of the first non-finite value.
+        index: usize,
+        /// The value found there.
+        value: f32,
+    },
+
     /// A fusion step whose operands do not combine into one convolution.
     #[error("cannot fuse {what}: {reason}")]
     Fusion {
@@ -75,6 +86,24 @@ pub enum Error {
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
+    },
+
+    /// An output path that is one of the command's inputs; writing it would destroy the input.
+    #[error("refusing to write {output}: it is the same file as the input {input}")]
+    SameFile {
+        /// The path to be written.
+        output: PathBuf,
+        /// The input it resolves to.
+        input: PathBuf,
+    },
+
+    /// A `.npy` file that cannot be read as the tensor asked for.
+    #[error("{path}: not a usable .npy file: {reason}")]
+    Npy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (dtype, dimension, a header that claims more data than the file holds, …).
+        reason: String,
     },
 
     /// A safetensors file is malformed (truncated, bad header, …).
@@ -115,6 +144,14 @@ impl Error {
 
     pub(crate) fn fusion(what: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Fusion { what: what.into(), reason: reason.into() }
+    }
+
+    /// The first non-finite value of `values` as an [`Error::NonFinite`] naming `what`.
+    pub fn check_finite<'a>(what: &str, values: impl IntoIterator<Item = &'a f32>) -> Result<()> {
+        match values.into_iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            Some((index, &value)) => Err(Error::NonFinite { what: what.to_owned(), index, value }),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn shape(what: impl Into<String>, expected: &[usize], found: &[usize]) -> Self {

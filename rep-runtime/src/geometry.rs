@@ -187,8 +187,12 @@ impl ConvGeometry {
     /// The output spatial size for an input of `height × width`, or an error if the padded
     /// input is smaller than the dilated kernel.
     pub fn output_size(&self, height: usize, width: usize) -> Result<Hw> {
+        if self.stride.h == 0 || self.stride.w == 0 {
+            return Err(Error::geometry(format!("stride must be at least 1, found {}", self.stride)));
+        }
         let k = self.effective_kernel();
-        let (ph, pw) = (height + 2 * self.padding.h, width + 2 * self.padding.w);
+        let padded = |size: usize, pad: usize| size.saturating_add(pad.saturating_mul(2));
+        let (ph, pw) = (padded(height, self.padding.h), padded(width, self.padding.w));
         if ph < k.h || pw < k.w {
             return Err(Error::InputTooSmall {
                 layer: "conv2d",
@@ -205,8 +209,13 @@ impl ConvGeometry {
 
     /// Multiply-adds for one image whose output is `out`:
     /// `C_in/g · k_h · k_w · H_out · W_out · C_out`.
-    pub fn macs(&self, out: Hw) -> u64 {
-        (self.in_per_group() * self.kernel.h * self.kernel.w) as u64 * (out.h * out.w) as u64 * self.out_channels as u64
+    ///
+    /// An error when the count does not fit in a `u64` (absurd resolutions), never a wrapped value.
+    pub fn macs(&self, out: Hw) -> Result<u64> {
+        [self.in_per_group(), self.kernel.h, self.kernel.w, out.h, out.w, self.out_channels]
+            .iter()
+            .try_fold(1u64, |acc, &n| acc.checked_mul(n as u64))
+            .ok_or_else(|| Error::geometry(format!("multiply-adds of {self} on a {out} output overflow u64")))
     }
 
     /// Number of weights `C_out · C_in/g · k_h · k_w` (bias not included).

@@ -54,5 +54,5 @@ pub use dim::{Const, Dim};
 pub use error::{Error, Result};
 pub use geometry::{ConvGeometry, Hw};
 pub use io::StateDict;
-pub use traits::{Block, Costs, Reparameterize, StageRoles};
+pub use traits::{Block, Costs, Reparameterize, StageRoles, add_macs};
 pub use {ndarray, rand};

@@ -77,6 +77,14 @@ impl StageRoles {
     }
 }
 
+/// `total + more`, or an error when the sum of multiply-adds overflows a `u64` (what generated
+/// [`Costs::macs`] implementations add with, so that a huge resolution never wraps).
+pub fn add_macs(total: u64, more: u64) -> Result<u64> {
+    total.checked_add(more).ok_or_else(|| {
+        crate::Error::geometry(format!("multiply-adds overflow u64 ({total} + {more}); the input is too large"))
+    })
+}
+
 /// Parameter and multiply-add counts.
 ///
 /// Multiply-adds count convolutions (`C_in/g · k_h · k_w · H_out · W_out · C_out`) and linear
@@ -97,7 +105,7 @@ impl Costs for Conv2d {
 
     fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
         let out = self.geometry.output_size(input.h, input.w)?;
-        Ok((self.geometry.macs(out), out))
+        Ok((self.geometry.macs(out)?, out))
     }
 }
 
@@ -148,7 +156,7 @@ impl Costs for SqueezeExcite {
 
     fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
         let one = Hw::square(1);
-        Ok((self.down.macs(one)?.0 + self.up.macs(one)?.0, input))
+        Ok((add_macs(self.down.macs(one)?.0, self.up.macs(one)?.0)?, input))
     }
 }
 

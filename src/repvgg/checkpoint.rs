@@ -175,14 +175,24 @@ impl Checkpoint {
         self.state.tensors.get(key).map(|t| t.shape())
     }
 
-    /// The kernel of the block at `prefix`: `[C_out, C_in/g, 3, 3]`.
+    /// The kernel of the block at `prefix`: `[C_out, C_in/g, 3, 3]`, holding values.
+    ///
+    /// Only kernels whose values are in the file are used, so every size inferred from them is
+    /// bounded by the file's length (a zero-element tensor could claim any channel count).
     fn kernel_shape(&self, prefix: &str) -> Result<&[usize]> {
         let (train, deploy) = (format!("{prefix}.rbr_dense.conv.weight"), format!("{prefix}.rbr_reparam.weight"));
-        self.shape(&train).or_else(|| self.shape(&deploy)).filter(|s| s.len() == 4).ok_or_else(|| {
+        let shape = self.shape(&train).or_else(|| self.shape(&deploy)).filter(|s| s.len() == 4).ok_or_else(|| {
             Error::Checkpoint(format!(
                 "cannot infer the architecture: no 4-D `{train}` or `{deploy}` in the checkpoint"
             ))
-        })
+        })?;
+        if shape[2..] != [3, 3] || shape.contains(&0) {
+            return Err(Error::Checkpoint(format!(
+                "cannot infer the architecture: the kernel of `{prefix}` has shape {shape:?}; \
+                 expected [C_out, C_in/groups, 3, 3] with no zero dimension"
+            )));
+        }
+        Ok(shape)
     }
 
     /// The architecture, read off the keys (blocks per stage) and shapes (widths, groups, classes).
@@ -272,7 +282,10 @@ impl Checkpoint {
 
 /// Writes deploy weights in either naming: loadable by the official model built with
 /// `deploy=True`, or by timm's after `reparameterize_model`.
+///
+/// The file is written atomically, and only when every number is finite.
 pub fn save_deploy(model: &RepVggFused, path: impl AsRef<Path>, naming: Naming) -> Result<()> {
+    crate::io::check_finite(model)?;
     let state = StateDict::from_parameters(model);
     let tensors = state.tensors.into_iter().map(|(k, v)| (naming.from_official(&k), v)).collect();
     StateDict { tensors }.save(path)

@@ -87,7 +87,7 @@ pub(super) fn costs(block: &Block) -> TokenStream {
         let field = &b.field;
         let steps = b.ops.iter().enumerate().filter(|(_, op)| !matches!(op.kind, OpKind::Identity(_))).map(|(i, _)| {
             let layer = op_access(b, i, &quote!(__b));
-            quote!(let (__m, __next) = ::rep::Costs::macs(&#layer, __hw)?; __total += __m; __hw = __next;)
+            quote!(let (__m, __next) = ::rep::Costs::macs(&#layer, __hw)?; __total = ::rep::add_macs(__total, __m)?; __hw = __next;)
         });
         let steps: Vec<_> = steps.collect();
         let keep = (index == 0).then(|| quote!(__out = __hw;));
@@ -107,7 +107,7 @@ pub(super) fn costs(block: &Block) -> TokenStream {
         .post
         .iter()
         .any(|p| matches!(p, PostOp::Se(..)))
-        .then(|| quote!(__total += ::rep::Costs::macs(&self.se, __out)?.0;));
+        .then(|| quote!(__total = ::rep::add_macs(__total, ::rep::Costs::macs(&self.se, __out)?.0)?;));
     quote! {
         fn parameter_count(&self) -> usize {
             let mut __n = 0usize;

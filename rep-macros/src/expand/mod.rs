@@ -94,7 +94,8 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
     let fused_se_visit_mut = fused_se
         .then(|| quote!(::rep::layers::Parameters::visit_mut(&mut self.se, &::rep::layers::join(prefix, "se"), f);));
     let fused_se_params = fused_se.then(|| quote!(+ ::rep::Costs::parameter_count(&self.se)));
-    let fused_se_macs = fused_se.then(|| quote!(__macs += ::rep::Costs::macs(&self.se, __out)?.0;));
+    let fused_se_macs =
+        fused_se.then(|| quote!(__macs = ::rep::add_macs(__macs, ::rep::Costs::macs(&self.se, __out)?.0)?;));
     let fused_se_init = fused_se.then(|| quote!(se: self.se.clone(),));
 
     quote! {
@@ -152,6 +153,7 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
             type Fused = #fused_name;
 
             fn fuse(&self) -> ::rep::Result<#fused_name> {
+                ::rep::io::check_finite(self)?;
                 let __fused = self.squeeze()? #post_bn;
                 ::core::result::Result::Ok(#fused_name { conv: __fused.to_conv2d(), #fused_se_init })
             }

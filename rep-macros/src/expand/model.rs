@@ -105,6 +105,7 @@ pub fn model(model: &Model) -> TokenStream {
             type Fused = #fused_name;
 
             fn fuse(&self) -> ::rep::Result<#fused_name> {
+                ::rep::io::check_finite(self)?;
                 ::core::result::Result::Ok(#fused_name { #(#fuse)* })
             }
         }
@@ -305,13 +306,13 @@ fn costs(model: &Model) -> TokenStream {
             Kind::Stage { .. } => quote! {
                 for __b in self.#ident.iter() {
                     let (__m, __next) = ::rep::Costs::macs(__b, __hw)?;
-                    __total += __m;
+                    __total = ::rep::add_macs(__total, __m)?;
                     __hw = __next;
                 }
             },
             _ => quote! {
                 let (__m, __next) = ::rep::Costs::macs(&self.#ident, __hw)?;
-                __total += __m;
+                __total = ::rep::add_macs(__total, __m)?;
                 __hw = __next;
             },
         }

@@ -74,6 +74,10 @@ impl AffineConv {
 
     /// The conv's numbers as if it padded with zeros.
     fn from_conv_ignoring_fill(conv: &Conv2d) -> Result<Self> {
+        Error::check_finite("conv weight", conv.weight.iter())?;
+        if let Some(bias) = &conv.bias {
+            Error::check_finite("conv bias", bias.iter())?;
+        }
         let bias = match &conv.bias {
             Some(b) => b.mapv(f64::from),
             None => Array1::zeros(conv.geometry.out_channels),
@@ -117,12 +121,14 @@ impl AffineConv {
 
     /// Folds an OREPA scaling layer that follows the conv: `W' = s·W`, `b' = s·b`.
     pub fn then_scale(self, scale: &Scale) -> Result<Self> {
+        Error::check_finite("scale weight", scale.weight.iter())?;
         let a: Vec<f64> = scale.weight.iter().map(|&v| v as f64).collect();
         self.then_channel_affine("scale", &a, &vec![0.0; a.len()])
     }
 
     /// Folds an ImplicitM that follows the conv: `W' = m·W`, `b' = m·b`.
     pub fn then_implicit_m(self, m: &ImplicitM) -> Result<Self> {
+        Error::check_finite("implicit_m", m.implicit.iter())?;
         let a = m.values();
         self.then_channel_affine("implicit_m", &a, &vec![0.0; a.len()])
     }
@@ -149,6 +155,7 @@ impl AffineConv {
                 format!("the conv after it pads by {}; the fold is exact only without padding", g.padding),
             ));
         }
+        Error::check_finite("implicit_a", implicit.implicit.iter())?;
         let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
         let offsets = implicit.values();
         for (o, kernel) in self.weight.axis_iter(Axis(0)).enumerate() {

@@ -13,6 +13,9 @@ impl AffineConv {
     /// `self`'s bias ([`Conv2d::with_pad_fill`]); zero padding after a non-zero bias would make
     /// the merged conv differ on the border, and is refused.
     pub fn then_conv(self, next: &Conv2d) -> Result<AffineConv> {
+        if let Some(fill) = &next.pad_fill {
+            Error::check_finite("conv pad fill", fill.iter())?;
+        }
         if self.geometry.is_pointwise() && next.geometry.padding.to_array() != [0, 0] {
             let fill: Vec<f64> = match &next.pad_fill {
                 Some(f) => f.iter().map(|&v| v as f64).collect(),

@@ -34,6 +34,33 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2};
 use rayon::prelude::*;
 
+/// Whether every value is finite (no NaN, no ±∞): one pass, sixteen lanes at a time
+/// (`v − v` is 0 for a finite `v` and NaN otherwise, so the lane sums stay 0 exactly when all are).
+pub fn all_finite(values: &[f32]) -> bool {
+    const LANES: usize = 16;
+    let mut sums = [0.0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    #[allow(clippy::eq_op)] // `v − v` is the point: NaN exactly when `v` is not finite
+    for chunk in chunks {
+        for (s, v) in sums.iter_mut().zip(chunk) {
+            *s += v - v;
+        }
+    }
+    sums.iter().all(|s| *s == 0.0) && rest.iter().all(|v| v.is_finite())
+}
+
+/// A zero-filled buffer of `len` floats, or an error naming `what` when the memory cannot be
+/// had (instead of aborting the process, as `vec!` would).
+pub fn zeroed(len: usize, what: &str) -> Result<Vec<f32>> {
+    let mut buffer = Vec::new();
+    buffer.try_reserve_exact(len).map_err(|_| {
+        Error::Geometry(format!("{what}: cannot allocate {len} floats ({} bytes)", len.saturating_mul(4)))
+    })?;
+    buffer.resize(len, 0.0);
+    Ok(buffer)
+}
+
 /// The numbers of one convolution: weight `[C_out, C_in/g, k_h, k_w]`, optional bias `[C_out]`,
 /// and optional per-input-channel padding values `[C_in]` (zero padding when `None`).
 #[derive(Clone, Copy, Debug)]

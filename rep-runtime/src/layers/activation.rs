@@ -10,7 +10,7 @@ pub enum Activation {
     /// `y = x`.
     #[default]
     Identity,
-    /// `y = max(x, 0)`.
+    /// `y = max(x, 0)`, with NaN staying NaN as in PyTorch (`f32::max(NaN, 0)` would be 0).
     Relu,
     /// `y = x · σ(x)` (a.k.a. swish).
     Silu,
@@ -26,7 +26,7 @@ impl Activation {
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Activation::Identity => x,
-            Activation::Relu => x.max(0.0),
+            Activation::Relu => relu(x),
             Activation::Silu => x / (1.0 + (-x).exp()),
             Activation::LeakyRelu(slope) => {
                 if x >= 0.0 {
@@ -51,10 +51,17 @@ impl Activation {
     pub fn apply_slice(self, values: &mut [f32]) {
         match self {
             Activation::Identity => {}
-            Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::Relu => values.iter_mut().for_each(|v| *v = relu(*v)),
             other => values.iter_mut().for_each(|v| *v = other.apply(*v)),
         }
     }
+}
+
+/// PyTorch's ReLU: negative values become 0, everything else (NaN included) passes through.
+/// A comparison and a select, so it vectorizes like `max`.
+#[inline]
+fn relu(x: f32) -> f32 {
+    if x < 0.0 { 0.0 } else { x }
 }
 
 impl Layer for Activation {

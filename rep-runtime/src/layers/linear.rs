@@ -1,7 +1,7 @@
 //! Fully connected layer (the classifier head).
 
 use super::tensor_parameters;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels;
 use ndarray::{Array1, Array2};
 use rand::Rng;
@@ -33,6 +33,16 @@ impl Linear {
     /// Output features.
     pub fn out_features(&self) -> usize {
         self.weight.nrows()
+    }
+
+    /// Checks that the bias (when there is one) has one entry per output.
+    pub fn validate(&self) -> Result<()> {
+        match &self.bias {
+            Some(b) if b.len() != self.out_features() => {
+                Err(Error::shape("linear bias", &[self.out_features()], b.shape()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Applies the layer to `x: [N, in]`.

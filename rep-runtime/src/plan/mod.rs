@@ -85,6 +85,13 @@ impl Shape {
         }
     }
 
+    /// Number of values, or an error when it does not fit in a `usize`.
+    fn checked_len(&self) -> Result<usize> {
+        self.dims().iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
+            Error::Geometry(format!("a tensor of shape {:?} has more values than fit in memory", self.dims()))
+        })
+    }
+
     /// Whether the tensor holds no values.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -122,9 +129,11 @@ impl PlanBuilder {
         self.shape
     }
 
-    fn push(&mut self, step: Step) {
+    fn push(&mut self, step: Step) -> Result<()> {
+        step.output.checked_len()?;
         self.shape = step.output;
         self.steps.push(step);
+        Ok(())
     }
 
     /// A convolution followed by `activation`; its kernel is chosen here (see [`KernelChoice`]).
@@ -137,6 +146,8 @@ impl PlanBuilder {
                 g.in_channels, input[1]
             )));
         }
+        crate::kernels::check_operands(g, &conv.operands())
+            .map_err(|e| Error::Geometry(format!("plan step `{name}`: {e}")))?;
         let out = g.output_size(input[2], input[3])?;
         let winograd = crate::kernels::WinogradConv::supports(g) && conv.pad_fill.is_none();
         let wide = g.in_per_group() >= WINOGRAD_MIN_CHANNELS && g.out_per_group() >= WINOGRAD_MIN_CHANNELS;
@@ -146,8 +157,7 @@ impl PlanBuilder {
             _ => ConvKernel::direct(conv),
         };
         let output = Shape::Map([input[0], g.out_channels, out.h, out.w]);
-        self.push(Step::new(name, steps::Op::Conv { kernel, activation }, self.shape, output));
-        Ok(())
+        self.push(Step::new(name, steps::Op::Conv { kernel, activation }, self.shape, output))
     }
 
     /// An element-wise activation, in place — or inside the convolution just before it, when
@@ -159,7 +169,7 @@ impl PlanBuilder {
             return Ok(());
         }
         if activation != Activation::Identity {
-            self.push(Step::new(name, steps::Op::Activation(activation), self.shape, self.shape));
+            self.push(Step::new(name, steps::Op::Activation(activation), self.shape, self.shape))?;
         }
         Ok(())
     }
@@ -168,15 +178,13 @@ impl PlanBuilder {
     pub fn squeeze_excite(&mut self, se: &SqueezeExcite, name: &str) -> Result<()> {
         let input = self.shape.map(name)?;
         let op = steps::Op::squeeze_excite(se, input, name)?;
-        self.push(Step::new(name, op, self.shape, self.shape));
-        Ok(())
+        self.push(Step::new(name, op, self.shape, self.shape))
     }
 
     /// Mean over the spatial axes: `[N, C, H, W] → [N, C]`.
     pub fn global_avg_pool(&mut self, name: &str) -> Result<()> {
         let [n, c, ..] = self.shape.map(name)?;
-        self.push(Step::new(name, steps::Op::GlobalAvgPool, self.shape, Shape::Flat([n, c])));
-        Ok(())
+        self.push(Step::new(name, steps::Op::GlobalAvgPool, self.shape, Shape::Flat([n, c])))
     }
 
     /// A fully connected layer on `[N, features]`.
@@ -192,8 +200,7 @@ impl PlanBuilder {
             }
         };
         let output = Shape::Flat([n, linear.out_features()]);
-        self.push(Step::new(name, steps::Op::linear(linear), self.shape, output));
-        Ok(())
+        self.push(Step::new(name, steps::Op::linear(linear)?, self.shape, output))
     }
 }
 
@@ -234,13 +241,15 @@ impl Plan {
 
     /// As [`Plan::new`], with the convolution kernels chosen by `choice`.
     pub fn with_kernels<M: Compile + ?Sized>(model: &M, input: [usize; 4], choice: KernelChoice) -> Result<Plan> {
+        Shape::Map(input).checked_len()?;
         let mut builder = PlanBuilder { steps: Vec::new(), shape: Shape::Map(input), choice };
         model.compile(&mut builder, "")?;
         let largest = builder.steps.iter().map(|s| s.output.len()).fold(Shape::Map(input).len(), usize::max);
         let workspace = builder.steps.iter().map(Step::workspace_len).collect::<Result<Vec<_>>>()?;
         let workspace = workspace.into_iter().max().unwrap_or(0);
-        let [a, b] = [vec![0.0; largest], vec![0.0; largest]];
-        let mut plan = Plan { input, steps: builder.steps, buffers: [a, b], workspace: vec![0.0; workspace] };
+        let [a, b] = [crate::kernels::zeroed(largest, "plan buffer")?, crate::kernels::zeroed(largest, "plan buffer")?];
+        let workspace = crate::kernels::zeroed(workspace, "plan workspace")?;
+        let mut plan = Plan { input, steps: builder.steps, buffers: [a, b], workspace };
         // One run on zeros touches every buffer and grows the per-thread scratch, so that the
         // first real call is a steady-state one.
         plan.run(ndarray::Array4::zeros(input).view())?;
@@ -298,6 +307,10 @@ impl Plan {
         if x.shape() != self.input {
             return Err(Error::shape("plan input", &self.input, x.shape()));
         }
+        let finite = match x.as_slice() {
+            Some(values) => crate::kernels::all_finite(values),
+            None => x.iter().all(|v| v.is_finite()),
+        };
         let mut current = Slot::Input;
         if x.as_slice().is_none() {
             // Not row-major: copy into a buffer (no allocation) and read from there.
@@ -328,7 +341,7 @@ impl Plan {
                     Slot::Buffer(0) => (&first[..in_len], &mut second[..out_len], 1),
                     Slot::Buffer(_) => (&second[..in_len], &mut first[..out_len], 0),
                 };
-                step.run(src, dst, &mut self.workspace)?;
+                step.run(src, dst, &mut self.workspace, finite)?;
                 current = Slot::Buffer(next);
             }
             record(i, start.elapsed());

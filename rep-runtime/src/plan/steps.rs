@@ -31,7 +31,14 @@ pub enum ConvKernel {
         packed: Vec<kernels::PackedMatrix>,
     },
     /// Winograd on the kernel transformed at planning time.
-    Winograd(WinogradConv),
+    Winograd {
+        /// The transformed kernel.
+        winograd: WinogradConv,
+        /// The layer itself, for inputs that hold NaN or ±∞: Winograd's transforms mix the
+        /// values of a whole tile, so a non-finite input would spread to outputs whose window
+        /// does not contain it; the direct path puts it exactly where PyTorch does.
+        conv: Box<Conv2d>,
+    },
 }
 
 impl ConvKernel {
@@ -42,7 +49,7 @@ impl ConvKernel {
     }
 
     pub(super) fn winograd(conv: &Conv2d, tile: kernels::Tile) -> Result<Self> {
-        Ok(ConvKernel::Winograd(WinogradConv::with_tile(conv, tile)?))
+        Ok(ConvKernel::Winograd { winograd: WinogradConv::with_tile(conv, tile)?, conv: Box::new(conv.clone()) })
     }
 }
 
@@ -125,14 +132,19 @@ impl Op {
         if !pointwise(down) || !pointwise(up) {
             return Err(Error::Geometry(format!("plan step `{name}`: squeeze-excite needs ungrouped 1x1 convs")));
         }
+        for (conv, part) in [(&se.down, "down"), (&se.up, "up")] {
+            kernels::check_operands(&conv.geometry, &conv.operands())
+                .map_err(|e| Error::Geometry(format!("plan step `{name}`, squeeze-excite `{part}`: {e}")))?;
+        }
         Ok(Op::SqueezeExcite { down: Dense::from_conv(&se.down), up: Dense::from_conv(&se.up) })
     }
 
-    pub(super) fn linear(linear: &Linear) -> Op {
+    pub(super) fn linear(linear: &Linear) -> Result<Op> {
+        linear.validate()?;
         let weight = linear.weight.as_standard_layout();
         let bias = linear.bias.as_ref().map(|b| b.to_vec());
         let weight = weight.as_slice().expect("standard layout");
-        Op::Linear(Dense::new(weight, bias.as_deref(), linear.out_features(), linear.in_features()))
+        Ok(Op::Linear(Dense::new(weight, bias.as_deref(), linear.out_features(), linear.in_features())))
     }
 }
 
@@ -160,7 +172,7 @@ impl Step {
     /// The kernel the step runs, for profiles.
     pub fn kernel_name(&self) -> &'static str {
         match &self.op {
-            Op::Conv { kernel: ConvKernel::Winograd(w), .. } => match w.tile() {
+            Op::Conv { kernel: ConvKernel::Winograd { winograd: w, .. }, .. } => match w.tile() {
                 kernels::Tile::F2 => "winograd",
                 kernels::Tile::F4 => "winograd4",
             },
@@ -190,9 +202,9 @@ impl Step {
             (Op::Conv { kernel, .. }, Shape::Map([n, _, h, w])) => {
                 let g = match kernel {
                     ConvKernel::Direct { conv, .. } => conv.geometry,
-                    ConvKernel::Winograd(w) => *w.geometry(),
+                    ConvKernel::Winograd { conv, .. } => conv.geometry,
                 };
-                n as u64 * g.macs(Hw { h, w })
+                g.macs(Hw { h, w }).ok().and_then(|m| m.checked_mul(n as u64)).unwrap_or(u64::MAX)
             }
             (Op::Linear(d), _) => rows(&self.input) * (d.weight.len() as u64),
             (Op::SqueezeExcite { down, up }, _) => rows(&self.input) * (down.weight.len() + up.weight.len()) as u64,
@@ -203,22 +215,27 @@ impl Step {
     /// Floats of shared workspace the step needs.
     pub(super) fn workspace_len(&self) -> Result<usize> {
         Ok(match (&self.op, self.input) {
-            (Op::Conv { kernel: ConvKernel::Winograd(w), .. }, Shape::Map([n, _, h, wd])) => {
-                w.workspace_len(n, Hw { h, w: wd })?
+            (Op::Conv { kernel: ConvKernel::Winograd { winograd, .. }, .. }, Shape::Map([n, _, h, wd])) => {
+                winograd.workspace_len(n, Hw { h, w: wd })?
             }
             (Op::SqueezeExcite { down, up }, Shape::Map([n, ..])) => n * (2 * up.outputs() + down.outputs()),
             _ => 0,
         })
     }
 
-    /// Computes the step from `x` into `y` (both sized by the plan).
-    pub(super) fn run(&self, x: &[f32], y: &mut [f32], workspace: &mut [f32]) -> Result<()> {
+    /// Computes the step from `x` into `y` (both sized by the plan). `finite` tells whether
+    /// the network's input held only finite values; when it did not, Winograd layers take the
+    /// direct path (see [`ConvKernel::Winograd`]).
+    pub(super) fn run(&self, x: &[f32], y: &mut [f32], workspace: &mut [f32], finite: bool) -> Result<()> {
         match (&self.op, self.input) {
+            (Op::Conv { kernel: ConvKernel::Winograd { conv, .. }, activation }, Shape::Map(shape)) if !finite => {
+                kernels::conv2d_into(x, shape, &conv.geometry, conv.operands(), *activation, y)
+            }
             (Op::Conv { kernel: ConvKernel::Direct { conv, packed }, activation }, Shape::Map(shape)) => {
                 let operands = kernels::ConvOperands { packed: Some(packed), ..conv.operands() };
                 kernels::conv2d_into(x, shape, &conv.geometry, operands, *activation, y)
             }
-            (Op::Conv { kernel: ConvKernel::Winograd(w), activation }, Shape::Map([n, _, h, wd])) => {
+            (Op::Conv { kernel: ConvKernel::Winograd { winograd: w, .. }, activation }, Shape::Map([n, _, h, wd])) => {
                 w.run(x, n, Hw { h, w: wd }, y, workspace, *activation)
             }
             (Op::GlobalAvgPool, Shape::Map([_, _, h, w])) => {

@@ -224,7 +224,10 @@ impl WinogradConv {
     /// Floats of workspace [`WinogradConv::run`] needs for `images` inputs of size `input`.
     pub fn workspace_len(&self, images: usize, input: Hw) -> Result<usize> {
         let t = self.tiling(images, input)?;
-        Ok(self.tile.positions() * t.columns() * (self.geometry.in_channels + self.geometry.out_channels))
+        let channels = self.geometry.in_channels.checked_add(self.geometry.out_channels);
+        channels.and_then(|c| c.checked_mul(self.tile.positions())?.checked_mul(t.columns())).ok_or_else(|| {
+            Error::Geometry(format!("Winograd workspace for {images} images of {input} overflows usize"))
+        })
     }
 
     /// Convolves `x` (`[images, C_in, H, W]`, row-major) into `out` (`[images, C_out, H_out,

@@ -4,6 +4,12 @@
 //! unexpected or mis-shaped key in one [`Mismatch`]; only when there is none are the values
 //! copied, so a failed load leaves the model untouched.
 
+mod files;
+mod npy;
+
+pub use files::{ensure_distinct, write_atomic};
+pub use npy::{read_npy, write_npy};
+
 use crate::error::{Error, Result};
 use crate::layers::Parameters;
 use ndarray::ArrayD;
@@ -11,6 +17,18 @@ use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+
+/// Refuses a model holding a NaN or ±∞ in any parameter or buffer, naming the first one by its
+/// dotted name and flat index (what fusing and saving check before they start).
+pub fn check_finite(model: &dyn Parameters) -> Result<()> {
+    let mut found = Ok(());
+    model.visit("", &mut |name, t| {
+        if found.is_ok() {
+            found = Error::check_finite(name, t.iter());
+        }
+    });
+    found
+}
 
 /// Checkpoint entries that describe bookkeeping, not numbers, and are skipped on load
 /// (PyTorch's int64 `num_batches_tracked`).
@@ -66,11 +84,12 @@ impl StateDict {
         StateDict { tensors }
     }
 
-    /// Writes the tensors as an F32 safetensors file.
+    /// Writes the tensors as an F32 safetensors file, atomically ([`write_atomic`]): an
+    /// existing file is replaced only once the new one is complete on disk.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let bytes = self.to_bytes().map_err(|reason| Error::Safetensors { path: path.to_owned(), reason })?;
-        std::fs::write(path, bytes).map_err(|source| Error::Io { path: path.to_owned(), source })
+        write_atomic(path, |file| std::io::Write::write_all(file, &bytes))
     }
 
     /// The tensors as F32 safetensors bytes.
@@ -90,14 +109,24 @@ impl StateDict {
         safetensors::serialize(views, None).map_err(|e| e.to_string())
     }
 
-    /// Copies every tensor into `model` under `prefix` after checking that names and shapes
-    /// match exactly; on any mismatch nothing is copied and every problem is reported.
+    /// Copies every tensor into `model` after checking that names and shapes match exactly and
+    /// that every value is finite; on any problem nothing is copied and the problem is reported
+    /// (every missing, unexpected or mis-shaped key at once; the first non-finite value by key
+    /// and index). A model with two parameters of one name is refused, never half-loaded.
     pub fn load_into(&self, model: &mut dyn Parameters) -> Result<()> {
         let mut mismatch = Mismatch::default();
         let mut expected = BTreeMap::new();
+        let mut duplicate = None;
         model.visit("", &mut |name, t| {
-            expected.insert(name.to_owned(), t.shape().to_vec());
+            if expected.insert(name.to_owned(), t.shape().to_vec()).is_some() {
+                duplicate.get_or_insert_with(|| name.to_owned());
+            }
         });
+        if let Some(name) = duplicate {
+            return Err(Error::Checkpoint(format!(
+                "the model has two parameters named `{name}`, so no checkpoint can load into it"
+            )));
+        }
         for (name, shape) in &expected {
             match self.tensors.get(name) {
                 None => mismatch.missing.push(name.clone()),
@@ -111,7 +140,15 @@ impl StateDict {
         if !mismatch.is_empty() {
             return Err(Error::StateDict(mismatch));
         }
-        model.visit_mut("", &mut |name, mut t| t.assign(&self.tensors[name]));
+        for name in expected.keys() {
+            Error::check_finite(name, self.tensors[name].iter())?;
+        }
+        model.visit_mut("", &mut |name, mut t| {
+            // Names and shapes were checked above, for this very model.
+            if let Some(source) = self.tensors.get(name).filter(|s| s.shape() == t.shape()) {
+                t.assign(source);
+            }
+        });
         Ok(())
     }
 

@@ -1,0 +1,150 @@
+//! The `repvgg` command as a user runs it: a separate process, its exit status and stderr,
+//! and the files it leaves. Failed writes leave the destination byte for byte as it was, outputs
+//! that are inputs are refused, and absurd sizes are refused before anything is allocated.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `repvgg` example binary, which `cargo test` builds beside the test binaries.
+fn binary() -> PathBuf {
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
+    let path = deps.parent().unwrap().join("examples").join(format!("repvgg{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "{} is missing: run the tests with `cargo test`, which builds the examples", path.display());
+    path
+}
+
+fn fixture(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/official_a0_w25").join(file)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rep-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    Command::new(binary()).args(args.iter().map(|a| a.as_ref())).output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn copy_of(file: &str, name: &str) -> PathBuf {
+    let path = scratch(name);
+    std::fs::copy(fixture(file), &path).unwrap();
+    path
+}
+
+#[test]
+fn convert_onto_its_own_input_is_refused_and_the_input_kept() {
+    let train = copy_of("train.safetensors", "self.safetensors");
+    let before = std::fs::read(&train).unwrap();
+    // The same file under another spelling of its path.
+    let alias = train.parent().unwrap().join(".").join("self.safetensors");
+    let output = run(&[&"convert", &train, &alias]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("refusing to write"), "{}", stderr(&output));
+    assert_eq!(std::fs::read(&train).unwrap(), before);
+}
+
+#[test]
+fn infer_onto_its_input_or_weights_is_refused() {
+    let (weights, input) = (copy_of("deploy.safetensors", "w.safetensors"), copy_of("input.npy", "x.npy"));
+    let (w_before, x_before) = (std::fs::read(&weights).unwrap(), std::fs::read(&input).unwrap());
+    for target in [&input, &weights] {
+        let output = run(&[&"infer", &"--weights", &weights, &"--input", &input, &"--output", target]);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(stderr(&output).contains("it is the same file as the input"), "{}", stderr(&output));
+    }
+    assert_eq!(std::fs::read(&weights).unwrap(), w_before);
+    assert_eq!(std::fs::read(&input).unwrap(), x_before);
+
+    // The real thing works, and writes what the library computes.
+    let logits = scratch("logits.npy");
+    let output = run(&[&"infer", &"--weights", &weights, &"--input", &input, &"--output", &logits]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let y = rep::io::read_npy::<ndarray::Ix2>(&logits).unwrap();
+    let expected = rep::io::read_npy::<ndarray::Ix2>(fixture("expect_deploy.npy")).unwrap();
+    assert!(rep::compare::difference(&y, &expected).unwrap().within(1e-5));
+}
+
+/// Runs `repvgg convert` with the file size limited to `blocks` KiB by `ulimit -f`, so that the
+/// write fails partway (the kernel stops the process with SIGXFSZ).
+fn convert_with_file_limit(train: &Path, output: &Path, blocks: usize) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -f {blocks}; exec \"$0\" convert \"$1\" \"$2\""))
+        .arg(binary())
+        .arg(train)
+        .arg(output)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_convert_killed_midway_leaves_the_destination_unchanged() {
+    let train = fixture("train.safetensors");
+    let destination = scratch("deploy_existing.safetensors");
+    std::fs::write(&destination, b"an earlier, good deploy file").unwrap();
+    let output = convert_with_file_limit(&train, &destination, 64);
+    assert!(!output.status.success(), "the 64 KiB limit must stop a 2.7 MB write");
+    assert_eq!(std::fs::read(&destination).unwrap(), b"an earlier, good deploy file");
+
+    // Without the limit it succeeds, and the result loads.
+    let output = run(&[&"convert", &train, &destination]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let checkpoint = rep::repvgg::Checkpoint::load(&destination).unwrap();
+    assert_eq!(checkpoint.form, rep::repvgg::Form::Deploy);
+}
+
+#[test]
+fn convert_refuses_non_finite_weights_and_writes_nothing() {
+    let mut state = rep::StateDict::load(fixture("train.safetensors")).unwrap();
+    let weight = state.tensors.get_mut("stage1.0.rbr_dense.conv.weight").unwrap();
+    let index = ((3 * weight.shape()[1] + 2) * 3 + 1) * 3;
+    weight[[3, 2, 1, 0]] = f32::NAN;
+    let train = scratch("nan_train.safetensors");
+    state.save(&train).unwrap();
+    let destination = scratch("nan_deploy.safetensors");
+    let output = run(&[&"convert", &train, &destination]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(&format!("stage1.0.rbr_dense.conv.weight[{index}] is NaN; expected a finite number")),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!destination.exists());
+}
+
+#[test]
+fn absurd_sizes_are_refused_not_aborted() {
+    // A header claiming 1x3x100000x100000 floats in a 64-byte body.
+    let lying = scratch("lying.npy");
+    let header = format!("{:<117}\n", "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 100000, 100000), }");
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0u8; 64]);
+    std::fs::write(&lying, bytes).unwrap();
+    let output = run(&[
+        &"infer",
+        &"--weights",
+        &fixture("deploy.safetensors"),
+        &"--input",
+        &lying,
+        &"--output",
+        &scratch("y.npy"),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("not a usable .npy file"), "{}", stderr(&output));
+
+    let output = run(&[&"bench", &"--arch", &"A0", &"--batch", &"100000"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("100000 is not in 1..=256"), "{}", stderr(&output));
+
+    let output = run(&[&"summary", &"--arch", &"A0", &"--res", &"3000000001"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("overflow u64"), "{}", stderr(&output));
+}
