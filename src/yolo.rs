@@ -50,7 +50,7 @@ pub struct ImplicitHead<Cin, Cout> {
 pub fn set_batch_norms(model: &mut dyn Parameters, eps: f64, momentum: f64) {
     model.visit_batch_norms(&mut |bn| {
         bn.eps = eps;
-        bn.momentum = momentum;
+        bn.momentum = Some(momentum);
     });
 }
 

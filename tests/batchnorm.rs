@@ -47,7 +47,7 @@ fn training_step_matches_pytorch_by_hand() {
     assert_eq!(bn.num_batches_tracked, 1);
 
     // A second step compounds, here with YOLOv7's momentum 0.03.
-    bn.momentum = 0.03;
+    bn.momentum = Some(0.03);
     bn.forward_train(&batch()).unwrap();
     let mean0 = 0.97 * 0.25 + 0.03 * 2.5;
     let var0 = 0.97 * (0.9 + 0.1 * 5.0 / 3.0) + 0.03 * 5.0 / 3.0;
@@ -94,4 +94,46 @@ fn unusable_statistics_are_errors() {
     let err = bn.forward_train(&Array4::zeros((1, 2, 1, 1))).unwrap_err();
     assert!(err.to_string().contains("more than one value per channel"), "{err}");
     assert_eq!(bn.num_batches_tracked, 0);
+}
+
+#[test]
+fn momentum_none_is_the_cumulative_average() {
+    // PyTorch's `momentum=None`: m = 1 / num_batches_tracked, counted before the update.
+    let mut bn = BatchNorm2d::new(2).with_eps_momentum(1e-5, None);
+    let first = batch();
+    let second = first.mapv(|v| 3.0 * v + 1.0);
+    bn.forward_train(&first).unwrap();
+    assert_eq!(bn.num_batches_tracked, 1);
+    assert_eq!(bn.running_mean, array![2.5, 0.0], "the first batch replaces the initial statistics");
+    bn.forward_train(&second).unwrap();
+    assert_eq!(bn.num_batches_tracked, 2);
+    // Second batch: channel 0 mean 8.5, unbiased var 15; channel 1 mean 1, unbiased var 24.
+    let expected_mean = array![(2.5 + 8.5) / 2.0, (0.0 + 1.0) / 2.0];
+    let expected_var = array![(5.0 / 3.0 + 15.0) / 2.0, (8.0 / 3.0 + 24.0) / 2.0];
+    assert_close("running_mean", &bn.running_mean, &expected_mean);
+    assert_close("running_var", &bn.running_var, &expected_var);
+}
+
+#[test]
+fn num_batches_tracked_round_trips_through_checkpoints() {
+    let mut bn = BatchNorm2d::new(2);
+    for _ in 0..3 {
+        bn.forward_train(&batch()).unwrap();
+    }
+    let state = rep::StateDict::from_parameters(&bn);
+    assert_eq!(state.counters["num_batches_tracked"], 3);
+    let bytes = state.to_bytes().unwrap();
+    let mut fresh = BatchNorm2d::new(2);
+    rep::StateDict::from_bytes(&bytes, "<memory>").unwrap().load_into(&mut fresh).unwrap();
+    assert_eq!(fresh, bn);
+
+    // PyTorch's own train checkpoint: every BN's count is read (int64 scalars) and written back.
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/official_a0_w25/train.safetensors");
+    let checkpoint = rep::repvgg::Checkpoint::load(&path).unwrap();
+    assert_eq!(checkpoint.state.counters.len(), 61);
+    let (_, loaded) = checkpoint.build(None).unwrap();
+    let rep::repvgg::Loaded::Train(model) = loaded else { panic!("a train checkpoint") };
+    let saved = rep::StateDict::from_parameters(model.as_ref());
+    assert_eq!(saved.counters, checkpoint.state.counters);
 }

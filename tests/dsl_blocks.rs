@@ -82,7 +82,7 @@ fn weight_names_follow_the_declaration() {
         ]
     );
     assert_eq!(repconv.rbr_dense.1.eps, 1e-3);
-    assert_eq!(repconv.rbr_dense.1.momentum, 0.03);
+    assert_eq!(repconv.rbr_dense.1.momentum, Some(0.03));
     let fused = repconv.fuse().unwrap();
     assert_eq!(names(&fused), ["stage1.0.rbr_reparam.weight", "stage1.0.rbr_reparam.bias"]);
 

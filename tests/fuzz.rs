@@ -32,18 +32,24 @@ fn checkpoint_bytes() -> &'static [u8] {
 }
 
 /// Everything a command does with a checkpoint, from parsing to planned inference; errors are
-/// fine, panics are not.
-fn exercise_checkpoint(bytes: &[u8]) {
-    let Ok(state) = StateDict::from_bytes(bytes, "<fuzz>") else { return };
-    let Ok(checkpoint) = Checkpoint::from_state(state) else { return };
+/// fine, panics are not. Returns how many of the steps succeeded (6: all).
+fn exercise_checkpoint(bytes: &[u8]) -> usize {
+    let Ok(state) = StateDict::from_bytes(bytes, "<fuzz>") else { return 0 };
+    let Ok(checkpoint) = Checkpoint::from_state(state) else { return 1 };
     let _ = checkpoint.infer_arch();
-    let Ok((_, loaded)) = checkpoint.build(None) else { return };
-    let Ok(fused) = loaded.into_deploy() else { return };
+    let Ok((_, loaded)) = checkpoint.build(None) else { return 2 };
+    let Ok(fused) = loaded.into_deploy() else { return 3 };
     let x = ndarray::Array4::<f32>::zeros((1, 3, 8, 8));
-    let _ = fused.forward(&x);
-    if let Ok(mut plan) = Plan::new(&fused, [1, 3, 8, 8]) {
-        let _ = plan.run(x.view());
+    let Ok(_) = fused.forward(&x) else { return 4 };
+    match Plan::new(&fused, [1, 3, 8, 8]).and_then(|mut plan| plan.run(x.view()).map(drop)) {
+        Ok(()) => 6,
+        Err(_) => 5,
     }
+}
+
+#[test]
+fn the_unmutated_checkpoint_goes_all_the_way() {
+    assert_eq!(exercise_checkpoint(checkpoint_bytes()), 6);
 }
 
 /// The header of a safetensors file (its JSON), and the data after it.
@@ -65,7 +71,7 @@ fn size() -> impl Strategy<Value = u64> {
 }
 
 proptest! {
-    #![proptest_config(config(300))]
+    #![proptest_config(config(2000))]
 
     /// Bytes of the header flipped, inserted or removed.
     #[test]
@@ -81,7 +87,7 @@ proptest! {
         let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(data);
-        exercise_checkpoint(&bytes);
+        let _ = exercise_checkpoint(&bytes);
     }
 
     /// The header length, the file truncated, or the length lying about the header.
@@ -89,8 +95,8 @@ proptest! {
     fn safetensors_lengths(length in size(), keep in 0usize..100_000) {
         let mut bytes = checkpoint_bytes().to_vec();
         bytes[..8].copy_from_slice(&length.to_le_bytes());
-        exercise_checkpoint(&bytes);
-        exercise_checkpoint(&checkpoint_bytes()[..keep.min(checkpoint_bytes().len())]);
+        let _ = exercise_checkpoint(&bytes);
+        let _ = exercise_checkpoint(&checkpoint_bytes()[..keep.min(checkpoint_bytes().len())]);
     }
 
     /// One tensor's shape, offsets or dtype rewritten; shapes with zero elements and huge
@@ -122,7 +128,7 @@ proptest! {
             "{{{}}}",
             json.iter().map(|(n, r)| format!("\"{n}\":{{{r}}}")).collect::<Vec<_>>().join(",")
         );
-        exercise_checkpoint(&join(&header, data));
+        let _ = exercise_checkpoint(&join(&header, data));
     }
 }
 
@@ -163,7 +169,7 @@ fn npy_bytes(header: &str, data_len: usize, version: u8) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(config(200))]
+    #![proptest_config(config(2000))]
 
     /// `.npy` headers with any shape, dtype, order and data length, through `read_npy` and on
     /// into `repvgg infer`'s planned forward when they parse.

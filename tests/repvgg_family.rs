@@ -134,7 +134,10 @@ fn damaged_checkpoints_give_the_documented_errors() {
     assert!(matches!(err, Error::Safetensors { .. }), "{err}");
     assert!(err.to_string().contains("not a valid safetensors file"), "{err}");
 
-    let not_repvgg = StateDict { tensors: [("conv.weight".to_owned(), ndarray::ArrayD::zeros(vec![1]))].into() };
+    let not_repvgg = StateDict {
+        tensors: [("conv.weight".to_owned(), ndarray::ArrayD::zeros(vec![1]))].into(),
+        ..StateDict::default()
+    };
     let err = Checkpoint::from_state(not_repvgg).unwrap_err();
     assert_eq!(err.to_string(), "not a RepVGG checkpoint: no `stage0.*` (official) or `stem.*` (timm) keys");
 

@@ -7,5 +7,6 @@ fn ui() {
     t.compile_fail("tests/ui/branch/*.rs");
     t.compile_fail("tests/ui/generic/*.rs");
     t.compile_fail("tests/ui/model/*.rs");
+    t.compile_fail("tests/ui/names/*.rs");
     t.pass("tests/ui/pass/*.rs");
 }

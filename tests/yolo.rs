@@ -39,7 +39,7 @@ fn every_part_fuses_exactly() {
     }
     let block = RepConv::new(Const::<8>, Const::<8>, Const::<1>, &mut rng(0)).unwrap();
     assert!(block.rbr_identity.is_some());
-    assert_eq!((block.rbr_dense.1.eps, block.rbr_dense.1.momentum), (1e-3, 0.03));
+    assert_eq!((block.rbr_dense.1.eps, block.rbr_dense.1.momentum), (1e-3, Some(0.03)));
     assert!(RepConv::new(8usize, 8usize, 2usize, &mut rng(0)).unwrap().rbr_identity.is_none());
 }
 
@@ -96,7 +96,7 @@ fn batch_norm_options_are_set_model_wide() {
     set_batch_norms(&mut net, 1e-4, 0.5);
     let mut count = 0;
     net.visit_batch_norms(&mut |bn| {
-        assert_eq!((bn.eps, bn.momentum), (1e-4, 0.5));
+        assert_eq!((bn.eps, bn.momentum), (1e-4, Some(0.5)));
         count += 1;
     });
     assert!(count > 10, "{count} batch norms");

@@ -14,7 +14,9 @@ pub fn block(item: &ItemStruct, errors: TokenStream) -> TokenStream {
     }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let types: Vec<_> = generics.type_params().map(|p| &p.ident).collect();
-    let consts: Vec<_> = generics.const_params().map(|p| &p.ident).collect();
+    // Every type and lifetime parameter must be used (const parameters need not be): a
+    // mistake in the parameters themselves must not add an "unused parameter" error.
+    let lifetimes: Vec<_> = generics.lifetimes().map(|l| &l.lifetime).collect();
     let args = types.iter().map(|t| {
         let arg = format_ident!("{}", t.to_string().to_lowercase());
         quote!(#arg: #t)
@@ -23,7 +25,7 @@ pub fn block(item: &ItemStruct, errors: TokenStream) -> TokenStream {
         #errors
         #(#attrs)*
         #vis struct #name #impl_generics #where_clause {
-            _dims: ::core::marker::PhantomData<fn() -> (#(#types,)* #([(); #consts],)*)>,
+            _dims: ::core::marker::PhantomData<fn() -> (#(#types,)* #(&#lifetimes (),)*)>,
         }
         #vis struct #fused;
         impl #impl_generics #name #ty_generics #where_clause {

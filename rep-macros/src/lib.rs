@@ -90,7 +90,7 @@ pub fn block(args: TokenStream, input: TokenStream) -> TokenStream {
 ///
 /// A field is a block with its sizes (literals become `Const<N>`, expressions `usize`), a
 /// `Vec` stage with `#[rep(repeat = N[, index = i])]` (blocks after the first take the previous
-/// output channels and stride 1; sizes may use `i`), `GlobalAvgPool` or `Linear<IN, OUT>`;
+/// output channels and stride 1, so a stage's block takes its stride as a parameter; sizes may use `i`), `GlobalAvgPool` or `Linear<IN, OUT>`;
 /// `#[rep(rename = "stages.0")]` sets the weight prefix. Generates `new(args…, rng)` (checking
 /// that channels chain: at compile time for literal sizes, in `new` otherwise), `forward`,
 /// `forward_train`, `<Name>Fused`, `Reparameterize` (fusing every block), `Parameters` and

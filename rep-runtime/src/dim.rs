@@ -55,10 +55,10 @@ impl Dim for usize {
     }
 }
 
-/// `a + b` when both are known.
+/// `a + b` when both are known and the sum fits.
 pub const fn add(a: Option<usize>, b: Option<usize>) -> Option<usize> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(a + b),
+        (Some(a), Some(b)) => a.checked_add(b),
         _ => None,
     }
 }
@@ -71,10 +71,10 @@ pub const fn sub(a: Option<usize>, b: Option<usize>) -> Option<usize> {
     }
 }
 
-/// `a · b` when both are known.
+/// `a · b` when both are known and the product fits.
 pub const fn mul(a: Option<usize>, b: Option<usize>) -> Option<usize> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(a * b),
+        (Some(a), Some(b)) => a.checked_mul(b),
         _ => None,
     }
 }
@@ -105,4 +105,14 @@ pub const fn is_even(a: Option<usize>) -> bool {
 /// True only when both are known and `b` does not divide `a` (or `b` is 0).
 pub const fn not_divisible(a: Option<usize>, b: Option<usize>) -> bool {
     matches!((a, b), (Some(a), Some(b)) if b == 0 || a % b != 0)
+}
+
+/// The size at position `role` of a block's sizes (`None` when unknown or out of range): a
+/// stage's input or output channels from the literal sizes it is declared with
+/// ([`crate::StageRoles`] gives the positions).
+pub const fn stage_size(role: Option<usize>, sizes: &[Option<usize>]) -> Option<usize> {
+    match role {
+        Some(i) if i < sizes.len() => sizes[i],
+        _ => None,
+    }
 }

@@ -38,6 +38,9 @@ pub trait Block: Sized + Layer + Parameters + Reparameterize + Costs {
     /// Which sizes a stage rewires from one block to the next.
     const STAGE: StageRoles;
 
+    /// The stride, when the type fixes it (a literal in the block, or a `Const` size).
+    const STRIDE: Option<usize>;
+
     /// Input channels.
     fn in_channels(&self) -> usize;
 
@@ -49,7 +52,9 @@ pub trait Block: Sized + Layer + Parameters + Reparameterize + Costs {
 /// stride (those the main branch names with a single parameter).
 ///
 /// In a stage of repeated blocks, every block after the first takes the previous block's
-/// output channels as its input channels, and stride 1.
+/// output channels as its input channels, and stride 1. A block whose stride is a literal
+/// other than 1 has no stride to rewire, so `#[rep::model]` refuses it as a stage at compile
+/// time (make the stride a parameter of the block).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StageRoles {
     /// Position of the input channel count.

@@ -166,7 +166,8 @@ impl Checkpoint {
         let state = state.strip_prefix("module");
         let naming = Naming::detect(&state)?;
         let tensors = state.tensors.into_iter().map(|(k, v)| (naming.to_official(&k), v)).collect();
-        let state = StateDict { tensors };
+        let counters = state.counters.into_iter().map(|(k, v)| (naming.to_official(&k), v)).collect();
+        let state = StateDict { tensors, counters };
         let form = if state.tensors.keys().any(|k| k.contains(".rbr_reparam.")) { Form::Deploy } else { Form::Train };
         Ok(Checkpoint { state, naming, form })
     }
@@ -288,5 +289,5 @@ pub fn save_deploy(model: &RepVggFused, path: impl AsRef<Path>, naming: Naming) 
     crate::io::check_finite(model)?;
     let state = StateDict::from_parameters(model);
     let tensors = state.tensors.into_iter().map(|(k, v)| (naming.from_official(&k), v)).collect();
-    StateDict { tensors }.save(path)
+    StateDict { tensors, ..StateDict::default() }.save(path)
 }

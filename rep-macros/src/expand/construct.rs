@@ -200,6 +200,29 @@ pub(super) fn static_assert(check: &Check) -> TokenStream {
     quote!(::core::assert!(!#fails, #message);)
 }
 
+/// The checks of optional branches as const assertions, for when every size is known at compile
+/// time: the `when` condition is then decided too, and a branch that exists only under it is
+/// checked only then.
+fn conditional_static_asserts(block: &Block, checks: &[Check]) -> TokenStream {
+    let dims = &block.dims;
+    let locals: Vec<Ident> = dims.iter().map(Geo::dim_local).collect();
+    let branches = block.branches.iter().enumerate().filter_map(|(index, b)| {
+        let when = b.when.as_ref()?;
+        let asserts: Vec<TokenStream> = checks.iter().filter(|c| c.branch == Some(index)).map(static_assert).collect();
+        if asserts.is_empty() {
+            return None;
+        }
+        let cond = runtime_condition(block, quote!(#when));
+        Some(quote! {
+            #[allow(non_snake_case, unused_variables)]
+            let _ = if let (#(::core::option::Option::Some(#locals),)*) = (#(<#dims as ::rep::Dim>::STATIC,)*) {
+                if #cond { #(#asserts)* }
+            };
+        })
+    });
+    quote!(#(#branches)*)
+}
+
 pub(super) fn arg_name(dim: &Ident) -> Ident {
     format_ident!("{}", dim.to_string().to_lowercase())
 }
@@ -216,6 +239,7 @@ pub(super) fn constructor(block: &Block, g: &BlockGeometry, checks: &[Check]) ->
     });
     let always: Vec<&Check> = checks.iter().filter(|c| c.branch.is_none()).collect();
     let statics = always.iter().map(|c| static_assert(c));
+    let conditional_statics = conditional_static_asserts(block, checks);
     let runtime = always.iter().map(|c| runtime_check(c));
     let inits = block.branches.iter().enumerate().map(|(index, b)| {
         let field = &b.field;
@@ -265,7 +289,7 @@ pub(super) fn constructor(block: &Block, g: &BlockGeometry, checks: &[Check]) ->
     quote! {
         #[doc = #signature_doc]
         pub fn new(#(#args,)* rng: &mut impl ::rep::rand::Rng) -> ::rep::Result<Self> {
-            const { #(#statics)* }
+            const { #(#statics)* #conditional_statics }
             #(#locals)*
             #(#runtime)*
             #(#inits)*

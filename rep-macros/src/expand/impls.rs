@@ -14,6 +14,10 @@ pub enum Visit {
     Ref,
     /// `visit_mut(&mut self, prefix, f)`.
     Mut,
+    /// `visit_counters(&self, prefix, f)`.
+    Counters,
+    /// `visit_counters_mut(&mut self, prefix, f)`.
+    CountersMut,
     /// `visit_batch_norms(&mut self, f)`.
     BatchNorms,
 }
@@ -24,6 +28,8 @@ impl Visit {
         match self {
             Visit::Ref => (quote!(visit), quote!(&), true),
             Visit::Mut => (quote!(visit_mut), quote!(&mut), true),
+            Visit::Counters => (quote!(visit_counters), quote!(&), true),
+            Visit::CountersMut => (quote!(visit_counters_mut), quote!(&mut), true),
             Visit::BatchNorms => (quote!(visit_batch_norms), quote!(&mut), false),
         }
     }
@@ -146,6 +152,7 @@ pub(super) fn block_trait(block: &Block, g: &BlockGeometry) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let (input, output, stride) = (role(&main.cin), role(&main.cout), role(&main.stride.h));
+    let static_stride = main.stride.h.statik();
     let mismatch = format!("`{name}` takes {count} sizes, found {{}}");
     quote! {
         impl #impl_generics ::rep::Block for #name #ty_generics #where_clause {
@@ -160,6 +167,8 @@ pub(super) fn block_trait(block: &Block, g: &BlockGeometry) -> TokenStream {
             }
 
             const STAGE: ::rep::StageRoles = ::rep::StageRoles { input: #input, output: #output, stride: #stride };
+
+            const STRIDE: ::core::option::Option<usize> = #static_stride;
 
             fn in_channels(&self) -> usize {
                 self._channels.0

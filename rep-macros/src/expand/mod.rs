@@ -21,7 +21,7 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
     let item = &block.item;
     let (name, vis) = (&item.ident, &item.vis);
     let fused_name = format_ident!("{}Fused", name);
-    let attrs = &item.attrs;
+    let attrs = &crate::internals::attrs::without_derives(&item.attrs, &["Clone", "Debug"]);
     let mut generics = item.generics.clone();
     for param in generics.type_params_mut() {
         param.bounds.push(syn::parse_quote!(::rep::Dim));
@@ -73,6 +73,7 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
     };
     let (visit_ref, visit_mut, visit_bns) =
         (visit(block, Visit::Ref), visit(block, Visit::Mut), visit(block, Visit::BatchNorms));
+    let (visit_counters, visit_counters_mut) = (visit(block, Visit::Counters), visit(block, Visit::CountersMut));
     let costs = costs(block);
     // The first activation after the conv runs inside the conv kernel (the BN is folded away).
     let folded = block.post.iter().filter(|p| !matches!(p, PostOp::Bn(..))).collect::<Vec<_>>();
@@ -142,6 +143,14 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
 
             fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {
                 #visit_mut
+            }
+
+            fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) {
+                #visit_counters
+            }
+
+            fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) {
+                #visit_counters_mut
             }
 
             fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut ::rep::layers::BatchNorm2d)) {

@@ -7,15 +7,17 @@ use quote::{format_ident, quote};
 
 pub fn model(model: &Model) -> TokenStream {
     let item = &model.item;
-    let (name, vis, attrs) = (&item.ident, &item.vis, &item.attrs);
+    let (name, vis) = (&item.ident, &item.vis);
+    let attrs = &crate::internals::attrs::without_derives(&item.attrs, &["Clone", "Debug"]);
     let fused_name = format_ident!("{}Fused", name);
     let params = &model.params;
     let output =
         if model.flat_output() { quote!(::rep::ndarray::Array2<f32>) } else { quote!(::rep::ndarray::Array4<f32>) };
 
-    let train_fields = model.fields.iter().map(|f| field_decl(f, false));
-    let fused_fields = model.fields.iter().map(|f| field_decl(f, true));
-    let inits = model.fields.iter().map(init);
+    let aliases = model.fields.iter().filter_map(|f| f.block_alias(name, vis));
+    let train_fields = model.fields.iter().map(|f| field_decl(name, f, false));
+    let fused_fields = model.fields.iter().map(|f| field_decl(name, f, true));
+    let inits = model.fields.iter().map(|f| init(name, f));
     let names = model.fields.iter().map(|f| &f.ident).collect::<Vec<_>>();
     let static_checks = static_chain(model);
     let runtime_checks = model.fields.iter().map(runtime_chain);
@@ -33,6 +35,7 @@ pub fn model(model: &Model) -> TokenStream {
     });
     let (visit_ref, visit_mut, visit_bns) =
         (visit(model, Visit::Ref), visit(model, Visit::Mut), visit(model, Visit::BatchNorms));
+    let (visit_counters, visit_counters_mut) = (visit(model, Visit::Counters), visit(model, Visit::CountersMut));
     let costs = costs(model);
     let layer_impls = (!model.flat_output()).then(|| {
         quote! {
@@ -60,6 +63,8 @@ pub fn model(model: &Model) -> TokenStream {
     });
 
     quote! {
+        #(#aliases)*
+
         #(#attrs)*
         #[derive(Clone, Debug)]
         #vis struct #name {
@@ -113,6 +118,8 @@ pub fn model(model: &Model) -> TokenStream {
         impl ::rep::layers::Parameters for #name {
             fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) { #visit_ref }
             fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) { #visit_mut }
+            fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) { #visit_counters }
+            fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) { #visit_counters_mut }
             fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut ::rep::layers::BatchNorm2d)) { #visit_bns }
         }
 
@@ -135,21 +142,24 @@ pub fn model(model: &Model) -> TokenStream {
     }
 }
 
-fn field_decl(f: &Field, fused: bool) -> TokenStream {
+fn field_decl(model: &syn::Ident, f: &Field, fused: bool) -> TokenStream {
     let (ident, attrs) = (&f.ident, &f.attrs);
     let doc = format!("`{}` (weights under `{}`).", f.ident, f.name);
     let ty = match (&f.kind, fused) {
-        (Kind::Block { .. }, false) => f.block_type().expect("block"),
+        (Kind::Block { .. }, false) => {
+            let ty = f.block_type(model).expect("block");
+            quote!(#ty)
+        }
         (Kind::Block { .. }, true) => {
-            let ty = f.block_type().expect("block");
+            let ty = f.block_type(model).expect("block");
             quote!(<#ty as ::rep::Reparameterize>::Fused)
         }
         (Kind::Stage { .. }, false) => {
-            let ty = f.block_type().expect("stage");
+            let ty = f.block_type(model).expect("stage");
             quote!(::std::vec::Vec<#ty>)
         }
         (Kind::Stage { .. }, true) => {
-            let ty = f.block_type().expect("stage");
+            let ty = f.block_type(model).expect("stage");
             quote!(::std::vec::Vec<<#ty as ::rep::Reparameterize>::Fused>)
         }
         (Kind::Pool, _) => quote!(::rep::layers::GlobalAvgPool),
@@ -158,15 +168,16 @@ fn field_decl(f: &Field, fused: bool) -> TokenStream {
     quote!(#(#attrs)* #[doc = #doc] pub #ident: #ty,)
 }
 
-fn init(f: &Field) -> TokenStream {
+fn init(model: &syn::Ident, f: &Field) -> TokenStream {
     let ident = &f.ident;
     match &f.kind {
-        Kind::Block { path, sizes } => {
+        Kind::Block { sizes, .. } => {
+            let ty = f.block_type(model).expect("block");
             let args = sizes.iter().map(|s| s.dim_value());
-            quote!(let #ident = #path::new(#(#args,)* rng)?;)
+            quote!(let #ident = #ty::new(#(#args,)* rng)?;)
         }
         Kind::Stage { repeat, sizes, index, .. } => {
-            let ty = f.block_type().expect("stage");
+            let ty = f.block_type(model).expect("stage");
             let sizes = sizes.iter().map(|s| s.runtime());
             let index = index.clone().unwrap_or_else(|| format_ident!("__index"));
             quote! {
@@ -199,13 +210,33 @@ fn init(f: &Field) -> TokenStream {
 
 /// Compile-time chain checks between consecutive layers with channels.
 fn static_chain(model: &Model) -> TokenStream {
+    let name = &model.item.ident;
     let mut previous: Option<(&Field, TokenStream)> = None;
     let mut asserts = Vec::new();
     for f in &model.fields {
         let (input, output) = match &f.kind {
-            Kind::Block { .. } | Kind::Stage { .. } => {
-                let ty = f.block_type().expect("block");
+            Kind::Block { .. } => {
+                let ty = f.block_type(name).expect("block");
                 (quote!(<#ty as ::rep::Block>::IN), quote!(<#ty as ::rep::Block>::OUT))
+            }
+            Kind::Stage { sizes, .. } => {
+                // The stage's blocks take `usize` sizes; its literal ones still fix its channels.
+                let ty = f.block_type(name).expect("stage");
+                let message = format!(
+                    "the blocks of stage `{}` after the first must take stride 1, but its block fixes the stride \
+                     (a literal other than 1); make the stride a parameter of the block",
+                    f.ident
+                );
+                asserts.push(quote! {
+                    ::core::assert!(
+                        !(<#ty as ::rep::Block>::STAGE.stride.is_none()
+                            && ::rep::dim::differ(<#ty as ::rep::Block>::STRIDE, ::core::option::Option::Some(1))),
+                        #message
+                    );
+                });
+                let sizes: Vec<_> = sizes.iter().map(|s| s.statik()).collect();
+                let size = |role| quote!(::rep::dim::stage_size(<#ty as ::rep::Block>::STAGE.#role, &[#(#sizes),*]));
+                (size(quote!(input)), size(quote!(output)))
             }
             Kind::Linear { input, .. } => (input.statik(), quote!(::core::option::Option::None)),
             Kind::Pool => continue,
@@ -269,7 +300,7 @@ fn forward(model: &Model, train: bool) -> TokenStream {
 
 fn visit(model: &Model, mode: Visit) -> TokenStream {
     let (method, borrow, named) = mode.parts();
-    let iter = if mode == Visit::Ref { quote!(iter) } else { quote!(iter_mut) };
+    let iter = if matches!(mode, Visit::Ref | Visit::Counters) { quote!(iter) } else { quote!(iter_mut) };
     let join = quote!(::rep::layers::join);
     let calls = model.fields.iter().map(|f| {
         let (ident, name) = (&f.ident, &f.name);

@@ -125,7 +125,8 @@ pub struct Block {
 }
 
 const OPS: &str = "Conv, ConvBn, Bn, Scale, AvgPool, DctPrior, Identity, ImplicitA, ImplicitM";
-const NON_LINEAR: &[&str] = &[
+/// Non-linear layer names, refused inside a branch (and as a model field).
+pub const NON_LINEAR: &[&str] = &[
     "Relu",
     "ReLU",
     "Silu",
@@ -187,6 +188,7 @@ impl Block {
                             if op.input.peek(syn::token::Paren) {
                                 op.parse_nested_meta(|m| parse_bn_option(&mut spec, m))?;
                             }
+                            check_bn_options(spec.eps.as_ref(), spec.momentum.as_ref())?;
                             PostOp::Bn(spec, span)
                         }
                         "relu" => activation(quote!(Relu)),
@@ -486,6 +488,12 @@ fn parse_op(syms: &Symbols, ty: &Type) -> syn::Result<OpKind> {
                     ));
                 }
                 other => match as_option(other) {
+                    Some((name, _)) if args.options.iter().any(|(n, _)| *n == name) => {
+                        return Err(syn::Error::new(
+                            name.span(),
+                            format!("`{name}` is given twice for `{op}`; keep one"),
+                        ));
+                    }
                     Some(option) => args.options.push(option),
                     None => args.positional.push(other),
                 },
@@ -571,10 +579,27 @@ fn parse_op(syms: &Symbols, ty: &Type) -> syn::Result<OpKind> {
 }
 
 fn take_bn(args: &mut OpArgs<'_>) -> syn::Result<BnSpec> {
-    Ok(BnSpec {
-        eps: args.take("Eps").map(|a| parse_float(&a)).transpose()?,
-        momentum: args.take("Momentum").map(|a| parse_float(&a)).transpose()?,
-    })
+    let eps = args.take("Eps").map(|a| parse_float(&a)).transpose()?;
+    let momentum = args.take("Momentum").map(|a| parse_float(&a)).transpose()?;
+    check_bn_options(eps.as_ref(), momentum.as_ref())?;
+    Ok(BnSpec { eps, momentum })
+}
+
+/// ε must be positive and finite (the BN divides by `√(σ² + ε)`), the momentum in [0, 1].
+fn check_bn_options(eps: Option<&LitFloat>, momentum: Option<&LitFloat>) -> syn::Result<()> {
+    if let Some(eps) = eps {
+        let value: f64 = eps.base10_parse()?;
+        if !(value > 0.0 && value.is_finite()) {
+            return Err(syn::Error::new(eps.span(), format!("`Eps` must be a positive number, found {value}")));
+        }
+    }
+    if let Some(momentum) = momentum {
+        let value: f64 = momentum.base10_parse()?;
+        if !(0.0..=1.0).contains(&value) {
+            return Err(syn::Error::new(momentum.span(), format!("`Momentum` must be in [0, 1], found {value}")));
+        }
+    }
+    Ok(())
 }
 
 fn parse_float(arg: &GenericArgument) -> syn::Result<LitFloat> {

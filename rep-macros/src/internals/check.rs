@@ -155,6 +155,26 @@ fn summarize(checker: &mut Checker<'_>, branch: &Branch, index: usize) -> Option
                 (channels, channels, kernel.clone(), stride.clone(), one.clone(), padding.clone(), None)
             }
         };
+        let positive = [
+            ("channels", [("input channels", cin), ("output channels", cout)]),
+            ("kernel", [("kernel height", &kernel.h), ("kernel width", &kernel.w)]),
+            ("stride", [("stride height", &stride.h), ("stride width", &stride.w)]),
+            ("dilation", [("dilation height", &dilation.h), ("dilation width", &dilation.w)]),
+        ];
+        for (both, sizes) in positive {
+            require_positive(checker, branch, index, op, both, sizes);
+        }
+        if let (Some(g), true) = (groups, branch.sequence) {
+            // Inside a sequence each conv's own groups must divide its channels (a single-op
+            // branch is checked with the block's groups below).
+            for (what, channels) in [("input", cin), ("output", cout)] {
+                let message = format!(
+                    "groups = {g} of branch `{}` does not divide its {what} channels ({channels})",
+                    branch.name
+                );
+                checker.require(Pred::Divides(g.clone(), channels.clone()), op.span, branch, index, message);
+            }
+        }
         let is_spatial = [&kernel.h, &kernel.w, &stride.h, &stride.w].iter().any(|g| g.value() != Some(1))
             || padding.as_ref().is_some_and(|p| [&p.h, &p.w].iter().any(|g| g.value() != Some(0)));
         if let Some(g) = groups {
@@ -243,6 +263,28 @@ fn summarize(checker: &mut Checker<'_>, branch: &Branch, index: usize) -> Option
     Some(summary)
 }
 
+/// Each size must be at least 1 (a zero channel count, kernel, stride or dilation); a pair whose
+/// two sides are one expression is checked once, under the name `both`.
+fn require_positive(
+    checker: &mut Checker<'_>,
+    branch: &Branch,
+    index: usize,
+    op: &super::ast::Op,
+    both: &str,
+    [(first_name, first), (second_name, second)]: [(&str, &Geo); 2],
+) {
+    let sizes =
+        if second.same_as(first) { vec![(both, first)] } else { vec![(first_name, first), (second_name, second)] };
+    for (what, size) in sizes {
+        let value = match size.value() {
+            Some(v) => format!(", found {v}"),
+            None => format!(" ({size} is 0 here)"),
+        };
+        let message = format!("{what} of branch `{}` must be at least 1{value}", branch.name);
+        checker.require(Pred::Le(Geo::lit(1), size.clone()), op.span, branch, index, message);
+    }
+}
+
 /// Checks the whole block; returns its geometry and the checks left for later.
 pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
     check_names(cx, block);
@@ -296,7 +338,8 @@ pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
                 format!("branch `{name}` has kernel{axis} {k}, larger than the fused kernel's {big}"),
             );
         }
-        if let Some(g) = &s.groups {
+        // A sequence's convs were each checked against their own channels in `summarize`.
+        if let (Some(g), false) = (&s.groups, branch.sequence) {
             for (what, channels) in [("input", &s.cin), ("output", &s.cout)] {
                 checker.require(
                     Pred::Divides(g.clone(), channels.clone()),
@@ -434,11 +477,54 @@ pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
             }
         }
     }
+    for post in &block.post {
+        if let PostOp::Se(hidden, span, None) = post {
+            let pred = Pred::Le(Geo::lit(1), hidden.clone());
+            let message = format!("`se` has hidden = {hidden} channels; it needs at least 1");
+            match pred.decide() {
+                Some(true) => {}
+                Some(false) => cx.error_at(*span, message),
+                None => checker.deferred.push(Check { pred, message, branch: None }),
+            }
+        }
+    }
     Some((BlockGeometry { summaries, main_padding, main_dilation }, checker.deferred))
 }
 
-/// Two fields (or a field and a post op) with the same weight name.
+/// Two fields (or a field and a post op) with the same weight name; a field that takes the
+/// struct field a post op needs; two ops whose final weight keys coincide.
 fn check_names(cx: &Ctxt, block: &Block) {
+    let mut clashes = 0;
+    for branch in &block.branches {
+        let post = block.post.iter().find(|p| match p {
+            PostOp::Bn(..) => branch.field == "bn",
+            PostOp::Se(..) => branch.field == "se",
+            PostOp::Activation(..) => false,
+        });
+        if post.is_some() {
+            clashes += 1;
+            cx.error_at(
+                branch.field.span(),
+                format!(
+                    "field `{0}` clashes with the post-sum `{0}`, which the block stores in a field of that name; \
+                     call the branch something else (keeping its weight name with #[rep(rename = \"{0}\")] if needed)",
+                    branch.field
+                ),
+            );
+        }
+    }
+    let errors_before = cx.error_count();
+    if clashes > 0 {
+        return; // one message per mistake: the clash above already names the field
+    }
+    check_branch_names(cx, block);
+    if cx.error_count() == errors_before {
+        check_keys(cx, block);
+    }
+}
+
+/// Two fields (or a field and a post op) with the same weight name.
+fn check_branch_names(cx: &Ctxt, block: &Block) {
     let mut seen: Vec<(String, String)> = Vec::new();
     let post_names = block.post.iter().filter_map(|p| match p {
         PostOp::Bn(_, span) => Some(("bn".to_owned(), "post-sum bn".to_owned(), *span)),
@@ -456,6 +542,52 @@ fn check_names(cx: &Ctxt, block: &Block) {
             );
         } else {
             seen.push((name, owner));
+        }
+    }
+}
+
+/// The weight keys an op stores, relative to its own name.
+fn op_keys(kind: &OpKind) -> &'static [&'static str] {
+    const BN: &[&str] = &["weight", "bias", "running_mean", "running_var"];
+    match kind {
+        OpKind::Conv(spec) if spec.bias => &["weight", "bias"],
+        OpKind::Conv(_) | OpKind::Scale(..) => &["weight"],
+        OpKind::ConvBn(..) => &["conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"],
+        OpKind::Bn(..) => BN,
+        OpKind::ImplicitA(_) | OpKind::ImplicitM(_) => &["implicit"],
+        OpKind::Filter { .. } | OpKind::Identity(_) => &[],
+    }
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    match (prefix.is_empty(), name.is_empty()) {
+        (true, _) => name.to_owned(),
+        (_, true) => prefix.to_owned(),
+        _ => format!("{prefix}.{name}"),
+    }
+}
+
+/// Every final weight key (`branch.op.weight`) is unique, or loading would be ambiguous.
+fn check_keys(cx: &Ctxt, block: &Block) {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for branch in &block.branches {
+        for op in &branch.ops {
+            let owner = if op.name.is_empty() {
+                format!("field `{}`", branch.field)
+            } else {
+                format!("op `{}` of field `{}`", op.name, branch.field)
+            };
+            let prefix = join(&branch.name, &op.name);
+            for key in op_keys(&op.kind).iter().map(|k| join(&prefix, k)) {
+                if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+                    cx.error_at(
+                        op.span,
+                        format!("weight key `{key}` is stored by {first} and by {owner}; give them different names"),
+                    );
+                    break;
+                }
+                seen.push((key, owner.clone()));
+            }
         }
     }
 }

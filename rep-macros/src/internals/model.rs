@@ -3,14 +3,14 @@
 
 use super::ctxt::Ctxt;
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, quote};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::parse::Parser;
 use syn::spanned::Spanned;
 use syn::{Expr, GenericArgument, Ident, ItemStruct, Lit, PathArguments, Type};
 
 /// A size argument of a block or layer: a literal (static) or an expression (run time).
 pub enum Size {
-    Lit(usize),
+    Lit(usize, Span),
     Expr(Expr),
 }
 
@@ -18,7 +18,7 @@ impl Size {
     fn parse(arg: &GenericArgument) -> syn::Result<Size> {
         match arg {
             GenericArgument::Const(Expr::Lit(syn::ExprLit { lit: Lit::Int(int), .. })) => {
-                Ok(Size::Lit(int.base10_parse()?))
+                Ok(Size::Lit(int.base10_parse()?, int.span()))
             }
             GenericArgument::Const(Expr::Block(block)) if block.block.stmts.len() == 1 => match &block.block.stmts[0] {
                 syn::Stmt::Expr(expr, None) => Ok(Size::Expr(expr.clone())),
@@ -38,7 +38,7 @@ impl Size {
     /// The `usize` value.
     pub fn runtime(&self) -> TokenStream {
         match self {
-            Size::Lit(v) => quote!(#v),
+            Size::Lit(v, _) => quote!(#v),
             Size::Expr(e) => quote!(((#e) as usize)),
         }
     }
@@ -46,15 +46,15 @@ impl Size {
     /// `Const<N>` for a literal, `usize` otherwise.
     pub fn dim_type(&self) -> TokenStream {
         match self {
-            Size::Lit(v) => quote!(::rep::Const<#v>),
-            Size::Expr(_) => quote!(usize),
+            Size::Lit(v, span) => quote_spanned!(*span=> ::rep::Const<#v>),
+            Size::Expr(e) => quote_spanned!(e.span()=> usize),
         }
     }
 
     /// The argument of `new`: `Const::<N>` or the `usize` value.
     pub fn dim_value(&self) -> TokenStream {
         match self {
-            Size::Lit(v) => quote!(::rep::Const::<#v>),
+            Size::Lit(v, _) => quote!(::rep::Const::<#v>),
             Size::Expr(_) => self.runtime(),
         }
     }
@@ -62,7 +62,7 @@ impl Size {
     /// The compile-time value, when literal.
     pub fn statik(&self) -> TokenStream {
         match self {
-            Size::Lit(v) => quote!(::core::option::Option::Some(#v)),
+            Size::Lit(v, _) => quote!(::core::option::Option::Some(#v)),
             Size::Expr(_) => quote!(::core::option::Option::None),
         }
     }
@@ -98,19 +98,40 @@ pub struct Model {
 }
 
 impl Field {
-    /// The block type with its sizes as `Const<N>` / `usize`.
-    pub fn block_type(&self) -> Option<TokenStream> {
+    /// The block type with its sizes as `Const<N>` / `usize`, as the user's tokens spell it
+    /// (so that a mistake in it is reported at the field).
+    fn spelled_block_type(&self) -> Option<TokenStream> {
         match &self.kind {
             Kind::Block { path, sizes } => {
                 let dims = sizes.iter().map(Size::dim_type);
                 Some(quote!(#path<#(#dims),*>))
             }
             Kind::Stage { path, sizes, .. } => {
-                let dims = sizes.iter().map(|_| quote!(usize));
+                let dims = sizes.iter().map(|s| match s {
+                    Size::Lit(_, span) => quote_spanned!(*span=> usize),
+                    Size::Expr(e) => quote_spanned!(e.span()=> usize),
+                });
                 Some(quote!(#path<#(#dims),*>))
             }
             _ => None,
         }
+    }
+
+    /// The name of the alias [`Field::block_alias`] defines.
+    pub fn block_type(&self, model: &Ident) -> Option<Ident> {
+        self.spelled_block_type().map(|_| format_ident!("__rep_{}_{}", model, self.ident))
+    }
+
+    /// `type __rep_Model_field = Block<sizes…>;`: every use of a field's block type goes through
+    /// this one alias, so that a misspelled block, a missing size or a block that cannot be a
+    /// model field is one error at the field's type, not one per generated use.
+    pub fn block_alias(&self, model: &Ident, vis: &syn::Visibility) -> Option<TokenStream> {
+        let (alias, ty) = (self.block_type(model)?, self.spelled_block_type()?);
+        Some(quote! {
+            #[doc(hidden)]
+            #[allow(non_camel_case_types)]
+            #vis type #alias = #ty;
+        })
     }
 }
 
@@ -266,10 +287,17 @@ fn parse_kind(ty: &Type, repeat: Option<Expr>, index: Option<Ident>) -> syn::Res
             Ok(Kind::Stage { path, sizes: sizes(&inner_args)?, repeat, index })
         }
         "GlobalAvgPool" => Ok(Kind::Pool),
+        name if super::ast::NON_LINEAR.contains(&name) => Err(syn::Error::new(
+            ty.span(),
+            format!(
+                "`{name}` is not a model field: activations run inside blocks, after the sum of the branches \
+                 (`#[rep::block(post(relu))]`)"
+            ),
+        )),
         "Linear" => match sizes(&args)?.as_mut_slice() {
             [input, output] => Ok(Kind::Linear {
-                input: std::mem::replace(input, Size::Lit(0)),
-                output: std::mem::replace(output, Size::Lit(0)),
+                input: std::mem::replace(input, Size::Lit(0, Span::call_site())),
+                output: std::mem::replace(output, Size::Lit(0, Span::call_site())),
             }),
             _ => Err(syn::Error::new(ty.span(), "`Linear` takes <IN, OUT>")),
         },

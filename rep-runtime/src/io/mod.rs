@@ -30,20 +30,22 @@ pub fn check_finite(model: &dyn Parameters) -> Result<()> {
     found
 }
 
-/// Checkpoint entries that describe bookkeeping, not numbers, and are skipped on load
-/// (PyTorch's int64 `num_batches_tracked`).
-const IGNORED_SUFFIXES: &[&str] = &[".num_batches_tracked"];
+/// The name of PyTorch's integer buffers: BatchNorm's count of training batches, an int64.
+const COUNTER: &str = "num_batches_tracked";
 
-/// The tensors of a checkpoint, by name, converted to `f32`.
+/// The tensors of a checkpoint, by name: the numbers converted to `f32`, and the integer
+/// counters (BatchNorm's `num_batches_tracked`) kept as they are.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StateDict {
-    /// Every tensor, by its dotted name.
+    /// Every floating-point tensor, by its dotted name.
     pub tensors: BTreeMap<String, ArrayD<f32>>,
+    /// Every `…num_batches_tracked` counter, by its dotted name (int64 scalars in the file).
+    pub counters: BTreeMap<String, i64>,
 }
 
 impl StateDict {
-    /// Reads a safetensors file. F32, F64, F16 and BF16 entries become `f32`; integer entries
-    /// are kept only if they are bookkeeping (`num_batches_tracked`), which is dropped.
+    /// Reads a safetensors file. F32, F64, F16 and BF16 entries become `f32`; `num_batches_tracked`
+    /// entries (one integer each) become counters; other dtypes are refused.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
@@ -55,12 +57,23 @@ impl StateDict {
         let origin = origin.as_ref();
         let file = SafeTensors::deserialize(bytes)
             .map_err(|e| Error::Safetensors { path: origin.to_owned(), reason: e.to_string() })?;
-        let mut tensors = BTreeMap::new();
+        let (mut tensors, mut counters) = (BTreeMap::new(), BTreeMap::new());
         for (name, view) in file.tensors() {
-            if is_ignored(&name) {
+            let data = view.data();
+            if is_counter(&name) {
+                let count = match (view.dtype(), data.len()) {
+                    (Dtype::I64, 8) => i64::from_le_bytes(data.try_into().expect("8 bytes")),
+                    (Dtype::I32, 4) => i32::from_le_bytes(data.try_into().expect("4 bytes")).into(),
+                    (dtype, _) => {
+                        return Err(Error::Safetensors {
+                            path: origin.to_owned(),
+                            reason: format!("{name}: expected one I64, found {dtype:?} of shape {:?}", view.shape()),
+                        });
+                    }
+                };
+                counters.insert(name, count);
                 continue;
             }
-            let data = view.data();
             let values: Vec<f32> = match view.dtype() {
                 Dtype::F32 => chunks::<4>(data).map(f32::from_le_bytes).collect(),
                 Dtype::F64 => chunks::<8>(data).map(|b| f64::from_le_bytes(b) as f32).collect(),
@@ -72,16 +85,19 @@ impl StateDict {
                 .map_err(|e| Error::Safetensors { path: origin.to_owned(), reason: format!("{name}: {e}") })?;
             tensors.insert(name, array);
         }
-        Ok(StateDict { tensors })
+        Ok(StateDict { tensors, counters })
     }
 
-    /// Collects a model's parameters and buffers.
+    /// Collects a model's parameters, buffers and counters.
     pub fn from_parameters(model: &dyn Parameters) -> Self {
-        let mut tensors = BTreeMap::new();
+        let (mut tensors, mut counters) = (BTreeMap::new(), BTreeMap::new());
         model.visit("", &mut |name, t| {
             tensors.insert(name.to_owned(), t.to_owned());
         });
-        StateDict { tensors }
+        model.visit_counters("", &mut |name, count| {
+            counters.insert(name.to_owned(), i64::try_from(count).unwrap_or(i64::MAX));
+        });
+        StateDict { tensors, counters }
     }
 
     /// Writes the tensors as an F32 safetensors file, atomically ([`write_atomic`]): an
@@ -92,17 +108,18 @@ impl StateDict {
         write_atomic(path, |file| std::io::Write::write_all(file, &bytes))
     }
 
-    /// The tensors as F32 safetensors bytes.
+    /// The tensors as F32 safetensors bytes, the counters as I64 scalars (as PyTorch saves them).
     pub fn to_bytes(&self) -> std::result::Result<Vec<u8>, String> {
-        let raw: Vec<(String, Vec<usize>, Vec<u8>)> = self
-            .tensors
-            .iter()
-            .map(|(name, t)| (name.clone(), t.shape().to_vec(), t.iter().flat_map(|v| v.to_le_bytes()).collect()))
-            .collect();
+        let floats = self.tensors.iter().map(|(name, t)| {
+            (name.clone(), Dtype::F32, t.shape().to_vec(), t.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())
+        });
+        let counters =
+            self.counters.iter().map(|(name, c)| (name.clone(), Dtype::I64, Vec::new(), c.to_le_bytes().to_vec()));
+        let raw: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = floats.chain(counters).collect();
         let views = raw
             .iter()
-            .map(|(name, shape, data)| {
-                safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (name.clone(), v))
+            .map(|(name, dtype, shape, data)| {
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), data).map(|v| (name.clone(), v))
             })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
@@ -143,10 +160,25 @@ impl StateDict {
         for name in expected.keys() {
             Error::check_finite(name, self.tensors[name].iter())?;
         }
+        let mut counters = Vec::new();
+        model.visit_counters("", &mut |name, _| counters.push(name.to_owned()));
+        for name in &counters {
+            if let Some(&count) = self.counters.get(name)
+                && count < 0
+            {
+                return Err(Error::Checkpoint(format!("{name} is {count}; a count of batches cannot be negative")));
+            }
+        }
         model.visit_mut("", &mut |name, mut t| {
             // Names and shapes were checked above, for this very model.
             if let Some(source) = self.tensors.get(name).filter(|s| s.shape() == t.shape()) {
                 t.assign(source);
+            }
+        });
+        // Counters are optional (older checkpoints lack them): those present are kept.
+        model.visit_counters_mut("", &mut |name, count| {
+            if let Some(&stored) = self.counters.get(name) {
+                *count = stored.unsigned_abs();
             }
         });
         Ok(())
@@ -156,16 +188,15 @@ impl StateDict {
     /// from a DataParallel checkpoint); names without it are kept as they are.
     pub fn strip_prefix(mut self, prefix: &str) -> Self {
         let dotted = format!("{prefix}.");
-        self.tensors = std::mem::take(&mut self.tensors)
-            .into_iter()
-            .map(|(k, v)| (k.strip_prefix(&dotted).map(str::to_owned).unwrap_or(k), v))
-            .collect();
+        let strip = |k: String| k.strip_prefix(&dotted).map(str::to_owned).unwrap_or(k);
+        self.tensors = std::mem::take(&mut self.tensors).into_iter().map(|(k, v)| (strip(k), v)).collect();
+        self.counters = std::mem::take(&mut self.counters).into_iter().map(|(k, v)| (strip(k), v)).collect();
         self
     }
 }
 
-fn is_ignored(name: &str) -> bool {
-    IGNORED_SUFFIXES.iter().any(|s| name.ends_with(s))
+fn is_counter(name: &str) -> bool {
+    name == COUNTER || name.ends_with(&format!(".{COUNTER}"))
 }
 
 fn chunks<const N: usize>(data: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {

@@ -13,7 +13,8 @@ use rand_distr::{Distribution, Normal};
 ///
 /// Training: normalizes with the batch mean and *biased* batch variance, then updates
 /// `μ ← (1 − m)·μ + m·mean`, `σ² ← (1 − m)·σ² + m·var·n/(n − 1)` (the unbiased variance, with
-/// `n = N·H·W`), exactly as PyTorch does.
+/// `n = N·H·W`), exactly as PyTorch does, and counts the batch in `num_batches_tracked`; with
+/// `momentum: None` the running statistics are the cumulative average (`m = 1/batches`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchNorm2d {
     /// γ, the learned scale.
@@ -26,8 +27,10 @@ pub struct BatchNorm2d {
     pub running_var: Array1<f32>,
     /// ε added to the variance (PyTorch default 1e-5; YOLOv7 uses 1e-3).
     pub eps: f64,
-    /// Weight `m` of the newest batch in the running statistics (PyTorch default 0.1).
-    pub momentum: f64,
+    /// Weight `m` of the newest batch in the running statistics (PyTorch default 0.1);
+    /// `None` is PyTorch's `momentum=None`, the cumulative average: `m = 1 / num_batches_tracked`
+    /// after counting the batch.
+    pub momentum: Option<f64>,
     /// Training batches seen (PyTorch's `num_batches_tracked`).
     pub num_batches_tracked: u64,
 }
@@ -41,15 +44,15 @@ impl BatchNorm2d {
             running_mean: Array1::zeros(channels),
             running_var: Array1::ones(channels),
             eps: 1e-5,
-            momentum: 0.1,
+            momentum: Some(0.1),
             num_batches_tracked: 0,
         }
     }
 
-    /// Sets ε and the momentum.
-    pub fn with_eps_momentum(mut self, eps: f64, momentum: f64) -> Self {
+    /// Sets ε and the momentum (`None`: the cumulative average).
+    pub fn with_eps_momentum(mut self, eps: f64, momentum: impl Into<Option<f64>>) -> Self {
         self.eps = eps;
-        self.momentum = momentum;
+        self.momentum = momentum.into();
         self
     }
 
@@ -132,6 +135,8 @@ impl Layer for BatchNorm2d {
                 x.shape()
             )));
         }
+        self.num_batches_tracked += 1;
+        let m = self.momentum.unwrap_or(1.0 / self.num_batches_tracked as f64);
         let mut a = vec![0.0f64; self.channels()];
         let mut b = vec![0.0f64; self.channels()];
         for (c, channel) in x.axis_iter(Axis(1)).enumerate() {
@@ -139,12 +144,10 @@ impl Layer for BatchNorm2d {
             let var = channel.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / count as f64;
             a[c] = self.weight[c] as f64 / (var + self.eps).sqrt();
             b[c] = self.bias[c] as f64 - mean * a[c];
-            let m = self.momentum;
             let unbiased = var * count as f64 / (count - 1) as f64;
             self.running_mean[c] = ((1.0 - m) * self.running_mean[c] as f64 + m * mean) as f32;
             self.running_var[c] = ((1.0 - m) * self.running_var[c] as f64 + m * unbiased) as f32;
         }
-        self.num_batches_tracked += 1;
         Ok(per_channel_affine(x, &a, &b))
     }
 }
@@ -170,6 +173,14 @@ impl Parameters for BatchNorm2d {
         ] {
             f(&join(prefix, name), t.view_mut().into_dyn());
         }
+    }
+
+    fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) {
+        f(&join(prefix, "num_batches_tracked"), self.num_batches_tracked);
+    }
+
+    fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) {
+        f(&join(prefix, "num_batches_tracked"), &mut self.num_batches_tracked);
     }
 
     fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm2d)) {

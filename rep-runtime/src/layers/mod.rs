@@ -50,6 +50,17 @@ pub trait Parameters {
     /// Calls `f(name, tensor)` for every parameter and buffer, mutably.
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>));
 
+    /// Calls `f(name, count)` for every integer buffer: BatchNorm's `num_batches_tracked`
+    /// (an int64 in PyTorch checkpoints). Layers without one do nothing.
+    fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) {
+        let _ = (prefix, f);
+    }
+
+    /// Calls `f(name, count)` for every integer buffer, mutably.
+    fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) {
+        let _ = (prefix, f);
+    }
+
     /// Calls `f` on every BatchNorm, e.g. to set ε and momentum model-wide as YOLOv7 does
     /// (`bn.eps = 1e-3; bn.momentum = 0.03`). Layers without one do nothing.
     fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm2d)) {
@@ -153,6 +164,18 @@ impl<T: Parameters> Parameters for Option<T> {
         }
     }
 
+    fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) {
+        if let Some(inner) = self {
+            inner.visit_counters(prefix, f);
+        }
+    }
+
+    fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) {
+        if let Some(inner) = self {
+            inner.visit_counters_mut(prefix, f);
+        }
+    }
+
     fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm2d)) {
         if let Some(inner) = self {
             inner.visit_batch_norms(f);
@@ -194,6 +217,14 @@ macro_rules! child_parameters {
 
             fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ndarray::ArrayViewMutD<'_, f32>)) {
                 $( self.$field.visit_mut(&$crate::layers::join(prefix, stringify!($field)), f); )*
+            }
+
+            fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) {
+                $( self.$field.visit_counters(&$crate::layers::join(prefix, stringify!($field)), f); )*
+            }
+
+            fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) {
+                $( self.$field.visit_counters_mut(&$crate::layers::join(prefix, stringify!($field)), f); )*
             }
 
             fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut $crate::layers::BatchNorm2d)) {

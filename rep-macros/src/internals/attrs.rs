@@ -1,0 +1,28 @@
+//! Attributes the macros pass through to the generated structs.
+
+use syn::punctuated::Punctuated;
+use syn::{Attribute, Path, Token};
+
+/// `attrs` with the derives the macro itself emits (`ours`, e.g. `Clone`, `Debug`) removed from
+/// every `#[derive(…)]`, so that a user who writes them gets one impl, not conflicting ones; a
+/// derive left empty is dropped.
+pub fn without_derives(attrs: &[Attribute], ours: &[&str]) -> Vec<Attribute> {
+    attrs
+        .iter()
+        .filter_map(|attr| {
+            if !attr.path().is_ident("derive") {
+                return Some(attr.clone());
+            }
+            let Ok(paths) = attr.parse_args_with(Punctuated::<Path, Token![,]>::parse_terminated) else {
+                return Some(attr.clone()); // malformed: let rustc report it
+            };
+            let ours = |p: &Path| p.segments.last().is_some_and(|s| ours.iter().any(|o| s.ident == o));
+            let kept: Vec<&Path> = paths.iter().filter(|p| !ours(p)).collect();
+            match kept.len() {
+                0 => None,
+                n if n == paths.len() => Some(attr.clone()),
+                _ => Some(syn::parse_quote!(#[derive(#(#kept),*)])),
+            }
+        })
+        .collect()
+}
