@@ -1,6 +1,7 @@
-//! Parsing and checking, shared by the macros: `ast` (the IR, parsed from the struct), `attrs`
-//! (attributes passed through), `geo`
-//! (geometry expressions), `check` (shape rules) and `ctxt` (the error collector).
+//! Parsing and checking, shared by the macros: `ast` (the IR, parsed from the struct) with
+//! `ops` (one op type and its options), `attrs` (attributes passed through), `geo` (geometry
+//! expressions), `check` (shape rules), `names` (weight keys), `model` (the model IR) and
+//! `ctxt` (the error collector).
 
 pub mod ast;
 pub mod attrs;
@@ -10,3 +11,5 @@ pub mod ctxt;
 mod fuzz;
 pub mod geo;
 pub mod model;
+pub mod names;
+mod ops;
