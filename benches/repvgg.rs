@@ -29,9 +29,10 @@ fn repvgg(c: &mut Criterion) {
             let x = Array4::from_shape_simple_fn((batch, 3, 224, 224), || rng.random_range(-1.0f32..1.0));
             for threads in [1usize, 2] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
-                let mut plan = pool.install(|| Plan::new(&fused, [batch, 3, 224, 224])).expect("plans");
+                let plan = pool.install(|| Plan::new(&fused, [batch, 3, 224, 224])).expect("plans");
+                let mut state = pool.install(|| plan.state()).expect("allocates");
                 group.bench_function(format!("{name}/batch{batch}/threads{threads}/planned"), |b| {
-                    b.iter(|| pool.install(|| plan.run(x.view()).map(|y| y[[0, 0]]).expect("runs")))
+                    b.iter(|| pool.install(|| plan.run(&mut state, x.view()).map(|y| y[[0, 0]]).expect("runs")))
                 });
                 group.bench_function(format!("{name}/batch{batch}/threads{threads}/fused"), |b| {
                     b.iter(|| pool.install(|| fused.forward(&x).expect("runs")))

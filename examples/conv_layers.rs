@@ -47,8 +47,9 @@ fn main() -> rep::Result<()> {
         let x = Array4::from_shape_simple_fn((1, cin, size, size), || rng.random_range(-1.0f32..1.0));
         let flops = 2.0 * g.macs(g.output_size(size, size)?)? as f64;
         let time = |choice| -> rep::Result<f64> {
-            let mut plan = Plan::with_kernels(&layer, [1, cin, size, size], choice)?;
-            mean_ms(50, || plan.run(x.view()).map(drop))
+            let plan = Plan::with_kernels(&layer, [1, cin, size, size], choice)?;
+            let mut state = plan.state()?;
+            mean_ms(50, || plan.run(&mut state, x.view()).map(drop))
         };
         let direct = time(KernelChoice::Direct)?;
         let winograd = if WinogradConv::supports(&g) {

@@ -172,16 +172,17 @@ fn demo(out: &mut dyn Write) -> CliResult {
     let model = random_model(&arch, &mut rng)?;
     let fused = model.fuse()?;
     let x = random_input((1, 3, 224, 224), &mut rng);
-    let mut plan = Plan::new(&fused, [1, 3, 224, 224])?;
+    let plan = Plan::new(&fused, [1, 3, 224, 224])?;
+    let mut state = plan.state()?;
     let reference = model.forward(&x)?;
     let d = rep::compare::difference(&fused.forward(&x)?, &reference)?;
-    let planned = rep::compare::difference(&plan.run(x.view())?, &reference.view().into_dyn())?;
+    let planned = rep::compare::difference(&plan.run(&mut state, x.view())?, &reference.view().into_dyn())?;
     let (abs, rel) = (d.max_abs, d.relative());
     let input = Hw::square(224);
     let runs = 5;
     let train_ms = median_ms(runs, || model.forward(&x).map(drop))?;
     let fused_ms = median_ms(runs, || fused.forward(&x).map(drop))?;
-    let planned_ms = median_ms(runs, || plan.run(x.view()).map(drop))?;
+    let planned_ms = median_ms(runs, || plan.run(&mut state, x.view()).map(drop))?;
     writeln!(out, "RepVGG-A0, 224x224, batch 1, random weights and BN statistics (seed 0)")?;
     writeln!(out, "  fused vs train-time logits: max |diff| = {abs:.3e} (relative {rel:.3e})")?;
     writeln!(out, "  planned fused vs train-time logits: relative {:.3e}", planned.relative())?;
@@ -264,8 +265,9 @@ fn infer(
     let x: Array4<f32> = rep::io::read_npy(input)?;
     // The deploy form, planned for this input (train-time weights are fused first).
     let fused = loaded.into_deploy()?;
-    let mut plan = Plan::new(&fused, x.dim().into())?;
-    let logits = plan.run(x.view())?.to_owned();
+    let plan = Plan::new(&fused, x.dim().into())?;
+    let mut state = plan.state()?;
+    let logits = plan.run(&mut state, x.view())?.to_owned();
     rep::io::write_npy(output, &logits)?;
     writeln!(out, "logits {:?} written to {}", logits.shape(), output.display())?;
     Ok(())
@@ -343,7 +345,8 @@ fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::erro
     let fused = model.fuse()?;
     let x = random_input((batch, 3, 224, 224), &mut rng);
     let macs = fused.macs(Hw::square(224))?.0 as f64 * batch as f64;
-    let mut plan = Plan::with_kernels(&fused, [batch, 3, 224, 224], options.kernels)?;
+    let plan = Plan::with_kernels(&fused, [batch, 3, 224, 224], options.kernels)?;
+    let mut state = plan.state()?;
     let timed = |label: &str, f: &mut dyn FnMut() -> rep::Result<()>| {
         let mut done = 0;
         let ms = median_ms(iters, || {
@@ -354,10 +357,11 @@ fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::erro
         eprintln!();
         ms
     };
-    let planned_ms = timed("fused, planned", &mut || plan.run(x.view()).map(drop))?;
-    let allocations = allocations::during(|| plan.run(x.view()).map(drop))?;
+    let planned_ms = timed("fused, planned", &mut || plan.run(&mut state, x.view()).map(drop))?;
+    let allocations = allocations::during(|| plan.run(&mut state, x.view()).map(drop))?;
     let reference = fused.forward(&x)?;
-    let plan_error = rep::compare::difference(&plan.run(x.view())?, &reference.view().into_dyn())?.relative();
+    let plan_error =
+        rep::compare::difference(&plan.run(&mut state, x.view())?, &reference.view().into_dyn())?.relative();
     let fused_ms = timed("fused, layer by layer", &mut || fused.forward(&x).map(drop))?;
     let train_ms = timed("train-time", &mut || model.forward(&x).map(drop))?;
     let gflops = |ms: f64| 2.0 * macs / (ms * 1e6);
@@ -388,7 +392,7 @@ fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::erro
     }
     if options.layers {
         writeln!(&mut out, "  {:<18} {:<10} {:>9} {:>8} {:>8}", "layer", "kernel", "ms", "GFLOPS", "share")?;
-        let profile = plan.profile(x.view(), iters)?;
+        let profile = plan.profile(&mut state, x.view(), iters)?;
         let total: f64 = profile.iter().map(|s| s.time.as_secs_f64()).sum();
         for step in profile {
             let secs = step.time.as_secs_f64();

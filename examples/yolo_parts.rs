@@ -192,7 +192,7 @@ fn costs(parts: [&dyn Part; 8], res: usize) -> rep::Result<(usize, u64)> {
     Ok((params, macs))
 }
 
-/// DESIGN §4's relative error over both head outputs, `a` the reference.
+/// The project's relative error (ARCHITECTURE.md, Tolerances) over both head outputs, `a` the reference.
 fn relative_error(a: &[Array4<f32>; 2], b: &[Array4<f32>; 2]) -> rep::Result<f32> {
     let [d3, d4] = [rep::compare::difference(&b[0], &a[0])?, rep::compare::difference(&b[1], &a[1])?];
     Ok(d3.max(d4).relative())

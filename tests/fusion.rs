@@ -1,5 +1,5 @@
 //! The fusion algebra against evaluating the unfused layers, on random weights, non-trivial
-//! BN statistics, strides 1–2, groups, dilation and odd non-square inputs (DESIGN §4).
+//! BN statistics, strides 1–2, groups, dilation and odd non-square inputs (the tolerance of ARCHITECTURE.md).
 
 mod common;
 

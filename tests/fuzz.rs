@@ -41,7 +41,8 @@ fn exercise_checkpoint(bytes: &[u8]) -> usize {
     let Ok(fused) = loaded.into_deploy() else { return 3 };
     let x = ndarray::Array4::<f32>::zeros((1, 3, 8, 8));
     let Ok(_) = fused.forward(&x) else { return 4 };
-    match Plan::new(&fused, [1, 3, 8, 8]).and_then(|mut plan| plan.run(x.view()).map(drop)) {
+    let planned = Plan::new(&fused, [1, 3, 8, 8]).and_then(|plan| plan.run(&mut plan.state()?, x.view()).map(drop));
+    match planned {
         Ok(()) => 6,
         Err(_) => 5,
     }
@@ -197,8 +198,8 @@ proptest! {
         if let Ok(x) = rep::io::read_npy::<Ix4>(&path) {
             let arch = Arch::new("fuzz", [1, 1, 1, 1], [4, 4, 8, 8, 8], vec![1; 5], 3).unwrap();
             let fused = RepVgg::new(&arch, &mut rng(2)).unwrap().fuse().unwrap();
-            if let Ok(mut plan) = Plan::new(&fused, x.dim().into()) {
-                let _ = plan.run(x.view());
+            if let Ok(plan) = Plan::new(&fused, x.dim().into()) {
+                let _ = plan.state().and_then(|mut state| plan.run(&mut state, x.view()).map(drop));
             }
         }
         let _ = rep::io::read_npy::<Ix2>(&path);

@@ -82,13 +82,14 @@ fn every_conv_kernel_path_puts_nan_where_pytorch_does() {
             assert_eq!(nan_mask(&y), expected_after, "{name}, layer by layer, then {activation:?}");
         }
         for choice in [KernelChoice::Direct, KernelChoice::Winograd(Tile::F2), KernelChoice::Winograd(Tile::F4)] {
-            let mut plan =
+            let plan =
                 Plan::with_kernels(&(conv.clone(), Activation::Relu), [2, g.in_channels, 9, 11], choice).unwrap();
-            let y = plan.run(x.view()).unwrap().to_owned();
+            let mut state = plan.state().unwrap();
+            let y = plan.run(&mut state, x.view()).unwrap().to_owned();
             assert_eq!(nan_mask(&y), expected_nan, "{name}, planned with {choice:?}");
             // The same plan, on a finite input again, gives finite numbers.
             let finite = random_tensor((2, g.in_channels, 9, 11), &mut r);
-            assert!(plan.run(finite.view()).unwrap().iter().all(|v| v.is_finite()), "{name}, {choice:?}");
+            assert!(plan.run(&mut state, finite.view()).unwrap().iter().all(|v| v.is_finite()), "{name}, {choice:?}");
         }
     }
 }
@@ -102,8 +103,9 @@ fn a_nan_weight_gives_nan_like_pytorch() {
     let expected = nan_mask(&reference_conv(&x, &conv.weight, conv.bias.as_ref(), &g, None).into_dyn());
     assert_eq!(nan_mask(&conv.forward(&x).unwrap().into_dyn()), expected);
     for choice in [KernelChoice::Direct, KernelChoice::Winograd(Tile::F2), KernelChoice::Winograd(Tile::F4)] {
-        let mut plan = Plan::with_kernels(&conv, [1, 4, 6, 6], choice).unwrap();
-        assert_eq!(nan_mask(&plan.run(x.view()).unwrap().to_owned()), expected, "{choice:?}");
+        let plan = Plan::with_kernels(&conv, [1, 4, 6, 6], choice).unwrap();
+        let mut state = plan.state().unwrap();
+        assert_eq!(nan_mask(&plan.run(&mut state, x.view()).unwrap().to_owned()), expected, "{choice:?}");
     }
 }
 
@@ -118,8 +120,9 @@ fn the_classifier_keeps_nan_rows_nan() {
     }
     // Planned: global average pool then the classifier (blocked dot products).
     let x4 = x.clone().into_shape_with_order((6, 40, 1, 1)).unwrap();
-    let mut plan = Plan::new(&(rep::layers::GlobalAvgPool, linear), [6, 40, 1, 1]).unwrap();
-    let y = plan.run(x4.view()).unwrap().into_dimensionality::<Ix2>().unwrap().to_owned();
+    let plan = Plan::new(&(rep::layers::GlobalAvgPool, linear), [6, 40, 1, 1]).unwrap();
+    let mut state = plan.state().unwrap();
+    let y = plan.run(&mut state, x4.view()).unwrap().into_dimensionality::<Ix2>().unwrap().to_owned();
     for (row, values) in y.outer_iter().enumerate() {
         assert!(values.iter().all(|v| v.is_nan() == (row == 3)), "planned, row {row}");
     }
@@ -163,8 +166,9 @@ fn a_whole_network_keeps_nan_in_every_form() {
     let deployed = fused.forward(&x).unwrap();
     let mut outputs = vec![("train-time", train), ("fused", deployed)];
     for choice in [KernelChoice::Auto, KernelChoice::Direct, KernelChoice::Winograd(Tile::F4)] {
-        let mut plan = Plan::with_kernels(&fused, [4, 3, 15, 13], choice).unwrap();
-        let y = plan.run(x.view()).unwrap().into_dimensionality::<Ix2>().unwrap().to_owned();
+        let plan = Plan::with_kernels(&fused, [4, 3, 15, 13], choice).unwrap();
+        let mut state = plan.state().unwrap();
+        let y = plan.run(&mut state, x.view()).unwrap().into_dimensionality::<Ix2>().unwrap().to_owned();
         outputs.push(("planned", y));
     }
     for (form, y) in outputs {

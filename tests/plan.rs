@@ -30,8 +30,9 @@ fn plans_reproduce_the_pytorch_fixtures() {
         let fused = model.into_deploy().unwrap();
         let shape: [usize; 4] = x.shape().try_into().unwrap();
         for choice in CHOICES {
-            let mut plan = Plan::with_kernels(&fused, shape, choice).unwrap();
-            let y = plan.run(x.view()).unwrap().into_dimensionality::<Ix2>().unwrap().to_owned();
+            let plan = Plan::with_kernels(&fused, shape, choice).unwrap();
+            let mut state = plan.state().unwrap();
+            let y = plan.run(&mut state, x.view()).unwrap().into_dimensionality::<Ix2>().unwrap().to_owned();
             let err = relative_error(&y, &expected);
             println!("{dir} {choice:?}: relative error {err:.2e}");
             assert!(err <= REL_TOL, "{dir} {choice:?}: {err:e}");
@@ -52,7 +53,8 @@ fn plans_match_the_fused_forward_with_groups_se_and_odd_sizes() {
         let x = random_tensor((n, 3, h, w), &mut rng(3));
         let expected = fused.forward(&x).unwrap();
         for choice in CHOICES {
-            let mut plan = Plan::with_kernels(&fused, [n, 3, h, w], choice).unwrap();
+            let plan = Plan::with_kernels(&fused, [n, 3, h, w], choice).unwrap();
+            let mut state = plan.state().unwrap();
             assert_eq!(plan.output_shape(), Shape::Flat([n, 7]));
             let kernels: Vec<&str> = plan.steps().iter().map(|s| s.kernel_name()).collect();
             let winograd = kernels.iter().filter(|k| k.starts_with("winograd")).count();
@@ -64,7 +66,7 @@ fn plans_match_the_fused_forward_with_groups_se_and_odd_sizes() {
             assert!(kernels.contains(&"squeeze-excite") && kernels.contains(&"linear"));
             // Twice: the second run reuses every buffer the first one filled.
             for _ in 0..2 {
-                let y = plan.run(x.view()).unwrap().into_dimensionality::<Ix2>().unwrap().to_owned();
+                let y = plan.run(&mut state, x.view()).unwrap().into_dimensionality::<Ix2>().unwrap().to_owned();
                 let err = relative_error(&y, &expected);
                 assert!(err <= REL_TOL, "{n}x{h}x{w} {choice:?}: {err:e}");
             }
@@ -82,10 +84,11 @@ fn a_plan_reads_non_contiguous_input_and_profiles_every_step() {
     let x = x.view().permuted_axes([0, 3, 2, 1]);
     let mut reference = conv.forward_then(&x.to_owned(), Activation::Relu).unwrap();
     reference = wide.forward_then(&reference, Activation::Silu).unwrap();
-    let mut plan = Plan::new(&layers, [2, 5, 11, 9]).unwrap();
-    let y = plan.run(x).unwrap().into_dimensionality::<ndarray::Ix4>().unwrap().to_owned();
+    let plan = Plan::new(&layers, [2, 5, 11, 9]).unwrap();
+    let mut state = plan.state().unwrap();
+    let y = plan.run(&mut state, x).unwrap().into_dimensionality::<ndarray::Ix4>().unwrap().to_owned();
     assert!(relative_error(&y, &reference) <= REL_TOL);
-    let profile = plan.profile(x, 3).unwrap();
+    let profile = plan.profile(&mut state, x, 3).unwrap();
     let names: Vec<(&str, &str)> = profile.iter().map(|s| (s.name.as_str(), s.kernel)).collect();
     // Each activation runs inside the conv before it.
     assert_eq!(names, [("0.0", "im2col"), ("1.0", "winograd")]);
@@ -108,9 +111,10 @@ fn batched_small_maps_match_the_layer_with_groups_strides_and_pad_fill() {
             .unwrap();
         let x = random_tensor((3, g.in_channels, 11, 9), &mut r);
         let expected = conv.forward_then(&x, Activation::Relu).unwrap();
-        let mut plan =
+        let plan =
             Plan::with_kernels(&(conv, Activation::Relu), [3, g.in_channels, 11, 9], KernelChoice::Direct).unwrap();
-        let y = plan.run(x.view()).unwrap().into_dimensionality::<ndarray::Ix4>().unwrap().to_owned();
+        let mut state = plan.state().unwrap();
+        let y = plan.run(&mut state, x.view()).unwrap().into_dimensionality::<ndarray::Ix4>().unwrap().to_owned();
         assert!(relative_error(&y, &expected) <= REL_TOL, "{g}");
     }
 }
@@ -120,8 +124,9 @@ fn empty_batches_and_too_small_inputs() {
     let mut arch = Arch::new("test", [1, 1, 1, 1], [16, 16, 32, 32, 64], vec![1; 5], 3).unwrap();
     arch.se = true;
     let fused = RepVgg::new(&arch, &mut rng(6)).unwrap().fuse().unwrap();
-    let mut plan = Plan::new(&fused, [0, 3, 32, 32]).unwrap();
-    assert_eq!(plan.run(Array4::zeros((0, 3, 32, 32)).view()).unwrap().shape(), &[0, 3]);
+    let plan = Plan::new(&fused, [0, 3, 32, 32]).unwrap();
+    let mut state = plan.state().unwrap();
+    assert_eq!(plan.run(&mut state, Array4::zeros((0, 3, 32, 32)).view()).unwrap().shape(), &[0, 3]);
     // Five stride-2 layers: 8x8 shrinks to 1x1 and still works; 0x8 cannot.
     assert!(Plan::new(&fused, [1, 3, 8, 8]).is_ok());
     let err = Plan::new(&fused, [1, 3, 0, 8]).unwrap_err();
@@ -132,8 +137,9 @@ fn empty_batches_and_too_small_inputs() {
 fn plans_refuse_wrong_inputs_and_layers_that_do_not_chain() {
     let mut r = rng(5);
     let conv = Conv2d::new(ConvGeometry::new(4, 6, 3), &mut r).unwrap();
-    let mut plan = Plan::new(&conv, [1, 4, 8, 8]).unwrap();
-    let err = plan.run(Array4::zeros((1, 4, 8, 9)).view()).unwrap_err();
+    let plan = Plan::new(&conv, [1, 4, 8, 8]).unwrap();
+    let mut state = plan.state().unwrap();
+    let err = plan.run(&mut state, Array4::zeros((1, 4, 8, 9)).view()).unwrap_err();
     assert_eq!(err.to_string(), "plan input: expected shape [1, 4, 8, 8], found [1, 4, 8, 9]");
     let err = Plan::new(&conv, [1, 5, 8, 8]).unwrap_err();
     assert!(err.to_string().contains("plan step `` takes 4 input channels but the step before outputs 5"), "{err}");
@@ -141,4 +147,37 @@ fn plans_refuse_wrong_inputs_and_layers_that_do_not_chain() {
     assert!(err.to_string().contains("plan step `1` takes [N, 6] but the step before outputs [1, 6, 6, 6]"), "{err}");
     let err = Plan::new(&(rep::layers::GlobalAvgPool, conv), [1, 4, 8, 8]).unwrap_err();
     assert!(err.to_string().contains("plan step `1` needs an [N, C, H, W] input, found [N, C] = [1, 4]"), "{err}");
+}
+
+#[test]
+fn one_plan_serves_several_threads_each_with_its_own_state() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Plan>();
+    let arch = Arch::new("test", [1, 1, 1, 1], [16, 16, 32, 32, 32], vec![1; 5], 5).unwrap();
+    let mut model = RepVgg::new(&arch, &mut rng(3)).unwrap();
+    randomize_vectors(&mut model, &mut rng(4));
+    let fused = model.fuse().unwrap();
+    let plan = std::sync::Arc::new(Plan::new(&fused, [1, 3, 20, 20]).unwrap());
+    let inputs: Vec<Array4<f32>> = (0..4).map(|i| random_tensor((1, 3, 20, 20), &mut rng(10 + i))).collect();
+    let expected: Vec<Array2<f32>> = inputs.iter().map(|x| fused.forward(x).unwrap()).collect();
+    std::thread::scope(|scope| {
+        for worker in 0..2 {
+            let (plan, inputs, expected) = (plan.clone(), &inputs, &expected);
+            scope.spawn(move || {
+                let mut state = plan.state().unwrap();
+                for round in 0..3 {
+                    for (i, (x, want)) in inputs.iter().zip(expected).enumerate() {
+                        let y =
+                            plan.run(&mut state, x.view()).unwrap().into_dimensionality::<Ix2>().unwrap().to_owned();
+                        assert!(relative_error(&y, want) <= REL_TOL, "worker {worker}, round {round}, input {i}");
+                    }
+                }
+            });
+        }
+    });
+    // A state made by a smaller plan is refused, not overrun.
+    let small = Plan::new(&fused, [1, 3, 8, 8]).unwrap();
+    let mut small_state = small.state().unwrap();
+    let err = plan.run(&mut small_state, inputs[0].view()).unwrap_err();
+    assert!(err.to_string().contains("made by another plan"), "{err}");
 }

@@ -1,6 +1,6 @@
 //! The two reference fixtures (official RepVGG code and timm's ByobNet), evaluated with a
 //! RepVGG network assembled by hand from runtime layers: train-time logits, fused logits, and
-//! our fused weights against the peers' own deploy weights, all within DESIGN §4's tolerance.
+//! our fused weights against the peers' own deploy weights, all within the project's tolerance (ARCHITECTURE.md).
 
 mod common;
 

@@ -99,7 +99,8 @@ fn plans_refuse_sizes_that_overflow_instead_of_panicking() {
     let err = Plan::new(&conv, [1 << 40, 3, 1 << 12, 1 << 12]).unwrap_err();
     assert!(err.to_string().contains("more values than fit in memory"), "{err}");
     // Fits in a usize but not in memory: an error from the allocator, not an abort.
-    let err = Plan::new(&conv, [1 << 30, 3, 1 << 10, 1 << 10]).unwrap_err();
+    let plan = Plan::new(&conv, [1 << 30, 3, 1 << 10, 1 << 10]).unwrap();
+    let err = plan.state().unwrap_err();
     assert!(err.to_string().contains("cannot allocate"), "{err}");
 }
 

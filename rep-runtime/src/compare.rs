@@ -1,4 +1,4 @@
-//! The equivalence measure every fused-vs-train check uses (DESIGN §4):
+//! The equivalence measure every fused-vs-train check uses (ARCHITECTURE.md, Tolerances):
 //! `max |ours − reference| ≤ 1e-5 · max(1, max |reference|)`.
 
 use crate::error::{Error, Result};

@@ -1,12 +1,12 @@
 //! Shared test support: a naive f64 reference convolution, random tensors, and the
-//! DESIGN §4 tolerance check.
+//! project's tolerance check (ARCHITECTURE.md).
 #![allow(dead_code)]
 
 use ndarray::{Array, Array1, Array4, Dimension};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::ConvGeometry;
 
-/// The tolerance of DESIGN §4: `max |ours − expected| ≤ 1e-5 · max(1, max |expected|)`.
+/// The project's tolerance (ARCHITECTURE.md): `max |ours − expected| ≤ 1e-5 · max(1, max |expected|)`.
 pub const REL_TOL: f32 = 1e-5;
 
 /// A seeded RNG.

@@ -56,6 +56,11 @@ impl PackedMatrix {
         PackedMatrix { data, rows, depth }
     }
 
+    /// Floats held, padding included (for memory accounting).
+    pub fn floats(&self) -> usize {
+        self.data.len()
+    }
+
     /// Rows of the matrix.
     pub fn rows(&self) -> usize {
         self.rows

@@ -8,11 +8,13 @@
 //! * each convolution's kernel: stride-1 3×3 layers with enough channels run Winograd
 //!   F(2×2, 3×3) with the kernel transformed here, once (see [`KernelChoice`]; F(4×4, 3×3)
 //!   on request); the others run im2col + GEMM on weights packed here, once;
-//! * every buffer: two activation buffers sized for the largest layer (each step reads one
-//!   and writes the other), the Winograd workspace and the squeeze-and-excite scratch.
+//! * every buffer's size: two activation buffers sized for the largest layer (each step reads
+//!   one and writes the other), the Winograd workspace and the squeeze-and-excite scratch.
 //!
+//! The plan is immutable and `Send + Sync`; the buffers live in a [`PlanState`]
+//! ([`Plan::state`]), one per caller, so threads serving one model share its weights.
 //! [`Plan::run`] allocates nothing: the GEMM ([`crate::kernels::gemm_packed`]) packs into
-//! per-thread buffers that only grow, and the first run (made by [`Plan::new`]) grows them.
+//! per-thread buffers that only grow, and the first run (made by [`Plan::state`]) grows them.
 //!
 //! ```
 //! # fn main() -> rep_runtime::Result<()> {
@@ -23,22 +25,23 @@
 //! # let mut rng = rand::rngs::StdRng::seed_from_u64(0);
 //! let conv = Conv2d::new_with_bias(ConvGeometry::new(8, 8, 3).padding(1), &mut rng)?;
 //! let layers = (conv, Activation::Relu);
-//! let mut plan = Plan::new(&layers, [1, 8, 10, 10])?;
-//! let y = plan.run(ndarray::Array4::zeros((1, 8, 10, 10)).view())?;
+//! let plan = Plan::new(&layers, [1, 8, 10, 10])?;
+//! let mut state = plan.state()?;
+//! let y = plan.run(&mut state, ndarray::Array4::zeros((1, 8, 10, 10)).view())?;
 //! assert_eq!(y.shape(), &[1, 8, 10, 10]);
 //! # Ok(())
 //! # }
 //! ```
 
+mod run;
 mod steps;
 
+pub use run::{Plan, PlanState, StepTime};
 pub use steps::{ConvKernel, Step};
 
 use crate::error::{Error, Result};
 use crate::kernels::Tile;
 use crate::layers::{Activation, Conv2d, GlobalAvgPool, Linear, SqueezeExcite};
-use ndarray::{ArrayView4, ArrayViewD, IxDyn};
-use std::time::{Duration, Instant};
 
 /// A fused layer or network that can append its inference steps to a plan.
 pub trait Compile {
@@ -201,162 +204,6 @@ impl PlanBuilder {
         };
         let output = Shape::Flat([n, linear.out_features()]);
         self.push(Step::new(name, steps::Op::linear(linear)?, self.shape, output))
-    }
-}
-
-/// A fused network compiled for one input shape: its steps and every buffer they need.
-#[derive(Debug)]
-pub struct Plan {
-    input: [usize; 4],
-    steps: Vec<Step>,
-    buffers: [Vec<f32>; 2],
-    workspace: Vec<f32>,
-}
-
-/// Where the value between two steps lives while a plan runs.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Slot {
-    Input,
-    Buffer(usize),
-}
-
-/// The time one step took, from [`Plan::profile`].
-#[derive(Clone, Debug)]
-pub struct StepTime {
-    /// The step's name (its weight prefix).
-    pub name: String,
-    /// What runs: `"winograd"`, `"im2col"`, `"depthwise"`, `"pointwise"`, `"activation"`, ….
-    pub kernel: &'static str,
-    /// Multiply-adds of the step.
-    pub macs: u64,
-    /// Median time over the profiled runs.
-    pub time: Duration,
-}
-
-impl Plan {
-    /// Plans `model` for inputs of shape `[N, C, H, W]`, choosing kernels automatically.
-    pub fn new<M: Compile + ?Sized>(model: &M, input: [usize; 4]) -> Result<Plan> {
-        Plan::with_kernels(model, input, KernelChoice::Auto)
-    }
-
-    /// As [`Plan::new`], with the convolution kernels chosen by `choice`.
-    pub fn with_kernels<M: Compile + ?Sized>(model: &M, input: [usize; 4], choice: KernelChoice) -> Result<Plan> {
-        Shape::Map(input).checked_len()?;
-        let mut builder = PlanBuilder { steps: Vec::new(), shape: Shape::Map(input), choice };
-        model.compile(&mut builder, "")?;
-        let largest = builder.steps.iter().map(|s| s.output.len()).fold(Shape::Map(input).len(), usize::max);
-        let workspace = builder.steps.iter().map(Step::workspace_len).collect::<Result<Vec<_>>>()?;
-        let workspace = workspace.into_iter().max().unwrap_or(0);
-        let [a, b] = [crate::kernels::zeroed(largest, "plan buffer")?, crate::kernels::zeroed(largest, "plan buffer")?];
-        let workspace = crate::kernels::zeroed(workspace, "plan workspace")?;
-        let mut plan = Plan { input, steps: builder.steps, buffers: [a, b], workspace };
-        // One run on zeros touches every buffer and grows the per-thread scratch, so that the
-        // first real call is a steady-state one.
-        plan.run(ndarray::Array4::zeros(input).view())?;
-        Ok(plan)
-    }
-
-    /// The input shape the plan was made for.
-    pub fn input_shape(&self) -> [usize; 4] {
-        self.input
-    }
-
-    /// The shape of what [`Plan::run`] returns.
-    pub fn output_shape(&self) -> Shape {
-        self.steps.last().map_or(Shape::Map(self.input), |s| s.output)
-    }
-
-    /// The planned steps, in order.
-    pub fn steps(&self) -> &[Step] {
-        &self.steps
-    }
-
-    /// Runs the network on `x`, which must have the planned shape. The result borrows the
-    /// plan's buffers until the next call.
-    pub fn run(&mut self, x: ArrayView4<'_, f32>) -> Result<ArrayViewD<'_, f32>> {
-        self.run_timed(x, |_, _| {})
-    }
-
-    /// Runs the network `runs` times on `x` and returns each step's median time.
-    pub fn profile(&mut self, x: ArrayView4<'_, f32>, runs: usize) -> Result<Vec<StepTime>> {
-        let mut times = vec![Vec::with_capacity(runs); self.steps.len()];
-        for _ in 0..runs.max(1) {
-            self.run_timed(x, |i, t| times[i].push(t))?;
-        }
-        Ok(self
-            .steps
-            .iter()
-            .zip(times)
-            .map(|(step, mut t)| {
-                t.sort();
-                StepTime {
-                    name: step.name.clone(),
-                    kernel: step.kernel_name(),
-                    macs: step.macs(),
-                    time: t[t.len() / 2],
-                }
-            })
-            .collect())
-    }
-
-    fn run_timed(
-        &mut self,
-        x: ArrayView4<'_, f32>,
-        mut record: impl FnMut(usize, Duration),
-    ) -> Result<ArrayViewD<'_, f32>> {
-        if x.shape() != self.input {
-            return Err(Error::shape("plan input", &self.input, x.shape()));
-        }
-        let finite = match x.as_slice() {
-            Some(values) => crate::kernels::all_finite(values),
-            None => x.iter().all(|v| v.is_finite()),
-        };
-        let mut current = Slot::Input;
-        if x.as_slice().is_none() {
-            // Not row-major: copy into a buffer (no allocation) and read from there.
-            let len = x.len();
-            let view = ndarray::ArrayViewMut4::from_shape(x.raw_dim(), &mut self.buffers[0][..len]).expect("sized");
-            let mut view = view;
-            view.assign(&x);
-            current = Slot::Buffer(0);
-        }
-        let [first, second] = &mut self.buffers;
-        for (i, step) in self.steps.iter().enumerate() {
-            let start = Instant::now();
-            let (in_len, out_len) = (step.input.len(), step.output.len());
-            if step.in_place() {
-                let data = match current {
-                    Slot::Input => {
-                        first[..in_len].copy_from_slice(x.as_slice().expect("row-major input"));
-                        current = Slot::Buffer(0);
-                        &mut first[..in_len]
-                    }
-                    Slot::Buffer(0) => &mut first[..in_len],
-                    Slot::Buffer(_) => &mut second[..in_len],
-                };
-                step.run_in_place(data, &mut self.workspace)?;
-            } else {
-                let (src, dst, next): (&[f32], &mut [f32], usize) = match current {
-                    Slot::Input => (x.as_slice().expect("row-major input"), &mut first[..out_len], 0),
-                    Slot::Buffer(0) => (&first[..in_len], &mut second[..out_len], 1),
-                    Slot::Buffer(_) => (&second[..in_len], &mut first[..out_len], 0),
-                };
-                step.run(src, dst, &mut self.workspace, finite)?;
-                current = Slot::Buffer(next);
-            }
-            record(i, start.elapsed());
-        }
-        if current == Slot::Input {
-            // No steps: the output is the input.
-            first[..x.len()].copy_from_slice(x.as_slice().expect("row-major input"));
-            current = Slot::Buffer(0);
-        }
-        let shape = self.output_shape();
-        let data: &[f32] = match current {
-            Slot::Input | Slot::Buffer(0) => &self.buffers[0][..shape.len()],
-            Slot::Buffer(_) => &self.buffers[1][..shape.len()],
-        };
-        Ok(ArrayViewD::from_shape(IxDyn(shape.dims()), data).expect("sized by the plan"))
     }
 }
 

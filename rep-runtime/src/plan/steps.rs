@@ -193,6 +193,20 @@ impl Step {
         }
     }
 
+    /// Floats of weights the step holds (packed or transformed copies included).
+    pub fn weight_floats(&self) -> usize {
+        let conv_floats = |conv: &Conv2d| conv.weight.len() + conv.bias.as_ref().map_or(0, |b| b.len());
+        match &self.op {
+            Op::Conv { kernel: ConvKernel::Direct { conv, packed }, .. } => {
+                conv_floats(conv) + packed.iter().map(kernels::PackedMatrix::floats).sum::<usize>()
+            }
+            Op::Conv { kernel: ConvKernel::Winograd { winograd, conv }, .. } => winograd.floats() + conv_floats(conv),
+            Op::SqueezeExcite { down, up } => down.weight.len() + down.bias.len() + up.weight.len() + up.bias.len(),
+            Op::Linear(dense) => dense.weight.len() + dense.bias.len(),
+            Op::Activation(_) | Op::GlobalAvgPool => 0,
+        }
+    }
+
     /// Multiply-adds of the step.
     pub fn macs(&self) -> u64 {
         let rows = |s: &Shape| match *s {

@@ -71,7 +71,7 @@ impl Tile {
     }
 }
 
-/// The per-layer relative error (DESIGN §4's measure) within which [`Tile::F4`] outputs stay
+/// The per-layer relative error (the measure of [`crate::compare`]) within which [`Tile::F4`] outputs stay
 /// of the exact convolution on unit-scale data; [`Tile::F2`] stays within the project-wide
 /// 1e-5.
 pub const F4_TOLERANCE: f32 = 3e-5;
@@ -202,6 +202,11 @@ impl WinogradConv {
             })
             .collect();
         Ok(WinogradConv { transformed, bias, geometry, tile, transforms: tile.transforms() })
+    }
+
+    /// Floats held: the transformed kernels and the bias (for memory accounting).
+    pub fn floats(&self) -> usize {
+        self.transformed.iter().map(PackedMatrix::floats).sum::<usize>() + self.bias.len()
     }
 
     /// The convolution's geometry.
