@@ -132,84 +132,92 @@ pub(super) fn post_ops_of(ops: &[&PostOp], value: TokenStream, train: bool, skip
 }
 
 /// `squeeze`: every present branch to an `AffineConv`, summed; binds `__squeezed`.
-pub(super) fn squeeze(block: &Block) -> TokenStream {
-    let branches = block.branches.iter().enumerate().map(|(index, b)| {
-        let field = &b.field;
-        let name = &b.name;
-        let base = quote!(__b);
-        let mut chain = Vec::new();
-        // An ImplicitA folds into the conv right after it; `start` is where the chain begins.
-        let mut pending_implicit: Option<TokenStream> = None;
-        let mut start = 0;
-        for (i, op) in b.ops.iter().enumerate() {
-            let layer = op_access(b, i, &base);
-            let implicit = pending_implicit.take();
-            let conv = |affine: TokenStream| match &implicit {
-                Some(ia) => quote!(#affine.after_implicit_a(&#ia)?),
-                None => affine,
-            };
-            let step = match (&op.kind, i == start) {
-                (OpKind::ImplicitA(_), first) => {
-                    pending_implicit = Some(layer);
-                    if first {
-                        start += 1;
+pub(super) fn squeeze(block: &Block, main: usize) -> TokenStream {
+    let mut branches: Vec<TokenStream> = block
+        .branches
+        .iter()
+        .enumerate()
+        .map(|(index, b)| {
+            let field = &b.field;
+            let name = &b.name;
+            let base = quote!(__b);
+            let mut chain = Vec::new();
+            // An ImplicitA folds into the conv right after it; `start` is where the chain begins.
+            let mut pending_implicit: Option<TokenStream> = None;
+            let mut start = 0;
+            for (i, op) in b.ops.iter().enumerate() {
+                let layer = op_access(b, i, &base);
+                let implicit = pending_implicit.take();
+                let conv = |affine: TokenStream| match &implicit {
+                    Some(ia) => quote!(#affine.after_implicit_a(&#ia)?),
+                    None => affine,
+                };
+                let step = match (&op.kind, i == start) {
+                    (OpKind::ImplicitA(_), first) => {
+                        pending_implicit = Some(layer);
+                        if first {
+                            start += 1;
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                (OpKind::Conv(_), true) => conv(quote!(::rep::fusion::AffineConv::from_conv(&#layer)?)),
-                (OpKind::ConvBn(..), true) => conv(quote!(#layer.fuse()?)),
-                (OpKind::Bn(..), true) => quote!(::rep::fusion::bn_identity(&#layer, __groups)?),
-                (OpKind::Scale(..), true) => {
-                    quote!(::rep::fusion::identity(__channels, __groups)?.then_scale(&#layer)?)
-                }
-                (OpKind::ImplicitM(..), true) => {
-                    quote!(::rep::fusion::identity(__channels, __groups)?.then_implicit_m(&#layer)?)
-                }
-                (OpKind::Identity(_), true) => quote!(::rep::fusion::identity(__channels, __groups)?),
-                (OpKind::Filter { bank: Bank::Dct, .. }, true) => {
-                    quote!(::rep::fusion::AffineConv::from_conv(&#layer.conv)?)
-                }
-                (OpKind::Filter { bank: Bank::Dct, .. }, false) => {
-                    quote!(__acc.then(&::rep::fusion::AffineConv::from_conv(&#layer.conv)?)?)
-                }
-                (OpKind::Filter { .. }, true) => {
-                    quote!(::rep::fusion::avg_pool_kernel(__channels, __groups, &#layer)?)
-                }
-                (OpKind::Conv(_), false) => {
-                    let next = conv(quote!(::rep::fusion::AffineConv::from_conv(&#layer)?));
-                    quote!(__acc.then(&#next)?)
-                }
-                (OpKind::ConvBn(..), false) => {
-                    let next = conv(quote!(#layer.fuse()?));
-                    quote!(__acc.then(&#next)?)
-                }
-                (OpKind::Bn(..), false) => quote!(__acc.then_bn(&#layer)?),
-                (OpKind::Scale(..), false) => quote!(__acc.then_scale(&#layer)?),
-                (OpKind::ImplicitM(..), false) => quote!(__acc.then_implicit_m(&#layer)?),
-                (OpKind::Identity(_), false) => quote!(__acc),
-                (OpKind::Filter { .. }, false) => quote!({
-                    let __c = __acc.geometry.out_channels;
-                    __acc.then(&::rep::fusion::avg_pool_kernel(__c, __c, &#layer)?)?
-                }),
-            };
-            chain.push(quote!(let __acc = #step;));
-        }
-        let body = quote!({ #(#chain)* __acc });
-        let push = if index == 0 {
-            quote! {
-                let __main = #body;
-                (__channels, __groups) = (__main.geometry.in_channels, __main.geometry.groups);
-                __branches.push((#name, __main));
+                    (OpKind::Conv(_), true) => conv(quote!(::rep::fusion::AffineConv::from_conv(&#layer)?)),
+                    (OpKind::ConvBn(..), true) => conv(quote!(#layer.fuse()?)),
+                    (OpKind::Bn(..), true) => quote!(::rep::fusion::bn_identity(&#layer, __groups)?),
+                    (OpKind::Scale(..), true) => {
+                        quote!(::rep::fusion::identity(__channels, __groups)?.then_scale(&#layer)?)
+                    }
+                    (OpKind::ImplicitM(..), true) => {
+                        quote!(::rep::fusion::identity(__channels, __groups)?.then_implicit_m(&#layer)?)
+                    }
+                    (OpKind::Identity(_), true) => quote!(::rep::fusion::identity(__channels, __groups)?),
+                    (OpKind::Filter { bank: Bank::Dct, .. }, true) => {
+                        quote!(::rep::fusion::AffineConv::from_conv(&#layer.conv)?)
+                    }
+                    (OpKind::Filter { bank: Bank::Dct, .. }, false) => {
+                        quote!(__acc.then(&::rep::fusion::AffineConv::from_conv(&#layer.conv)?)?)
+                    }
+                    (OpKind::Filter { .. }, true) => {
+                        quote!(::rep::fusion::avg_pool_kernel(__channels, __groups, &#layer)?)
+                    }
+                    (OpKind::Conv(_), false) => {
+                        let next = conv(quote!(::rep::fusion::AffineConv::from_conv(&#layer)?));
+                        quote!(__acc.then(&#next)?)
+                    }
+                    (OpKind::ConvBn(..), false) => {
+                        let next = conv(quote!(#layer.fuse()?));
+                        quote!(__acc.then(&#next)?)
+                    }
+                    (OpKind::Bn(..), false) => quote!(__acc.then_bn(&#layer)?),
+                    (OpKind::Scale(..), false) => quote!(__acc.then_scale(&#layer)?),
+                    (OpKind::ImplicitM(..), false) => quote!(__acc.then_implicit_m(&#layer)?),
+                    (OpKind::Identity(_), false) => quote!(__acc),
+                    (OpKind::Filter { .. }, false) => quote!({
+                        let __c = __acc.geometry.out_channels;
+                        __acc.then(&::rep::fusion::avg_pool_kernel(__c, __c, &#layer)?)?
+                    }),
+                };
+                chain.push(quote!(let __acc = #step;));
             }
-        } else {
-            quote!(__branches.push((#name, #body));)
-        };
-        if b.optional {
-            quote!(if let ::core::option::Option::Some(__b) = &self.#field { #push })
-        } else {
-            quote!({ let __b = &self.#field; #push })
-        }
-    });
+            let body = quote!({ #(#chain)* __acc });
+            let push = if index == main {
+                quote! {
+                    let __main = #body;
+                    (__channels, __groups) = (__main.geometry.in_channels, __main.geometry.groups);
+                    __branches.push((#name, __main));
+                }
+            } else {
+                quote!(__branches.push((#name, #body));)
+            };
+            if b.optional {
+                quote!(if let ::core::option::Option::Some(__b) = &self.#field { #push })
+            } else {
+                quote!({ let __b = &self.#field; #push })
+            }
+        })
+        .collect();
+    // The main branch first: the identity, pool and BN branches take its channels and groups.
+    let main_branch = branches.remove(main);
+    branches.insert(0, main_branch);
     quote! {
         let mut __branches: ::std::vec::Vec<(&str, ::rep::fusion::AffineConv)> = ::std::vec::Vec::new();
         #[allow(unused_variables, unused_assignments)]

@@ -228,7 +228,7 @@ pub(super) fn arg_name(dim: &Ident) -> Ident {
 }
 
 pub(super) fn constructor(block: &Block, g: &BlockGeometry, checks: &[Check]) -> TokenStream {
-    let main_kernel = &g.summaries[0].kernel;
+    let main_kernel = &g.summaries[g.main].kernel;
     let args = block.dims.iter().map(|d| {
         let arg = arg_name(d);
         quote!(#arg: #d)
@@ -255,7 +255,7 @@ pub(super) fn constructor(block: &Block, g: &BlockGeometry, checks: &[Check]) ->
         }
     });
     let names = block.branches.iter().map(|b| &b.field);
-    let (cin, cout) = (g.summaries[0].cin.runtime(), g.summaries[0].cout.runtime());
+    let (cin, cout) = (g.summaries[g.main].cin.runtime(), g.summaries[g.main].cout.runtime());
     let post = block.post.iter().filter_map(|p| match p {
         PostOp::Bn(bn, _) => {
             let options = bn_options(bn);

@@ -139,7 +139,7 @@ pub(super) fn block_trait(block: &Block, g: &BlockGeometry) -> TokenStream {
         param.bounds.push(syn::parse_quote!(::rep::Dim));
     }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
-    let main = &g.summaries[0];
+    let main = &g.summaries[g.main];
     let (cin, cout) = (main.cin.statik(), main.cout.statik());
     let count = block.dims.len();
     let dims = block.dims.iter().enumerate().map(|(i, d)| quote!(<#d as ::rep::Dim>::from_size(sizes[#i])?));

@@ -56,7 +56,7 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
     let new_fn = constructor(block, geometry, checks);
     let block_impl = block_trait(block, geometry);
     let (forward_eval, forward_train) = (forward(block, false), forward(block, true));
-    let squeeze = squeeze(block);
+    let squeeze = squeeze(block, geometry.main);
     let post_bn = block.post.iter().any(|p| matches!(p, PostOp::Bn(..))).then(|| quote!(.then_bn(&self.bn)?));
     let online = is_online(block);
     let (forward_train, structural) = if online {

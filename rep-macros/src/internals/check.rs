@@ -63,9 +63,11 @@ pub struct Summary {
     pub identity_like: bool,
 }
 
-/// The geometry every branch has to agree on, fixed by the first branch.
+/// The geometry every branch has to agree on, fixed by the main branch.
 pub struct BlockGeometry {
     pub summaries: Vec<Summary>,
+    /// Index of the main branch (see `main_branch`).
+    pub main: usize,
     pub main_padding: Pair,
     pub main_dilation: Pair,
 }
@@ -285,6 +287,19 @@ fn require_positive(
     }
 }
 
+/// The branch the others are checked against (and whose padding anchors the window centres):
+/// the first that always exists and holds a conv, else the first that always exists. Since the
+/// branches are summed, declaration order must not matter: an optional identity or a bare BN
+/// declared first is no reference for channels, groups or padding.
+fn main_branch(block: &Block, summaries: &[Summary]) -> usize {
+    let always = |i: &usize| !block.branches[*i].optional;
+    (0..summaries.len())
+        .filter(always)
+        .find(|&i| summaries[i].groups.is_some() && !summaries[i].identity_like)
+        .or_else(|| (0..summaries.len()).find(always))
+        .unwrap_or(0)
+}
+
 /// Checks the whole block; returns its geometry and the checks left for later.
 pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
     super::names::check_names(cx, block);
@@ -292,8 +307,9 @@ pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
     let mut checker = Checker { cx, deferred: Vec::new() };
     let summaries: Vec<Summary> =
         block.branches.iter().enumerate().map(|(i, b)| summarize(&mut checker, b, i)).collect::<Option<_>>()?;
-    let main = summaries.first()?.clone();
-    let main_branch = &block.branches[0];
+    let main_index = main_branch(block, &summaries);
+    let main = summaries.get(main_index)?.clone();
+    let main_branch = &block.branches[main_index];
 
     // The fused kernel: declared, else the per-axis maximum when literal, else the main branch's.
     let kernel = match &block.kernel {
@@ -488,7 +504,7 @@ pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
             }
         }
     }
-    Some((BlockGeometry { summaries, main_padding, main_dilation }, checker.deferred))
+    Some((BlockGeometry { summaries, main: main_index, main_padding, main_dilation }, checker.deferred))
 }
 
 /// A post-sum BN folds only when nothing non-linear precedes it.
