@@ -193,3 +193,19 @@ fn winograd_on_wide_maps_matches_reference() {
         }
     }
 }
+
+#[test]
+fn winograd_recovers_the_weights_it_transformed() {
+    let mut r = rng(40);
+    for (cin, cout, groups) in [(8, 16, 1), (12, 6, 3), (32, 32, 32)] {
+        let g = ConvGeometry::new(cin, cout, 3).padding(1).groups(groups);
+        let conv = Conv2d::new_with_bias(g, &mut r).unwrap();
+        for tile in [Tile::F2, Tile::F4] {
+            let recovered = WinogradConv::with_tile(&conv, tile).unwrap().to_conv2d();
+            let err = relative_error(&recovered.weight, &conv.weight);
+            assert!(err <= 1e-6, "{cin}->{cout} g{groups} {tile:?}: weights recovered to {err:e}");
+            assert_eq!(recovered.bias, conv.bias);
+            assert_eq!(recovered.geometry, conv.geometry);
+        }
+    }
+}

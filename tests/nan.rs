@@ -57,6 +57,14 @@ fn input_with_nans(shape: (usize, usize, usize, usize), seed: u64) -> Array4<f32
     x
 }
 
+/// Where `expected` is finite, `ours` is within the project's tolerance of it.
+fn assert_finite_close(ours: &ArrayD<f32>, expected: &ArrayD<f32>, what: &str) {
+    let scale = expected.iter().filter(|v| v.is_finite()).fold(1.0f32, |m, v| m.max(v.abs()));
+    for (i, (a, b)) in ours.iter().zip(expected).enumerate().filter(|(_, (_, b))| b.is_finite()) {
+        assert!((a - b).abs() <= 1e-5 * scale, "{what}: output {i} is {a}, expected {b}");
+    }
+}
+
 #[test]
 fn every_conv_kernel_path_puts_nan_where_pytorch_does() {
     let geometries = [
@@ -87,6 +95,9 @@ fn every_conv_kernel_path_puts_nan_where_pytorch_does() {
             let mut state = plan.state().unwrap();
             let y = plan.run(&mut state, x.view()).unwrap().to_owned();
             assert_eq!(nan_mask(&y), expected_nan, "{name}, planned with {choice:?}");
+            // And the finite outputs are the exact convolution's (then ReLU).
+            let exact = expected.mapv(|v| Activation::Relu.apply(v));
+            assert_finite_close(&y, &exact, &format!("{name}, planned with {choice:?}"));
             // The same plan, on a finite input again, gives finite numbers.
             let finite = random_tensor((2, g.in_channels, 9, 11), &mut r);
             assert!(plan.run(&mut state, finite.view()).unwrap().iter().all(|v| v.is_finite()), "{name}, {choice:?}");

@@ -56,6 +56,13 @@ impl PackedMatrix {
         PackedMatrix { data, rows, depth }
     }
 
+    /// The value at `row`, `col` of the matrix that was packed.
+    pub(crate) fn get(&self, row: usize, col: usize) -> f32 {
+        let (p, i) = (row / MR, row % MR);
+        let (k0, kc) = (col / KC * KC, KC.min(self.depth - col / KC * KC));
+        self.data[k0 * self.panels() * MR + (p * kc + col - k0) * MR + i]
+    }
+
     /// Floats held, padding included (for memory accounting).
     pub fn floats(&self) -> usize {
         self.data.len()

@@ -30,15 +30,11 @@ pub enum ConvKernel {
         /// Its weights packed per group ([`kernels::pack_weights`]).
         packed: Vec<kernels::PackedMatrix>,
     },
-    /// Winograd on the kernel transformed at planning time.
-    Winograd {
-        /// The transformed kernel.
-        winograd: WinogradConv,
-        /// The layer itself, for inputs that hold NaN or ±∞: Winograd's transforms mix the
-        /// values of a whole tile, so a non-finite input would spread to outputs whose window
-        /// does not contain it; the direct path puts it exactly where PyTorch does.
-        conv: Box<Conv2d>,
-    },
+    /// Winograd on the kernel transformed at planning time. For inputs that hold NaN or ±∞
+    /// (Winograd's transforms would spread them over whole tiles) the step runs the direct
+    /// kernel on weights recovered from the transformed ones ([`WinogradConv::to_conv2d`]),
+    /// which puts them exactly where PyTorch does.
+    Winograd(WinogradConv),
 }
 
 impl ConvKernel {
@@ -49,7 +45,7 @@ impl ConvKernel {
     }
 
     pub(super) fn winograd(conv: &Conv2d, tile: kernels::Tile) -> Result<Self> {
-        Ok(ConvKernel::Winograd { winograd: WinogradConv::with_tile(conv, tile)?, conv: Box::new(conv.clone()) })
+        Ok(ConvKernel::Winograd(WinogradConv::with_tile(conv, tile)?))
     }
 }
 
@@ -172,7 +168,7 @@ impl Step {
     /// The kernel the step runs, for profiles.
     pub fn kernel_name(&self) -> &'static str {
         match &self.op {
-            Op::Conv { kernel: ConvKernel::Winograd { winograd: w, .. }, .. } => match w.tile() {
+            Op::Conv { kernel: ConvKernel::Winograd(w), .. } => match w.tile() {
                 kernels::Tile::F2 => "winograd",
                 kernels::Tile::F4 => "winograd4",
             },
@@ -200,7 +196,7 @@ impl Step {
             Op::Conv { kernel: ConvKernel::Direct { conv, packed }, .. } => {
                 conv_floats(conv) + packed.iter().map(kernels::PackedMatrix::floats).sum::<usize>()
             }
-            Op::Conv { kernel: ConvKernel::Winograd { winograd, conv }, .. } => winograd.floats() + conv_floats(conv),
+            Op::Conv { kernel: ConvKernel::Winograd(winograd), .. } => winograd.floats(),
             Op::SqueezeExcite { down, up } => down.weight.len() + down.bias.len() + up.weight.len() + up.bias.len(),
             Op::Linear(dense) => dense.weight.len() + dense.bias.len(),
             Op::Activation(_) | Op::GlobalAvgPool => 0,
@@ -216,7 +212,7 @@ impl Step {
             (Op::Conv { kernel, .. }, Shape::Map([n, _, h, w])) => {
                 let g = match kernel {
                     ConvKernel::Direct { conv, .. } => conv.geometry,
-                    ConvKernel::Winograd { conv, .. } => conv.geometry,
+                    ConvKernel::Winograd(w) => *w.geometry(),
                 };
                 g.macs(Hw { h, w }).ok().and_then(|m| m.checked_mul(n as u64)).unwrap_or(u64::MAX)
             }
@@ -229,7 +225,7 @@ impl Step {
     /// Floats of shared workspace the step needs.
     pub(super) fn workspace_len(&self) -> Result<usize> {
         Ok(match (&self.op, self.input) {
-            (Op::Conv { kernel: ConvKernel::Winograd { winograd, .. }, .. }, Shape::Map([n, _, h, wd])) => {
+            (Op::Conv { kernel: ConvKernel::Winograd(winograd), .. }, Shape::Map([n, _, h, wd])) => {
                 winograd.workspace_len(n, Hw { h, w: wd })?
             }
             (Op::SqueezeExcite { down, up }, Shape::Map([n, ..])) => n * (2 * up.outputs() + down.outputs()),
@@ -242,14 +238,15 @@ impl Step {
     /// direct path (see [`ConvKernel::Winograd`]).
     pub(super) fn run(&self, x: &[f32], y: &mut [f32], workspace: &mut [f32], finite: bool) -> Result<()> {
         match (&self.op, self.input) {
-            (Op::Conv { kernel: ConvKernel::Winograd { conv, .. }, activation }, Shape::Map(shape)) if !finite => {
+            (Op::Conv { kernel: ConvKernel::Winograd(w), activation }, Shape::Map(shape)) if !finite => {
+                let conv = w.to_conv2d();
                 kernels::conv2d_into(x, shape, &conv.geometry, conv.operands(), *activation, y)
             }
             (Op::Conv { kernel: ConvKernel::Direct { conv, packed }, activation }, Shape::Map(shape)) => {
                 let operands = kernels::ConvOperands { packed: Some(packed), ..conv.operands() };
                 kernels::conv2d_into(x, shape, &conv.geometry, operands, *activation, y)
             }
-            (Op::Conv { kernel: ConvKernel::Winograd { winograd: w, .. }, activation }, Shape::Map([n, _, h, wd])) => {
+            (Op::Conv { kernel: ConvKernel::Winograd(w), activation }, Shape::Map([n, _, h, wd])) => {
                 w.run(x, n, Hw { h, w: wd }, y, workspace, *activation)
             }
             (Op::GlobalAvgPool, Shape::Map([_, _, h, w])) => {

@@ -8,6 +8,9 @@ pub(super) const XI: usize = 16;
 /// `G` of F(2×2, 3×3).
 pub(super) const G: [[f64; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
 
+/// A left inverse of [`G`] (`G_INVERSE · G = I₃`): `g = G⁻ U G⁻ᵀ` recovers the kernel.
+pub(super) const G_INVERSE: [[f64; 4]; 3] = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, -1.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
+
 /// `Bᵀ d B` for every tile of input channel `c` of every image, into `v_c` (`[16][columns]`),
 /// one row of tiles at a time.
 ///

@@ -24,6 +24,10 @@ pub(super) const G: [[f64; 3]; 6] = [
     [0.0, 0.0, 1.0],
 ];
 
+/// A left inverse of [`G`] (`G_INVERSE · G = I₃`): `g = G⁻ U G⁻ᵀ` recovers the kernel.
+pub(super) const G_INVERSE: [[f64; 6]; 3] =
+    [[4.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, -3.0, 3.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]];
+
 /// `Bᵀ d` for one column `d` of six values.
 fn input_1d(d: [f32; 6]) -> [f32; 6] {
     let (d13, d42) = (d[3] - d[1], d[4] - d[2]);

@@ -69,6 +69,14 @@ impl Tile {
             Tile::F4 => &f4::G,
         }
     }
+
+    /// The rows of a left inverse of `G` (`3 × α`).
+    fn kernel_inverse(self) -> [&'static [f64]; 3] {
+        match self {
+            Tile::F2 => f2::G_INVERSE.each_ref().map(|row| row.as_slice()),
+            Tile::F4 => f4::G_INVERSE.each_ref().map(|row| row.as_slice()),
+        }
+    }
 }
 
 /// The per-layer relative error (the measure of [`crate::compare`]) within which [`Tile::F4`] outputs stay
@@ -202,6 +210,30 @@ impl WinogradConv {
             })
             .collect();
         Ok(WinogradConv { transformed, bias, geometry, tile, transforms: tile.transforms() })
+    }
+
+    /// The convolution this one computes, recovered from the transformed kernel
+    /// (`g = G⁻ U G⁻ᵀ`, in f64; within a few f32 roundings of the original weights). For the
+    /// rare calls that need the direct kernel (inputs holding NaN or ±∞, whose values Winograd
+    /// would spread over a tile), so that a plan keeps one copy of the weights; allocates.
+    pub fn to_conv2d(&self) -> Conv2d {
+        let g = &self.geometry;
+        let (cout, cin_g, cout_g, groups) = (g.out_channels, g.in_per_group(), g.out_per_group(), g.groups);
+        let (alpha, inverse) = (self.tile.outputs() + 2, self.tile.kernel_inverse());
+        let weight = ndarray::Array4::from_shape_fn((cout, cin_g, 3, 3), |(o, c, r, s)| {
+            let u = |a: usize, b: usize| {
+                let packed = &self.transformed[(a * alpha + b) * groups + o / cout_g];
+                f64::from(packed.get(o % cout_g, c))
+            };
+            let mut value = 0.0;
+            for (a, &left) in inverse[r].iter().enumerate().filter(|(_, v)| **v != 0.0) {
+                for (b, &right) in inverse[s].iter().enumerate().filter(|(_, v)| **v != 0.0) {
+                    value += left * u(a, b) * right;
+                }
+            }
+            value as f32
+        });
+        Conv2d { weight, bias: Some(ndarray::Array1::from(self.bias.clone())), geometry: *g, pad_fill: None }
     }
 
     /// Floats held: the transformed kernels and the bias (for memory accounting).
