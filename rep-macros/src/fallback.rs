@@ -1,12 +1,14 @@
-//! What is emitted next to the errors when a block does not check: the struct and its fused
-//! twin with stub impls, so that one mistake does not cascade into errors at every use.
+//! What is emitted next to the errors when a block or model does not check: the structs with
+//! every impl the success path generates, as stand-ins whose bodies are never reached, so that
+//! one mistake is one error — in the block and wherever it is used (a model's fields included).
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::ItemStruct;
 
 pub fn block(item: &ItemStruct, errors: TokenStream) -> TokenStream {
-    let (name, vis, attrs) = (&item.ident, &item.vis, &item.attrs);
+    let (name, vis) = (&item.ident, &item.vis);
+    let attrs = crate::internals::attrs::without_derives(&item.attrs, &["Clone", "Debug"]);
     let fused = format_ident!("{}Fused", name);
     let mut generics = item.generics.clone();
     for param in generics.type_params_mut() {
@@ -21,55 +23,108 @@ pub fn block(item: &ItemStruct, errors: TokenStream) -> TokenStream {
         let arg = format_ident!("{}", t.to_string().to_lowercase());
         quote!(#arg: #t)
     });
+    let unreachable = quote!(::core::unimplemented!("the block did not compile"));
+    let array = quote!(::rep::ndarray::Array4<f32>);
+    let stand_in_layer = |ty: TokenStream, generics: bool| {
+        let (i, w) = if generics { (quote!(#impl_generics), quote!(#where_clause)) } else { (quote!(), quote!()) };
+        quote! {
+            impl #i ::rep::layers::Layer for #ty #w {
+                fn forward(&self, _: &#array) -> ::rep::Result<#array> { #unreachable }
+            }
+            impl #i ::rep::layers::Parameters for #ty #w {
+                fn visit(&self, _: &str, _: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {}
+                fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {}
+            }
+            impl #i ::rep::Costs for #ty #w {
+                fn parameter_count(&self) -> usize { 0 }
+                fn macs(&self, _: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> { #unreachable }
+            }
+        }
+    };
+    let train_impls = stand_in_layer(quote!(#name #ty_generics), true);
+    let fused_impls = stand_in_layer(quote!(#fused), false);
     quote! {
         #errors
         #(#attrs)*
+        #[derive(Clone, Debug)]
         #vis struct #name #impl_generics #where_clause {
             _dims: ::core::marker::PhantomData<fn() -> (#(#types,)* #(&#lifetimes (),)*)>,
         }
+        #[derive(Clone, Debug)]
         #vis struct #fused;
         impl #impl_generics #name #ty_generics #where_clause {
-            #[allow(unused_variables)]
-            pub fn new(#(#args,)* rng: &mut impl ::rep::rand::Rng) -> ::rep::Result<Self> {
-                ::core::unimplemented!("the block did not compile")
-            }
+            #[allow(unused_variables, clippy::too_many_arguments)]
+            pub fn new(#(#args,)* rng: &mut impl ::rep::rand::Rng) -> ::rep::Result<Self> { #unreachable }
         }
-        impl #impl_generics ::rep::layers::Layer for #name #ty_generics #where_clause {
-            fn forward(&self, _: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
-                ::core::unimplemented!("the block did not compile")
-            }
-        }
-        impl #impl_generics ::rep::layers::Parameters for #name #ty_generics #where_clause {
-            fn visit(&self, _: &str, _: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {}
-            fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {}
-        }
-        impl ::rep::layers::Layer for #fused {
-            fn forward(&self, _: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
-                ::core::unimplemented!("the block did not compile")
-            }
-        }
+        #train_impls
+        #fused_impls
         impl #impl_generics ::rep::Reparameterize for #name #ty_generics #where_clause {
             type Fused = #fused;
-            fn fuse(&self) -> ::rep::Result<#fused> {
-                ::core::unimplemented!("the block did not compile")
-            }
+            fn fuse(&self) -> ::rep::Result<#fused> { #unreachable }
+        }
+        impl #impl_generics ::rep::Block for #name #ty_generics #where_clause {
+            const IN: ::core::option::Option<usize> = ::core::option::Option::None;
+            const OUT: ::core::option::Option<usize> = ::core::option::Option::None;
+            const STAGE: ::rep::StageRoles = ::rep::StageRoles { input: None, output: None, stride: None };
+            const STRIDE: ::core::option::Option<usize> = ::core::option::Option::None;
+            fn from_sizes<R: ::rep::rand::Rng>(_: &[usize], _: &mut R) -> ::rep::Result<Self> { #unreachable }
+            fn in_channels(&self) -> usize { #unreachable }
+            fn out_channels(&self) -> usize { #unreachable }
+        }
+        impl ::rep::plan::Compile for #fused {
+            fn compile(&self, _: &mut ::rep::plan::PlanBuilder, _: &str) -> ::rep::Result<()> { #unreachable }
         }
     }
 }
 
-/// The model struct with no fields and a `new` (with the declared arguments) that cannot be
-/// reached, next to the errors.
-pub fn model(item: &ItemStruct, params: &[syn::FnArg], errors: TokenStream) -> TokenStream {
-    let (name, vis, attrs) = (&item.ident, &item.vis, &item.attrs);
+/// The model and its fused twin with no fields, and every method and impl the success path
+/// generates (bodies never reached), next to the errors.
+pub fn model(model: &crate::internals::model::Model, errors: TokenStream) -> TokenStream {
+    let item = &model.item;
+    let (name, vis, params) = (&item.ident, &item.vis, &model.params);
+    let attrs = crate::internals::attrs::without_derives(&item.attrs, &["Clone", "Debug"]);
+    let fused = format_ident!("{}Fused", name);
+    let unreachable = quote!(::core::unimplemented!("the model did not compile"));
+    let output =
+        if model.flat_output() { quote!(::rep::ndarray::Array2<f32>) } else { quote!(::rep::ndarray::Array4<f32>) };
+    let input = quote!(&::rep::ndarray::Array4<f32>);
+    let common = |ty: &syn::Ident| {
+        quote! {
+            impl ::rep::layers::Parameters for #ty {
+                fn visit(&self, _: &str, _: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {}
+                fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {}
+            }
+            impl ::rep::Costs for #ty {
+                fn parameter_count(&self) -> usize { 0 }
+                fn macs(&self, _: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> { #unreachable }
+            }
+        }
+    };
+    let (train_impls, fused_impls) = (common(name), common(&fused));
     quote! {
         #errors
         #(#attrs)*
+        #[derive(Clone, Debug)]
         #vis struct #name {}
+        #[derive(Clone, Debug)]
+        #vis struct #fused {}
         impl #name {
             #[allow(unused_variables)]
-            pub fn new(#(#params,)* rng: &mut impl ::rep::rand::Rng) -> ::rep::Result<Self> {
-                ::core::unimplemented!("the model did not compile")
-            }
+            pub fn new(#(#params,)* rng: &mut impl ::rep::rand::Rng) -> ::rep::Result<Self> { #unreachable }
+            pub fn forward(&self, _: #input) -> ::rep::Result<#output> { #unreachable }
+            pub fn forward_train(&mut self, _: #input) -> ::rep::Result<#output> { #unreachable }
+        }
+        impl #fused {
+            pub fn forward(&self, _: #input) -> ::rep::Result<#output> { #unreachable }
+        }
+        #train_impls
+        #fused_impls
+        impl ::rep::Reparameterize for #name {
+            type Fused = #fused;
+            fn fuse(&self) -> ::rep::Result<#fused> { #unreachable }
+        }
+        impl ::rep::plan::Compile for #fused {
+            fn compile(&self, _: &mut ::rep::plan::PlanBuilder, _: &str) -> ::rep::Result<()> { #unreachable }
         }
     }
 }

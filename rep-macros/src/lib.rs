@@ -105,6 +105,6 @@ pub fn model(args: TokenStream, input: TokenStream) -> TokenStream {
     let model = internals::model::Model::parse(&cx, args.into(), item);
     match cx.into_compile_errors() {
         None => expand::model::model(&model).into(),
-        Some(errors) => fallback::model(&model.item, &model.params, errors).into(),
+        Some(errors) => fallback::model(&model, errors).into(),
     }
 }
