@@ -17,7 +17,7 @@ use rep::layers::randomize_vectors;
 use rep::ndarray::Array4;
 use rep::plan::{KernelChoice, Plan};
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
-use rep::repvgg::{Arch, Checkpoint, Form, Loaded, Naming, RepVgg, save_deploy};
+use rep::repvgg::{self, Arch, Checkpoint, Form, Naming, RepVgg};
 use rep::{Costs, Hw, Reparameterize};
 use std::io::Write;
 use std::path::PathBuf;
@@ -102,7 +102,7 @@ enum Command {
 }
 
 /// Runs the command line `args` (program name first), writing the report to `out`.
-pub fn run(args: &[&str], out: &mut dyn Write) -> CliResult {
+fn run(args: &[&str], out: &mut dyn Write) -> CliResult {
     let cli = Cli::try_parse_from(args)?;
     match cli.command {
         None => demo(out),
@@ -130,7 +130,6 @@ pub fn run(args: &[&str], out: &mut dyn Write) -> CliResult {
     }
 }
 
-#[allow(dead_code)]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -199,25 +198,15 @@ fn demo(out: &mut dyn Write) -> CliResult {
     Ok(())
 }
 
-fn named(arch: Option<String>) -> rep::Result<Option<Arch>> {
-    // The class count comes from the checkpoint; a named layout is checked against it on load.
-    arch.map(|name| Arch::named(&name, 1)).transpose()
-}
-
-/// Loads a checkpoint; a named architecture takes its class count from the checkpoint.
-fn load(arch: Option<String>, weights: &std::path::Path) -> rep::Result<(Arch, Loaded, Checkpoint)> {
-    eprintln!("loading {}", weights.display());
-    let checkpoint = Checkpoint::load(weights)?;
-    let arch = named(arch)?.map(|arch| Arch { classes: checkpoint.infer_arch().map_or(1000, |a| a.classes), ..arch });
-    let (arch, loaded) = checkpoint.build(arch.as_ref())?;
-    eprintln!(
-        "RepVGG-{} ({} naming, {} form, {} classes)",
+/// `RepVGG-A0 (official naming, train form, 1000 classes)`.
+fn describe(arch: &Arch, naming: Naming, form: Form) -> String {
+    let form = if form == Form::Train { "train" } else { "deploy" };
+    format!(
+        "RepVGG-{} ({} naming, {form} form, {} classes)",
         arch.name,
-        format!("{:?}", checkpoint.naming).to_lowercase(),
-        if checkpoint.form == Form::Train { "train" } else { "deploy" },
+        format!("{naming:?}").to_lowercase(),
         arch.classes
-    );
-    Ok((arch, loaded, checkpoint))
+    )
 }
 
 fn convert(
@@ -228,28 +217,14 @@ fn convert(
     out: &mut dyn Write,
 ) -> CliResult {
     let naming: Naming = to.parse()?;
-    rep::io::ensure_distinct(output, &[input])?;
-    let (arch, loaded, _) = load(arch, input)?;
-    let Loaded::Train(model) = loaded else {
-        return Err(format!("{} is already a deploy checkpoint", input.display()).into());
-    };
-    eprintln!("fusing {} blocks", arch.layers());
-    let fused = model.fuse()?;
-    let mut rng = StdRng::seed_from_u64(0);
-    let x = random_input((2, 3, 64, 64), &mut rng);
-    let d = rep::compare::difference(&fused.forward(&x)?, &model.forward(&x)?)?;
-    let (abs, rel) = (d.max_abs, d.relative());
+    eprintln!("converting {}", input.display());
+    let report = repvgg::convert(input, output, arch.as_deref(), naming)?;
+    let (abs, rel) = (report.check.max_abs, report.check.relative());
     writeln!(
         out,
         "equivalence check on a random 2x3x64x64 input: max |train - fused| = {abs:.3e} (relative {rel:.3e})"
     )?;
-    if !d.within(1e-5) {
-        return Err(
-            format!("fused model differs from the train-time model by {rel:.3e} (relative); nothing written").into()
-        );
-    }
-    save_deploy(&fused, output, naming)?;
-    writeln!(out, "wrote {} (RepVGG-{}, {to} naming, deploy form)", output.display(), arch.name)?;
+    writeln!(out, "wrote {} (RepVGG-{}, {to} naming, deploy form)", output.display(), report.arch.name)?;
     Ok(())
 }
 
@@ -260,16 +235,10 @@ fn infer(
     output: &std::path::Path,
     out: &mut dyn Write,
 ) -> CliResult {
-    rep::io::ensure_distinct(output, &[input, weights])?;
-    let (_, loaded, _) = load(arch, weights)?;
-    let x: Array4<f32> = rep::io::read_npy(input)?;
-    // The deploy form, planned for this input (train-time weights are fused first).
-    let fused = loaded.into_deploy()?;
-    let plan = Plan::new(&fused, x.dim().into())?;
-    let mut state = plan.state()?;
-    let logits = plan.run(&mut state, x.view())?.to_owned();
-    rep::io::write_npy(output, &logits)?;
-    writeln!(out, "logits {:?} written to {}", logits.shape(), output.display())?;
+    eprintln!("loading {}", weights.display());
+    let report = repvgg::infer(weights, input, output, arch.as_deref())?;
+    eprintln!("{}", describe(&report.arch, report.naming, report.form));
+    writeln!(out, "logits {:?} written to {}", report.logits.shape(), output.display())?;
     Ok(())
 }
 

@@ -148,3 +148,22 @@ fn absurd_sizes_are_refused_not_aborted() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(stderr(&output).contains("overflow u64"), "{}", stderr(&output));
 }
+
+#[test]
+fn summary_and_bench_report() {
+    let output = run(&[&"summary", &"--weights", &fixture("train.safetensors"), &"--res", &"64"]);
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(summary.contains("stage3.13") && summary.contains("total"), "{summary}");
+
+    let output = run(&[&"bench", &"--arch", &"A0", &"--iters", &"1", &"--threads", &"1", &"--json"]);
+    let json = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(json.starts_with("{\"arch\":\"A0\",\"batch\":1,\"threads\":1,"), "{json}");
+    assert!(json.contains("\"allocations\":0,"), "a planned forward allocates nothing: {json}");
+
+    let output =
+        run(&[&"convert", &fixture("train.safetensors"), &scratch("cli-deploy.safetensors"), &"--to", &"timm"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("equivalence check on a random 2x3x64x64 input"));
+}

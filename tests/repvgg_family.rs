@@ -1,10 +1,6 @@
 //! RepVGG end to end: both fixtures in both forms and namings, export and re-import, every named
 //! architecture, damaged checkpoints, dtypes and prefixes, and the `repvgg` commands.
 
-#[allow(dead_code)]
-#[path = "../examples/repvgg.rs"]
-mod cli;
-
 mod common;
 
 use common::{REL_TOL, random_tensor, relative_error, rng};
@@ -181,48 +177,33 @@ fn half_precision_and_data_parallel_prefixes_load() {
     }
 }
 
-fn run(args: &[&str]) -> String {
-    let mut out = Vec::new();
-    cli::run(args, &mut out).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    String::from_utf8(out).unwrap()
-}
-
 #[test]
-fn commands_run_on_the_fixtures() {
+fn convert_and_infer_run_on_the_fixtures() {
     for (dir, _) in FIXTURES {
         let train = fixture(dir, "train.safetensors");
         let deploy = scratch(&format!("{dir}-cli.safetensors"));
-        let report = run(&["repvgg", "convert", train.to_str().unwrap(), deploy.to_str().unwrap(), "--to", "timm"]);
-        assert!(report.contains("equivalence check on a random 2x3x64x64 input"), "{report}");
+        let conversion = rep::repvgg::convert(&train, &deploy, None, Naming::Timm).unwrap();
+        assert!(conversion.check.within(REL_TOL), "{dir}: {:?}", conversion.check);
         assert_eq!(Checkpoint::load(&deploy).unwrap().naming, Naming::Timm);
 
         let logits = scratch(&format!("{dir}-logits.npy"));
+        let expected: Array2<f32> = read_npy(fixture(dir, "expect_train.npy")).unwrap();
         for weights in [&train, &deploy] {
-            let input = fixture(dir, "input.npy");
-            run(&[
-                "repvgg",
-                "infer",
-                "--weights",
-                weights.to_str().unwrap(),
-                "--input",
-                input.to_str().unwrap(),
-                "--output",
-                logits.to_str().unwrap(),
-            ]);
+            let report = rep::repvgg::infer(weights, &fixture(dir, "input.npy"), &logits, None).unwrap();
+            assert!(relative_error(&report.logits, &expected) <= REL_TOL);
             let ours: Array2<f32> = read_npy(&logits).unwrap();
-            let expected: Array2<f32> = read_npy(fixture(dir, "expect_train.npy")).unwrap();
-            assert!(relative_error(&ours, &expected) <= REL_TOL);
+            assert_eq!(ours, report.logits);
         }
-        let summary = run(&["repvgg", "summary", "--weights", train.to_str().unwrap(), "--res", "64"]);
-        assert!(summary.contains("stage3.13") && summary.contains("total"), "{summary}");
     }
-    let json = run(&["repvgg", "bench", "--arch", "A0", "--iters", "1", "--threads", "1", "--json"]);
-    assert!(json.starts_with("{\"arch\":\"A0\",\"batch\":1,\"threads\":1,"), "{json}");
-
-    let mut out = Vec::new();
-    let err = cli::run(&["repvgg", "convert", "/nonexistent.safetensors", "/tmp/x.safetensors"], &mut out).unwrap_err();
+    let err = rep::repvgg::convert(
+        std::path::Path::new("/nonexistent.safetensors"),
+        &scratch("x.safetensors"),
+        None,
+        Naming::Official,
+    )
+    .unwrap_err();
     assert!(err.to_string().starts_with("/nonexistent.safetensors:"), "{err}");
     let already = fixture("official_a0_w25", "deploy.safetensors");
-    let err = cli::run(&["repvgg", "convert", already.to_str().unwrap(), "/tmp/x.safetensors"], &mut out).unwrap_err();
+    let err = rep::repvgg::convert(&already, &scratch("x.safetensors"), None, Naming::Official).unwrap_err();
     assert!(err.to_string().ends_with("is already a deploy checkpoint"), "{err}");
 }
