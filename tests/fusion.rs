@@ -288,3 +288,29 @@ fn stacked_kernels_and_nested_groups() {
     assert_eq!(merged.geometry.groups, 2);
     assert_close("dw x8 -> pw g2", &merged.to_conv2d().forward(&x).unwrap(), &train);
 }
+
+#[test]
+fn dilation_must_agree_only_where_kernels_have_taps() {
+    let mut r = rng(30);
+    // 3×1 at dilation 1 and 1×3 at dilation 2: no axis where both have more than one tap.
+    let tall = random_conv_bn(ConvGeometry::new(4, 4, (3, 1)).padding((1, 0)), &mut r);
+    let wide = random_conv_bn(ConvGeometry::new(4, 4, (1, 3)).padding((0, 2)).dilation(2), &mut r);
+    let fused = fusion::sum_branches(&[("tall", tall.fuse().unwrap()), ("wide", wide.fuse().unwrap())]).unwrap();
+    let x = random_tensor((1, 4, 9, 11), &mut r);
+    let train = &tall.forward(&x).unwrap() + &wide.forward(&x).unwrap();
+    assert_close("3x1 d1 + 1x3 d2", &fused.to_conv2d().forward(&x).unwrap(), &train);
+
+    // A third kernel with three taps along the width at another spacing cannot join: it was
+    // summed with the wrong spacing before (the check compared with the first branch only).
+    let other = random_conv_bn(ConvGeometry::new(4, 4, (1, 3)).padding((0, 1)), &mut r);
+    let err = fusion::sum_branches(&[
+        ("tall", tall.fuse().unwrap()),
+        ("wide", wide.fuse().unwrap()),
+        ("other", other.fuse().unwrap()),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot fuse branch `other`: its dilation along the width is 1 but branch `wide` has 2"
+    );
+}

@@ -69,11 +69,27 @@ pub(super) fn conv_geometry(spec: &ConvSpec, padding: &Pair) -> TokenStream {
     quote!(::rep::ConvGeometry::new(#cin, #cout, #k).stride(#s).padding(#p).dilation(#d).groups(#groups))
 }
 
-/// The expression building one op.
-pub(super) fn construct_op(op: &Op, g: &BlockGeometry, main_kernel: &Pair) -> TokenStream {
-    let padding_of = |kernel: &Pair, stride: &Pair, dilation: &Pair, padding: &Option<Pair>| match padding {
+/// Whether op `index` of a branch carries the branch's padding: its spatial op, or, in a
+/// branch without one, its first conv or filter (a lone 1×1 is padded like any kernel when the
+/// main branch pads).
+pub(super) fn carries_padding(ops: &[Op], index: usize) -> bool {
+    let geometry = |op: &Op| match &op.kind {
+        OpKind::Conv(c) | OpKind::ConvBn(c, _) => Some((c.kernel.clone(), c.stride.clone(), c.padding.clone())),
+        OpKind::Filter { kernel, stride, padding, .. } => Some((kernel.clone(), stride.clone(), padding.clone())),
+        _ => None,
+    };
+    let spatial = |op: &Op| geometry(op).is_some_and(|(k, s, p)| is_spatial(&k, &s, &p));
+    match ops.iter().position(spatial) {
+        Some(first) => first == index || spatial(&ops[index]),
+        None => ops.iter().position(|op| geometry(op).is_some()) == Some(index),
+    }
+}
+
+/// The expression building one op; `padded` when it carries its branch's padding.
+pub(super) fn construct_op(op: &Op, g: &BlockGeometry, main_kernel: &Pair, padded: bool) -> TokenStream {
+    let padding_of = |kernel: &Pair, _: &Pair, dilation: &Pair, padding: &Option<Pair>| match padding {
         Some(p) => p.clone(),
-        None if is_spatial(kernel, stride, padding) => aligned_padding(g, main_kernel, kernel, dilation),
+        None if padded => aligned_padding(g, main_kernel, kernel, dilation),
         None => Pair::lit(0),
     };
     match &op.kind {
@@ -243,7 +259,8 @@ pub(super) fn constructor(block: &Block, g: &BlockGeometry, checks: &[Check]) ->
     let runtime = always.iter().map(|c| runtime_check(c));
     let inits = block.branches.iter().enumerate().map(|(index, b)| {
         let field = &b.field;
-        let ops: Vec<TokenStream> = b.ops.iter().map(|op| construct_op(op, g, main_kernel)).collect();
+        let ops: Vec<TokenStream> =
+            b.ops.iter().enumerate().map(|(i, op)| construct_op(op, g, main_kernel, carries_padding(&b.ops, i))).collect();
         let value = if b.sequence { quote!((#(#ops,)*)) } else { quote!(#(#ops)*) };
         match &b.when {
             Some(when) => {

@@ -5,6 +5,8 @@
 mod branch;
 mod construct;
 pub(crate) mod impls;
+#[cfg(test)]
+mod law;
 pub mod model;
 
 use branch::{forward, forward_online, is_online, post_ops_of, squeeze};

@@ -335,6 +335,17 @@ pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
         w: Geo::bin(reach(&main_dilation.w, &main.kernel.w), Op::Div, Geo::lit(2)),
     });
 
+    // Per axis, the dilation every kernel with more than one tap along it must share: that of
+    // the first such branch, the main one first.
+    let order = std::iter::once(main_index).chain((0..summaries.len()).filter(|&i| i != main_index));
+    let order: Vec<usize> = order.collect();
+    let axis_dilation = [0, 1].map(|axis| {
+        order.iter().find_map(|&i| {
+            let s = &summaries[i];
+            let (k, d) = if axis == 0 { (&s.kernel.h, &s.dilation.h) } else { (&s.kernel.w, &s.dilation.w) };
+            (k.value() != Some(1)).then_some((i, d, block.branches[i].name.as_str()))
+        })
+    });
     for (index, (branch, s)) in block.branches.iter().zip(&summaries).enumerate() {
         let span = branch.ops.first().map_or(branch.span, |op| op.span);
         let name = &branch.name;
@@ -366,7 +377,7 @@ pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
                 );
             }
         }
-        if index == 0 {
+        if index == main_index {
             continue;
         }
         let main_name = &main_branch.name;
@@ -382,6 +393,23 @@ pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
             checker.require(Pred::Eq(main.stride.h.clone(), Geo::lit(1)), span, branch, index, message.clone());
             checker.require(Pred::Eq(main.stride.w.clone(), Geo::lit(1)), span, branch, index, message.clone());
             checker.require(Pred::Eq(s.cout.clone(), main.cout.clone()), span, branch, index, message);
+            // An identity keeps every position where it is: the main branch's window must be
+            // centred on the output position (2P = D·(K − 1)), or the sum would not line up.
+            for (axis, p, d, k) in [
+                ("height", &main_padding.h, &main_dilation.h, &main.kernel.h),
+                ("width", &main_padding.w, &main_dilation.w, &main.kernel.w),
+            ] {
+                checker.require(
+                    Pred::Eq(two(p), reach(d, k)),
+                    span,
+                    branch,
+                    index,
+                    format!(
+                        "identity branch `{name}` keeps every position in place, but branch `{main_name}` pads its {axis} by {p} \
+                         for kernel {k} (dilation {d}), which shifts or resizes the output; it needs padding d*(k - 1)/2"
+                    ),
+                );
+            }
             continue;
         }
         checker.require(
@@ -421,23 +449,24 @@ pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
             );
         }
         let mut dilation_differs = false;
-        for (k, d, md) in
-            [(&s.kernel.h, &s.dilation.h, &main_dilation.h), (&s.kernel.w, &s.dilation.w, &main_dilation.w)]
-        {
-            let pred = Pred::Eq(d.clone(), md.clone());
-            if k.value() != Some(1) && !dilation_differs {
-                dilation_differs = pred.decide() == Some(false);
-                checker.require(
-                    pred,
-                    span,
-                    branch,
-                    index,
-                    format!(
-                        "branch `{name}` has dilation {d} but branch `{main_name}` has {md}; \
-                         kernels with different tap spacing do not add into one kernel"
-                    ),
-                );
+        for (axis, (k, d)) in [(&s.kernel.h, &s.dilation.h), (&s.kernel.w, &s.dilation.w)].into_iter().enumerate() {
+            // Tap spacing matters only along an axis where both kernels have more than one tap.
+            let Some((reference, md, reference_name)) = axis_dilation[axis] else { continue };
+            if k.value() == Some(1) || reference == index || dilation_differs {
+                continue;
             }
+            let pred = Pred::Eq(d.clone(), md.clone());
+            dilation_differs = pred.decide() == Some(false);
+            checker.require(
+                pred,
+                span,
+                branch,
+                index,
+                format!(
+                    "branch `{name}` has dilation {d} but branch `{reference_name}` has {md}; \
+                     kernels with different tap spacing do not add into one kernel"
+                ),
+            );
         }
         if s.padding.is_none() && !dilation_differs {
             // The default padding p_main − d·(k_main − k)/2 must not be negative.

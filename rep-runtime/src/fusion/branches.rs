@@ -86,7 +86,15 @@ pub fn sum_branches(branches: &[(&str, AffineConv)]) -> Result<AffineConv> {
         return Err(Error::fusion("block", "there are no branches to sum"));
     };
     let reference = first.geometry;
-    for (name, branch) in &branches[1..] {
+    let spacing = |pick: fn(&ConvGeometry) -> (usize, usize)| {
+        branches
+            .iter()
+            .find_map(|(name, b)| Some((*name, pick(&b.geometry))).filter(|(_, (k, _))| *k > 1))
+            .map(|(name, (_, d))| (name, d))
+    };
+    let spacing_h = spacing(|g| (g.kernel.h, g.dilation.h));
+    let spacing_w = spacing(|g| (g.kernel.w, g.dilation.w));
+    for (name, branch) in branches {
         let g = branch.geometry;
         let differ = |what: &str, ours: String, theirs: String| {
             Error::fusion(
@@ -106,12 +114,19 @@ pub fn sum_branches(branches: &[(&str, AffineConv)]) -> Result<AffineConv> {
         if g.groups != reference.groups {
             return Err(differ("group count", g.groups.to_string(), reference.groups.to_string()));
         }
-        for (k, d, rk, rd, axis) in [
-            (g.kernel.h, g.dilation.h, reference.kernel.h, reference.dilation.h, "height"),
-            (g.kernel.w, g.dilation.w, reference.kernel.w, reference.dilation.w, "width"),
-        ] {
-            if k > 1 && rk > 1 && d != rd {
-                return Err(differ(&format!("dilation along the {axis}"), d.to_string(), rd.to_string()));
+        // Tap spacing matters along an axis only where a kernel has more than one tap there:
+        // every such kernel must share the spacing of the first one.
+        for (k, d, spacing, axis) in
+            [(g.kernel.h, g.dilation.h, spacing_h, "height"), (g.kernel.w, g.dilation.w, spacing_w, "width")]
+        {
+            if let Some((first, rd)) = spacing
+                && k > 1
+                && d != rd
+            {
+                return Err(Error::fusion(
+                    format!("branch `{name}`"),
+                    format!("its dilation along the {axis} is {d} but branch `{first}` has {rd}"),
+                ));
             }
         }
         if g.centre_offset2() != reference.centre_offset2() {
