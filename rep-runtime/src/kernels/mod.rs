@@ -8,6 +8,9 @@
 //!   AVX-512 kernels; with weights pre-packed in [`ConvOperands::packed`], as inference plans
 //!   give them, our allocation-free [`gemm_packed`]).
 //!
+//! Fully connected layers (`Linear`, a plan's classifier, squeeze-excite) run one
+//! matrix–vector kernel.
+//!
 //! [`WinogradConv`] computes stride-1 3×3 layers with F(2×2, 3×3) or F(4×4, 3×3) on kernels
 //! transformed once; [`crate::plan`] chooses between the two paths per layer.
 //!
@@ -16,10 +19,12 @@
 //! blocks of output channels — so batch 1 uses every core. Padding is zero by default; a
 //! per-input-channel fill value may be given instead (DBB's BN-and-pad layer needs it).
 
+mod dense;
 mod depthwise;
 mod im2col;
 mod plane;
 
+pub(crate) use dense::dense_into;
 use plane::Plane;
 mod sgemm;
 mod winograd;
@@ -30,7 +35,6 @@ pub use winograd::{F4_TOLERANCE, Tile, WinogradConv};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::layers::Activation;
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2};
 use rayon::prelude::*;
 
@@ -204,7 +208,9 @@ fn contiguous(v: ArrayView1<'_, f32>) -> std::borrow::Cow<'_, [f32]> {
 }
 
 /// `c += a · b` with the `gemm` crate's AVX-512 (x86-v4) kernels, single-threaded (the
-/// callers parallelize).
+/// callers parallelize): the unplanned convolutions, whose weights are not packed ahead (the
+/// crate packs them block by block in cache, which costs far less per call than packing them
+/// whole for [`gemm_packed`]).
 fn sgemm(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, c: &mut ArrayViewMut2<'_, f32>) {
     gemm_accumulate(a, b, c, 1.0, gemm::Parallelism::None);
 }
@@ -292,7 +298,8 @@ fn valid_range(out_len: usize, in_len: usize, stride: usize, offset: isize) -> (
     (lo, (hi as usize).clamp(lo, out_len))
 }
 
-/// `x · Wᵀ + b` for `x: [N, in]`, `weight: [out, in]`, `bias: [out]` — the core of [`crate::layers::Linear`].
+/// `x · Wᵀ + b` for `x: [N, in]`, `weight: [out, in]`, `bias: [out]` — the core of
+/// [`crate::layers::Linear`], run by the runtime's one matrix–vector kernel (as in a plan).
 pub fn linear(
     x: ArrayView2<'_, f32>,
     weight: ArrayView2<'_, f32>,
@@ -301,44 +308,16 @@ pub fn linear(
     if x.ncols() != weight.ncols() {
         return Err(Error::shape("linear input", &[x.nrows(), weight.ncols()], x.shape()));
     }
-    let mut y = match bias {
-        Some(b) if b.len() == weight.nrows() => {
-            b.broadcast((x.nrows(), weight.nrows())).expect("length checked").to_owned()
-        }
+    let bias = match bias {
+        Some(b) if b.len() == weight.nrows() => b.to_vec(),
         Some(b) => return Err(Error::shape("linear bias", &[weight.nrows()], b.shape())),
-        None => Array2::zeros((x.nrows(), weight.nrows())),
+        None => vec![0.0; weight.nrows()],
     };
-    if x.nrows() <= GEMV_ROWS {
-        // A few samples (the classifier at batch 1): dot products straight from the weights,
-        // no packing of the whole weight matrix.
-        let weight = weight.as_standard_layout();
-        let x = x.as_standard_layout();
-        for (mut y_n, x_n) in y.outer_iter_mut().zip(x.outer_iter()) {
-            let x_n = x_n.as_slice().expect("standard layout");
-            for (y_o, w_o) in y_n.iter_mut().zip(weight.outer_iter()) {
-                *y_o += dot(w_o.as_slice().expect("standard layout"), x_n);
-            }
-        }
-        return Ok(y);
-    }
-    general_mat_mul(1.0, &x, &weight.t(), 1.0, &mut y);
+    let (weight, x) = (weight.as_standard_layout(), x.as_standard_layout());
+    let mut y = Array2::zeros((x.nrows(), weight.nrows()));
+    let (w, x_s) = (weight.as_slice().expect("standard layout"), x.as_slice().expect("standard layout"));
+    dense::dense_into(w, &bias, x.ncols(), x_s, y.as_slice_mut().expect("fresh array"), Activation::Identity);
     Ok(y)
-}
-
-/// Samples up to which [`linear`] runs dot products instead of a GEMM.
-const GEMV_ROWS: usize = 4;
-
-/// `Σ a[i]·b[i]` with eight independent accumulators, so the compiler can vectorize it.
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(p, q)| p * q).sum();
-    for (p, q) in a_chunks.zip(b_chunks) {
-        for lane in 0..8 {
-            lanes[lane] += p[lane] * q[lane];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

@@ -59,9 +59,6 @@ pub(super) enum Op {
     Linear(Dense),
 }
 
-/// Outputs per parallel task of a matrix-vector product.
-const GEMV_BLOCK: usize = 128;
-
 /// A dense `[out, in]` matrix with a bias, row-major.
 #[derive(Clone, Debug)]
 pub(super) struct Dense {
@@ -86,32 +83,9 @@ impl Dense {
         self.bias.len()
     }
 
-    /// `y[r] = b + W · x[r]` for each of the rows of `x`, then `activation`: dot products
-    /// straight from the weights (no packing, no allocation), [`GEMV_BLOCK`] outputs per
-    /// parallel task, every row of `x` against a block while it is in cache.
+    /// `y[r] = activation(b + W · x[r])` for each of the rows of `x` ([`kernels::dense_into`]).
     fn apply(&self, x: &[f32], y: &mut [f32], activation: Activation) {
-        let (inputs, outputs) = (self.inputs, self.outputs());
-        if inputs == 0 {
-            for y_r in y.chunks_exact_mut(outputs.max(1)) {
-                y_r.iter_mut().zip(&self.bias).for_each(|(y, b)| *y = activation.apply(*b));
-            }
-            return;
-        }
-        let y_ptr = kernels::SendPtr(y.as_mut_ptr());
-        self.weight.par_chunks(GEMV_BLOCK * inputs).zip(self.bias.par_chunks(GEMV_BLOCK)).enumerate().for_each(
-            |(block, (w, b))| {
-                for (r, x_r) in x.chunks_exact(inputs).enumerate() {
-                    // SAFETY: outputs `block·GEMV_BLOCK ..` of row `r` lie inside `y`
-                    // (`rows × outputs`, sized by the plan) and belong to this block alone.
-                    let y_r = unsafe {
-                        std::slice::from_raw_parts_mut(y_ptr.get().add(r * outputs + block * GEMV_BLOCK), b.len())
-                    };
-                    for ((y, w), b) in y_r.iter_mut().zip(w.chunks_exact(inputs)).zip(b) {
-                        *y = activation.apply(b + kernels::dot(w, x_r));
-                    }
-                }
-            },
-        );
+        kernels::dense_into(&self.weight, &self.bias, self.inputs, x, y, activation);
     }
 }
 
