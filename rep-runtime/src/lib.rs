@@ -50,6 +50,10 @@ pub mod layers;
 pub mod plan;
 mod traits;
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
 pub use dim::{Const, Dim};
 pub use error::{Error, Result};
 pub use geometry::{ConvGeometry, Hw};

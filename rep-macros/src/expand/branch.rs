@@ -89,7 +89,7 @@ pub(super) fn forward(block: &Block, train: bool) -> TokenStream {
         let name = &b.name;
         let body = branch_forward(b, train);
         let binding = if train { quote!(&mut self.#field) } else { quote!(&self.#field) };
-        let add = quote!(::rep::layers::accumulate(&mut __sum, __out, #name)?;);
+        let add = quote!(::rep::__private::accumulate(&mut __sum, __out, #name)?;);
         let run = quote!(let __out = #body; #add);
         if b.optional {
             quote!(if let ::core::option::Option::Some(__b) = #binding { #run })

@@ -137,7 +137,7 @@ fn runtime_error(block: &Block, g: &BlockGeometry, rng: &mut StdRng) -> rep_runt
             None if matches!(block.branches[i].ops[0].kind, OpKind::Bn(..)) => bn.forward(&x)?,
             None => x.clone(),
         };
-        rep_runtime::layers::accumulate(&mut total, y, "branch")?;
+        rep_runtime::__private::accumulate(&mut total, y, "branch")?;
     }
     let train = total.expect("branches");
     Ok(rep_runtime::compare::difference(&deployed.forward(&x)?, &train)?.relative())

@@ -258,15 +258,15 @@ fn runtime_chain(f: &Field) -> TokenStream {
     let name = &f.name;
     match &f.kind {
         Kind::Block { .. } => quote! {
-            ::rep::layers::chain_channels(&mut __previous, #name.into(), ::rep::Block::in_channels(&#ident), ::rep::Block::out_channels(&#ident))?;
+            ::rep::__private::chain_channels(&mut __previous, #name.into(), ::rep::Block::in_channels(&#ident), ::rep::Block::out_channels(&#ident))?;
         },
         Kind::Stage { .. } => quote! {
             for (__i, __b) in #ident.iter().enumerate() {
-                ::rep::layers::chain_channels(&mut __previous, ::std::format!("{}.{}", #name, __i), ::rep::Block::in_channels(__b), ::rep::Block::out_channels(__b))?;
+                ::rep::__private::chain_channels(&mut __previous, ::std::format!("{}.{}", #name, __i), ::rep::Block::in_channels(__b), ::rep::Block::out_channels(__b))?;
             }
         },
         Kind::Linear { .. } => quote! {
-            ::rep::layers::chain_channels(&mut __previous, #name.into(), #ident.in_features(), #ident.out_features())?;
+            ::rep::__private::chain_channels(&mut __previous, #name.into(), #ident.in_features(), #ident.out_features())?;
         },
         Kind::Pool => quote!(),
     }

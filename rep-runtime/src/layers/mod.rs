@@ -13,6 +13,7 @@ mod conv_bn;
 mod filter_bank;
 mod linear;
 mod pool;
+mod resample;
 mod se;
 
 pub use activation::Activation;
@@ -23,6 +24,7 @@ pub use conv_bn::ConvBn;
 pub use filter_bank::FilterBank;
 pub use linear::Linear;
 pub use pool::{AvgPool2d, GlobalAvgPool, global_avg_pool};
+pub use resample::{concat_channels, upsample_nearest};
 pub use se::SqueezeExcite;
 
 use crate::error::{Error, Result};
@@ -68,17 +70,6 @@ pub trait Parameters {
     }
 }
 
-/// Adds a branch's output to the running sum of a block (`None` before the first branch),
-/// refusing with a shape error instead of panicking when the shapes differ.
-pub fn accumulate(sum: &mut Option<Array4<f32>>, branch: Array4<f32>, name: &str) -> Result<()> {
-    match sum {
-        None => *sum = Some(branch),
-        Some(total) if total.shape() == branch.shape() => *total += &branch,
-        Some(total) => return Err(Error::shape(format!("output of branch `{name}`"), total.shape(), branch.shape())),
-    }
-    Ok(())
-}
-
 /// Draws non-trivial values for every vector of a model (1-D tensors and YOLOR's `implicit`
 /// parameters), so that a wrong fold cannot pass by accident (for tests and demos):
 /// `running_var` ∈ U[0.5, 2], `running_mean` ~ N(0, 0.5²), `bias` ~ N(0, 0.2²), any other
@@ -100,45 +91,6 @@ pub fn randomize_vectors(model: &mut dyn Parameters, rng: &mut impl rand::Rng) {
         };
         t.mapv_inplace(|_| draw());
     });
-}
-
-/// Nearest-neighbour upsampling by an integer factor (`nn.Upsample(scale_factor, 'nearest')`).
-pub fn upsample_nearest(x: &Array4<f32>, factor: usize) -> Result<Array4<f32>> {
-    if factor == 0 {
-        return Err(Error::geometry("upsampling factor must be at least 1, found 0"));
-    }
-    let (n, c, h, w) = x.dim();
-    Ok(Array4::from_shape_fn((n, c, h * factor, w * factor), |(b, ch, i, j)| x[[b, ch, i / factor, j / factor]]))
-}
-
-/// Concatenation along the channel axis (`torch.cat(dim=1)`); batch and spatial sizes must agree.
-pub fn concat_channels(parts: &[&Array4<f32>]) -> Result<Array4<f32>> {
-    let Some(first) = parts.first() else {
-        return Err(Error::geometry("nothing to concatenate"));
-    };
-    let (n, _, h, w) = first.dim();
-    for part in parts {
-        let (pn, pc, ph, pw) = part.dim();
-        if (pn, ph, pw) != (n, h, w) {
-            return Err(Error::shape("concatenated tensor", &[n, pc, h, w], part.shape()));
-        }
-    }
-    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-    ndarray::concatenate(ndarray::Axis(1), &views).map_err(|e| Error::geometry(e.to_string()))
-}
-
-/// Checks that a model's next layer takes the channels the previous one outputs, then records
-/// what this one outputs. `previous` is `None` before the first layer that has channels.
-pub fn chain_channels(previous: &mut Option<(String, usize)>, name: String, input: usize, output: usize) -> Result<()> {
-    if let Some((before, channels)) = previous.as_ref()
-        && *channels != input
-    {
-        return Err(Error::geometry(format!(
-            "`{name}` takes {input} input channels but `{before}` before it outputs {channels}"
-        )));
-    }
-    *previous = Some((name, output));
-    Ok(())
 }
 
 /// `prefix.name`, or either alone when the other is empty (an empty name puts a layer's
