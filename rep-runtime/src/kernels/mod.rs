@@ -6,7 +6,7 @@
 //! * **pointwise** (1×1, stride 1, no padding): the input *is* the GEMM operand, no copy;
 //! * **general**: im2col into a scratch matrix, then one SGEMM per group (the `gemm` crate's
 //!   AVX-512 kernels; with weights pre-packed in [`ConvOperands::packed`], as inference plans
-//!   give them, our allocation-free [`gemm_packed`]).
+//!   give them, our allocation-free `gemm_packed`).
 //!
 //! Fully connected layers (`Linear`, a plan's classifier, squeeze-excite) run one
 //! matrix–vector kernel.
@@ -22,6 +22,7 @@
 mod dense;
 mod depthwise;
 mod im2col;
+mod isa;
 mod plane;
 
 pub(crate) use dense::dense_into;
@@ -29,7 +30,8 @@ use plane::Plane;
 mod sgemm;
 mod winograd;
 
-pub use sgemm::{KC, MR, NR, PackedMatrix, gemm_packed};
+pub use sgemm::PackedMatrix;
+pub(crate) use sgemm::{MR, gemm_packed};
 pub use winograd::{F4_TOLERANCE, Tile, WinogradConv};
 
 use crate::error::{Error, Result};
@@ -75,13 +77,13 @@ pub struct ConvOperands<'a> {
     pub bias: Option<ArrayView1<'a, f32>>,
     /// Value that padded positions of each input channel take.
     pub pad_fill: Option<ArrayView1<'a, f32>>,
-    /// The same weights packed for [`gemm_packed`], one matrix per group
+    /// The same weights packed for `gemm_packed`, one matrix per group
     /// (`[C_out/g, C_in/g·k_h·k_w]`, see [`pack_weights`]); the im2col and pointwise paths
     /// then run the allocation-free packed GEMM instead of packing on every call.
     pub packed: Option<&'a [PackedMatrix]>,
 }
 
-/// The weights of a convolution packed per group for [`gemm_packed`] (what
+/// The weights of a convolution packed per group for `gemm_packed` (what
 /// [`ConvOperands::packed`] takes); empty for depthwise convolutions, which use no GEMM.
 pub fn pack_weights(geometry: &ConvGeometry, weight: ArrayView4<'_, f32>) -> Vec<PackedMatrix> {
     if geometry.in_per_group() == 1 {
@@ -210,7 +212,7 @@ fn contiguous(v: ArrayView1<'_, f32>) -> std::borrow::Cow<'_, [f32]> {
 /// `c += a · b` with the `gemm` crate's AVX-512 (x86-v4) kernels, single-threaded (the
 /// callers parallelize): the unplanned convolutions, whose weights are not packed ahead (the
 /// crate packs them block by block in cache, which costs far less per call than packing them
-/// whole for [`gemm_packed`]).
+/// whole for `gemm_packed`).
 fn sgemm(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, c: &mut ArrayViewMut2<'_, f32>) {
     gemm_accumulate(a, b, c, 1.0, gemm::Parallelism::None);
 }

@@ -14,13 +14,13 @@
 use std::ops::Range;
 
 /// Rows of `A` (and of the block of `C`) per micro-kernel call.
-pub const MR: usize = 12;
+pub(crate) const MR: usize = 12;
 /// Columns of `B` (and of the block of `C`) per micro-kernel call: two 16-lane registers.
-pub const NR: usize = 32;
+pub(crate) const NR: usize = 32;
 /// Columns of a narrow last panel: one 16-lane register.
-pub const NR_NARROW: usize = 16;
+pub(crate) const NR_NARROW: usize = 16;
 /// Depth of one pass over a packed panel of `B` (`KC × NR` floats = 32 KiB, half of L1).
-pub const KC: usize = 256;
+pub(crate) const KC: usize = 256;
 
 /// A row-major `[rows, depth]` matrix packed into panels of [`MR`] rows, depth block by depth
 /// block: block `b` (depths `b·KC ..`, `kc` of them) holds every panel `p` in turn, and panel
@@ -99,7 +99,7 @@ impl PackedMatrix {
 /// `c` must address `(rows of the panels) × columns` floats, rows `ldc` apart, that nothing
 /// else reads or writes during the call; `b` must hold `(depth − 1) · ldb + columns` floats.
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn gemm_packed(
+pub(crate) unsafe fn gemm_packed(
     a: &PackedMatrix,
     panels: Range<usize>,
     b: &[f32],
@@ -251,7 +251,7 @@ struct MicroKernels {
 /// The fastest micro-kernels this CPU runs.
 fn micro_kernels() -> MicroKernels {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if super::isa::avx512() {
         return MicroKernels { wide: avx512::kernel::<2>, narrow: avx512::kernel::<1> };
     }
     MicroKernels { wide: portable_kernel::<NR>, narrow: portable_kernel::<NR_NARROW> }

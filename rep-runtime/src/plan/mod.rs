@@ -13,7 +13,7 @@
 //!
 //! The plan is immutable and `Send + Sync`; the buffers live in a [`PlanState`]
 //! ([`Plan::state`]), one per caller, so threads serving one model share its weights.
-//! [`Plan::run`] allocates nothing: the GEMM ([`crate::kernels::gemm_packed`]) packs into
+//! [`Plan::run`] allocates nothing: the GEMM (`gemm_packed`) packs into
 //! per-thread buffers that only grow, and the first run (made by [`Plan::state`]) grows them.
 //!
 //! ```

@@ -16,7 +16,7 @@
 //!
 //! Summed over input channels, the element-wise products become `α²` independent GEMMs, one
 //! per position ξ of the transformed tile: `M[ξ] = U[ξ] · V[ξ]` with `U[ξ]` `[C_out, C_in]`
-//! (the transformed kernel, computed once, in f64, and packed for [`super::gemm_packed`]) and
+//! (the transformed kernel, computed once, in f64, and packed for `gemm_packed`) and
 //! `V[ξ]` `[C_in, tiles]`: 16 multiplications per 4 outputs instead of 36 (2.25× fewer) for
 //! F(2×2, 3×3), 36 per 16 instead of 144 (4×) for F(4×4, 3×3), whose larger transform
 //! coefficients cost some precision (≈ 1e-6 relative instead of ≈ 1e-7).
@@ -98,7 +98,7 @@ impl Tile {
     /// The transforms: AVX-512 ones when the CPU has it, portable ones otherwise.
     fn transforms(self) -> Transforms {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if crate::kernels::isa::avx512() {
             return match self {
                 Tile::F2 => Transforms { input: f2::avx512::input, output: f2::avx512::output },
                 Tile::F4 => Transforms { input: f4::avx512::input, output: f4::avx512::output },
