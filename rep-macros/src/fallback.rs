@@ -10,10 +10,7 @@ pub fn block(item: &ItemStruct, errors: TokenStream) -> TokenStream {
     let (name, vis) = (&item.ident, &item.vis);
     let attrs = crate::internals::attrs::without_derives(&item.attrs, &["Clone", "Debug"]);
     let fused = format_ident!("{}Fused", name);
-    let mut generics = item.generics.clone();
-    for param in generics.type_params_mut() {
-        param.bounds.push(syn::parse_quote!(::rep::Dim));
-    }
+    let generics = crate::internals::attrs::dim_generics(&item.generics);
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let types: Vec<_> = generics.type_params().map(|p| &p.ident).collect();
     // Every type and lifetime parameter must be used (const parameters need not be): a

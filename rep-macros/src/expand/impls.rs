@@ -134,10 +134,7 @@ pub(super) fn costs(block: &Block) -> TokenStream {
 /// `impl rep::Block`: static channels, construction from sizes, and the next block of a stage.
 pub(super) fn block_trait(block: &Block, g: &BlockGeometry) -> TokenStream {
     let name = &block.item.ident;
-    let mut generics = block.item.generics.clone();
-    for param in generics.type_params_mut() {
-        param.bounds.push(syn::parse_quote!(::rep::Dim));
-    }
+    let generics = crate::internals::attrs::dim_generics(&block.item.generics);
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let main = &g.summaries[g.main];
     let (cin, cout) = (main.cin.statik(), main.cout.statik());

@@ -1,4 +1,4 @@
-//! Attributes the macros pass through to the generated structs.
+//! What the macros pass through from the user's struct: attributes and generics.
 
 use syn::punctuated::Punctuated;
 use syn::{Attribute, Path, Token};
@@ -25,4 +25,13 @@ pub fn without_derives(attrs: &[Attribute], ours: &[&str]) -> Vec<Attribute> {
             }
         })
         .collect()
+}
+
+/// The struct's generics with `::rep::Dim` added to every type parameter (the block's sizes).
+pub fn dim_generics(generics: &syn::Generics) -> syn::Generics {
+    let mut generics = generics.clone();
+    for param in generics.type_params_mut() {
+        param.bounds.push(syn::parse_quote!(::rep::Dim));
+    }
+    generics
 }

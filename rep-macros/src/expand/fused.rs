@@ -1,0 +1,94 @@
+//! The fused struct of a block: one convolution (and what cannot fold: activations, SE) with
+//! its `Layer`, `Parameters`, `plan::Compile` and `Costs`.
+
+use super::branch::post_ops_of;
+use super::se_type;
+use crate::internals::ast::{Block, PostOp};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+/// `<Name>Fused` and its impls.
+pub(super) fn fused(block: &Block) -> TokenStream {
+    let (name, vis) = (&block.item.ident, &block.item.vis);
+    let fused_name = format_ident!("{}Fused", name);
+    let fused_se = block.post.iter().find_map(|p| match p {
+        PostOp::Se(.., when) => Some(se_type(when.is_some())),
+        _ => None,
+    });
+    let fused_se_field =
+        fused_se.clone().map(|ty| quote!(#[doc = "Squeeze-and-excitation, as in the train-time block."] pub se: #ty,));
+    let fused_se = fused_se.is_some();
+    // The first activation after the conv runs inside the conv kernel (the BN is folded away).
+    let folded = block.post.iter().filter(|p| !matches!(p, PostOp::Bn(..))).collect::<Vec<_>>();
+    let (conv_activation, after_conv) = match folded.first() {
+        Some(PostOp::Activation(variant)) => (quote!(::rep::layers::Activation::#variant), &folded[1..]),
+        _ => (quote!(::rep::layers::Activation::Identity), &folded[..]),
+    };
+    let fused_post = post_ops_of(after_conv, quote!(__y), false, true);
+    let planned_post = after_conv.iter().map(|p| match p {
+        PostOp::Bn(..) => quote!(),
+        PostOp::Activation(variant) => quote!(__plan.activation(::rep::layers::Activation::#variant, __name)?;),
+        PostOp::Se(..) => quote!(::rep::plan::Compile::compile(&self.se, __plan, &::rep::layers::join(__name, "se"))?;),
+    });
+    let fused_weight = &block.fused_name;
+    let fused_doc =
+        format!("The inference form of [`{name}`]: one convolution (`{fused_weight}`) and the post-sum ops.");
+    let fused_se_visit =
+        fused_se.then(|| quote!(::rep::layers::Parameters::visit(&self.se, &::rep::layers::join(prefix, "se"), f);));
+    let fused_se_visit_mut = fused_se
+        .then(|| quote!(::rep::layers::Parameters::visit_mut(&mut self.se, &::rep::layers::join(prefix, "se"), f);));
+    let fused_se_params = fused_se.then(|| quote!(+ ::rep::Costs::parameter_count(&self.se)));
+    let fused_se_macs =
+        fused_se.then(|| quote!(__macs = ::rep::add_macs(__macs, ::rep::Costs::macs(&self.se, __out)?.0)?;));
+
+    quote! {
+        #[doc = #fused_doc]
+        #[derive(Clone, Debug, PartialEq)]
+        #vis struct #fused_name {
+            #[doc = "The fused convolution, with bias."]
+            pub conv: ::rep::layers::Conv2d,
+            #fused_se_field
+        }
+
+        impl ::rep::layers::Layer for #fused_name {
+            fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
+                #[allow(unused_mut)]
+                let mut __y = self.conv.forward_then(x, #conv_activation)?;
+                #fused_post
+                ::core::result::Result::Ok(__y)
+            }
+        }
+
+        impl ::rep::layers::Parameters for #fused_name {
+            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {
+                ::rep::layers::Parameters::visit(&self.conv, &::rep::layers::join(prefix, #fused_weight), f);
+                #fused_se_visit
+            }
+
+            fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {
+                ::rep::layers::Parameters::visit_mut(&mut self.conv, &::rep::layers::join(prefix, #fused_weight), f);
+                #fused_se_visit_mut
+            }
+        }
+
+        impl ::rep::plan::Compile for #fused_name {
+            fn compile(&self, __plan: &mut ::rep::plan::PlanBuilder, __name: &str) -> ::rep::Result<()> {
+                __plan.conv(&self.conv, #conv_activation, &::rep::layers::join(__name, #fused_weight))?;
+                #(#planned_post)*
+                ::core::result::Result::Ok(())
+            }
+        }
+
+        impl ::rep::Costs for #fused_name {
+            fn parameter_count(&self) -> usize {
+                ::rep::Costs::parameter_count(&self.conv) #fused_se_params
+            }
+
+            fn macs(&self, input: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> {
+                let (mut __macs, __out) = ::rep::Costs::macs(&self.conv, input)?;
+                #fused_se_macs
+                ::core::result::Result::Ok((__macs, __out))
+            }
+        }
+    }
+}
