@@ -1,5 +1,6 @@
 //! The one error type of the runtime. Every message says what was expected and what was found.
 
+use std::fmt;
 use std::path::PathBuf;
 
 /// Result alias used throughout `rep-runtime`.
@@ -134,7 +135,7 @@ pub enum Error {
 
     /// Checkpoint and model disagree; every problem is listed, nothing was loaded.
     #[error("{0}")]
-    StateDict(crate::io::Mismatch),
+    StateDict(Mismatch),
 }
 
 impl Error {
@@ -156,5 +157,51 @@ impl Error {
 
     pub(crate) fn shape(what: impl Into<String>, expected: &[usize], found: &[usize]) -> Self {
         Error::Shape { what: what.into(), expected: expected.to_vec(), found: found.to_vec() }
+    }
+}
+
+/// Everything that keeps a checkpoint from loading into a model.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Names the model has and the checkpoint lacks.
+    pub missing: Vec<String>,
+    /// Names the checkpoint has and the model lacks.
+    pub unexpected: Vec<String>,
+    /// `(name, expected shape, found shape)`.
+    pub wrong_shape: Vec<(String, Vec<usize>, Vec<usize>)>,
+}
+
+impl Mismatch {
+    /// True when checkpoint and model agree.
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.unexpected.is_empty() && self.wrong_shape.is_empty()
+    }
+}
+
+/// Lines shown per kind of problem before the rest is counted.
+const SHOWN: usize = 8;
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "checkpoint does not match the model ({} missing, {} unexpected, {} wrong shape); nothing was loaded",
+            self.missing.len(),
+            self.unexpected.len(),
+            self.wrong_shape.len()
+        )?;
+        let mut list = |what: &str, lines: Vec<String>| -> fmt::Result {
+            for line in lines.iter().take(SHOWN) {
+                write!(f, "\n  {what} {line}")?;
+            }
+            if lines.len() > SHOWN {
+                write!(f, "\n  … and {} more", lines.len() - SHOWN)?;
+            }
+            Ok(())
+        };
+        list("missing key:", self.missing.clone())?;
+        list("unexpected key:", self.unexpected.clone())?;
+        let wrong = self.wrong_shape.iter().map(|(n, e, g)| format!("{n}: expected {e:?}, found {g:?}")).collect();
+        list("wrong shape for", wrong)
     }
 }

@@ -23,7 +23,7 @@ pub use branches::{avg_pool_kernel, bn_identity, identity, sum_branches};
 
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
-use crate::layers::{BatchNorm2d, Conv2d, ImplicitA, ImplicitM, Scale};
+use crate::layers::{BatchNorm2d, Conv2d, ConvBn, ImplicitA, ImplicitM, Scale};
 use ndarray::{Array1, Array4, Axis};
 
 /// A convolution with bias in f64: `y = x ⋆ W + b`, the value every fold produces.
@@ -35,6 +35,14 @@ pub struct AffineConv {
     pub bias: Array1<f64>,
     /// Shape of the convolution.
     pub geometry: ConvGeometry,
+}
+
+impl ConvBn {
+    /// The equivalent single convolution (BN folded in), in f64 (the fusion algebra's view of
+    /// a layer; it lives here so that the layers do not depend on the algebra).
+    pub fn fuse(&self) -> Result<AffineConv> {
+        AffineConv::from_conv(&self.conv)?.then_bn(&self.bn)
+    }
 }
 
 impl AffineConv {

@@ -10,12 +10,12 @@ mod npy;
 pub use files::{ensure_distinct, write_atomic};
 pub use npy::{read_npy, write_npy};
 
+pub use crate::error::Mismatch;
 use crate::error::{Error, Result};
 use crate::layers::Parameters;
 use ndarray::ArrayD;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 
 /// Refuses a model holding a NaN or ±∞ in any parameter or buffer, naming the first one by its
@@ -201,50 +201,4 @@ fn is_counter(name: &str) -> bool {
 
 fn chunks<const N: usize>(data: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
     data.chunks_exact(N).map(|c| c.try_into().expect("exact chunk"))
-}
-
-/// Everything that keeps a checkpoint from loading into a model.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Mismatch {
-    /// Names the model has and the checkpoint lacks.
-    pub missing: Vec<String>,
-    /// Names the checkpoint has and the model lacks.
-    pub unexpected: Vec<String>,
-    /// `(name, expected shape, found shape)`.
-    pub wrong_shape: Vec<(String, Vec<usize>, Vec<usize>)>,
-}
-
-impl Mismatch {
-    /// True when checkpoint and model agree.
-    pub fn is_empty(&self) -> bool {
-        self.missing.is_empty() && self.unexpected.is_empty() && self.wrong_shape.is_empty()
-    }
-}
-
-/// Lines shown per kind of problem before the rest is counted.
-const SHOWN: usize = 8;
-
-impl fmt::Display for Mismatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "checkpoint does not match the model ({} missing, {} unexpected, {} wrong shape); nothing was loaded",
-            self.missing.len(),
-            self.unexpected.len(),
-            self.wrong_shape.len()
-        )?;
-        let mut list = |what: &str, lines: Vec<String>| -> fmt::Result {
-            for line in lines.iter().take(SHOWN) {
-                write!(f, "\n  {what} {line}")?;
-            }
-            if lines.len() > SHOWN {
-                write!(f, "\n  … and {} more", lines.len() - SHOWN)?;
-            }
-            Ok(())
-        };
-        list("missing key:", self.missing.clone())?;
-        list("unexpected key:", self.unexpected.clone())?;
-        let wrong = self.wrong_shape.iter().map(|(n, e, g)| format!("{n}: expected {e:?}, found {g:?}")).collect();
-        list("wrong shape for", wrong)
-    }
 }

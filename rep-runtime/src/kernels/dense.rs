@@ -3,8 +3,8 @@
 //! no allocation), [`BLOCK`] outputs per parallel task and every row of `x` against a block while
 //! it is in cache. `Linear::forward`, a plan's classifier and squeeze-excite all run it.
 
+use super::Activation;
 use super::SendPtr;
-use crate::layers::Activation;
 use rayon::prelude::*;
 
 /// Outputs per parallel task.

@@ -19,6 +19,7 @@
 //! blocks of output channels — so batch 1 uses every core. Padding is zero by default; a
 //! per-input-channel fill value may be given instead (DBB's BN-and-pad layer needs it).
 
+mod activation;
 mod dense;
 mod depthwise;
 mod im2col;
@@ -30,13 +31,13 @@ use plane::Plane;
 mod sgemm;
 mod winograd;
 
+pub use activation::Activation;
 pub use sgemm::PackedMatrix;
 pub(crate) use sgemm::{MR, gemm_packed};
 pub use winograd::{F4_TOLERANCE, Tile, WinogradConv};
 
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
-use crate::layers::Activation;
 use ndarray::{Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut2};
 use rayon::prelude::*;
 

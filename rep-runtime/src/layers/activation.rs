@@ -1,68 +1,10 @@
-//! Element-wise non-linearities (never folded: they stay in the fused struct).
+//! Activations as layers (the function itself is [`crate::kernels::Activation`], which the
+//! kernels apply inside their epilogues).
 
 use super::Layer;
 use crate::error::Result;
+pub use crate::kernels::Activation;
 use ndarray::Array4;
-
-/// An element-wise activation.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub enum Activation {
-    /// `y = x`.
-    #[default]
-    Identity,
-    /// `y = max(x, 0)`, with NaN staying NaN as in PyTorch (`f32::max(NaN, 0)` would be 0).
-    Relu,
-    /// `y = x · σ(x)` (a.k.a. swish).
-    Silu,
-    /// `y = x` if `x ≥ 0`, else `slope · x` (PyTorch's default slope is 0.01).
-    LeakyRelu(f32),
-    /// `y = σ(x) = 1 / (1 + e^(−x))`.
-    Sigmoid,
-}
-
-impl Activation {
-    /// The activation of one value.
-    #[inline]
-    pub fn apply(self, x: f32) -> f32 {
-        match self {
-            Activation::Identity => x,
-            Activation::Relu => relu(x),
-            Activation::Silu => x / (1.0 + (-x).exp()),
-            Activation::LeakyRelu(slope) => {
-                if x >= 0.0 {
-                    x
-                } else {
-                    slope * x
-                }
-            }
-            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-        }
-    }
-
-    /// Applies the activation in place.
-    pub fn apply_inplace(self, x: &mut Array4<f32>) {
-        match x.as_slice_mut() {
-            Some(values) => self.apply_slice(values),
-            None => x.mapv_inplace(|v| self.apply(v)),
-        }
-    }
-
-    /// Applies the activation to every value of a slice, one tight (vectorizable) loop per kind.
-    pub fn apply_slice(self, values: &mut [f32]) {
-        match self {
-            Activation::Identity => {}
-            Activation::Relu => values.iter_mut().for_each(|v| *v = relu(*v)),
-            other => values.iter_mut().for_each(|v| *v = other.apply(*v)),
-        }
-    }
-}
-
-/// PyTorch's ReLU: negative values become 0, everything else (NaN included) passes through.
-/// A comparison and a select, so it vectorizes like `max`.
-#[inline]
-fn relu(x: f32) -> f32 {
-    if x < 0.0 { 0.0 } else { x }
-}
 
 impl Layer for Activation {
     fn forward(&self, x: &Array4<f32>) -> Result<Array4<f32>> {

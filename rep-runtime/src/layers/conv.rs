@@ -3,7 +3,7 @@
 use super::{Layer, tensor_parameters};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
-use crate::kernels::{self, ConvOperands};
+use crate::kernels::{self, ConvOperands, Tile, WinogradConv};
 use ndarray::{Array1, Array4};
 use rand::Rng;
 
@@ -95,3 +95,23 @@ impl Layer for Conv2d {
 }
 
 tensor_parameters!(Conv2d { weight; optional bias });
+
+impl WinogradConv {
+    /// Transforms `conv`'s kernel for F(2×2, 3×3). Refuses geometries
+    /// [`WinogradConv::supports`] does not, and a conv that pads with anything but zeros.
+    pub fn new(conv: &Conv2d) -> Result<Self> {
+        WinogradConv::with_tile(conv, Tile::F2)
+    }
+
+    /// As [`WinogradConv::new`], for the given output tile.
+    pub fn with_tile(conv: &Conv2d, tile: Tile) -> Result<Self> {
+        WinogradConv::from_operands(&conv.geometry, conv.operands(), tile)
+    }
+
+    /// The convolution this one computes, its kernel recovered from the transformed one
+    /// ([`WinogradConv::recovered_weight`]); allocates.
+    pub fn to_conv2d(&self) -> Conv2d {
+        let bias = Array1::from(self.bias().to_vec());
+        Conv2d { weight: self.recovered_weight(), bias: Some(bias), geometry: *self.geometry(), pad_fill: None }
+    }
+}

@@ -2,7 +2,6 @@
 
 use super::{BatchNorm2d, Conv2d, Layer, child_parameters};
 use crate::error::Result;
-use crate::fusion::AffineConv;
 use crate::geometry::ConvGeometry;
 use ndarray::Array4;
 use rand::Rng;
@@ -25,11 +24,6 @@ impl ConvBn {
     /// The geometry of the convolution.
     pub fn geometry(&self) -> &ConvGeometry {
         &self.conv.geometry
-    }
-
-    /// The equivalent single convolution (BN folded in), in f64.
-    pub fn fuse(&self) -> Result<AffineConv> {
-        AffineConv::from_conv(&self.conv)?.then_bn(&self.bn)
     }
 }
 

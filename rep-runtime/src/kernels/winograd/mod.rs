@@ -29,10 +29,10 @@
 mod f2;
 mod f4;
 
+use super::{Activation, ConvOperands};
 use super::{PackedMatrix, SendPtr, gemm_packed};
 use crate::error::{Error, Result};
 use crate::geometry::{ConvGeometry, Hw};
-use crate::layers::{Activation, Conv2d};
 use rayon::prelude::*;
 
 /// The output tile of a Winograd convolution.
@@ -160,16 +160,12 @@ impl WinogradConv {
             && geometry.padding.w <= 2
     }
 
-    /// Transforms `conv`'s kernel for F(2×2, 3×3). Refuses geometries
-    /// [`WinogradConv::supports`] does not, and a conv that pads with anything but zeros.
-    pub fn new(conv: &Conv2d) -> Result<Self> {
-        WinogradConv::with_tile(conv, Tile::F2)
-    }
-
-    /// As [`WinogradConv::new`], for the given output tile.
-    pub fn with_tile(conv: &Conv2d, tile: Tile) -> Result<Self> {
-        let geometry = conv.geometry;
-        if !Self::supports(&geometry) || conv.pad_fill.is_some() {
+    /// Transforms a convolution's kernel for `tile` (what `WinogradConv::new` and
+    /// `WinogradConv::with_tile` do for a `Conv2d`). Refuses geometries
+    /// [`WinogradConv::supports`] does not, and operands that pad with anything but zeros.
+    pub fn from_operands(geometry: &ConvGeometry, operands: ConvOperands<'_>, tile: Tile) -> Result<Self> {
+        let geometry = *geometry;
+        if !Self::supports(&geometry) || operands.pad_fill.is_some() {
             return Err(Error::Geometry(format!(
                 "Winograd needs a zero-padded 3x3 kernel with stride 1, dilation 1 and padding \
                  at most 2; found kernel {}, stride {}, dilation {}, padding {}{}",
@@ -177,12 +173,12 @@ impl WinogradConv {
                 geometry.stride,
                 geometry.dilation,
                 geometry.padding,
-                if conv.pad_fill.is_some() { ", custom pad fill" } else { "" }
+                if operands.pad_fill.is_some() { ", custom pad fill" } else { "" }
             )));
         }
-        crate::kernels::check_operands(&geometry, &conv.operands())?;
+        crate::kernels::check_operands(&geometry, &operands)?;
         let (cout, cin_g) = (geometry.out_channels, geometry.in_per_group());
-        let weight = conv.weight.as_standard_layout();
+        let weight = operands.weight.as_standard_layout();
         let weight = weight.as_slice().expect("standard layout");
         let (xi_count, g_matrix) = (tile.positions(), tile.kernel_transform());
         let alpha = g_matrix.len();
@@ -200,7 +196,7 @@ impl WinogradConv {
                 }
             }
         }
-        let bias = conv.bias.as_ref().map_or_else(|| vec![0.0; cout], |b| b.to_vec());
+        let bias = operands.bias.map_or_else(|| vec![0.0; cout], |b| b.to_vec());
         let (cout_g, groups) = (geometry.out_per_group(), geometry.groups);
         let transformed = (0..xi_count * groups)
             .map(|job| {
@@ -212,15 +208,15 @@ impl WinogradConv {
         Ok(WinogradConv { transformed, bias, geometry, tile, transforms: tile.transforms() })
     }
 
-    /// The convolution this one computes, recovered from the transformed kernel
+    /// The kernel `[C_out, C_in/g, 3, 3]`, recovered from the transformed one
     /// (`g = G⁻ U G⁻ᵀ`, in f64; within a few f32 roundings of the original weights). For the
     /// rare calls that need the direct kernel (inputs holding NaN or ±∞, whose values Winograd
     /// would spread over a tile), so that a plan keeps one copy of the weights; allocates.
-    pub fn to_conv2d(&self) -> Conv2d {
+    pub fn recovered_weight(&self) -> ndarray::Array4<f32> {
         let g = &self.geometry;
         let (cout, cin_g, cout_g, groups) = (g.out_channels, g.in_per_group(), g.out_per_group(), g.groups);
         let (alpha, inverse) = (self.tile.outputs() + 2, self.tile.kernel_inverse());
-        let weight = ndarray::Array4::from_shape_fn((cout, cin_g, 3, 3), |(o, c, r, s)| {
+        ndarray::Array4::from_shape_fn((cout, cin_g, 3, 3), |(o, c, r, s)| {
             let u = |a: usize, b: usize| {
                 let packed = &self.transformed[(a * alpha + b) * groups + o / cout_g];
                 f64::from(packed.get(o % cout_g, c))
@@ -232,8 +228,12 @@ impl WinogradConv {
                 }
             }
             value as f32
-        });
-        Conv2d { weight, bias: Some(ndarray::Array1::from(self.bias.clone())), geometry: *g, pad_fill: None }
+        })
+    }
+
+    /// The bias added to every output of a channel.
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
     }
 
     /// Floats held: the transformed kernels and the bias (for memory accounting).
