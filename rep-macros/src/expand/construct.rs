@@ -4,7 +4,7 @@ use crate::internals::ast::{Bank, Block, BnSpec, Branch, ConvSpec, Op, OpKind, P
 use crate::internals::check::{BlockGeometry, Check, Pred};
 use crate::internals::geo::{Geo, Op as GeoOp, SymKind};
 use proc_macro2::{Ident, TokenStream, TokenTree};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 
 /// The runtime type of one op.
 pub(super) fn op_type(op: &Op) -> TokenStream {
@@ -213,7 +213,8 @@ pub(super) fn static_assert(check: &Check) -> TokenStream {
         }
     };
     let message = &check.message;
-    quote!(::core::assert!(!#fails, #message);)
+    // Spanned at the offending op: a failing assertion is reported there, not at the attribute.
+    quote_spanned!(check.span=> ::core::assert!(!#fails, #message);)
 }
 
 /// The checks of optional branches as const assertions, for when every size is known at compile

@@ -3,7 +3,7 @@
 use super::impls::Visit;
 use crate::internals::model::{Field, Kind, Model};
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 
 pub fn model(model: &Model) -> TokenStream {
     let item = &model.item;
@@ -227,7 +227,7 @@ fn static_chain(model: &Model) -> TokenStream {
                      (a literal other than 1); make the stride a parameter of the block",
                     f.ident
                 );
-                asserts.push(quote! {
+                asserts.push(quote_spanned! {f.span=>
                     ::core::assert!(
                         !(<#ty as ::rep::Block>::STAGE.stride.is_none()
                             && ::rep::dim::differ(<#ty as ::rep::Block>::STRIDE, ::core::option::Option::Some(1))),
@@ -246,7 +246,7 @@ fn static_chain(model: &Model) -> TokenStream {
                 "model layers do not chain: `{}` takes a different number of channels than `{}` before it outputs",
                 f.ident, before.ident
             );
-            asserts.push(quote!(::core::assert!(!::rep::dim::differ(#out, #input), #message);));
+            asserts.push(quote_spanned!(f.span=> ::core::assert!(!::rep::dim::differ(#out, #input), #message);));
         }
         previous = Some((f, output));
     }

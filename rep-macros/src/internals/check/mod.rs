@@ -31,6 +31,8 @@ pub struct Check {
     pub message: String,
     /// Only checked when this (optional) branch exists.
     pub branch: Option<usize>,
+    /// Where the check's const assertion is reported: the offending op or argument.
+    pub span: Span,
 }
 
 impl Pred {
@@ -86,7 +88,7 @@ impl Checker<'_> {
         match pred.decide() {
             Some(true) => {}
             Some(false) if branch.when.is_none() => self.cx.error_at(span, message),
-            _ => self.deferred.push(Check { pred, message, branch: branch.optional.then_some(index) }),
+            _ => self.deferred.push(Check { pred, message, branch: branch.optional.then_some(index), span }),
         }
     }
 }
@@ -157,7 +159,7 @@ fn check_se(checker: &mut Checker<'_>, block: &Block) {
             match pred.decide() {
                 Some(true) => {}
                 Some(false) => checker.cx.error_at(*span, message),
-                None => checker.deferred.push(Check { pred, message, branch: None }),
+                None => checker.deferred.push(Check { pred, message, branch: None, span: *span }),
             }
         }
     }
