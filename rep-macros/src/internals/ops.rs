@@ -32,6 +32,34 @@ struct OpArgs<'a> {
 }
 
 impl<'a> OpArgs<'a> {
+    /// Sorts the op's generic arguments into positional sizes and options (`Name<value>`),
+    /// refusing `name = value` and an option given twice.
+    fn collect(op: &'a Ident, arguments: &'a PathArguments) -> syn::Result<Self> {
+        let mut args = OpArgs { op, positional: Vec::new(), options: Vec::new() };
+        let PathArguments::AngleBracketed(list) = arguments else { return Ok(args) };
+        for arg in &list.args {
+            match arg {
+                GenericArgument::AssocType(_) | GenericArgument::AssocConst(_) => {
+                    return Err(syn::Error::new(
+                        arg.span(),
+                        "options are written as types, e.g. `Groups<G>`, `Padding<1>`, `Eps<1e-3>` (not `name = value`)",
+                    ));
+                }
+                other => match as_option(other) {
+                    Some((name, _)) if args.options.iter().any(|(n, _)| *n == name) => {
+                        return Err(syn::Error::new(
+                            name.span(),
+                            format!("`{name}` is given twice for `{op}`; keep one"),
+                        ));
+                    }
+                    Some(option) => args.options.push(option),
+                    None => args.positional.push(other),
+                },
+            }
+        }
+        Ok(args)
+    }
+
     fn take(&mut self, name: &str) -> Option<GenericArgument> {
         let at = self.options.iter().position(|(n, _)| n == name)?;
         Some(self.options.remove(at).1)
@@ -52,7 +80,7 @@ impl<'a> OpArgs<'a> {
         Ok(())
     }
 
-    fn finish(self, allowed: &str) -> syn::Result<()> {
+    fn finish(&self, allowed: &str) -> syn::Result<()> {
         match self.options.first() {
             None => Ok(()),
             Some((name, _)) => Err(syn::Error::new(
@@ -60,6 +88,41 @@ impl<'a> OpArgs<'a> {
                 format!("unknown argument `{name}` for `{}`; expected {allowed}", self.op),
             )),
         }
+    }
+}
+
+/// `Conv<IN, OUT, K[, S]>` (`plain`) or `ConvBn<…>` with their options.
+fn parse_conv(args: &mut OpArgs<'_>, syms: &Symbols, plain: bool) -> syn::Result<OpKind> {
+    args.expect_positional(3, 4, "<C_IN, C_OUT, KERNEL[, STRIDE]>")?;
+    let geo = |arg: &GenericArgument| Geo::from_generic_arg(arg, syms);
+    let pair = |arg: &GenericArgument| parse_pair_arg(arg, syms);
+    let mut spec = ConvSpec {
+        cin: geo(args.positional(0).expect("checked"))?,
+        cout: geo(args.positional(1).expect("checked"))?,
+        kernel: pair(args.positional(2).expect("checked"))?,
+        stride: args.positional(3).map(pair).transpose()?.unwrap_or(Pair::lit(1)),
+        padding: args.take("Padding").as_ref().map(pair).transpose()?,
+        dilation: args.take("Dilation").as_ref().map(pair).transpose()?.unwrap_or(Pair::lit(1)),
+        groups: args.take("Groups").as_ref().map(geo).transpose()?.unwrap_or(Geo::lit(1)),
+        bias: false,
+        identity_init: false,
+    };
+    if let Some(init) = args.take("IdentityInit") {
+        spec.identity_init = parse_bool(&init)?;
+        if spec.identity_init && (spec.kernel.h.value() != Some(1) || spec.kernel.w.value() != Some(1)) {
+            return Err(syn::Error::new(args.op.span(), "`IdentityInit` is for 1x1 convs"));
+        }
+    }
+    if plain {
+        if let Some(bias) = args.take("Bias") {
+            spec.bias = parse_bool(&bias)?;
+        }
+        args.finish("Padding<P>, Dilation<D>, Groups<G>, Bias<true> or IdentityInit<true>")?;
+        Ok(OpKind::Conv(spec))
+    } else {
+        let bn = take_bn(args)?;
+        args.finish("Padding<P>, Dilation<D>, Groups<G>, IdentityInit<true>, Eps<E> or Momentum<M>")?;
+        Ok(OpKind::ConvBn(spec, bn))
     }
 }
 
@@ -89,64 +152,11 @@ pub(super) fn parse_op(syms: &Symbols, ty: &Type) -> syn::Result<OpKind> {
             ),
         ));
     }
-    let mut args = OpArgs { op, positional: Vec::new(), options: Vec::new() };
-    if let PathArguments::AngleBracketed(list) = &last.arguments {
-        for arg in &list.args {
-            match arg {
-                GenericArgument::AssocType(_) | GenericArgument::AssocConst(_) => {
-                    return Err(syn::Error::new(
-                        arg.span(),
-                        "options are written as types, e.g. `Groups<G>`, `Padding<1>`, `Eps<1e-3>` (not `name = value`)",
-                    ));
-                }
-                other => match as_option(other) {
-                    Some((name, _)) if args.options.iter().any(|(n, _)| *n == name) => {
-                        return Err(syn::Error::new(
-                            name.span(),
-                            format!("`{name}` is given twice for `{op}`; keep one"),
-                        ));
-                    }
-                    Some(option) => args.options.push(option),
-                    None => args.positional.push(other),
-                },
-            }
-        }
-    }
+    let mut args = OpArgs::collect(op, &last.arguments)?;
     let geo = |arg: &GenericArgument| Geo::from_generic_arg(arg, syms);
-    let named_geo = |arg: GenericArgument| Geo::from_generic_arg(&arg, syms);
     let named_pair = |arg: GenericArgument| parse_pair_arg(&arg, syms);
     match name.as_str() {
-        "Conv" | "ConvBn" => {
-            args.expect_positional(3, 4, "<C_IN, C_OUT, KERNEL[, STRIDE]>")?;
-            let mut spec = ConvSpec {
-                cin: geo(args.positional(0).expect("checked"))?,
-                cout: geo(args.positional(1).expect("checked"))?,
-                kernel: parse_pair_arg(args.positional(2).expect("checked"), syms)?,
-                stride: args.positional(3).map(|s| parse_pair_arg(s, syms)).transpose()?.unwrap_or(Pair::lit(1)),
-                padding: args.take("Padding").map(named_pair).transpose()?,
-                dilation: args.take("Dilation").map(named_pair).transpose()?.unwrap_or(Pair::lit(1)),
-                groups: args.take("Groups").map(named_geo).transpose()?.unwrap_or(Geo::lit(1)),
-                bias: false,
-                identity_init: false,
-            };
-            if let Some(init) = args.take("IdentityInit") {
-                spec.identity_init = parse_bool(&init)?;
-                if spec.identity_init && (spec.kernel.h.value() != Some(1) || spec.kernel.w.value() != Some(1)) {
-                    return Err(syn::Error::new(op.span(), "`IdentityInit` is for 1x1 convs"));
-                }
-            }
-            if name == "Conv" {
-                if let Some(bias) = args.take("Bias") {
-                    spec.bias = parse_bool(&bias)?;
-                }
-                args.finish("Padding<P>, Dilation<D>, Groups<G>, Bias<true> or IdentityInit<true>")?;
-                Ok(OpKind::Conv(spec))
-            } else {
-                let bn = take_bn(&mut args)?;
-                args.finish("Padding<P>, Dilation<D>, Groups<G>, IdentityInit<true>, Eps<E> or Momentum<M>")?;
-                Ok(OpKind::ConvBn(spec, bn))
-            }
-        }
+        "Conv" | "ConvBn" => parse_conv(&mut args, syms, name == "Conv"),
         "Bn" => {
             args.expect_positional(1, 1, "<CHANNELS>")?;
             let channels = geo(args.positional(0).expect("checked"))?;
