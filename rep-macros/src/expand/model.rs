@@ -10,58 +10,12 @@ pub fn model(model: &Model) -> TokenStream {
     let (name, vis) = (&item.ident, &item.vis);
     let attrs = &crate::internals::attrs::without_derives(&item.attrs, &["Clone", "Debug"]);
     let fused_name = format_ident!("{}Fused", name);
-    let params = &model.params;
-    let output =
-        if model.flat_output() { quote!(::rep::ndarray::Array2<f32>) } else { quote!(::rep::ndarray::Array4<f32>) };
-
     let aliases = model.fields.iter().filter_map(|f| f.block_alias(name, vis));
     let train_fields = model.fields.iter().map(|f| field_decl(name, f, false));
     let fused_fields = model.fields.iter().map(|f| field_decl(name, f, true));
-    let inits = model.fields.iter().map(|f| init(name, f));
-    let names = model.fields.iter().map(|f| &f.ident).collect::<Vec<_>>();
-    let static_checks = static_chain(model);
-    let runtime_checks = model.fields.iter().map(runtime_chain);
-    let forward_eval = forward(model, false);
-    let forward_train = forward(model, true);
-    let fuse = model.fields.iter().map(|f| {
-        let ident = &f.ident;
-        match &f.kind {
-            Kind::Block { .. } => quote!(#ident: ::rep::Reparameterize::fuse(&self.#ident)?,),
-            Kind::Stage { .. } => {
-                quote!(#ident: self.#ident.iter().map(::rep::Reparameterize::fuse).collect::<::rep::Result<_>>()?,)
-            }
-            Kind::Pool | Kind::Linear { .. } => quote!(#ident: self.#ident.clone(),),
-        }
-    });
-    let (visit_ref, visit_mut, visit_bns) =
-        (visit(model, Visit::Ref), visit(model, Visit::Mut), visit(model, Visit::BatchNorms));
-    let (visit_counters, visit_counters_mut) = (visit(model, Visit::Counters), visit(model, Visit::CountersMut));
-    let costs = costs(model);
-    let layer_impls = (!model.flat_output()).then(|| {
-        quote! {
-            impl ::rep::layers::Layer for #name {
-                fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<#output> {
-                    #name::forward(self, x)
-                }
-
-                fn forward_train(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<#output> {
-                    #name::forward_train(self, x)
-                }
-            }
-
-            impl ::rep::layers::Layer for #fused_name {
-                fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<#output> {
-                    #fused_name::forward(self, x)
-                }
-            }
-        }
-    });
     let fused_doc = format!("The inference form of [`{name}`]: every block fused into one convolution.");
-    let compile = model.fields.iter().map(|f| {
-        let (ident, weight_name) = (&f.ident, &f.name);
-        quote!(::rep::plan::Compile::compile(&self.#ident, __plan, &::rep::layers::join(__name, #weight_name))?;)
-    });
-
+    let methods = methods(model);
+    let traits = trait_impls(model);
     quote! {
         #(#aliases)*
 
@@ -77,6 +31,27 @@ pub fn model(model: &Model) -> TokenStream {
             #(#fused_fields)*
         }
 
+        #methods
+        #traits
+    }
+}
+
+/// The shape of the network's output: `[N, classes]` after a pool, else `[N, C, H, W]`.
+fn output(model: &Model) -> TokenStream {
+    if model.flat_output() { quote!(::rep::ndarray::Array2<f32>) } else { quote!(::rep::ndarray::Array4<f32>) }
+}
+
+/// `new`, `forward` and `forward_train` of the network, `forward` of its fused twin.
+fn methods(model: &Model) -> TokenStream {
+    let name = &model.item.ident;
+    let fused_name = format_ident!("{}Fused", name);
+    let (params, output) = (&model.params, output(model));
+    let inits = model.fields.iter().map(|f| init(name, f));
+    let names = model.fields.iter().map(|f| &f.ident).collect::<Vec<_>>();
+    let static_checks = static_chain(model);
+    let runtime_checks = model.fields.iter().map(runtime_chain);
+    let (forward_eval, forward_train) = (forward(model, false), forward(model, true));
+    quote! {
         impl #name {
             /// Builds the network with PyTorch's default initialization, checking that the
             /// channels of consecutive layers chain (at compile time where sizes are literal).
@@ -105,7 +80,52 @@ pub fn model(model: &Model) -> TokenStream {
                 #forward_eval
             }
         }
+    }
+}
 
+/// `Reparameterize`, `Parameters`, `Costs`, `plan::Compile` and (for 4-D outputs) `Layer`.
+fn trait_impls(model: &Model) -> TokenStream {
+    let name = &model.item.ident;
+    let fused_name = format_ident!("{}Fused", name);
+    let output = output(model);
+    let fuse = model.fields.iter().map(|f| {
+        let ident = &f.ident;
+        match &f.kind {
+            Kind::Block { .. } => quote!(#ident: ::rep::Reparameterize::fuse(&self.#ident)?,),
+            Kind::Stage { .. } => {
+                quote!(#ident: self.#ident.iter().map(::rep::Reparameterize::fuse).collect::<::rep::Result<_>>()?,)
+            }
+            Kind::Pool | Kind::Linear { .. } => quote!(#ident: self.#ident.clone(),),
+        }
+    });
+    let (visit_ref, visit_mut, visit_bns) =
+        (visit(model, Visit::Ref), visit(model, Visit::Mut), visit(model, Visit::BatchNorms));
+    let (visit_counters, visit_counters_mut) = (visit(model, Visit::Counters), visit(model, Visit::CountersMut));
+    let costs = costs(model);
+    let compile = model.fields.iter().map(|f| {
+        let (ident, weight_name) = (&f.ident, &f.name);
+        quote!(::rep::plan::Compile::compile(&self.#ident, __plan, &::rep::layers::join(__name, #weight_name))?;)
+    });
+    let layer_impls = (!model.flat_output()).then(|| {
+        quote! {
+            impl ::rep::layers::Layer for #name {
+                fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<#output> {
+                    #name::forward(self, x)
+                }
+
+                fn forward_train(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<#output> {
+                    #name::forward_train(self, x)
+                }
+            }
+
+            impl ::rep::layers::Layer for #fused_name {
+                fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<#output> {
+                    #fused_name::forward(self, x)
+                }
+            }
+        }
+    });
+    quote! {
         impl ::rep::Reparameterize for #name {
             type Fused = #fused_name;
 
