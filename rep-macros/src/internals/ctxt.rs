@@ -21,11 +21,6 @@ impl Ctxt {
         self.errors.borrow_mut().push(error);
     }
 
-    /// How many errors so far.
-    pub fn error_count(&self) -> usize {
-        self.errors.borrow().len()
-    }
-
     /// True when nothing went wrong so far.
     pub fn is_clean(&self) -> bool {
         self.errors.borrow().is_empty()

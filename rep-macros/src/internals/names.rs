@@ -1,11 +1,12 @@
-//! Weight names: every parameter of a block must have its own key in a state dict, and no
-//! branch may take the struct field a post-sum op is stored in.
+//! Weight names: every parameter of a block must have its own key in a state dict (compared
+//! as final keys, so names that only share a prefix, or `rename = ""` branches whose op names
+//! differ, are fine), and no branch may take the struct field a post-sum op is stored in.
 
-use super::ast::{Block, OpKind, PostOp};
+use super::ast::{Block, Branch, OpKind, PostOp};
 use super::ctxt::Ctxt;
+use proc_macro2::Span;
 
-/// Two fields (or a field and a post op) with the same weight name; a field that takes the
-/// struct field a post op needs; two ops whose final weight keys coincide.
+/// A field that takes the struct field a post op needs; two parameters with one final key.
 pub fn check_names(cx: &Ctxt, block: &Block) {
     let mut clashes = 0;
     for branch in &block.branches {
@@ -26,36 +27,8 @@ pub fn check_names(cx: &Ctxt, block: &Block) {
             );
         }
     }
-    let errors_before = cx.error_count();
-    if clashes > 0 {
-        return; // one message per mistake: the clash above already names the field
-    }
-    check_branch_names(cx, block);
-    if cx.error_count() == errors_before {
-        check_keys(cx, block);
-    }
-}
-
-/// Two fields (or a field and a post op) with the same weight name.
-fn check_branch_names(cx: &Ctxt, block: &Block) {
-    let mut seen: Vec<(String, String)> = Vec::new();
-    let post_names = block.post.iter().filter_map(|p| match p {
-        PostOp::Bn(_, span) => Some(("bn".to_owned(), "post-sum bn".to_owned(), *span)),
-        PostOp::Se(_, span, _) => Some(("se".to_owned(), "post-sum se".to_owned(), *span)),
-        PostOp::Activation(_) => None,
-    });
-    let fields = block.branches.iter().map(|b| (b.name.clone(), format!("field `{}`", b.field), b.name_span));
-    for (name, owner, span) in fields.chain(post_names) {
-        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
-            cx.error_at(
-                span,
-                format!(
-                    "weight name `{name}` is used by {first} and by {owner}; rename one with #[rep(rename = \"...\")]"
-                ),
-            );
-        } else {
-            seen.push((name, owner));
-        }
+    if clashes == 0 {
+        check_keys(cx, block); // one message per mistake: a clash above already names the field
     }
 }
 
@@ -80,27 +53,58 @@ fn join(prefix: &str, name: &str) -> String {
     }
 }
 
+/// Every parameter the block stores, as `(final key, who stores it, where to point)`.
+fn keys(block: &Block) -> Vec<(String, String, Span)> {
+    let mut keys = Vec::new();
+    for branch in &block.branches {
+        for op in &branch.ops {
+            let (owner, span) = owner(branch, op);
+            let prefix = join(&branch.name, &op.name);
+            keys.extend(op_keys(&op.kind).iter().map(|k| (join(&prefix, k), owner.clone(), span)));
+        }
+    }
+    for post in &block.post {
+        let (owner, prefix, names, span): (&str, &str, &[&str], Span) = match post {
+            PostOp::Bn(_, span) => ("post-sum bn", "bn", &["weight", "bias", "running_mean", "running_var"], *span),
+            PostOp::Se(_, span, _) => {
+                ("post-sum se", "se", &["down.weight", "down.bias", "up.weight", "up.bias"], *span)
+            }
+            PostOp::Activation(_) => continue,
+        };
+        keys.extend(names.iter().map(|k| (join(prefix, k), owner.to_owned(), span)));
+    }
+    keys
+}
+
+/// Who stores an op's weights, and the token a clash points at: the branch's name (its field or
+/// `rename`) for a single op, the op itself inside a sequence.
+fn owner(branch: &Branch, op: &super::ast::Op) -> (String, Span) {
+    if op.name.is_empty() {
+        (format!("field `{}`", branch.field), branch.name_span)
+    } else {
+        (format!("op `{}` of field `{}`", op.name, branch.field), op.span)
+    }
+}
+
 /// Every final weight key (`branch.op.weight`) is unique, or loading would be ambiguous.
 fn check_keys(cx: &Ctxt, block: &Block) {
     let mut seen: Vec<(String, String)> = Vec::new();
-    for branch in &block.branches {
-        for op in &branch.ops {
-            let owner = if op.name.is_empty() {
-                format!("field `{}`", branch.field)
-            } else {
-                format!("op `{}` of field `{}`", op.name, branch.field)
-            };
-            let prefix = join(&branch.name, &op.name);
-            for key in op_keys(&op.kind).iter().map(|k| join(&prefix, k)) {
-                if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
-                    cx.error_at(
-                        op.span,
-                        format!("weight key `{key}` is stored by {first} and by {owner}; give them different names"),
-                    );
-                    break;
-                }
-                seen.push((key, owner.clone()));
+    let mut reported: Vec<String> = Vec::new();
+    for (key, owner, span) in keys(block) {
+        match seen.iter().find(|(k, _)| *k == key) {
+            // One error per pair of owners, at the first key they share.
+            Some((_, first)) if !reported.contains(&owner) => {
+                cx.error_at(
+                    span,
+                    format!(
+                        "weight key `{key}` is stored by {first} and by {owner}; give them different names \
+                         (#[rep(rename = \"...\")] on a field, #[rep(names(...))] in a sequence)"
+                    ),
+                );
+                reported.push(owner);
             }
+            Some(_) => {}
+            None => seen.push((key, owner)),
         }
     }
 }
