@@ -65,6 +65,7 @@ pub fn block(item: &ItemStruct, errors: TokenStream) -> TokenStream {
             const STAGE: ::rep::StageRoles = ::rep::StageRoles { input: None, output: None, stride: None };
             const STRIDE: ::core::option::Option<usize> = ::core::option::Option::None;
             fn from_sizes<R: ::rep::rand::Rng>(_: &[usize], _: &mut R) -> ::rep::Result<Self> { #unreachable }
+            fn fused_from_sizes(_: &[usize]) -> ::rep::Result<#fused> { #unreachable }
             fn in_channels(&self) -> usize { #unreachable }
             fn out_channels(&self) -> usize { #unreachable }
         }
@@ -112,6 +113,8 @@ pub fn model(model: &crate::internals::model::Model, errors: TokenStream) -> Tok
             pub fn forward_train(&mut self, _: #input) -> ::rep::Result<#output> { #unreachable }
         }
         impl #fused {
+            #[allow(unused_variables)]
+            pub fn new(#(#params,)*) -> ::rep::Result<Self> { #unreachable }
             pub fn forward(&self, _: #input) -> ::rep::Result<#output> { #unreachable }
         }
         #train_impls

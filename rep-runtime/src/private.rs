@@ -2,7 +2,9 @@
 //! (serde's `__private` convention).
 
 use crate::error::{Error, Result};
-use ndarray::Array4;
+use crate::geometry::ConvGeometry;
+use crate::layers::{Conv2d, Linear, SqueezeExcite};
+use ndarray::{Array1, Array4};
 
 /// Adds a branch's output to the running sum of a block (`None` before the first branch),
 /// refusing with a shape error instead of panicking when the shapes differ.
@@ -27,4 +29,23 @@ pub fn chain_channels(previous: &mut Option<(String, usize)>, name: String, inpu
     }
     *previous = Some((name, output));
     Ok(())
+}
+
+/// A convolution of `geometry` with zero weights and a zero bias (a fused skeleton).
+pub fn zero_conv(geometry: ConvGeometry) -> Result<Conv2d> {
+    geometry.validate()?;
+    Conv2d::from_weights(geometry, Array4::zeros(geometry.weight_shape()), Some(Array1::zeros(geometry.out_channels)))
+}
+
+/// A squeeze-excite of zeros on `channels` channels with `hidden` inside.
+pub fn zero_squeeze_excite(channels: usize, hidden: usize) -> Result<SqueezeExcite> {
+    Ok(SqueezeExcite {
+        down: zero_conv(ConvGeometry::new(channels, hidden, 1))?,
+        up: zero_conv(ConvGeometry::new(hidden, channels, 1))?,
+    })
+}
+
+/// A linear layer `[out, in]` of zeros, with a zero bias.
+pub fn zero_linear(inputs: usize, outputs: usize) -> Linear {
+    Linear { weight: ndarray::Array2::zeros((outputs, inputs)), bias: Some(Array1::zeros(outputs)) }
 }

@@ -35,6 +35,10 @@ pub trait Block: Sized + Layer + Parameters + Reparameterize + Costs {
     /// Builds the block from its `Dim` sizes, in declaration order.
     fn from_sizes<R: rand::Rng>(sizes: &[usize], rng: &mut R) -> Result<Self>;
 
+    /// Builds the fused block of those sizes with zero weights (`…Fused::new`): the skeleton a
+    /// deploy checkpoint loads into.
+    fn fused_from_sizes(sizes: &[usize]) -> Result<Self::Fused>;
+
     /// Which sizes a stage rewires from one block to the next.
     const STAGE: StageRoles;
 

@@ -264,15 +264,16 @@ impl Checkpoint {
             (Some(wanted), _) => wanted.clone(),
             (None, found) => found?,
         };
-        let mut rng = <crate::rand::rngs::StdRng as crate::rand::SeedableRng>::seed_from_u64(0);
-        let mut model = RepVgg::new(&arch, &mut rng)?;
         let loaded = match self.form {
             Form::Train => {
+                let mut rng = <crate::rand::rngs::StdRng as crate::rand::SeedableRng>::seed_from_u64(0);
+                let mut model = RepVgg::new(&arch, &mut rng)?;
                 self.state.load_into(&mut model)?;
                 Loaded::Train(Box::new(model))
             }
             Form::Deploy => {
-                let mut fused = model.fuse()?;
+                // The fused skeleton directly: no train-time model is built and fused.
+                let mut fused = RepVggFused::new(&arch)?;
                 self.state.load_into(&mut fused)?;
                 Loaded::Deploy(Box::new(fused))
             }

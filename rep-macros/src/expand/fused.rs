@@ -2,13 +2,59 @@
 //! its `Layer`, `Parameters`, `plan::Compile` and `Costs`.
 
 use super::branch::post_ops_of;
+use super::construct::{arg_name, hw, runtime_condition};
 use super::se_type;
 use crate::internals::ast::{Block, PostOp};
+use crate::internals::check::BlockGeometry;
+use crate::internals::geo::Geo;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
+/// `<Name>Fused::new(sizes…)`: the fused block of those sizes with zero weights (and an SE of
+/// zeros where the train-time block has one), the skeleton a deploy checkpoint loads into
+/// without building and fusing the train-time block.
+fn constructor(block: &Block, g: &BlockGeometry) -> TokenStream {
+    let generics = crate::internals::attrs::dim_generics(&block.item.generics);
+    let params = generics.params.iter();
+    let args: Vec<_> = block.dims.iter().map(|d| (arg_name(d), d)).collect();
+    let arg_decls = args.iter().map(|(arg, d)| quote!(#arg: #d));
+    let locals = args.iter().map(|(arg, d)| {
+        let local = Geo::dim_local(d);
+        quote!(#[allow(non_snake_case)] let #local: usize = ::rep::Dim::size(#arg);)
+    });
+    let main = &g.summaries[g.main];
+    let (cin, cout, groups) = (main.cin.runtime(), main.cout.runtime(), g.fused.groups.runtime());
+    let (k, s, p, d) = (hw(&g.fused.kernel), hw(&main.stride), hw(&g.fused.padding), hw(&g.fused.dilation));
+    let se = block.post.iter().find_map(|p| match p {
+        PostOp::Se(hidden, _, when) => {
+            let hidden = hidden.runtime();
+            let se = quote!(::rep::__private::zero_squeeze_excite(#cout, #hidden)?);
+            Some(match when {
+                Some(when) => {
+                    let cond = runtime_condition(block, quote!(#when));
+                    quote!(se: if #cond { ::core::option::Option::Some(#se) } else { ::core::option::Option::None },)
+                }
+                None => quote!(se: #se,),
+            })
+        }
+        _ => None,
+    });
+    let doc = "A fused block of these sizes with zero weights (and a zero squeeze-excite where the block has \
+               one): the skeleton a deploy checkpoint loads into, without building and fusing the train-time block.";
+    quote! {
+        #[doc = #doc]
+        #[allow(clippy::identity_op, clippy::erasing_op, clippy::modulo_one, clippy::eq_op)]
+        pub fn new<#(#params),*>(#(#arg_decls),*) -> ::rep::Result<Self> {
+            #(#locals)*
+            let __geometry = ::rep::ConvGeometry::new(#cin, #cout, #k).stride(#s).padding(#p).dilation(#d).groups(#groups);
+            ::core::result::Result::Ok(Self { conv: ::rep::__private::zero_conv(__geometry)?, #se })
+        }
+    }
+}
+
 /// `<Name>Fused` and its impls.
-pub(super) fn fused(block: &Block) -> TokenStream {
+pub(super) fn fused(block: &Block, g: &BlockGeometry) -> TokenStream {
+    let constructor = constructor(block, g);
     let (name, vis) = (&block.item.ident, &block.item.vis);
     let fused_name = format_ident!("{}Fused", name);
     let fused_se = block.post.iter().find_map(|p| match p {
@@ -48,6 +94,10 @@ pub(super) fn fused(block: &Block) -> TokenStream {
             #[doc = "The fused convolution, with bias."]
             pub conv: ::rep::layers::Conv2d,
             #fused_se_field
+        }
+
+        impl #fused_name {
+            #constructor
         }
 
         impl ::rep::layers::Layer for #fused_name {

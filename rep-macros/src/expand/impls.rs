@@ -137,9 +137,12 @@ pub(super) fn block_trait(block: &Block, g: &BlockGeometry) -> TokenStream {
     let generics = crate::internals::attrs::dim_generics(&block.item.generics);
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let main = &g.summaries[g.main];
+    let fused_name = quote::format_ident!("{}Fused", name);
+    let turbofish = ty_generics.as_turbofish();
     let (cin, cout) = (main.cin.statik(), main.cout.statik());
     let count = block.dims.len();
-    let dims = block.dims.iter().enumerate().map(|(i, d)| quote!(<#d as ::rep::Dim>::from_size(sizes[#i])?));
+    let dims: Vec<_> =
+        block.dims.iter().enumerate().map(|(i, d)| quote!(<#d as ::rep::Dim>::from_size(sizes[#i])?)).collect();
     let position = |geo: &Geo| match geo {
         Geo::Sym(ident, SymKind::Dim) => block.dims.iter().position(|d| d == ident),
         _ => None,
@@ -161,6 +164,13 @@ pub(super) fn block_trait(block: &Block, g: &BlockGeometry) -> TokenStream {
                     return ::core::result::Result::Err(::rep::Error::Geometry(::std::format!(#mismatch, sizes.len())));
                 }
                 Self::new(#(#dims,)* rng)
+            }
+
+            fn fused_from_sizes(sizes: &[usize]) -> ::rep::Result<<Self as ::rep::Reparameterize>::Fused> {
+                if sizes.len() != #count {
+                    return ::core::result::Result::Err(::rep::Error::Geometry(::std::format!(#mismatch, sizes.len())));
+                }
+                #fused_name::new #turbofish (#(#dims,)*)
             }
 
             const STAGE: ::rep::StageRoles = ::rep::StageRoles { input: #input, output: #output, stride: #stride };

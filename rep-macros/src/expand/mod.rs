@@ -23,7 +23,7 @@ use quote::{format_ident, quote};
 /// struct and its impls ([`fused::fused`]).
 pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> TokenStream {
     let train = train(block, geometry, checks);
-    let fused = fused::fused(block);
+    let fused = fused::fused(block, geometry);
     quote!(#train #fused)
 }
 

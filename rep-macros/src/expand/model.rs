@@ -46,7 +46,8 @@ fn methods(model: &Model) -> TokenStream {
     let name = &model.item.ident;
     let fused_name = format_ident!("{}Fused", name);
     let (params, output) = (&model.params, output(model));
-    let inits = model.fields.iter().map(|f| init(name, f));
+    let inits = model.fields.iter().map(|f| init(name, f, false));
+    let fused_inits = model.fields.iter().map(|f| init(name, f, true));
     let names = model.fields.iter().map(|f| &f.ident).collect::<Vec<_>>();
     let static_checks = static_chain(model);
     let runtime_checks = model.fields.iter().map(runtime_chain);
@@ -75,6 +76,14 @@ fn methods(model: &Model) -> TokenStream {
         }
 
         impl #fused_name {
+            /// The fused network of these sizes with zero weights: the skeleton a deploy
+            /// checkpoint loads into, without building and fusing the train-time network.
+            #[allow(unused_variables)]
+            pub fn new(#(#params),*) -> ::rep::Result<Self> {
+                #(#fused_inits)*
+                ::core::result::Result::Ok(Self { #(#names,)* })
+            }
+
             /// Forward pass of the fused network.
             pub fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<#output> {
                 #forward_eval
@@ -188,9 +197,16 @@ fn field_decl(model: &syn::Ident, f: &Field, fused: bool) -> TokenStream {
     quote!(#(#attrs)* #[doc = #doc] pub #ident: #ty,)
 }
 
-fn init(model: &syn::Ident, f: &Field) -> TokenStream {
+/// The statement building field `f`: the train-time layer (PyTorch's initialization), or with
+/// `fused` its fused form with zero weights.
+fn init(model: &syn::Ident, f: &Field, fused: bool) -> TokenStream {
     let ident = &f.ident;
     match &f.kind {
+        Kind::Block { sizes, .. } if fused => {
+            let ty = f.block_type(model).expect("block");
+            let sizes = sizes.iter().map(|s| s.runtime());
+            quote!(let #ident = <#ty as ::rep::Block>::fused_from_sizes(&[#(#sizes),*])?;)
+        }
         Kind::Block { sizes, .. } => {
             let ty = f.block_type(model).expect("block");
             let args = sizes.iter().map(|s| s.dim_value());
@@ -198,6 +214,11 @@ fn init(model: &syn::Ident, f: &Field) -> TokenStream {
         }
         Kind::Stage { repeat, sizes, index, .. } => {
             let ty = f.block_type(model).expect("stage");
+            let build = if fused {
+                quote!(<#ty as ::rep::Block>::fused_from_sizes(&__sizes)?)
+            } else {
+                quote!(<#ty as ::rep::Block>::from_sizes(&__sizes, rng)?)
+            };
             let sizes = sizes.iter().map(|s| s.runtime());
             let index = index.clone().unwrap_or_else(|| format_ident!("__index"));
             quote! {
@@ -213,7 +234,7 @@ fn init(model: &syn::Ident, f: &Field) -> TokenStream {
                         } else {
                             <#ty as ::rep::Block>::STAGE.follow(&__previous, __fresh)
                         };
-                        __blocks.push(<#ty as ::rep::Block>::from_sizes(&__sizes, rng)?);
+                        __blocks.push(#build);
                         __previous = __sizes;
                     }
                     __blocks
@@ -223,7 +244,11 @@ fn init(model: &syn::Ident, f: &Field) -> TokenStream {
         Kind::Pool => quote!(let #ident = ::rep::layers::GlobalAvgPool;),
         Kind::Linear { input, output } => {
             let (i, o) = (input.runtime(), output.runtime());
-            quote!(let #ident = ::rep::layers::Linear::new(#i, #o, rng);)
+            if fused {
+                quote!(let #ident = ::rep::__private::zero_linear(#i, #o);)
+            } else {
+                quote!(let #ident = ::rep::layers::Linear::new(#i, #o, rng);)
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! dilation, window centres aligned; identity branches only where the block maps a position to
 //! itself.
 
-use super::{Checker, Pred, Summary, axes, pair_text, reach, two};
+use super::{Checker, FusedGeometry, Pred, Summary, axes, pair_text, reach, two};
 use crate::internals::ast::{Block, Branch, Pair};
 use crate::internals::geo::{Geo, Op};
 use proc_macro2::Span;
@@ -55,6 +55,28 @@ impl<'a> Reference<'a> {
         });
         let main_name = block.branches[main_index].name.as_str();
         Some(Reference { main_index, main, main_name, kernel, padding, dilation, axis_dilation })
+    }
+}
+
+impl Reference<'_> {
+    /// The fused convolution's geometry (see [`FusedGeometry`]).
+    pub(super) fn fused(&self) -> FusedGeometry {
+        let dilation_of = |axis: usize| self.axis_dilation[axis].map_or(Geo::lit(1), |(_, d, _)| d.clone());
+        let dilation = Pair { h: dilation_of(0), w: dilation_of(1) };
+        let widened = |p: &Geo, d: &Geo, k: &Geo, k_main: &Geo| {
+            let grow = Geo::bin(
+                Geo::bin(d.clone(), Op::Mul, Geo::bin(k.clone(), Op::Sub, k_main.clone())),
+                Op::Div,
+                Geo::lit(2),
+            );
+            Geo::bin(p.clone(), Op::Add, grow)
+        };
+        let padding = Pair {
+            h: widened(&self.padding.h, &dilation.h, &self.kernel.h, &self.main.kernel.h),
+            w: widened(&self.padding.w, &dilation.w, &self.kernel.w, &self.main.kernel.w),
+        };
+        let groups = self.main.groups.clone().unwrap_or(Geo::lit(1));
+        FusedGeometry { kernel: self.kernel.clone(), dilation, padding, groups }
     }
 }
 

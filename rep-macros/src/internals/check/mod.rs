@@ -53,6 +53,17 @@ impl Pred {
     }
 }
 
+/// The geometry of the fused convolution, as the runtime's `sum_branches` makes it: the fused
+/// kernel, per axis the dilation of the kernels with taps there (1 when none has), the main
+/// branch's padding widened to the fused kernel (`P + d·(K − k_main)/2`), the main's groups.
+#[derive(Clone, Debug)]
+pub struct FusedGeometry {
+    pub kernel: Pair,
+    pub dilation: Pair,
+    pub padding: Pair,
+    pub groups: Geo,
+}
+
 /// What one branch computes, as a single convolution would describe it.
 #[derive(Clone, Debug)]
 pub struct Summary {
@@ -76,6 +87,8 @@ pub struct BlockGeometry {
     pub main: usize,
     pub main_padding: Pair,
     pub main_dilation: Pair,
+    /// The fused convolution's kernel, dilation, padding and groups (what `…Fused::new` builds).
+    pub fused: FusedGeometry,
 }
 
 pub(super) struct Checker<'a> {
@@ -147,7 +160,8 @@ pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
     }
     check_se(&mut checker, block);
     let (main_padding, main_dilation) = (reference.padding.clone(), reference.dilation.clone());
-    Some((BlockGeometry { summaries, main: main_index, main_padding, main_dilation }, checker.deferred))
+    let fused = reference.fused();
+    Some((BlockGeometry { summaries, main: main_index, main_padding, main_dilation, fused }, checker.deferred))
 }
 
 /// A squeeze-excite that always exists needs at least one hidden channel.
