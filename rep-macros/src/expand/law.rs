@@ -129,6 +129,15 @@ fn runtime_error(block: &Block, g: &BlockGeometry, rng: &mut StdRng) -> rep_runt
         ));
     }
     let deployed = sum_branches(&fused)?.to_conv2d();
+    // `…Fused::new` builds the fused conv from the macro's fused geometry: it must be this one.
+    let f = &g.fused;
+    let main = &g.summaries[g.main];
+    let skeleton = ConvGeometry::new(value(&main.cin), value(&main.cout), hw(&f.kernel))
+        .stride(hw(&main.stride))
+        .padding(hw(&f.padding))
+        .dilation(hw(&f.dilation))
+        .groups(value(&f.groups));
+    assert_eq!(skeleton, deployed.geometry, "the fused skeleton's geometry");
     let x = Array4::from_shape_simple_fn((1, channels, 15, 14), || rng.random_range(-1.0f32..1.0));
     let mut total: Option<Array4<f32>> = None;
     for (i, conv) in convs.iter().enumerate() {
