@@ -25,6 +25,7 @@ mod depthwise;
 mod im2col;
 mod isa;
 mod plane;
+mod scratch;
 
 pub(crate) use dense::dense_into;
 use plane::Plane;

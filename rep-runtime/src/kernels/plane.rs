@@ -4,6 +4,7 @@
 use super::Activation;
 use super::{MR, PackedMatrix, SendPtr, depthwise, gemm_packed, im2col, sgemm};
 use crate::geometry::ConvGeometry;
+use crate::kernels::scratch::{self, Buffer};
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 
@@ -56,9 +57,7 @@ impl Plane<'_> {
                     for (o, row) in c.outer_iter_mut().enumerate() {
                         row.into_slice().expect("contiguous row").fill(bias_g.map_or(0.0, |b| b[o]));
                     }
-                    // The im2col scratch is reused across calls on this thread (taken out while in
-                    // use, so a nested task on the same thread simply gets a fresh one).
-                    let mut cols = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+                    let mut cols = scratch::take(Buffer::Im2col);
                     let b = if g.is_pointwise() {
                         let x = ArrayView2::from_shape((cin_g, in_plane), x_g).expect("sizes checked");
                         let start = first_row * self.out_w;
@@ -96,7 +95,7 @@ impl Plane<'_> {
                                 });
                         }
                     }
-                    SCRATCH.with(|s| *s.borrow_mut() = cols);
+                    scratch::put_back(Buffer::Im2col, cols);
                 },
             );
         }
@@ -120,8 +119,8 @@ impl Plane<'_> {
         let (cin_g, cout_g, taps) = (g.in_per_group(), g.out_per_group(), g.kernel.h * g.kernel.w);
         let (in_plane, out_plane) = (self.height * self.width, self.out_h * self.out_w);
         let (rows, columns) = (cin_g * taps, n * out_plane);
-        let mut cols = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-        let mut products = BATCHED.with(std::cell::Cell::take);
+        let mut cols = scratch::take(Buffer::Im2col);
+        let mut products = scratch::take(Buffer::BatchedProducts);
         if cols.len() < rows * columns {
             cols.resize(rows * columns, 0.0);
         }
@@ -156,8 +155,8 @@ impl Plane<'_> {
                 }
             });
         }
-        SCRATCH.with(|s| *s.borrow_mut() = cols);
-        BATCHED.with(|b| b.set(products));
+        scratch::put_back(Buffer::Im2col, cols);
+        scratch::put_back(Buffer::BatchedProducts, products);
     }
 
     /// `c += a · b` then the activation, with `a` pre-packed, in `splits` parallel blocks of
@@ -192,14 +191,6 @@ impl Plane<'_> {
             }
         });
     }
-}
-
-thread_local! {
-    /// Per-thread products of [`Plane::run_batched`], grown to the largest layer seen.
-    static BATCHED: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
-
-    /// Per-thread im2col buffer, grown to the largest band seen.
-    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Largest output plane (positions per image) for which a planned conv runs the whole batch

@@ -11,6 +11,7 @@
 //! of at most 16 columns) when the CPU has it, and a portable loop otherwise; both give the
 //! same sums in the same order per element.
 
+use crate::kernels::scratch::{self, Buffer};
 use std::ops::Range;
 
 /// Rows of `A` (and of the block of `C`) per micro-kernel call.
@@ -130,8 +131,7 @@ pub(crate) unsafe fn gemm_packed(
     // A panel of `B` serves every panel of `A`: with few of those, copying it costs about as
     // much as the products, and the kernel reads `B` in place instead.
     let pack = rows > PACK_MIN_ROWS;
-    PACKED_B.with(|cell| {
-        let mut packed = cell.take();
+    scratch::with(Buffer::PackedB, |packed| {
         if pack && packed.len() < KC.min(depth) * layout.padded {
             packed.resize(KC.min(depth) * layout.padded, 0.0);
         }
@@ -185,7 +185,6 @@ pub(crate) unsafe fn gemm_packed(
             }
             k0 += kc;
         }
-        cell.set(packed);
     });
 }
 
@@ -355,11 +354,6 @@ mod avx512 {
             }
         }
     }
-}
-
-thread_local! {
-    /// Per-thread packed panels of `B`, grown to the largest block seen.
-    static PACKED_B: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The F(2×2, 3×3) transforms: `Bᵀ d B` of 4×4 input patches, `Aᵀ m A` of 4×4 products.
 
-use super::{SCRATCH, Tiling};
+use super::Tiling;
 
 /// Positions in a transformed tile.
 pub(super) const XI: usize = 16;
@@ -20,8 +20,7 @@ pub(super) fn input_portable(x: &[f32], channels: usize, c: usize, t: &Tiling, v
     let (h, w) = (t.input.h, t.input.w);
     let width = 2 * t.tiles.w + 2;
     let columns = t.columns();
-    SCRATCH.with(|rows| {
-        let mut rows = rows.borrow_mut();
+    crate::kernels::scratch::with(crate::kernels::scratch::Buffer::WinogradRows, |rows| {
         if rows.len() < 8 * width {
             rows.resize(8 * width, 0.0);
         }
@@ -132,7 +131,7 @@ pub(super) fn output_portable(m_o: &[f32], image: usize, t: &Tiling, columns: us
 pub(super) mod avx512 {
     use super::XI;
     use crate::kernels::lane_mask;
-    use crate::kernels::winograd::{SCRATCH, Tiling, pad_channel};
+    use crate::kernels::winograd::{Tiling, pad_channel};
     use std::arch::x86_64::*;
 
     /// [`super::input_portable`] sixteen tiles at a time: the channel is copied into a
@@ -160,8 +159,7 @@ pub(super) mod avx512 {
         let columns = t.columns();
         let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
+        crate::kernels::scratch::with(crate::kernels::scratch::Buffer::WinogradRows, |scratch| {
             if scratch.len() < height * width {
                 scratch.resize(height * width, 0.0);
             }

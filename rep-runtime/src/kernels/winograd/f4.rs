@@ -106,7 +106,7 @@ pub(super) fn output_portable(m_o: &[f32], image: usize, t: &Tiling, columns: us
 pub(super) mod avx512 {
     use super::XI;
     use crate::kernels::lane_mask;
-    use crate::kernels::winograd::{SCRATCH, Tiling, pad_channel};
+    use crate::kernels::winograd::{Tiling, pad_channel};
     use std::arch::x86_64::*;
 
     /// `Bᵀ d` for six registers of sixteen tiles each.
@@ -163,8 +163,7 @@ pub(super) mod avx512 {
         let lanes = 16 * chunks;
         let columns = t.columns();
         let every_fourth = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
+        crate::kernels::scratch::with(crate::kernels::scratch::Buffer::WinogradRows, |scratch| {
             let need = height * width + 6 * height * lanes;
             if scratch.len() < need {
                 scratch.resize(need, 0.0);

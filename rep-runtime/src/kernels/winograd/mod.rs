@@ -33,6 +33,7 @@ use super::{Activation, ConvOperands};
 use super::{PackedMatrix, SendPtr, gemm_packed};
 use crate::error::{Error, Result};
 use crate::geometry::{ConvGeometry, Hw};
+use crate::kernels::scratch::{self, Buffer};
 use rayon::prelude::*;
 
 /// The output tile of a Winograd convolution.
@@ -345,8 +346,7 @@ impl WinogradConv {
             let bt = Tiling { images: 1, tiles: Hw { h: rows, w: t.tiles.w }, row_offset: first, ..*t };
             let columns = bt.columns();
             let x_image = &x[image * in_len..(image + 1) * in_len];
-            BANDS.with(|cell| {
-                let mut buffer = cell.take();
+            scratch::with(Buffer::WinogradBands, |buffer| {
                 let need = xi_count * (cin + cout) * columns;
                 if buffer.len() < need {
                     buffer.resize(need, 0.0);
@@ -367,7 +367,6 @@ impl WinogradConv {
                     };
                     self.transform_output(m_o, 0, &bt, columns, o, activation, y);
                 }
-                cell.set(buffer);
             });
         });
     }
@@ -452,12 +451,3 @@ const BAND_FLOATS: usize = 256 * 1024;
 
 /// Fewest tiles per band worth computing band by band.
 const MIN_BAND_TILES: usize = 64;
-
-thread_local! {
-    /// Per-thread `V` and `M` of the band being computed.
-    static BANDS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
-
-    /// Per-thread rows of the input transform (padded rows and their combinations, or a
-    /// whole padded plane for the AVX-512 path).
-    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
