@@ -9,14 +9,6 @@ use rep::layers::{Layer, Parameters, randomize_vectors};
 use rep::repvgg::{Arch, RepVgg, RepVggFused};
 use rep::{Const, Reparameterize, StateDict};
 
-#[rep::block(post(relu))]
-pub struct RepVggLike<Cin, Cout, S> {
-    dense: ConvBn<Cin, Cout, 3, S>,
-    pointwise: ConvBn<Cin, Cout, 1, S>,
-    #[rep(when = Cin == Cout && S == 1)]
-    identity: Option<Bn<Cout>>,
-}
-
 #[rep::block]
 pub struct Asymmetric<C, G> {
     tall: ConvBn<C, C, 3x1, 1, Groups<G>>,
@@ -54,12 +46,12 @@ where
 fn fused_skeletons_match_fuse() {
     let mut r = rng(0);
     for (cin, cout, s) in [(8usize, 8usize, 1usize), (4, 8, 2), (6, 6, 2)] {
-        let mut block = RepVggLike::new(cin, cout, s, &mut r).unwrap();
-        let skeleton = RepVggLikeFused::new(cin, cout, s).unwrap();
+        let mut block = common::RepVgg::new(cin, cout, s, &mut r).unwrap();
+        let skeleton = common::RepVggFused::new(cin, cout, s).unwrap();
         check(&format!("RepVgg-like {cin}->{cout} s{s}"), &mut block, skeleton, cin);
     }
-    let mut block = RepVggLike::new(Const::<8>, Const::<8>, Const::<1>, &mut r).unwrap();
-    check("Const sizes", &mut block, RepVggLikeFused::new(Const::<8>, Const::<8>, Const::<1>).unwrap(), 8);
+    let mut block = common::RepVgg::new(Const::<8>, Const::<8>, Const::<1>, &mut r).unwrap();
+    check("Const sizes", &mut block, common::RepVggFused::new(Const::<8>, Const::<8>, Const::<1>).unwrap(), 8);
     for groups in [1, 2, 4] {
         let mut block = Asymmetric::new(8usize, groups, &mut r).unwrap();
         check(

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{random_tensor, reference_conv, rng};
+use common::{RepVgg, random_tensor, reference_conv, rng};
 use ndarray::{Array2, Array4, ArrayD, Ix2};
 use rep::kernels::Tile;
 use rep::layers::{Activation, Conv2d, Layer, Linear, randomize_vectors};
@@ -137,14 +137,6 @@ fn the_classifier_keeps_nan_rows_nan() {
     for (row, values) in y.outer_iter().enumerate() {
         assert!(values.iter().all(|v| v.is_nan() == (row == 3)), "planned, row {row}");
     }
-}
-
-#[rep::block(post(relu))]
-pub struct RepVgg<Cin, Cout, S> {
-    dense: ConvBn<Cin, Cout, 3, S>,
-    pointwise: ConvBn<Cin, Cout, 1, S>,
-    #[rep(when = Cin == Cout && S == 1)]
-    identity: Option<Bn<Cout>>,
 }
 
 #[rep::block(post(silu, se(hidden = C / 4)))]

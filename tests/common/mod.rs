@@ -6,6 +6,16 @@ use ndarray::{Array, Array1, Array4, Dimension};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::ConvGeometry;
 
+/// RepVGG's block, the DSL's running example: 3×3+BN, 1×1+BN and, when shapes allow, an
+/// identity BN, summed, then ReLU.
+#[rep::block(post(relu))]
+pub struct RepVgg<Cin, Cout, S> {
+    dense: ConvBn<Cin, Cout, 3, S>,
+    pointwise: ConvBn<Cin, Cout, 1, S>,
+    #[rep(when = Cin == Cout && S == 1)]
+    identity: Option<Bn<Cout>>,
+}
+
 /// The project's tolerance (ARCHITECTURE.md): `max |ours − expected| ≤ 1e-5 · max(1, max |expected|)`.
 pub const REL_TOL: f32 = 1e-5;
 
