@@ -107,6 +107,12 @@ impl Arch {
         Ok(arch)
     }
 
+    /// The same layout with another classifier width, checked as [`Arch::new`] checks it.
+    pub fn with_classes(self, classes: usize) -> Result<Arch> {
+        let arch = Arch::new(&self.name, self.depths, self.widths, self.groups, classes)?;
+        Ok(Arch { se: self.se, ..arch })
+    }
+
     /// Groups of the block at `layer` (1 past the end).
     pub fn groups_at(&self, layer: usize) -> usize {
         self.groups.get(layer).copied().unwrap_or(1)

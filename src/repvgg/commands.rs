@@ -29,8 +29,8 @@ pub struct Opened {
 /// count from the checkpoint and is checked against it.
 pub fn open(weights: &Path, arch: Option<&str>) -> Result<Opened> {
     let checkpoint = Checkpoint::load(weights)?;
-    let named = arch.map(|name| Arch::named(name, 1)).transpose()?;
-    let named = named.map(|arch| Arch { classes: checkpoint.infer_arch().map_or(1000, |a| a.classes), ..arch });
+    let classes = checkpoint.infer_arch().map_or(1000, |a| a.classes);
+    let named = arch.map(|name| Arch::named(name, 1)?.with_classes(classes)).transpose()?;
     let (arch, model) = checkpoint.build(named.as_ref())?;
     Ok(Opened { arch, model, checkpoint })
 }
