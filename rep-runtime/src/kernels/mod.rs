@@ -29,12 +29,12 @@ mod scratch;
 
 pub(crate) use dense::dense_into;
 use plane::Plane;
-mod sgemm;
+mod gemm;
 mod winograd;
 
 pub use activation::Activation;
-pub use sgemm::PackedMatrix;
-pub(crate) use sgemm::{MR, gemm_packed};
+pub use gemm::PackedMatrix;
+pub(crate) use gemm::{MR, gemm_packed};
 pub use winograd::{F4_TOLERANCE, Tile, WinogradConv};
 
 use crate::error::{Error, Result};
@@ -216,13 +216,13 @@ fn contiguous(v: ArrayView1<'_, f32>) -> std::borrow::Cow<'_, [f32]> {
 /// crate packs them block by block in cache, which costs far less per call than packing them
 /// whole for `gemm_packed`).
 fn sgemm(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, c: &mut ArrayViewMut2<'_, f32>) {
-    gemm_accumulate(a, b, c, 1.0, gemm::Parallelism::None);
+    gemm_accumulate(a, b, c, 1.0, ::gemm::Parallelism::None);
 }
 
 /// `a · b` in f64 (the fusion algebra's kernel products), on all of rayon's threads.
 pub(crate) fn matmul_f64(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Array2<f64> {
     let mut c = Array2::zeros((a.nrows(), b.ncols()));
-    gemm_accumulate(a, b, &mut c.view_mut(), 1.0, gemm::Parallelism::Rayon(rayon::current_num_threads()));
+    gemm_accumulate(a, b, &mut c.view_mut(), 1.0, ::gemm::Parallelism::Rayon(rayon::current_num_threads()));
     c
 }
 
@@ -232,7 +232,7 @@ fn gemm_accumulate<T: Copy + 'static>(
     b: ArrayView2<'_, T>,
     c: &mut ArrayViewMut2<'_, T>,
     one: T,
-    parallelism: gemm::Parallelism,
+    parallelism: ::gemm::Parallelism,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
@@ -246,7 +246,7 @@ fn gemm_accumulate<T: Copy + 'static>(
     // SAFETY: the pointers and strides come from live ndarray views whose shapes were checked
     // above; `c` is borrowed mutably and does not alias `a` or `b`.
     unsafe {
-        gemm::gemm(
+        ::gemm::gemm(
             m,
             n,
             k,

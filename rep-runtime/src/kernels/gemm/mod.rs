@@ -23,74 +23,13 @@ pub(crate) const NR_NARROW: usize = 16;
 /// Depth of one pass over a packed panel of `B` (`KC × NR` floats = 32 KiB, half of L1).
 pub(crate) const KC: usize = 256;
 
-/// A row-major `[rows, depth]` matrix packed into panels of [`MR`] rows, depth block by depth
-/// block: block `b` (depths `b·KC ..`, `kc` of them) holds every panel `p` in turn, and panel
-/// `p` holds, for each `k` of the block, `A[p·MR .. p·MR + MR, k]` (zeros past the last row).
-/// A GEMM pass over one depth block thus reads one contiguous stream.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PackedMatrix {
-    data: Vec<f32>,
-    rows: usize,
-    depth: usize,
-}
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod pack;
+mod portable;
 
-impl PackedMatrix {
-    /// Packs `rows × depth` values of `a`, row `i` starting at `a[i · row_stride]`.
-    ///
-    /// # Panics
-    /// If `a` is too short for the shape (callers pass matrices they have just checked).
-    pub fn pack(a: &[f32], rows: usize, depth: usize, row_stride: usize) -> Self {
-        if rows > 0 && depth > 0 {
-            assert!(a.len() >= (rows - 1) * row_stride + depth, "matrix shorter than its shape");
-        }
-        let panels = rows.div_ceil(MR);
-        let mut data = vec![0.0; panels * depth * MR];
-        for p in 0..panels {
-            for i in 0..MR.min(rows - p * MR) {
-                let row = &a[(p * MR + i) * row_stride..][..depth];
-                for (k, &value) in row.iter().enumerate() {
-                    let (k0, kc) = (k / KC * KC, KC.min(depth - k / KC * KC));
-                    data[k0 * panels * MR + (p * kc + k - k0) * MR + i] = value;
-                }
-            }
-        }
-        PackedMatrix { data, rows, depth }
-    }
-
-    /// The value at `row`, `col` of the matrix that was packed.
-    pub(crate) fn get(&self, row: usize, col: usize) -> f32 {
-        let (p, i) = (row / MR, row % MR);
-        let (k0, kc) = (col / KC * KC, KC.min(self.depth - col / KC * KC));
-        self.data[k0 * self.panels() * MR + (p * kc + col - k0) * MR + i]
-    }
-
-    /// Floats held, padding included (for memory accounting).
-    pub fn floats(&self) -> usize {
-        self.data.len()
-    }
-
-    /// Rows of the matrix.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Columns of the matrix (the GEMM's `K`).
-    pub fn depth(&self) -> usize {
-        self.depth
-    }
-
-    /// Number of [`MR`]-row panels.
-    pub fn panels(&self) -> usize {
-        self.rows.div_ceil(MR)
-    }
-
-    /// Panel `p` over the depth block `k` (which starts at a multiple of [`KC`]).
-    fn panel(&self, p: usize, k: Range<usize>) -> &[f32] {
-        debug_assert!(k.start.is_multiple_of(KC) && k.end == self.depth.min(k.start + KC));
-        let start = k.start * self.panels() * MR + p * k.len() * MR;
-        &self.data[start..start + k.len() * MR]
-    }
-}
+pub use pack::PackedMatrix;
+pub(crate) use portable::portable_kernel;
 
 /// `C = A · B` (`accumulate == false`) or `C += A · B` for the rows of `a` in `panels`
 /// (`C`'s first row is row `panels.start · MR` of `A`); `B` is `[a.depth(), columns]` with rows
@@ -254,106 +193,6 @@ fn micro_kernels() -> MicroKernels {
         return MicroKernels { wide: avx512::kernel::<2>, narrow: avx512::kernel::<1> };
     }
     MicroKernels { wide: portable_kernel::<NR>, narrow: portable_kernel::<NR_NARROW> }
-}
-
-/// The micro-kernel in plain Rust for panels `W` wide, for CPUs without AVX-512 (and as the
-/// tests' reference).
-///
-/// # Safety
-/// `a` holds `k·MR` floats, `b` `k` rows of `cols ≤ W` floats `b_stride` apart; `c` addresses
-/// `rows × cols` floats, rows `ldc` apart.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn portable_kernel<const W: usize>(
-    k: usize,
-    a: *const f32,
-    _prefetch: *const f32,
-    b: *const f32,
-    b_stride: usize,
-    c: *mut f32,
-    ldc: usize,
-    rows: usize,
-    cols: usize,
-    accumulate: bool,
-) {
-    // SAFETY: sizes as documented.
-    let a = unsafe { std::slice::from_raw_parts(a, k * MR) };
-    let mut acc = [[0.0f32; W]; MR];
-    for (p, a_k) in a.chunks_exact(MR).enumerate() {
-        // SAFETY: row `p < k` of the `B` panel, `cols ≤ W` values.
-        let b_k = unsafe { std::slice::from_raw_parts(b.add(p * b_stride), cols.min(W)) };
-        for (acc_i, &a_ik) in acc.iter_mut().zip(a_k) {
-            for (acc_ij, &b_kj) in acc_i.iter_mut().zip(b_k) {
-                *acc_ij = a_ik.mul_add(b_kj, *acc_ij);
-            }
-        }
-    }
-    for (i, acc_i) in acc.iter().enumerate().take(rows) {
-        // SAFETY: row `i < rows` of the block.
-        let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
-        for (out, &value) in row.iter_mut().zip(acc_i) {
-            *out = if accumulate { *out + value } else { value };
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::MR;
-    use crate::kernels::lane_mask;
-    use std::arch::x86_64::*;
-
-    /// The AVX-512 micro-kernel: 12 rows × `R` registers of 16 columns (`R` = 2 for full
-    /// panels, 1 for narrow ones).
-    ///
-    /// # Safety
-    /// The CPU supports AVX-512F; sizes as for [`super::portable_kernel`] with `W = 16·R`.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn kernel<const R: usize>(
-        k: usize,
-        a: *const f32,
-        prefetch: *const f32,
-        b: *const f32,
-        b_stride: usize,
-        c: *mut f32,
-        ldc: usize,
-        rows: usize,
-        cols: usize,
-        accumulate: bool,
-    ) {
-        let masks: [__mmask16; R] = std::array::from_fn(|r| lane_mask(cols.saturating_sub(16 * r)));
-        let mut acc = [[_mm512_setzero_ps(); R]; MR];
-        for p in 0..k {
-            // SAFETY: `p < k`, so both panels hold these values; the masks keep to `cols`.
-            unsafe {
-                let b_p: [__m512; R] =
-                    std::array::from_fn(|r| _mm512_maskz_loadu_ps(masks[r], b.add(p * b_stride + 16 * r)));
-                let a_p = a.add(p * MR);
-                // A hint only: prefetching an address outside any allocation does not fault.
-                _mm_prefetch::<_MM_HINT_T0>(prefetch.wrapping_add(p * MR) as *const i8);
-                for (i, acc_i) in acc.iter_mut().enumerate() {
-                    let a_i = _mm512_set1_ps(*a_p.add(i));
-                    for r in 0..R {
-                        acc_i[r] = _mm512_fmadd_ps(a_i, b_p[r], acc_i[r]);
-                    }
-                }
-            }
-        }
-        for (i, acc_i) in acc.iter().enumerate() {
-            if i < rows {
-                for (r, &value) in acc_i.iter().enumerate() {
-                    let m = masks[r];
-                    // SAFETY: row `i < rows` of the block; the mask keeps to its `cols` columns.
-                    unsafe {
-                        let out = c.add(i * ldc + 16 * r);
-                        let value =
-                            if accumulate { _mm512_add_ps(value, _mm512_maskz_loadu_ps(m, out)) } else { value };
-                        _mm512_mask_storeu_ps(out, m, value);
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

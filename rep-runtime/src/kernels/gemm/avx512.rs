@@ -1,0 +1,56 @@
+//! The AVX-512 micro-kernel: a 12 × 32 block of `C` in 24 registers (12 × 16 for a narrow panel).
+use super::MR;
+use crate::kernels::lane_mask;
+use std::arch::x86_64::*;
+
+/// The AVX-512 micro-kernel: 12 rows × `R` registers of 16 columns (`R` = 2 for full
+/// panels, 1 for narrow ones).
+///
+/// # Safety
+/// The CPU supports AVX-512F; sizes as for [`super::portable_kernel`] with `W = 16·R`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn kernel<const R: usize>(
+    k: usize,
+    a: *const f32,
+    prefetch: *const f32,
+    b: *const f32,
+    b_stride: usize,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+) {
+    let masks: [__mmask16; R] = std::array::from_fn(|r| lane_mask(cols.saturating_sub(16 * r)));
+    let mut acc = [[_mm512_setzero_ps(); R]; MR];
+    for p in 0..k {
+        // SAFETY: `p < k`, so both panels hold these values; the masks keep to `cols`.
+        unsafe {
+            let b_p: [__m512; R] =
+                std::array::from_fn(|r| _mm512_maskz_loadu_ps(masks[r], b.add(p * b_stride + 16 * r)));
+            let a_p = a.add(p * MR);
+            // A hint only: prefetching an address outside any allocation does not fault.
+            _mm_prefetch::<_MM_HINT_T0>(prefetch.wrapping_add(p * MR) as *const i8);
+            for (i, acc_i) in acc.iter_mut().enumerate() {
+                let a_i = _mm512_set1_ps(*a_p.add(i));
+                for r in 0..R {
+                    acc_i[r] = _mm512_fmadd_ps(a_i, b_p[r], acc_i[r]);
+                }
+            }
+        }
+    }
+    for (i, acc_i) in acc.iter().enumerate() {
+        if i < rows {
+            for (r, &value) in acc_i.iter().enumerate() {
+                let m = masks[r];
+                // SAFETY: row `i < rows` of the block; the mask keeps to its `cols` columns.
+                unsafe {
+                    let out = c.add(i * ldc + 16 * r);
+                    let value = if accumulate { _mm512_add_ps(value, _mm512_maskz_loadu_ps(m, out)) } else { value };
+                    _mm512_mask_storeu_ps(out, m, value);
+                }
+            }
+        }
+    }
+}
