@@ -236,3 +236,19 @@ fn saving_a_deploy_model_refuses_non_finite_weights() {
     assert_eq!(err.to_string(), "linear.weight[9] is NaN; expected a finite number");
     assert!(!path.exists());
 }
+
+#[test]
+fn a_file_larger_than_memory_is_an_error_not_an_abort() {
+    // A sparse file claiming 1 TiB: reading it must reserve fallibly and refuse.
+    let path = scratch("huge.npy");
+    let file = std::fs::File::create(&path).unwrap();
+    if let Err(e) = file.set_len(1 << 40) {
+        eprintln!("skipped: this filesystem cannot hold a sparse 1 TiB file ({e})");
+        return;
+    }
+    let err = rep::io::read_npy::<Ix4>(&path).unwrap_err();
+    assert!(err.to_string().contains("do not fit in memory"), "{err}");
+    let err = StateDict::load(&path).unwrap_err();
+    assert!(err.to_string().contains("do not fit in memory"), "{err}");
+    std::fs::remove_file(&path).ok();
+}

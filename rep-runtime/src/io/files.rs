@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -45,4 +45,24 @@ pub fn ensure_distinct(output: &Path, inputs: &[&Path]) -> Result<()> {
         Some(input) => Err(Error::SameFile { output: output.to_owned(), input: input.to_path_buf() }),
         None => Ok(()),
     }
+}
+
+/// Reads a whole file into a buffer of `T` (bytes, or words for aligned views), whose memory is
+/// reserved fallibly from the file's length first: a file too large for memory is an error, not
+/// an aborted process.
+pub(crate) fn read_whole<T: Copy + Default>(path: &Path) -> Result<(Vec<T>, usize)> {
+    let io_error = |source| Error::Io { path: path.to_owned(), source };
+    let mut file = File::open(path).map_err(io_error)?;
+    let len = usize::try_from(file.metadata().map_err(io_error)?.len()).unwrap_or(usize::MAX);
+    let items = len.div_ceil(size_of::<T>());
+    let mut buffer: Vec<T> = Vec::new();
+    buffer.try_reserve_exact(items).map_err(|_| {
+        io_error(std::io::Error::new(std::io::ErrorKind::OutOfMemory, format!("{len} bytes do not fit in memory")))
+    })?;
+    buffer.resize(items, T::default());
+    // SAFETY: `buffer` owns `items · size_of::<T>() ≥ len` initialized bytes; `T` is plain
+    // data (f32, u32 or u8), for which any bytes are a valid value.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(buffer.as_mut_ptr().cast::<u8>(), len) };
+    file.read_exact(bytes).map_err(io_error)?;
+    Ok((buffer, len))
 }

@@ -48,7 +48,7 @@ impl StateDict {
     /// entries (one integer each) become counters; other dtypes are refused.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
+        let (bytes, _) = files::read_whole::<u8>(path)?;
         Self::from_bytes(&bytes, path)
     }
 

@@ -14,16 +14,13 @@ use std::path::Path;
 /// is an error, never an attempt at a huge allocation.
 pub fn read_npy<D: Dimension>(path: impl AsRef<Path>) -> Result<Array<f32, D>> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;
-    // Word-aligned copy, so that the data (at a header-length offset, a multiple of 16 in every
-    // npy version) can be viewed as `f32` without copying it element by element.
-    let mut words = vec![0u32; bytes.len().div_ceil(4)];
-    // SAFETY: `words` owns `4 · words.len() ≥ bytes.len()` initialized bytes; u8 has no
-    // alignment requirement, and the u32 slice is not used while this view is alive.
-    let aligned = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), bytes.len()) };
-    aligned.copy_from_slice(&bytes);
-    drop(bytes);
-    let view = ArrayView::<f32, D>::view_npy(aligned)
+    // Read into words, so that the data (at a header-length offset, a multiple of 16 in every
+    // npy version) can be viewed as `f32` in place.
+    let (words, len) = super::files::read_whole::<u32>(path)?;
+    // SAFETY: `words` owns `4 · words.len() ≥ len` initialized bytes; u8 has no alignment
+    // requirement, and `words` is not used while this view is alive.
+    let bytes = unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), len) };
+    let view = ArrayView::<f32, D>::view_npy(bytes)
         .map_err(|e| Error::Npy { path: path.to_owned(), reason: e.to_string() })?;
     Ok(view.as_standard_layout().into_owned())
 }

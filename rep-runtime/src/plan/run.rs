@@ -114,7 +114,7 @@ impl Plan {
 
     /// Runs the network `runs` times on `x` and returns each step's median time.
     pub fn profile(&self, state: &mut PlanState, x: ArrayView4<'_, f32>, runs: usize) -> Result<Vec<StepTime>> {
-        let mut times = vec![Vec::with_capacity(runs); self.steps.len()];
+        let mut times = vec![Vec::with_capacity(runs.min(1 << 16)); self.steps.len()];
         for _ in 0..runs.max(1) {
             self.run_timed(state, x, |i, t| times[i].push(t))?;
         }
