@@ -58,5 +58,6 @@ pub use dim::{Const, Dim};
 pub use error::{Error, Result};
 pub use geometry::{ConvGeometry, Hw};
 pub use io::StateDict;
-pub use traits::{Block, Costs, Reparameterize, StageRoles, add_macs};
+pub use layers::{Costs, add_macs};
+pub use traits::{Block, Reparameterize, StageRoles};
 pub use {ndarray, rand};

@@ -1,10 +1,8 @@
-//! The traits generated code implements: re-parameterization and cost accounting.
+//! The traits generated code implements: re-parameterization and blocks of a model (cost
+//! accounting, `Costs`, lives with the layers, each layer's impl in its own file).
 
 use crate::error::Result;
-use crate::geometry::Hw;
-use crate::layers::{
-    AvgPool2d, BatchNorm2d, Conv2d, ConvBn, ImplicitA, ImplicitM, Layer, Linear, Parameters, Scale, SqueezeExcite,
-};
+use crate::layers::{Costs, Layer, Parameters};
 
 /// A train-time structure with an equivalent inference structure.
 #[diagnostic::on_unimplemented(
@@ -83,133 +81,5 @@ impl StageRoles {
             sizes[s] = 1;
         }
         sizes
-    }
-}
-
-/// `total + more`, or an error when the sum of multiply-adds overflows a `u64` (what generated
-/// [`Costs::macs`] implementations add with, so that a huge resolution never wraps).
-pub fn add_macs(total: u64, more: u64) -> Result<u64> {
-    total.checked_add(more).ok_or_else(|| {
-        crate::Error::geometry(format!("multiply-adds overflow u64 ({total} + {more}); the input is too large"))
-    })
-}
-
-/// Parameter and multiply-add counts.
-///
-/// Multiply-adds count convolutions (`C_in/g · k_h · k_w · H_out · W_out · C_out`) and linear
-/// layers; element-wise and per-channel operations are not counted. Parameters are learnable
-/// numbers; buffers such as BN running statistics are not.
-pub trait Costs {
-    /// Learnable parameters.
-    fn parameter_count(&self) -> usize;
-
-    /// Multiply-adds for one image whose spatial size is `input`, and the output's spatial size.
-    fn macs(&self, input: Hw) -> Result<(u64, Hw)>;
-}
-
-impl Costs for Conv2d {
-    fn parameter_count(&self) -> usize {
-        self.weight.len() + self.bias.as_ref().map_or(0, |b| b.len())
-    }
-
-    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
-        let out = self.geometry.output_size(input.h, input.w)?;
-        Ok((self.geometry.macs(out)?, out))
-    }
-}
-
-impl Costs for BatchNorm2d {
-    fn parameter_count(&self) -> usize {
-        self.weight.len() + self.bias.len()
-    }
-
-    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
-        Ok((0, input))
-    }
-}
-
-impl Costs for ConvBn {
-    fn parameter_count(&self) -> usize {
-        self.conv.parameter_count() + self.bn.parameter_count()
-    }
-
-    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
-        self.conv.macs(input)
-    }
-}
-
-impl Costs for AvgPool2d {
-    fn parameter_count(&self) -> usize {
-        0
-    }
-
-    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
-        Ok((0, self.geometry(1).output_size(input.h, input.w)?))
-    }
-}
-
-impl Costs for crate::layers::FilterBank {
-    fn parameter_count(&self) -> usize {
-        0
-    }
-
-    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
-        self.conv.macs(input)
-    }
-}
-
-impl Costs for SqueezeExcite {
-    fn parameter_count(&self) -> usize {
-        self.down.parameter_count() + self.up.parameter_count()
-    }
-
-    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
-        let one = Hw::square(1);
-        Ok((add_macs(self.down.macs(one)?.0, self.up.macs(one)?.0)?, input))
-    }
-}
-
-impl Costs for Linear {
-    fn parameter_count(&self) -> usize {
-        self.weight.len() + self.bias.as_ref().map_or(0, |b| b.len())
-    }
-
-    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
-        Ok((self.weight.len() as u64, input))
-    }
-}
-
-macro_rules! per_channel_costs {
-    ($($ty:ty => $field:ident),*) => {$(
-        impl Costs for $ty {
-            fn parameter_count(&self) -> usize {
-                self.$field.len()
-            }
-
-            fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
-                Ok((0, input))
-            }
-        }
-    )*};
-}
-per_channel_costs!(Scale => weight, ImplicitA => implicit, ImplicitM => implicit);
-
-impl Costs for crate::layers::GlobalAvgPool {
-    fn parameter_count(&self) -> usize {
-        0
-    }
-
-    fn macs(&self, _: Hw) -> Result<(u64, Hw)> {
-        Ok((0, Hw::square(1)))
-    }
-}
-
-impl<T: Costs> Costs for Option<T> {
-    fn parameter_count(&self) -> usize {
-        self.as_ref().map_or(0, T::parameter_count)
-    }
-
-    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
-        self.as_ref().map_or(Ok((0, input)), |t| t.macs(input))
     }
 }

@@ -1,7 +1,9 @@
 //! Per-channel linear layers: OREPA's scaling layer and YOLOR's implicit knowledge.
 
+use super::Costs;
 use super::{Layer, check_channels, per_channel_affine, tensor_parameters};
 use crate::error::Result;
+use crate::geometry::Hw;
 use ndarray::{Array1, Array4};
 
 /// OREPA's scaling layer: `y[n,c] = weight[c] · x[n,c]`. Folds into the conv before it.
@@ -100,3 +102,18 @@ impl Layer for ImplicitM {
 tensor_parameters!(Scale { weight });
 tensor_parameters!(ImplicitA { implicit });
 tensor_parameters!(ImplicitM { implicit });
+
+macro_rules! per_channel_costs {
+    ($($ty:ty => $field:ident),*) => {$(
+        impl Costs for $ty {
+            fn parameter_count(&self) -> usize {
+                self.$field.len()
+            }
+
+            fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
+                Ok((0, input))
+            }
+        }
+    )*};
+}
+per_channel_costs!(Scale => weight, ImplicitA => implicit, ImplicitM => implicit);

@@ -1,7 +1,9 @@
 //! BatchNorm2d with PyTorch's training and eval semantics.
 
+use super::Costs;
 use super::{Layer, Parameters, check_channels, join, per_channel_affine};
 use crate::error::{Error, Result};
+use crate::geometry::Hw;
 use ndarray::{Array1, Array4, ArrayViewD, ArrayViewMutD, Axis};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
@@ -185,5 +187,15 @@ impl Parameters for BatchNorm2d {
 
     fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm2d)) {
         f(self);
+    }
+}
+
+impl Costs for BatchNorm2d {
+    fn parameter_count(&self) -> usize {
+        self.weight.len() + self.bias.len()
+    }
+
+    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
+        Ok((0, input))
     }
 }

@@ -1,8 +1,10 @@
 //! The 2-D convolution layer.
 
+use super::Costs;
 use super::{Layer, tensor_parameters};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
+use crate::geometry::Hw;
 use crate::kernels::{self, ConvOperands, Tile, WinogradConv};
 use ndarray::{Array1, Array4};
 use rand::Rng;
@@ -113,5 +115,16 @@ impl WinogradConv {
     pub fn to_conv2d(&self) -> Conv2d {
         let bias = Array1::from(self.bias().to_vec());
         Conv2d { weight: self.recovered_weight(), bias: Some(bias), geometry: *self.geometry(), pad_fill: None }
+    }
+}
+
+impl Costs for Conv2d {
+    fn parameter_count(&self) -> usize {
+        self.weight.len() + self.bias.as_ref().map_or(0, |b| b.len())
+    }
+
+    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
+        let out = self.geometry.output_size(input.h, input.w)?;
+        Ok((self.geometry.macs(out)?, out))
     }
 }

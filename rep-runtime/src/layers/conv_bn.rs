@@ -1,8 +1,10 @@
 //! Convolution followed by BatchNorm: the branch every re-parameterizable block is made of.
 
+use super::Costs;
 use super::{BatchNorm2d, Conv2d, Layer, child_parameters};
 use crate::error::Result;
 use crate::geometry::ConvGeometry;
+use crate::geometry::Hw;
 use ndarray::Array4;
 use rand::Rng;
 
@@ -39,3 +41,13 @@ impl Layer for ConvBn {
 }
 
 child_parameters!(ConvBn { conv, bn });
+
+impl Costs for ConvBn {
+    fn parameter_count(&self) -> usize {
+        self.conv.parameter_count() + self.bn.parameter_count()
+    }
+
+    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
+        self.conv.macs(input)
+    }
+}

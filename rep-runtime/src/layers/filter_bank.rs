@@ -1,5 +1,6 @@
 //! A fixed bank of k×k filters, one per channel: OREPA's frequency prior.
 
+use super::Costs;
 use super::{Conv2d, Layer, Parameters};
 use crate::error::Result;
 use crate::geometry::{ConvGeometry, Hw};
@@ -51,4 +52,14 @@ impl Parameters for FilterBank {
     fn visit(&self, _: &str, _: &mut dyn FnMut(&str, ArrayViewD<'_, f32>)) {}
 
     fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>)) {}
+}
+
+impl Costs for FilterBank {
+    fn parameter_count(&self) -> usize {
+        0
+    }
+
+    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
+        self.conv.macs(input)
+    }
 }

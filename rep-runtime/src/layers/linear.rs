@@ -1,7 +1,9 @@
 //! Fully connected layer (the classifier head).
 
+use super::Costs;
 use super::tensor_parameters;
 use crate::error::{Error, Result};
+use crate::geometry::Hw;
 use crate::kernels;
 use ndarray::{Array1, Array2};
 use rand::Rng;
@@ -52,3 +54,13 @@ impl Linear {
 }
 
 tensor_parameters!(Linear { weight; optional bias });
+
+impl Costs for Linear {
+    fn parameter_count(&self) -> usize {
+        self.weight.len() + self.bias.as_ref().map_or(0, |b| b.len())
+    }
+
+    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
+        Ok((self.weight.len() as u64, input))
+    }
+}

@@ -28,6 +28,7 @@ pub use resample::{concat_channels, upsample_nearest};
 pub use se::SqueezeExcite;
 
 use crate::error::{Error, Result};
+use crate::geometry::Hw;
 use ndarray::{Array4, ArrayViewD, ArrayViewMutD};
 
 /// A layer mapping an NCHW tensor to an NCHW tensor.
@@ -67,6 +68,37 @@ pub trait Parameters {
     /// (`bn.eps = 1e-3; bn.momentum = 0.03`). Layers without one do nothing.
     fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm2d)) {
         let _ = f;
+    }
+}
+
+/// `total + more`, or an error when the sum of multiply-adds overflows a `u64` (what generated
+/// [`Costs::macs`] implementations add with, so that a huge resolution never wraps).
+pub fn add_macs(total: u64, more: u64) -> Result<u64> {
+    total.checked_add(more).ok_or_else(|| {
+        Error::geometry(format!("multiply-adds overflow u64 ({total} + {more}); the input is too large"))
+    })
+}
+
+/// Parameter and multiply-add counts.
+///
+/// Multiply-adds count convolutions (`C_in/g · k_h · k_w · H_out · W_out · C_out`) and linear
+/// layers; element-wise and per-channel operations are not counted. Parameters are learnable
+/// numbers; buffers such as BN running statistics are not.
+pub trait Costs {
+    /// Learnable parameters.
+    fn parameter_count(&self) -> usize;
+
+    /// Multiply-adds for one image whose spatial size is `input`, and the output's spatial size.
+    fn macs(&self, input: Hw) -> Result<(u64, Hw)>;
+}
+
+impl<T: Costs> Costs for Option<T> {
+    fn parameter_count(&self) -> usize {
+        self.as_ref().map_or(0, T::parameter_count)
+    }
+
+    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
+        self.as_ref().map_or(Ok((0, input)), |t| t.macs(input))
     }
 }
 

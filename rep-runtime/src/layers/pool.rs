@@ -1,5 +1,6 @@
 //! Average pooling.
 
+use super::Costs;
 use super::Layer;
 use crate::error::{Error, Result};
 use crate::geometry::{ConvGeometry, Hw};
@@ -94,4 +95,24 @@ impl crate::layers::Parameters for GlobalAvgPool {
     fn visit(&self, _: &str, _: &mut dyn FnMut(&str, ndarray::ArrayViewD<'_, f32>)) {}
 
     fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, ndarray::ArrayViewMutD<'_, f32>)) {}
+}
+
+impl Costs for AvgPool2d {
+    fn parameter_count(&self) -> usize {
+        0
+    }
+
+    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
+        Ok((0, self.geometry(1).output_size(input.h, input.w)?))
+    }
+}
+
+impl Costs for GlobalAvgPool {
+    fn parameter_count(&self) -> usize {
+        0
+    }
+
+    fn macs(&self, _: Hw) -> Result<(u64, Hw)> {
+        Ok((0, Hw::square(1)))
+    }
 }

@@ -2,8 +2,10 @@
 //! the fused struct after the sum.
 
 use super::{Activation, Conv2d, Layer, check_channels, child_parameters, global_avg_pool};
+use super::{Costs, add_macs};
 use crate::error::Result;
 use crate::geometry::ConvGeometry;
+use crate::geometry::Hw;
 use ndarray::{Array4, Axis};
 use rand::Rng;
 
@@ -37,3 +39,14 @@ impl Layer for SqueezeExcite {
 }
 
 child_parameters!(SqueezeExcite { down, up });
+
+impl Costs for SqueezeExcite {
+    fn parameter_count(&self) -> usize {
+        self.down.parameter_count() + self.up.parameter_count()
+    }
+
+    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
+        let one = Hw::square(1);
+        Ok((add_macs(self.down.macs(one)?.0, self.up.macs(one)?.0)?, input))
+    }
+}
