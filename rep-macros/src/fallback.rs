@@ -6,6 +6,26 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::ItemStruct;
 
+/// `Parameters` (visiting nothing) and `Costs` stand-ins for `ty`, under `generics`
+/// (`impl` generics and where clause, empty for a plain type).
+fn parameters_and_costs(
+    ty: &TokenStream,
+    generics: (&TokenStream, &TokenStream),
+    unreachable: &TokenStream,
+) -> TokenStream {
+    let (i, w) = generics;
+    quote! {
+        impl #i ::rep::layers::Parameters for #ty #w {
+            fn visit(&self, _: &str, _: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {}
+            fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {}
+        }
+        impl #i ::rep::Costs for #ty #w {
+            fn parameter_count(&self) -> usize { 0 }
+            fn macs(&self, _: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> { #unreachable }
+        }
+    }
+}
+
 pub fn block(item: &ItemStruct, errors: TokenStream) -> TokenStream {
     let (name, vis) = (&item.ident, &item.vis);
     let attrs = crate::internals::attrs::without_derives(&item.attrs, &["Clone", "Debug"]);
@@ -24,22 +44,21 @@ pub fn block(item: &ItemStruct, errors: TokenStream) -> TokenStream {
     let array = quote!(::rep::ndarray::Array4<f32>);
     let stand_in_layer = |ty: TokenStream, generics: bool| {
         let (i, w) = if generics { (quote!(#impl_generics), quote!(#where_clause)) } else { (quote!(), quote!()) };
+        let rest = parameters_and_costs(&ty, (&i, &w), &unreachable);
         quote! {
             impl #i ::rep::layers::Layer for #ty #w {
                 fn forward(&self, _: &#array) -> ::rep::Result<#array> { #unreachable }
             }
-            impl #i ::rep::layers::Parameters for #ty #w {
-                fn visit(&self, _: &str, _: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {}
-                fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {}
-            }
-            impl #i ::rep::Costs for #ty #w {
-                fn parameter_count(&self) -> usize { 0 }
-                fn macs(&self, _: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> { #unreachable }
-            }
+            #rest
         }
     };
     let train_impls = stand_in_layer(quote!(#name #ty_generics), true);
     let fused_impls = stand_in_layer(quote!(#fused), false);
+    let fused_params = generics.params.iter();
+    let fused_args = types.iter().map(|t| {
+        let arg = format_ident!("{}", t.to_string().to_lowercase());
+        quote!(#arg: #t)
+    });
     quote! {
         #errors
         #(#attrs)*
@@ -49,6 +68,10 @@ pub fn block(item: &ItemStruct, errors: TokenStream) -> TokenStream {
         }
         #[derive(Clone, Debug)]
         #vis struct #fused;
+        impl #fused {
+            #[allow(unused_variables)]
+            pub fn new<#(#fused_params),*>(#(#fused_args),*) -> ::rep::Result<Self> { #unreachable }
+        }
         impl #impl_generics #name #ty_generics #where_clause {
             #[allow(unused_variables, clippy::too_many_arguments)]
             pub fn new(#(#args,)* rng: &mut impl ::rep::rand::Rng) -> ::rep::Result<Self> { #unreachable }
@@ -86,18 +109,8 @@ pub fn model(model: &crate::internals::model::Model, errors: TokenStream) -> Tok
     let output =
         if model.flat_output() { quote!(::rep::ndarray::Array2<f32>) } else { quote!(::rep::ndarray::Array4<f32>) };
     let input = quote!(&::rep::ndarray::Array4<f32>);
-    let common = |ty: &syn::Ident| {
-        quote! {
-            impl ::rep::layers::Parameters for #ty {
-                fn visit(&self, _: &str, _: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {}
-                fn visit_mut(&mut self, _: &str, _: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {}
-            }
-            impl ::rep::Costs for #ty {
-                fn parameter_count(&self) -> usize { 0 }
-                fn macs(&self, _: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> { #unreachable }
-            }
-        }
-    };
+    let none = quote!();
+    let common = |ty: &syn::Ident| parameters_and_costs(&quote!(#ty), (&none, &none), &unreachable);
     let (train_impls, fused_impls) = (common(name), common(&fused));
     quote! {
         #errors

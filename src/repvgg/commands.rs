@@ -29,8 +29,9 @@ pub struct Opened {
 /// count from the checkpoint and is checked against it.
 pub fn open(weights: &Path, arch: Option<&str>) -> Result<Opened> {
     let checkpoint = Checkpoint::load(weights)?;
-    let classes = checkpoint.infer_arch().map_or(1000, |a| a.classes);
-    let named = arch.map(|name| Arch::named(name, 1)?.with_classes(classes)).transpose()?;
+    let named = arch
+        .map(|name| Arch::named(name, 1)?.with_classes(checkpoint.infer_arch().map_or(1000, |a| a.classes)))
+        .transpose()?;
     let (arch, model) = checkpoint.build(named.as_ref())?;
     Ok(Opened { arch, model, checkpoint })
 }

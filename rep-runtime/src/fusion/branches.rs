@@ -143,11 +143,8 @@ pub fn sum_branches(branches: &[(&str, AffineConv)]) -> Result<AffineConv> {
     let kernel = branches
         .iter()
         .fold(Hw::square(1), |acc, (_, b)| Hw::new(acc.h.max(b.geometry.kernel.h), acc.w.max(b.geometry.kernel.w)));
-    let dilation_along = |pick: fn(&ConvGeometry) -> (usize, usize)| {
-        branches.iter().map(|(_, b)| pick(&b.geometry)).find(|&(k, _)| k > 1).map_or(1, |(_, d)| d)
-    };
-    let dilation =
-        Hw::new(dilation_along(|g| (g.kernel.h, g.dilation.h)), dilation_along(|g| (g.kernel.w, g.dilation.w)));
+    // The fused kernel takes, per axis, the spacing every kernel with taps there shares.
+    let dilation = Hw::new(spacing_h.map_or(1, |(_, d)| d), spacing_w.map_or(1, |(_, d)| d));
     let mut total: Option<AffineConv> = None;
     for (name, branch) in branches {
         let padded = branch.clone().pad_to(kernel, dilation).map_err(|e| match e {

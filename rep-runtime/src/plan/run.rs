@@ -22,6 +22,8 @@ pub struct Plan {
     buffer_len: usize,
     /// Floats of the shared workspace.
     workspace_len: usize,
+    /// Some step runs Winograd, so inputs are scanned for non-finite values.
+    winograd: bool,
 }
 
 /// The buffers one caller runs a [`Plan`] in: two activation buffers (each step reads one and
@@ -67,7 +69,8 @@ impl Plan {
         let buffer_len = builder.steps.iter().map(|s| s.output.len()).fold(Shape::Map(input).len(), usize::max);
         let workspace = builder.steps.iter().map(Step::workspace_len).collect::<Result<Vec<_>>>()?;
         let workspace_len = workspace.into_iter().max().unwrap_or(0);
-        Ok(Plan { input, steps: builder.steps, buffer_len, workspace_len })
+        let winograd = builder.steps.iter().any(Step::is_winograd);
+        Ok(Plan { input, steps: builder.steps, buffer_len, workspace_len, winograd })
     }
 
     /// A fresh state to run this plan in, allocated fallibly (an error, not an abort, when the
@@ -160,10 +163,11 @@ impl Plan {
         let PlanState { buffers, workspace } = state;
         // Winograd mixes the values of a tile: with a NaN or ±∞ in the input, its layers take
         // the direct kernel so that non-finite values land where PyTorch puts them.
-        let finite = match x.as_slice() {
-            Some(values) => all_finite(values),
-            None => x.iter().all(|v| v.is_finite()),
-        };
+        let finite = !self.winograd
+            || match x.as_slice() {
+                Some(values) => all_finite(values),
+                None => x.iter().all(|v| v.is_finite()),
+            };
         let mut current = Slot::Input;
         if x.as_slice().is_none() {
             // Not row-major: copy into a buffer (no allocation) and read from there.

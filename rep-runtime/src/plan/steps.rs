@@ -163,6 +163,11 @@ impl Step {
         }
     }
 
+    /// Whether the step runs Winograd (whose transforms spread a non-finite input over a tile).
+    pub(super) fn is_winograd(&self) -> bool {
+        matches!(self.op, Op::Conv { kernel: ConvKernel::Winograd(_), .. })
+    }
+
     /// Floats of weights the step holds (packed or transformed copies included).
     pub fn weight_floats(&self) -> usize {
         let conv_floats = |conv: &Conv2d| conv.weight.len() + conv.bias.as_ref().map_or(0, |b| b.len());

@@ -97,11 +97,19 @@ pub(super) struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// A check of branch `index`: decided now when it can be and the branch always exists,
+    /// else left for a const assertion / run time (only when an optional branch exists).
     pub(super) fn require(&mut self, pred: Pred, span: Span, branch: &Branch, index: usize, message: String) {
+        self.require_in(pred, span, message, branch.when.is_some(), branch.optional.then_some(index));
+    }
+
+    /// A check that holds unless it sits under a `when` condition (`conditional`); deferred
+    /// checks apply only when `branch` (if any) exists.
+    fn require_in(&mut self, pred: Pred, span: Span, message: String, conditional: bool, branch: Option<usize>) {
         match pred.decide() {
             Some(true) => {}
-            Some(false) if branch.when.is_none() => self.cx.error_at(span, message),
-            _ => self.deferred.push(Check { pred, message, branch: branch.optional.then_some(index), span }),
+            Some(false) if !conditional => self.cx.error_at(span, message),
+            _ => self.deferred.push(Check { pred, message, branch, span }),
         }
     }
 }
@@ -168,13 +176,8 @@ pub fn check(cx: &Ctxt, block: &Block) -> Option<(BlockGeometry, Vec<Check>)> {
 fn check_se(checker: &mut Checker<'_>, block: &Block) {
     for post in &block.post {
         if let PostOp::Se(hidden, span, None) = post {
-            let pred = Pred::Le(Geo::lit(1), hidden.clone());
             let message = format!("`se` has hidden = {hidden} channels; it needs at least 1");
-            match pred.decide() {
-                Some(true) => {}
-                Some(false) => checker.cx.error_at(*span, message),
-                None => checker.deferred.push(Check { pred, message, branch: None, span: *span }),
-            }
+            checker.require_in(Pred::Le(Geo::lit(1), hidden.clone()), *span, message, false, None);
         }
     }
 }
