@@ -45,7 +45,22 @@ proptest! {
         // Literal mistakes never pass the macro.
         let zero = [cin, cout, k, s, g, d, k2].contains(&0);
         prop_assert!(!(clean && zero), "a zero size passed: {source}");
-        prop_assert!(!(clean && eps != "1e-5" && !sequence), "a bad eps passed: {source}");
+        // `1e300` is a valid ε; `0.0` is not, and `-1.0` is no float literal at all.
+        prop_assert!(!(clean && matches!(eps, "0.0" | "-1.0") && !sequence), "a bad eps passed: {source}");
         prop_assert!(!(clean && post.contains("8 / 16")), "se with 0 hidden channels passed");
     }
+}
+
+/// The verdict the property relies on can go both ways: a sound block is clean, the same block
+/// with a zero size, a zero ε or a 0-channel SE is not.
+#[test]
+fn the_verdict_separates_good_from_bad() {
+    let block = |cout: u64, eps: &str| {
+        format!("pub struct B {{ dense: ConvBn<4, {cout}, 3, 1, Eps<{eps}>>, other: ConvBn<4, {cout}, 1, 1> }}")
+    };
+    assert!(verdict("post(relu)", &block(4, "1e-5")));
+    assert!(verdict("post(relu)", &block(4, "1e300")));
+    assert!(!verdict("post(relu)", &block(0, "1e-5")));
+    assert!(!verdict("post(relu)", &block(4, "0.0")));
+    assert!(!verdict("post(relu, se(hidden = 8 / 16))", &block(4, "1e-5")));
 }
