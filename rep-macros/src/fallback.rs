@@ -95,6 +95,13 @@ pub fn block(item: &ItemStruct, errors: TokenStream) -> TokenStream {
         impl ::rep::plan::Compile for #fused {
             fn compile(&self, _: &mut ::rep::plan::PlanBuilder, _: &str) -> ::rep::Result<()> { #unreachable }
         }
+        impl #impl_generics ::rep::train::Train for #name #ty_generics #where_clause {
+            type Cache = ();
+            fn forward_cached(&mut self, _: &#array) -> ::rep::Result<(#array, ())> { #unreachable }
+            fn backward(&self, _: (), _: &#array, _: &str, _: &mut ::rep::train::Gradients) -> ::rep::Result<#array> {
+                #unreachable
+            }
+        }
     }
 }
 
@@ -138,6 +145,12 @@ pub fn model(model: &crate::internals::model::Model, errors: TokenStream) -> Tok
         }
         impl ::rep::plan::Compile for #fused {
             fn compile(&self, _: &mut ::rep::plan::PlanBuilder, _: &str) -> ::rep::Result<()> { #unreachable }
+        }
+        impl ::rep::train::Network for #name {
+            type Output = #output;
+            type Cache = ();
+            fn forward_cached(&mut self, _: #input) -> ::rep::Result<(#output, ())> { #unreachable }
+            fn backward(&self, _: (), _: &#output, _: &mut ::rep::train::Gradients) -> ::rep::Result<()> { #unreachable }
         }
     }
 }

@@ -125,6 +125,10 @@ pub enum Error {
         dtype: String,
     },
 
+    /// A request the library does not implement yet, named.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+
     /// A checkpoint that is not what was asked for (wrong architecture, unknown naming, …).
     #[error("{0}")]
     Checkpoint(String),

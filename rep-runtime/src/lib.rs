@@ -48,6 +48,7 @@ pub mod io;
 pub mod kernels;
 pub mod layers;
 pub mod plan;
+pub mod train;
 mod traits;
 
 #[doc(hidden)]

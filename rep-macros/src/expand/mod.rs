@@ -9,6 +9,7 @@ pub(crate) mod impls;
 #[cfg(test)]
 mod law;
 pub mod model;
+mod train;
 
 use branch::{forward, forward_online, is_online, squeeze};
 use construct::{branch_type, constructor};
@@ -73,6 +74,7 @@ fn train(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> TokenStre
     };
     let parameters = parameters(block);
     let costs = costs(block);
+    let train_items = train::train_items(block);
 
     quote! {
         #(#attrs)*
@@ -113,6 +115,11 @@ fn train(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> TokenStre
 
         impl #impl_generics ::rep::layers::Parameters for #name #ty_generics #where_clause {
             #parameters
+        }
+
+        #[allow(unused_variables, clippy::let_unit_value, clippy::unused_unit)]
+        impl #impl_generics ::rep::train::Train for #name #ty_generics #where_clause {
+            #train_items
         }
 
         impl #impl_generics ::rep::Reparameterize for #name #ty_generics #where_clause {

@@ -16,6 +16,7 @@ pub fn model(model: &Model) -> TokenStream {
     let fused_doc = format!("The inference form of [`{name}`]: every block fused into one convolution.");
     let methods = methods(model);
     let traits = trait_impls(model);
+    let network = super::train::network(model);
     quote! {
         #(#aliases)*
 
@@ -33,11 +34,12 @@ pub fn model(model: &Model) -> TokenStream {
 
         #methods
         #traits
+        #network
     }
 }
 
 /// The shape of the network's output: `[N, classes]` after a pool, else `[N, C, H, W]`.
-fn output(model: &Model) -> TokenStream {
+pub(super) fn output(model: &Model) -> TokenStream {
     if model.flat_output() { quote!(::rep::ndarray::Array2<f32>) } else { quote!(::rep::ndarray::Array4<f32>) }
 }
 

@@ -20,6 +20,7 @@
 //! per-input-channel fill value may be given instead (DBB's BN-and-pad layer needs it).
 
 mod activation;
+mod conv_backward;
 mod dense;
 mod depthwise;
 mod im2col;
@@ -33,6 +34,7 @@ mod gemm;
 mod winograd;
 
 pub use activation::Activation;
+pub use conv_backward::{ConvGradients, conv2d_backward};
 pub use gemm::PackedMatrix;
 pub(crate) use gemm::{MR, gemm_packed};
 pub use winograd::{F4_TOLERANCE, Tile, WinogradConv};

@@ -127,6 +127,23 @@ impl Layer for BatchNorm2d {
     }
 
     fn forward_train(&mut self, x: &Array4<f32>) -> Result<Array4<f32>> {
+        let statistics = self.update_statistics(x)?;
+        let (a, b): (Vec<f64>, Vec<f64>) = statistics
+            .iter()
+            .enumerate()
+            .map(|(c, &(mean, var))| {
+                let a = self.weight[c] as f64 / (var + self.eps).sqrt();
+                (a, self.bias[c] as f64 - mean * a)
+            })
+            .unzip();
+        Ok(per_channel_affine(x, &a, &b))
+    }
+}
+
+impl BatchNorm2d {
+    /// The batch's per-channel mean and *biased* variance (in f64), after folding them into the
+    /// running statistics and counting the batch (the bookkeeping of a training forward).
+    pub(crate) fn update_statistics(&mut self, x: &Array4<f32>) -> Result<Vec<(f64, f64)>> {
         check_channels("batch_norm", x, self.channels())?;
         self.validate()?;
         let (n, _, h, w) = x.dim();
@@ -139,18 +156,20 @@ impl Layer for BatchNorm2d {
         }
         self.num_batches_tracked += 1;
         let m = self.momentum.unwrap_or(1.0 / self.num_batches_tracked as f64);
-        let mut a = vec![0.0f64; self.channels()];
-        let mut b = vec![0.0f64; self.channels()];
-        for (c, channel) in x.axis_iter(Axis(1)).enumerate() {
-            let mean = channel.iter().map(|&v| v as f64).sum::<f64>() / count as f64;
-            let var = channel.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / count as f64;
-            a[c] = self.weight[c] as f64 / (var + self.eps).sqrt();
-            b[c] = self.bias[c] as f64 - mean * a[c];
+        let statistics: Vec<(f64, f64)> = x
+            .axis_iter(Axis(1))
+            .map(|channel| {
+                let mean = channel.iter().map(|&v| v as f64).sum::<f64>() / count as f64;
+                let var = channel.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / count as f64;
+                (mean, var)
+            })
+            .collect();
+        for (c, &(mean, var)) in statistics.iter().enumerate() {
             let unbiased = var * count as f64 / (count - 1) as f64;
             self.running_mean[c] = ((1.0 - m) * self.running_mean[c] as f64 + m * mean) as f32;
             self.running_var[c] = ((1.0 - m) * self.running_var[c] as f64 + m * unbiased) as f32;
         }
-        Ok(per_channel_affine(x, &a, &b))
+        Ok(statistics)
     }
 }
 

@@ -1,0 +1,264 @@
+//! `rep::train::Train` for a block: a training forward that keeps every op's cache, and a
+//! backward that runs the post-sum ops in reverse, then each branch's ops in reverse, summing
+//! the branches' input gradients. Weight names are those of `Parameters::visit`.
+
+use super::branch::{needs_fill, op_access};
+use super::construct::op_type;
+use crate::internals::ast::{Block, Branch, PostOp};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+const TRAIN: &str = "::rep::train::Train";
+
+fn train_trait() -> TokenStream {
+    TRAIN.parse().expect("a path")
+}
+
+/// The `Train` impl's items: `Cache`, `forward_cached`, `backward`.
+pub(super) fn train_items(block: &Block) -> TokenStream {
+    let train = train_trait();
+    let branch_caches = block.branches.iter().map(|b| {
+        let ops = b.ops.iter().map(|op| {
+            let ty = op_type(op);
+            quote!(<#ty as #train>::Cache)
+        });
+        quote!(::core::option::Option<(#(#ops,)*)>)
+    });
+    let post_caches = block.post.iter().map(|p| match p {
+        PostOp::Bn(..) => quote!(<::rep::layers::BatchNorm2d as #train>::Cache),
+        PostOp::Activation(..) => quote!(::rep::ndarray::Array4<f32>),
+        PostOp::Se(..) => quote!(::core::option::Option<::rep::train::SqueezeExciteCache>),
+    });
+    let forward = forward_cached(block);
+    let backward = backward(block);
+    quote! {
+        type Cache = ((#(#branch_caches,)*), (#(#post_caches,)*));
+
+        fn forward_cached(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<(::rep::ndarray::Array4<f32>, Self::Cache)> {
+            #forward
+        }
+
+        fn backward(
+            &self,
+            __cache: Self::Cache,
+            dy: &::rep::ndarray::Array4<f32>,
+            prefix: &str,
+            grads: &mut ::rep::train::Gradients,
+        ) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
+            #backward
+        }
+    }
+}
+
+/// The weight prefix of op `i` of a branch, as `Parameters::visit` names it.
+fn op_path(b: &Branch, i: usize) -> TokenStream {
+    let (join, name) = (quote!(::rep::layers::join), &b.name);
+    if b.sequence {
+        let op_name = &b.ops[i].name;
+        quote!(&#join(&#join(prefix, #name), #op_name))
+    } else {
+        quote!(&#join(prefix, #name))
+    }
+}
+
+fn cache_names(prefix: &str, n: usize) -> Vec<syn::Ident> {
+    (0..n).map(|i| format_ident!("__{}_{}", prefix, i)).collect()
+}
+
+/// For a block with a branch that pads with a preceding bias (DBB's BN-and-pad), whose backward
+/// is not generated yet: the error both methods return.
+fn unsupported(block: &Block) -> Option<TokenStream> {
+    let b = block.branches.iter().find(|b| (0..b.ops.len()).any(|i| needs_fill(b, i)))?;
+    let message = format!("the backward of branch `{}` (it pads with a preceding bias, as DBB's BN-and-pad)", b.name);
+    Some(quote!(::core::result::Result::Err(::rep::Error::Unsupported(#message.into()))))
+}
+
+fn forward_cached(block: &Block) -> TokenStream {
+    let train = train_trait();
+    if let Some(error) = unsupported(block) {
+        return error;
+    }
+    let branch_names = cache_names("branch", block.branches.len());
+    let branches = block.branches.iter().zip(&branch_names).map(|(b, cache)| {
+        let (field, name) = (&b.field, &b.name);
+        let keys = cache_names("k", b.ops.len());
+        let steps = b.ops.iter().enumerate().zip(&keys).map(|((i, _), key)| {
+            let layer = op_access(b, i, &quote!(__b));
+            let input = if i == 0 { quote!(x) } else { quote!(&__y) };
+            quote!(let (__y, #key) = #train::forward_cached(&mut #layer, #input)?;)
+        });
+        let run = quote! {
+            #(#steps)*
+            ::rep::__private::accumulate(&mut __sum, __y, #name)?;
+            ::core::option::Option::Some((#(#keys,)*))
+        };
+        if b.optional {
+            quote!(let #cache = if let ::core::option::Option::Some(__b) = &mut self.#field { #run } else { ::core::option::Option::None };)
+        } else {
+            quote!(let #cache = { let __b = &mut self.#field; #run };)
+        }
+    });
+    let post_names = cache_names("post", block.post.len());
+    let post = block.post.iter().zip(&post_names).map(|(p, cache)| match p {
+        PostOp::Bn(..) => quote!(let (__next, #cache) = #train::forward_cached(&mut self.bn, &__sum)?; __sum = __next;),
+        PostOp::Activation(variant) => quote! {
+            let (__next, #cache) = #train::forward_cached(&mut ::rep::layers::Activation::#variant, &__sum)?;
+            __sum = __next;
+        },
+        PostOp::Se(.., when) => {
+            let se = if when.is_some() {
+                quote!(self.se.as_mut())
+            } else {
+                quote!(::core::option::Option::Some(&mut self.se))
+            };
+            quote! {
+                let #cache = match #se {
+                    ::core::option::Option::Some(__se) => {
+                        let (__next, __k) = #train::forward_cached(__se, &__sum)?;
+                        __sum = __next;
+                        ::core::option::Option::Some(__k)
+                    }
+                    ::core::option::Option::None => ::core::option::Option::None,
+                };
+            }
+        }
+    });
+    quote! {
+        let mut __sum: ::core::option::Option<::rep::ndarray::Array4<f32>> = ::core::option::Option::None;
+        #(#branches)*
+        #[allow(unused_mut)]
+        let mut __sum = __sum.ok_or_else(|| ::rep::Error::Geometry("no branch of the block is present".into()))?;
+        #(#post)*
+        ::core::result::Result::Ok((__sum, ((#(#branch_names,)*), (#(#post_names,)*))))
+    }
+}
+
+fn backward(block: &Block) -> TokenStream {
+    let train = train_trait();
+    if let Some(error) = unsupported(block) {
+        return error;
+    }
+    let join = quote!(::rep::layers::join);
+    let branch_names = cache_names("branch", block.branches.len());
+    let post_names = cache_names("post", block.post.len());
+    let post = block.post.iter().zip(&post_names).rev().map(|(p, cache)| match p {
+        PostOp::Bn(..) => quote!(let __d = #train::backward(&self.bn, #cache, &__d, &#join(prefix, "bn"), grads)?;),
+        PostOp::Activation(variant) => {
+            quote!(let __d = #train::backward(&::rep::layers::Activation::#variant, #cache, &__d, prefix, grads)?;)
+        }
+        PostOp::Se(.., when) => {
+            let se =
+                if when.is_some() { quote!(self.se.as_ref()) } else { quote!(::core::option::Option::Some(&self.se)) };
+            quote! {
+                let __d = match (#se, #cache) {
+                    (::core::option::Option::Some(__se), ::core::option::Option::Some(__k)) => {
+                        #train::backward(__se, __k, &__d, &#join(prefix, "se"), grads)?
+                    }
+                    _ => __d,
+                };
+            }
+        }
+    });
+    let branches = block.branches.iter().zip(&branch_names).map(|(b, cache)| {
+        let (field, name) = (&b.field, &b.name);
+        let keys = cache_names("k", b.ops.len());
+        let steps = b.ops.iter().enumerate().zip(&keys).rev().map(|((i, _), key)| {
+            let layer = op_access(b, i, &quote!(__b));
+            let path = op_path(b, i);
+            let input = if i + 1 == b.ops.len() { quote!(&__d) } else { quote!(&__g) };
+            quote!(let __g = #train::backward(&#layer, #key, #input, #path, grads)?;)
+        });
+        let body = quote!(#(#steps)* ::rep::__private::accumulate(&mut __dx, __g, #name)?;);
+        let branch =
+            if b.optional { quote!(self.#field.as_ref()) } else { quote!(::core::option::Option::Some(&self.#field)) };
+        quote! {
+            if let (::core::option::Option::Some(__b), ::core::option::Option::Some((#(#keys,)*))) = (#branch, #cache) {
+                #body
+            }
+        }
+    });
+    quote! {
+        let ((#(#branch_names,)*), (#(#post_names,)*)) = __cache;
+        let __d = dy.clone();
+        #(#post)*
+        let mut __dx: ::core::option::Option<::rep::ndarray::Array4<f32>> = ::core::option::Option::None;
+        #(#branches)*
+        __dx.ok_or_else(|| ::rep::Error::Geometry("no branch of the block is present".into()))
+    }
+}
+
+/// `rep::train::Network` for a model: each field's training forward in order, keeping its
+/// cache; the backward in reverse order, stage blocks named `stage.i`.
+pub fn network(model: &crate::internals::model::Model) -> TokenStream {
+    use crate::internals::model::Kind;
+    let train = train_trait();
+    let name = &model.item.ident;
+    let output = super::model::output(model);
+    let caches = cache_names("field", model.fields.len());
+    let cache_types = model.fields.iter().map(|f| match &f.kind {
+        Kind::Block { .. } => {
+            let alias = f.block_type(name);
+            quote!(<#alias as #train>::Cache)
+        }
+        Kind::Stage { .. } => {
+            let alias = f.block_type(name);
+            quote!(::std::vec::Vec<<#alias as #train>::Cache>)
+        }
+        Kind::Pool => quote!((usize, usize)),
+        Kind::Linear { .. } => quote!(::rep::ndarray::Array2<f32>),
+    });
+    let forward = model.fields.iter().zip(&caches).map(|(f, cache)| {
+        let ident = &f.ident;
+        match &f.kind {
+            Kind::Block { .. } => quote!(let (__x, #cache) = #train::forward_cached(&mut self.#ident, &__x)?;),
+            Kind::Stage { .. } => quote! {
+                let mut __x = __x;
+                let mut #cache = ::std::vec::Vec::with_capacity(self.#ident.len());
+                for __b in self.#ident.iter_mut() {
+                    let (__y, __k) = #train::forward_cached(__b, &__x)?;
+                    #cache.push(__k);
+                    __x = __y;
+                }
+            },
+            Kind::Pool => quote! {
+                let #cache = (__x.shape()[2], __x.shape()[3]);
+                let __x = self.#ident.forward(&__x)?;
+            },
+            Kind::Linear { .. } => quote!(let #cache = __x.clone(); let __x = self.#ident.forward(&__x)?;),
+        }
+    });
+    let backward = model.fields.iter().zip(&caches).rev().map(|(f, cache)| {
+        let (ident, field_name) = (&f.ident, &f.name);
+        match &f.kind {
+            Kind::Block { .. } => quote!(let __d = #train::backward(&self.#ident, #cache, &__d, #field_name, grads)?;),
+            Kind::Stage { .. } => quote! {
+                let mut __d = __d;
+                for (__i, (__b, __k)) in self.#ident.iter().zip(#cache).enumerate().rev() {
+                    __d = #train::backward(__b, __k, &__d, &::std::format!("{}.{}", #field_name, __i), grads)?;
+                }
+            },
+            Kind::Pool => quote!(let __d = self.#ident.backward(#cache, &__d);),
+            Kind::Linear { .. } => quote!(let __d = self.#ident.backward(&#cache, &__d, #field_name, grads)?;),
+        }
+    });
+    quote! {
+        impl ::rep::train::Network for #name {
+            type Output = #output;
+            type Cache = (#(#cache_types,)*);
+
+            fn forward_cached(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<(#output, Self::Cache)> {
+                let __x = x.clone();
+                #(#forward)*
+                ::core::result::Result::Ok((__x, (#(#caches,)*)))
+            }
+
+            fn backward(&self, __cache: Self::Cache, dy: &#output, grads: &mut ::rep::train::Gradients) -> ::rep::Result<()> {
+                let (#(#caches,)*) = __cache;
+                let __d = dy.clone();
+                #(#backward)*
+                let _ = __d;
+                ::core::result::Result::Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! [`Train`] for every layer a block is made of, and the backward of the head
+//! (global average pool, linear).
+
+use super::{Gradients, Train};
+use crate::error::{Error, Result};
+use crate::kernels::{self, ConvOperands};
+use crate::layers::{
+    Activation, AvgPool2d, BatchNorm2d, Conv2d, ConvBn, FilterBank, GlobalAvgPool, ImplicitA, ImplicitM, Layer, Linear,
+    Scale, SqueezeExcite, global_avg_pool, join,
+};
+use ndarray::{Array1, Array2, Array4, Axis, Zip};
+
+/// `W`, `b`: `dW = Σ dY ⋆ x`, `db = Σ dY`, `dx = Wᵀ ⋆ dY` ([`kernels::conv2d_backward`]).
+/// A fixed [`Conv2d::pad_fill`] is a buffer, so it gets no gradient.
+impl Train for Conv2d {
+    type Cache = Array4<f32>;
+
+    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, Array4<f32>)> {
+        Ok((self.forward(x)?, x.clone()))
+    }
+
+    fn backward(&self, x: Array4<f32>, dy: &Array4<f32>, prefix: &str, grads: &mut Gradients) -> Result<Array4<f32>> {
+        let g = kernels::conv2d_backward(x.view(), &self.geometry, self.operands(), dy.view())?;
+        grads.accumulate(&join(prefix, "weight"), g.weight.view().into_dyn())?;
+        if self.bias.is_some() {
+            grads.accumulate(&join(prefix, "bias"), g.bias.view().into_dyn())?;
+        }
+        Ok(g.input)
+    }
+}
+
+/// What BatchNorm's training forward keeps: its input and the batch statistics.
+#[derive(Clone, Debug)]
+pub struct BatchNormCache {
+    x: Array4<f32>,
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+}
+
+/// Training mode, as PyTorch's `batch_norm_backward`: with `x̂ = (x − μ_B)·s`, `s = 1/√(σ²_B + ε)`
+/// and `m = N·H·W` values per channel, `dβ = Σ dy`, `dγ = Σ dy·x̂`,
+/// `dx = γ·s·(dy − dβ/m − x̂·dγ/m)` (sums in f64).
+impl Train for BatchNorm2d {
+    type Cache = BatchNormCache;
+
+    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, BatchNormCache)> {
+        let statistics = self.update_statistics(x)?;
+        let mean: Vec<f64> = statistics.iter().map(|s| s.0).collect();
+        let inv_std: Vec<f64> = statistics.iter().map(|s| 1.0 / (s.1 + self.eps).sqrt()).collect();
+        let mut y = x.clone();
+        for (c, mut channel) in y.axis_iter_mut(Axis(1)).enumerate() {
+            let (gamma, beta) = (self.weight[c] as f64, self.bias[c] as f64);
+            channel.mapv_inplace(|v| (gamma * (v as f64 - mean[c]) * inv_std[c] + beta) as f32);
+        }
+        Ok((y, BatchNormCache { x: x.clone(), mean, inv_std }))
+    }
+
+    fn backward(
+        &self,
+        cache: BatchNormCache,
+        dy: &Array4<f32>,
+        prefix: &str,
+        grads: &mut Gradients,
+    ) -> Result<Array4<f32>> {
+        check_same("batch norm output gradient", dy, &cache.x)?;
+        let channels = self.channels();
+        let count = (cache.x.len() / channels.max(1)) as f64;
+        let (mut dgamma, mut dbeta) = (Array1::<f32>::zeros(channels), Array1::<f32>::zeros(channels));
+        let mut dx = Array4::<f32>::zeros(cache.x.dim());
+        for c in 0..channels {
+            let (x_c, dy_c) = (cache.x.index_axis(Axis(1), c), dy.index_axis(Axis(1), c));
+            let (mean, s) = (cache.mean[c], cache.inv_std[c]);
+            let (mut sum_dy, mut dot) = (0.0f64, 0.0f64);
+            Zip::from(&x_c).and(&dy_c).for_each(|&x, &d| {
+                sum_dy += d as f64;
+                dot += d as f64 * (x as f64 - mean);
+            });
+            let gamma = self.weight[c] as f64;
+            let (mean_dy, projection) = (sum_dy / count, dot * s * s / count);
+            Zip::from(dx.index_axis_mut(Axis(1), c)).and(&x_c).and(&dy_c).for_each(|out, &x, &d| {
+                *out = ((d as f64 - (x as f64 - mean) * projection - mean_dy) * s * gamma) as f32;
+            });
+            (dgamma[c], dbeta[c]) = ((dot * s) as f32, sum_dy as f32);
+        }
+        grads.accumulate(&join(prefix, "weight"), dgamma.view().into_dyn())?;
+        grads.accumulate(&join(prefix, "bias"), dbeta.view().into_dyn())?;
+        Ok(dx)
+    }
+}
+
+/// The conv's backward after the BN's, under `conv.` and `bn.`.
+impl Train for ConvBn {
+    type Cache = (Array4<f32>, BatchNormCache);
+
+    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, Self::Cache)> {
+        let (z, conv) = self.conv.forward_cached(x)?;
+        let (y, bn) = self.bn.forward_cached(&z)?;
+        Ok((y, (conv, bn)))
+    }
+
+    fn backward(
+        &self,
+        (conv, bn): Self::Cache,
+        dy: &Array4<f32>,
+        prefix: &str,
+        grads: &mut Gradients,
+    ) -> Result<Array4<f32>> {
+        let dz = self.bn.backward(bn, dy, &join(prefix, "bn"), grads)?;
+        self.conv.backward(conv, &dz, &join(prefix, "conv"), grads)
+    }
+}
+
+impl Activation {
+    /// `dy/dx` at `x`, as PyTorch's backward formulas: ReLU `x > 0` (so 0 at 0 and at NaN),
+    /// SiLU `σ(x)·(1 + x·(1 − σ(x)))`, LeakyReLU `1` or the slope, sigmoid `σ(x)·(1 − σ(x))`.
+    pub fn derivative(self, x: f32) -> f32 {
+        let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
+        match self {
+            Activation::Identity => 1.0,
+            Activation::Relu => (x > 0.0) as u8 as f32,
+            Activation::Silu => {
+                let s = sigmoid(x);
+                s * (1.0 + x * (1.0 - s))
+            }
+            Activation::LeakyRelu(slope) => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    slope
+                }
+            }
+            Activation::Sigmoid => {
+                let s = sigmoid(x);
+                s * (1.0 - s)
+            }
+        }
+    }
+}
+
+/// `dx = dy · f′(x)`; the cache is the input.
+impl Train for Activation {
+    type Cache = Array4<f32>;
+
+    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, Array4<f32>)> {
+        Ok((self.forward(x)?, x.clone()))
+    }
+
+    fn backward(&self, x: Array4<f32>, dy: &Array4<f32>, _: &str, _: &mut Gradients) -> Result<Array4<f32>> {
+        check_same("activation output gradient", dy, &x)?;
+        let mut dx = x;
+        Zip::from(&mut dx).and(dy).for_each(|x, &d| *x = d * self.derivative(*x));
+        Ok(dx)
+    }
+}
+
+/// `y = w[c]·x`: `dw[c] = Σ dy·x`, `dx = w[c]·dy`.
+impl Train for Scale {
+    type Cache = Array4<f32>;
+
+    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, Array4<f32>)> {
+        Ok((self.forward(x)?, x.clone()))
+    }
+
+    fn backward(&self, x: Array4<f32>, dy: &Array4<f32>, prefix: &str, grads: &mut Gradients) -> Result<Array4<f32>> {
+        let (dw, dx) = per_channel_product_backward(&x, dy, self.weight.iter().copied())?;
+        grads.accumulate(&join(prefix, "weight"), dw.view().into_dyn())?;
+        Ok(dx)
+    }
+}
+
+/// `y = x + a[c]`: `da[c] = Σ dy`, `dx = dy`.
+impl Train for ImplicitA {
+    type Cache = ();
+
+    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, ())> {
+        Ok((self.forward(x)?, ()))
+    }
+
+    fn backward(&self, _: (), dy: &Array4<f32>, prefix: &str, grads: &mut Gradients) -> Result<Array4<f32>> {
+        let da = dy.sum_axis(Axis(3)).sum_axis(Axis(2)).sum_axis(Axis(0));
+        let da = da.into_shape_with_order(self.implicit.raw_dim()).map_err(|e| Error::geometry(e.to_string()))?;
+        grads.accumulate(&join(prefix, "implicit"), da.view().into_dyn())?;
+        Ok(dy.clone())
+    }
+}
+
+/// `y = m[c]·x`: `dm[c] = Σ dy·x`, `dx = m[c]·dy`.
+impl Train for ImplicitM {
+    type Cache = Array4<f32>;
+
+    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, Array4<f32>)> {
+        Ok((self.forward(x)?, x.clone()))
+    }
+
+    fn backward(&self, x: Array4<f32>, dy: &Array4<f32>, prefix: &str, grads: &mut Gradients) -> Result<Array4<f32>> {
+        let (dm, dx) = per_channel_product_backward(&x, dy, self.implicit.iter().copied())?;
+        let dm = dm.into_shape_with_order(self.implicit.raw_dim()).map_err(|e| Error::geometry(e.to_string()))?;
+        grads.accumulate(&join(prefix, "implicit"), dm.view().into_dyn())?;
+        Ok(dx)
+    }
+}
+
+/// For `y = w[c]·x`: `(dw, dx)` with `dw[c] = Σ dy·x` (f64 sums) and `dx = w[c]·dy`.
+fn per_channel_product_backward(
+    x: &Array4<f32>,
+    dy: &Array4<f32>,
+    w: impl Iterator<Item = f32>,
+) -> Result<(Array1<f32>, Array4<f32>)> {
+    check_same("per-channel layer output gradient", dy, x)?;
+    let mut dx = dy.clone();
+    let mut dw = Vec::new();
+    for (c, w_c) in w.enumerate() {
+        let mut sum = 0.0f64;
+        Zip::from(x.index_axis(Axis(1), c)).and(dy.index_axis(Axis(1), c)).for_each(|&x, &d| sum += (x * d) as f64);
+        dw.push(sum as f32);
+        dx.index_axis_mut(Axis(1), c).mapv_inplace(|d| d * w_c);
+    }
+    Ok((Array1::from(dw), dx))
+}
+
+/// A fixed window filter: only `dx`, through the transposed convolution of its window sums
+/// (divided by the window area, or by each window's count of real positions).
+impl Train for AvgPool2d {
+    type Cache = Array4<f32>;
+
+    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, Array4<f32>)> {
+        Ok((self.forward(x)?, x.clone()))
+    }
+
+    fn backward(&self, x: Array4<f32>, dy: &Array4<f32>, _: &str, _: &mut Gradients) -> Result<Array4<f32>> {
+        let (_, channels, h, w) = x.dim();
+        let geometry = self.geometry(channels);
+        let ones = Array4::ones(geometry.weight_shape());
+        let operands = ConvOperands { weight: ones.view(), bias: None, pad_fill: None, packed: None };
+        let scaled = if self.count_include_pad {
+            dy / (self.kernel.h * self.kernel.w) as f32
+        } else {
+            let counts = kernels::conv2d(
+                Array4::ones((1, 1, h, w)).view(),
+                &self.geometry(1),
+                ConvOperands { weight: Array4::ones((1, 1, self.kernel.h, self.kernel.w)).view(), ..operands },
+            )?;
+            dy / &counts
+        };
+        Ok(kernels::conv2d_backward(x.view(), &geometry, operands, scaled.view())?.input)
+    }
+}
+
+/// Constant filters: only `dx`.
+impl Train for FilterBank {
+    type Cache = Array4<f32>;
+
+    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, Array4<f32>)> {
+        Ok((self.forward(x)?, x.clone()))
+    }
+
+    fn backward(&self, x: Array4<f32>, dy: &Array4<f32>, _: &str, _: &mut Gradients) -> Result<Array4<f32>> {
+        Ok(kernels::conv2d_backward(x.view(), &self.conv.geometry, self.conv.operands(), dy.view())?.input)
+    }
+}
+
+/// What squeeze-and-excitation's training forward keeps.
+#[derive(Clone, Debug)]
+pub struct SqueezeExciteCache {
+    x: Array4<f32>,
+    gate: Array4<f32>,
+    down: Array4<f32>,
+    relu: Array4<f32>,
+    up: Array4<f32>,
+    sigmoid: Array4<f32>,
+}
+
+/// `y = x·g`, `g = σ(up(ReLU(down(mean_hw x))))`: `dx = dy·g + (1/HW)·d(mean)`, where the
+/// gate's gradient `Σ_hw dy·x` runs back through sigmoid, `up`, ReLU and `down`.
+impl Train for SqueezeExcite {
+    type Cache = SqueezeExciteCache;
+
+    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, SqueezeExciteCache)> {
+        let pooled = global_avg_pool(x).insert_axis(Axis(2)).insert_axis(Axis(3));
+        let (hidden, down) = self.down.forward_cached(&pooled)?;
+        let (hidden, relu) = Activation::Relu.forward_cached(&hidden)?;
+        let (logits, up) = self.up.forward_cached(&hidden)?;
+        let (gate, sigmoid) = Activation::Sigmoid.forward_cached(&logits)?;
+        let y = x * &gate;
+        Ok((y, SqueezeExciteCache { x: x.clone(), gate, down, relu, up, sigmoid }))
+    }
+
+    fn backward(
+        &self,
+        cache: SqueezeExciteCache,
+        dy: &Array4<f32>,
+        prefix: &str,
+        grads: &mut Gradients,
+    ) -> Result<Array4<f32>> {
+        check_same("squeeze-excite output gradient", dy, &cache.x)?;
+        let dgate = (dy * &cache.x).sum_axis(Axis(3)).sum_axis(Axis(2)).insert_axis(Axis(2)).insert_axis(Axis(3));
+        let dlogits = Activation::Sigmoid.backward(cache.sigmoid, &dgate, "", grads)?;
+        let dhidden = self.up.backward(cache.up, &dlogits, &join(prefix, "up"), grads)?;
+        let dhidden = Activation::Relu.backward(cache.relu, &dhidden, "", grads)?;
+        let dpooled = self.down.backward(cache.down, &dhidden, &join(prefix, "down"), grads)?;
+        let (_, _, h, w) = cache.x.dim();
+        let area = (h * w) as f32;
+        Ok(dy * &cache.gate + &(dpooled / area))
+    }
+}
+
+impl GlobalAvgPool {
+    /// `dx[n,c,i,j] = dy[n,c] / (H·W)` for an input of spatial size `hw`.
+    pub fn backward(&self, (h, w): (usize, usize), dy: &Array2<f32>) -> Array4<f32> {
+        let area = (h * w) as f32;
+        let (n, c) = dy.dim();
+        Array4::from_shape_fn((n, c, h, w), |(n, c, _, _)| dy[[n, c]] / area)
+    }
+}
+
+impl Linear {
+    /// With the layer's input `x`: adds `dW = dyᵀ·x` and `db = Σ_n dy` under `prefix`, returns
+    /// `dx = dy·W`.
+    pub fn backward(
+        &self,
+        x: &Array2<f32>,
+        dy: &Array2<f32>,
+        prefix: &str,
+        grads: &mut Gradients,
+    ) -> Result<Array2<f32>> {
+        if dy.dim() != (x.nrows(), self.out_features()) || x.ncols() != self.in_features() {
+            return Err(Error::shape("linear output gradient", &[x.nrows(), self.out_features()], dy.shape()));
+        }
+        grads.accumulate(&join(prefix, "weight"), dy.t().dot(x).view().into_dyn())?;
+        if self.bias.is_some() {
+            grads.accumulate(&join(prefix, "bias"), dy.sum_axis(Axis(0)).view().into_dyn())?;
+        }
+        Ok(dy.dot(&self.weight))
+    }
+}
+
+/// An error unless the gradient `dy` has the shape of the tensor `x` it belongs to.
+fn check_same(what: &str, dy: &Array4<f32>, x: &Array4<f32>) -> Result<()> {
+    if dy.shape() == x.shape() { Ok(()) } else { Err(Error::shape(what, x.shape(), dy.shape())) }
+}

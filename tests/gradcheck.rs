@@ -1,0 +1,404 @@
+//! Every backward against central finite differences of an f64 reference forward.
+//!
+//! The scalar checked is `L = Σ r ⊙ y` for a fixed random `r` (so `dL/dy = r`); each
+//! analytic gradient (f32) must match `(L(θ + h) − L(θ − h)) / 2h` (f64, h = 1e-6) within
+//! 1e-5 of the gradient's largest value, on random shapes with strides 1 and 2, groups,
+//! dilation, asymmetric kernels and padding, pad fills and odd sizes.
+
+mod common;
+
+use common::rng;
+use ndarray::{Array1, Array4, ArrayD, Axis, IxDyn};
+use rand::Rng;
+use rep::layers::{Activation, AvgPool2d, Conv2d, GlobalAvgPool, Linear, Parameters, SqueezeExcite};
+use rep::train::{Gradients, Train, cross_entropy};
+use rep::{ConvGeometry, kernels};
+
+const H: f64 = 1e-6;
+const TOL: f64 = 1e-5;
+
+/// Central differences of `loss` with respect to every entry of `theta`.
+fn numeric(theta: &[f64], loss: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    let mut probe = theta.to_vec();
+    (0..theta.len())
+        .map(|i| {
+            probe[i] = theta[i] + H;
+            let up = loss(&probe);
+            probe[i] = theta[i] - H;
+            let down = loss(&probe);
+            probe[i] = theta[i];
+            (up - down) / (2.0 * H)
+        })
+        .collect()
+}
+
+fn assert_gradient(what: &str, analytic: impl IntoIterator<Item = f32>, numeric: &[f64]) {
+    let analytic: Vec<f64> = analytic.into_iter().map(f64::from).collect();
+    assert_eq!(analytic.len(), numeric.len(), "{what}: length");
+    let scale = numeric.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-3);
+    let worst = analytic.iter().zip(numeric).map(|(a, n)| (a - n).abs()).fold(0.0, f64::max);
+    assert!(worst <= TOL * scale, "{what}: max |analytic − numeric| = {worst:e}, {:e} of the largest", worst / scale);
+}
+
+fn f64s<'a>(t: impl IntoIterator<Item = &'a f32>) -> Vec<f64> {
+    t.into_iter().map(|&v| v as f64).collect()
+}
+
+fn random(shape: &[usize], rng: &mut impl Rng) -> ArrayD<f32> {
+    ArrayD::from_shape_simple_fn(IxDyn(shape), || rng.random_range(-1.0..1.0))
+}
+
+fn random4(shape: (usize, usize, usize, usize), rng: &mut impl Rng) -> Array4<f32> {
+    random(&[shape.0, shape.1, shape.2, shape.3], rng).into_dimensionality().unwrap()
+}
+
+/// `Σ r ⊙ y`.
+fn dot(r: &[f64], y: &[f64]) -> f64 {
+    r.iter().zip(y).map(|(a, b)| a * b).sum()
+}
+
+/// The f64 reference convolution (cross-correlation, padded positions reading `fill[c]`).
+fn conv64(
+    x: &[f64],
+    shape: [usize; 4],
+    w: &[f64],
+    b: Option<&[f64]>,
+    g: &ConvGeometry,
+    fill: Option<&[f64]>,
+) -> Vec<f64> {
+    let [n, _, h, wd] = shape;
+    let out = g.output_size(h, wd).unwrap();
+    let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
+    let mut y = Vec::with_capacity(n * g.out_channels * out.h * out.w);
+    for b_ in 0..n {
+        for o in 0..g.out_channels {
+            for i in 0..out.h {
+                for j in 0..out.w {
+                    let mut acc = b.map_or(0.0, |b| b[o]);
+                    for ci in 0..cin_g {
+                        let ch = (o / cout_g) * cin_g + ci;
+                        for u in 0..g.kernel.h {
+                            for v in 0..g.kernel.w {
+                                let ih = (i * g.stride.h + u * g.dilation.h) as isize - g.padding.h as isize;
+                                let iw = (j * g.stride.w + v * g.dilation.w) as isize - g.padding.w as isize;
+                                let value = if ih < 0 || iw < 0 || ih >= h as isize || iw >= wd as isize {
+                                    fill.map_or(0.0, |f| f[ch])
+                                } else {
+                                    x[((b_ * shape[1] + ch) * h + ih as usize) * wd + iw as usize]
+                                };
+                                acc += w[((o * cin_g + ci) * g.kernel.h + u) * g.kernel.w + v] * value;
+                            }
+                        }
+                    }
+                    y.push(acc);
+                }
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn conv2d_gradients_of_input_weight_bias_and_pad_fill() {
+    let mut rng = rng(1);
+    let cases = [
+        ConvGeometry::new(4, 6, (3, 2)).stride((2, 1)).padding((1, 0)).dilation((1, 2)).groups(2),
+        ConvGeometry::new(3, 3, 3).stride(2).padding(1).groups(3),
+        ConvGeometry::new(5, 2, 1),
+        ConvGeometry::new(2, 4, (1, 3)).padding((0, 2)).stride((1, 2)),
+        ConvGeometry::new(3, 4, 3).padding(1),
+    ];
+    for (case, g) in cases.iter().enumerate() {
+        let shape = [2, g.in_channels, 7, 5];
+        let x = random4((2, g.in_channels, 7, 5), &mut rng);
+        let w: Array4<f32> = random(&g.weight_shape(), &mut rng).into_dimensionality().unwrap();
+        let b = Array1::from_shape_simple_fn(g.out_channels, || rng.random_range(-1.0..1.0));
+        let fill = Array1::from_shape_simple_fn(g.in_channels, || rng.random_range(-1.0..1.0));
+        let out = g.output_size(7, 5).unwrap();
+        let r = random4((2, g.out_channels, out.h, out.w), &mut rng);
+        let operands =
+            kernels::ConvOperands { weight: w.view(), bias: Some(b.view()), pad_fill: Some(fill.view()), packed: None };
+        let grads = kernels::conv2d_backward(x.view(), g, operands, r.view()).unwrap();
+        let (x64, w64, b64, f64_, r64) = (f64s(&x), f64s(&w), f64s(&b), f64s(&fill), f64s(&r));
+        let loss = |x: &[f64], w: &[f64], b: &[f64], f: &[f64]| dot(&r64, &conv64(x, shape, w, Some(b), g, Some(f)));
+        assert_gradient(
+            &format!("case {case} dx"),
+            grads.input.iter().copied(),
+            &numeric(&x64, |x| loss(x, &w64, &b64, &f64_)),
+        );
+        assert_gradient(
+            &format!("case {case} dW"),
+            grads.weight.iter().copied(),
+            &numeric(&w64, |w| loss(&x64, w, &b64, &f64_)),
+        );
+        assert_gradient(
+            &format!("case {case} db"),
+            grads.bias.iter().copied(),
+            &numeric(&b64, |b| loss(&x64, &w64, b, &f64_)),
+        );
+        assert_gradient(
+            &format!("case {case} dfill"),
+            grads.pad_fill.iter().copied(),
+            &numeric(&f64_, |f| loss(&x64, &w64, &b64, f)),
+        );
+    }
+}
+
+/// Train-mode BatchNorm in f64: batch mean and biased variance per channel.
+fn batch_norm64(x: &[f64], shape: [usize; 4], gamma: &[f64], beta: &[f64], eps: f64) -> Vec<f64> {
+    let [n, c, h, w] = shape;
+    let at = |b: usize, ch: usize, k: usize| (b * c + ch) * h * w + k;
+    let mut y = vec![0.0; x.len()];
+    for ch in 0..c {
+        let values: Vec<f64> =
+            (0..n).flat_map(|b| (0..h * w).map(move |k| (b, k))).map(|(b, k)| x[at(b, ch, k)]).collect();
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64;
+        for b in 0..n {
+            for k in 0..h * w {
+                y[at(b, ch, k)] = gamma[ch] * (x[at(b, ch, k)] - mean) / (var + eps).sqrt() + beta[ch];
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn batch_norm_training_gradients() {
+    let mut rng = rng(2);
+    for shape in [(3, 4, 5, 3), (4, 2, 1, 1), (2, 3, 2, 3)] {
+        let x = random4(shape, &mut rng);
+        let mut bn = common::random_bn(shape.1, &mut rng);
+        let r = random4(shape, &mut rng);
+        let (gamma, beta) = (f64s(&bn.weight), f64s(&bn.bias));
+        let (_, cache) = bn.forward_cached(&x).unwrap();
+        let mut grads = Gradients::new();
+        let dx = bn.backward(cache, &r, "bn", &mut grads).unwrap();
+        let dims = [shape.0, shape.1, shape.2, shape.3];
+        let (x64, r64) = (f64s(&x), f64s(&r));
+        let loss = |x: &[f64], g: &[f64], b: &[f64]| dot(&r64, &batch_norm64(x, dims, g, b, bn.eps));
+        assert_gradient("BN dx", dx.iter().copied(), &numeric(&x64, |x| loss(x, &gamma, &beta)));
+        assert_gradient(
+            "BN dγ",
+            grads.get("bn.weight").unwrap().iter().copied(),
+            &numeric(&gamma, |g| loss(&x64, g, &beta)),
+        );
+        assert_gradient(
+            "BN dβ",
+            grads.get("bn.bias").unwrap().iter().copied(),
+            &numeric(&beta, |b| loss(&x64, &gamma, b)),
+        );
+        assert_eq!(grads.len(), 2, "running statistics get no gradient");
+    }
+}
+
+#[test]
+fn activation_gradients() {
+    let mut rng = rng(3);
+    // Away from ReLU's kink, where a finite difference straddles two slopes.
+    let x = random4((2, 3, 4, 5), &mut rng).mapv(|v| if v.abs() < 1e-2 { 0.5 } else { v * 3.0 });
+    let r = random4((2, 3, 4, 5), &mut rng);
+    for mut activation in [Activation::Relu, Activation::Silu, Activation::LeakyRelu(0.1), Activation::Sigmoid] {
+        let (_, cache) = activation.forward_cached(&x).unwrap();
+        let dx = activation.backward(cache, &r, "", &mut Gradients::new()).unwrap();
+        let f = |v: f64| match activation {
+            Activation::Relu => v.max(0.0),
+            Activation::Silu => v / (1.0 + (-v).exp()),
+            Activation::LeakyRelu(s) => {
+                if v > 0.0 {
+                    v
+                } else {
+                    s as f64 * v
+                }
+            }
+            Activation::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+            Activation::Identity => v,
+        };
+        let r64 = f64s(&r);
+        let numeric = numeric(&f64s(&x), |x| dot(&r64, &x.iter().map(|&v| f(v)).collect::<Vec<_>>()));
+        assert_gradient(&format!("{activation:?}"), dx.iter().copied(), &numeric);
+    }
+}
+
+#[test]
+fn avg_pool_gradients_with_and_without_padded_positions_counted() {
+    let mut rng = rng(4);
+    let x = random4((2, 3, 7, 6), &mut rng);
+    for count_include_pad in [true, false] {
+        let mut pool = AvgPool2d { count_include_pad, ..AvgPool2d::new(3, 2, 1) };
+        let (y, cache) = pool.forward_cached(&x).unwrap();
+        let r = random4(y.dim(), &mut rng);
+        let dx = pool.backward(cache, &r, "", &mut Gradients::new()).unwrap();
+        let g = pool.geometry(3);
+        let ones = vec![1.0; 9 * 3];
+        let counts = conv64(&vec![1.0; 42], [1, 1, 7, 6], &[1.0; 9], None, &pool.geometry(1), None);
+        let r64 = f64s(&r);
+        let loss = |x: &[f64]| {
+            let sums = conv64(x, [2, 3, 7, 6], &ones, None, &g, None);
+            let plane = counts.len();
+            let means: Vec<f64> = sums
+                .iter()
+                .enumerate()
+                .map(|(i, s)| if count_include_pad { s / 9.0 } else { s / counts[i % plane] })
+                .collect();
+            dot(&r64, &means)
+        };
+        assert_gradient(
+            &format!("avg pool (count_include_pad {count_include_pad})"),
+            dx.iter().copied(),
+            &numeric(&f64s(&x), loss),
+        );
+    }
+}
+
+#[test]
+fn squeeze_excite_gradients() {
+    let mut rng = rng(5);
+    let mut se = SqueezeExcite::new(6, 3, &mut rng).unwrap();
+    let x = random4((2, 6, 3, 4), &mut rng);
+    let r = random4((2, 6, 3, 4), &mut rng);
+    let (_, cache) = se.forward_cached(&x).unwrap();
+    let mut grads = Gradients::new();
+    let dx = se.backward(cache, &r, "se", &mut grads).unwrap();
+    let mut params: Vec<(String, Vec<f64>)> = Vec::new();
+    se.visit("se", &mut |name, t| params.push((name.to_owned(), f64s(t.iter()))));
+    let r64 = f64s(&r);
+    let forward = |x: &[f64], p: &[Vec<f64>]| {
+        let (down_w, down_b, up_w, up_b) = (&p[0], &p[1], &p[2], &p[3]);
+        let mut y = x.to_vec();
+        for n in 0..2 {
+            let image = &x[n * 72..(n + 1) * 72];
+            let pooled: Vec<f64> = (0..6).map(|c| image[c * 12..(c + 1) * 12].iter().sum::<f64>() / 12.0).collect();
+            let hidden: Vec<f64> = (0..3)
+                .map(|o| (down_b[o] + (0..6).map(|c| down_w[o * 6 + c] * pooled[c]).sum::<f64>()).max(0.0))
+                .collect();
+            for c in 0..6 {
+                let logit = up_b[c] + (0..3).map(|o| up_w[c * 3 + o] * hidden[o]).sum::<f64>();
+                let gate = 1.0 / (1.0 + (-logit).exp());
+                y[n * 72 + c * 12..n * 72 + (c + 1) * 12].iter_mut().for_each(|v| *v *= gate);
+            }
+        }
+        dot(&r64, &y)
+    };
+    let values: Vec<Vec<f64>> = params.iter().map(|(_, v)| v.clone()).collect();
+    assert_gradient("SE dx", dx.iter().copied(), &numeric(&f64s(&x), |x| forward(x, &values)));
+    for (k, (name, theta)) in params.iter().enumerate() {
+        let numeric = numeric(theta, |t| {
+            let mut p = values.clone();
+            p[k] = t.to_vec();
+            forward(&f64s(&x), &p)
+        });
+        assert_gradient(name, grads.get(name).unwrap().iter().copied(), &numeric);
+    }
+}
+
+#[test]
+fn head_gradients_through_pool_linear_and_smoothed_cross_entropy() {
+    let mut rng = rng(6);
+    let linear = Linear::new(4, 5, &mut rng);
+    let x = random4((3, 4, 2, 3), &mut rng);
+    let labels = [4, 0, 2];
+    let pooled = GlobalAvgPool.forward(&x).unwrap();
+    let (loss, dlogits) = cross_entropy(&linear.forward(&pooled).unwrap(), &labels, 0.1).unwrap();
+    let mut grads = Gradients::new();
+    let dpooled = linear.backward(&pooled, &dlogits, "fc", &mut grads).unwrap();
+    let dx = GlobalAvgPool.backward((2, 3), &dpooled);
+    let reference = |x: &[f64], w: &[f64], b: &[f64]| {
+        let mut total = 0.0;
+        for n in 0..3 {
+            let p: Vec<f64> =
+                (0..4).map(|c| x[(n * 4 + c) * 6..(n * 4 + c + 1) * 6].iter().sum::<f64>() / 6.0).collect();
+            let z: Vec<f64> = (0..5).map(|o| b[o] + (0..4).map(|c| w[o * 4 + c] * p[c]).sum::<f64>()).collect();
+            let log_sum = z.iter().map(|v| v.exp()).sum::<f64>().ln();
+            total -=
+                (0..5).map(|k| (0.1 / 5.0 + if k == labels[n] { 0.9 } else { 0.0 }) * (z[k] - log_sum)).sum::<f64>();
+        }
+        total / 3.0
+    };
+    let (x64, w64, b64) = (f64s(&x), f64s(&linear.weight), f64s(linear.bias.as_ref().unwrap()));
+    assert!((loss - reference(&x64, &w64, &b64)).abs() <= 1e-6 * loss.abs(), "loss");
+    assert_gradient("dx", dx.iter().copied(), &numeric(&x64, |x| reference(x, &w64, &b64)));
+    assert_gradient(
+        "dW",
+        grads.get("fc.weight").unwrap().iter().copied(),
+        &numeric(&w64, |w| reference(&x64, w, &b64)),
+    );
+    assert_gradient("db", grads.get("fc.bias").unwrap().iter().copied(), &numeric(&b64, |b| reference(&x64, &w64, b)));
+}
+
+#[test]
+fn generated_block_backward_matches_finite_differences() {
+    let mut rng = rng(7);
+    for (cin, cout, stride) in [(4usize, 4usize, 1usize), (3, 5, 2)] {
+        let mut block = common::RepVgg::new(cin, cout, stride, &mut rng).unwrap();
+        rep::layers::randomize_vectors(&mut block, &mut rng);
+        let x = random4((2, cin, 5, 6), &mut rng);
+        let (y, cache) = block.forward_cached(&x).unwrap();
+        let r = random4(y.dim(), &mut rng);
+        let mut grads = Gradients::new();
+        let dx = block.backward(cache, &r, "", &mut grads).unwrap();
+
+        let mut params: Vec<(String, Vec<f64>)> = Vec::new();
+        block.visit("", &mut |name, t| {
+            if !name.contains("running") {
+                params.push((name.to_owned(), f64s(t.iter())));
+            }
+        });
+        let values: Vec<Vec<f64>> = params.iter().map(|(_, v)| v.clone()).collect();
+        let get = |p: &[Vec<f64>], name: &str| p[params.iter().position(|(n, _)| n == name).unwrap()].clone();
+        let (r64, eps) = (f64s(&r), 1e-5);
+        let shape = [2, cin, 5, 6];
+        let forward = |x: &[f64], p: &[Vec<f64>]| {
+            let branch = |k: usize, name: &str| {
+                let g = ConvGeometry::new(cin, cout, k).stride(stride).padding(k / 2);
+                let z = conv64(x, shape, &get(p, &format!("{name}.conv.weight")), None, &g, None);
+                let out = g.output_size(5, 6).unwrap();
+                let dims = [2, cout, out.h, out.w];
+                batch_norm64(&z, dims, &get(p, &format!("{name}.bn.weight")), &get(p, &format!("{name}.bn.bias")), eps)
+            };
+            let mut sum: Vec<f64> = branch(3, "dense").iter().zip(branch(1, "pointwise")).map(|(a, b)| a + b).collect();
+            if cin == cout && stride == 1 {
+                let identity = batch_norm64(x, shape, &get(p, "identity.weight"), &get(p, "identity.bias"), eps);
+                sum.iter_mut().zip(identity).for_each(|(s, v)| *s += v);
+            }
+            dot(&r64, &sum.iter().map(|v| v.max(0.0)).collect::<Vec<_>>())
+        };
+        assert_gradient("block dx", dx.iter().copied(), &numeric(&f64s(&x), |x| forward(x, &values)));
+        for (k, (name, theta)) in params.iter().enumerate() {
+            let numeric = numeric(theta, |t| {
+                let mut p = values.clone();
+                p[k] = t.to_vec();
+                forward(&f64s(&x), &p)
+            });
+            assert_gradient(name, grads.get(name).unwrap().iter().copied(), &numeric);
+        }
+        assert_eq!(grads.len(), params.len(), "exactly the parameters have gradients");
+    }
+}
+
+#[test]
+fn gradients_accumulate_over_micro_batches_and_round_trip_through_safetensors() {
+    let mut rng = rng(8);
+    let mut conv = Conv2d::new_with_bias(ConvGeometry::new(2, 3, 3).padding(1), &mut rng).unwrap();
+    let x = random4((4, 2, 5, 5), &mut rng);
+    let r = random4((4, 3, 5, 5), &mut rng);
+    let (_, cache) = conv.forward_cached(&x).unwrap();
+    let mut whole = Gradients::new();
+    conv.backward(cache, &r, "conv", &mut whole).unwrap();
+    let mut parts = Gradients::new();
+    for half in [0..2, 2..4] {
+        let xs = x.slice_axis(Axis(0), half.clone().into()).to_owned();
+        let (_, cache) = conv.forward_cached(&xs).unwrap();
+        conv.backward(cache, &r.slice_axis(Axis(0), half.into()).to_owned(), "conv", &mut parts).unwrap();
+    }
+    for (name, g) in whole.iter() {
+        let diff = (g - parts.get(name).unwrap()).mapv(f32::abs).iter().fold(0.0f32, |m, v| m.max(*v));
+        assert!(diff <= 1e-5 * g.mapv(f32::abs).iter().fold(1.0f32, |m, v| m.max(*v)), "{name}");
+    }
+    let dir = std::env::temp_dir().join(format!("rep-grads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("grads.safetensors");
+    whole.save(&path).unwrap();
+    assert_eq!(Gradients::load(&path).unwrap(), whole);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
