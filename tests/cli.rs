@@ -7,8 +7,13 @@ use std::process::{Command, Output};
 
 /// The `repvgg` example binary, which `cargo test` builds beside the test binaries.
 fn binary() -> PathBuf {
+    example("repvgg")
+}
+
+/// An example binary, which `cargo test` builds beside the test binaries.
+fn example(name: &str) -> PathBuf {
     let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
-    let path = deps.parent().unwrap().join("examples").join(format!("repvgg{}", std::env::consts::EXE_SUFFIX));
+    let path = deps.parent().unwrap().join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(path.exists(), "{} is missing: run the tests with `cargo test`, which builds the examples", path.display());
     path
 }
@@ -166,4 +171,22 @@ fn summary_and_bench_report() {
         run(&[&"convert", &fixture("train.safetensors"), &scratch("cli-deploy.safetensors"), &"--to", &"timm"]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("equivalence check on a random 2x3x64x64 input"));
+}
+
+/// The digits demo end to end, one epoch: it trains, fuses, deploys through a plan with
+/// identical predictions, and saves both checkpoints, which load back.
+#[test]
+fn digits_trains_fuses_and_saves() {
+    let dir = scratch("digits");
+    let output =
+        Command::new(example("digits")).args(["--epochs", "1", "--threads", "1", "--save"]).arg(&dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", stderr(&output));
+    assert!(stdout.contains("359 of 359 predictions identical"), "{stdout}");
+    let accuracy: f64 =
+        stdout.split("(fused, planned):").nth(1).unwrap().trim().split(' ').next().unwrap().parse().unwrap();
+    assert!(accuracy > 80.0, "one epoch learns: {stdout}");
+    for file in ["digits-train.safetensors", "digits-deploy.safetensors"] {
+        assert!(!rep::StateDict::load(dir.join(file)).unwrap().tensors.is_empty(), "{file}");
+    }
 }

@@ -162,3 +162,13 @@ impl Train for () {
         Ok(dy.clone())
     }
 }
+
+/// The indices `0..len` shuffled with `rng` and cut into mini-batches of `batch` (the last one
+/// shorter when `batch` does not divide `len`): one epoch of PyTorch's
+/// `DataLoader(shuffle=True)`, reproducible from the seed.
+pub fn shuffled_batches(len: usize, batch: usize, rng: &mut impl rand::Rng) -> Vec<Vec<usize>> {
+    use rand::seq::SliceRandom;
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(rng);
+    order.chunks(batch.max(1)).map(<[usize]>::to_vec).collect()
+}

@@ -1,0 +1,178 @@
+//! Train → fuse → deploy on real data: a five-block RepVGG learns the UCI handwritten digits
+//! (8×8 grey images) with SGD, is fused into plain 3×3 convolutions, and the fused network,
+//! run through an inference plan, predicts exactly what the trained one does.
+//!
+//! ```text
+//! cargo run --release --example digits                       # 30 epochs, batch 32, lr 0.05
+//! cargo run --release --example digits -- --epochs 5 --threads 2 --save out/
+//! ```
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::{Array2, Array4, Axis};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rep::plan::Plan;
+use rep::repvgg::RepVggBlock;
+use rep::train::{Gradients, Network, Optimizer, Schedule, Sgd, cross_entropy, shuffled_batches};
+use rep::{Reparameterize, StateDict};
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// RepVGG blocks 1→16, 16→32 (stride 2), 32→32, 32→64 (stride 2), 64→64, then global average
+/// pooling and a linear classifier.
+#[rep::model]
+pub struct Digits {
+    stage0: RepVggBlock<1, 16, 1, 1, 0>,
+    stage1: RepVggBlock<16, 32, 2, 1, 0>,
+    stage2: RepVggBlock<32, 32, 1, 1, 0>,
+    stage3: RepVggBlock<32, 64, 2, 1, 0>,
+    stage4: RepVggBlock<64, 64, 1, 1, 0>,
+    gap: GlobalAvgPool,
+    linear: Linear<64, 10>,
+}
+
+#[derive(Parser)]
+#[command(about = "Train a RepVGG on the UCI digits, fuse it, and deploy it through a plan")]
+struct Args {
+    /// Passes over the training rows.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    epochs: u32,
+    /// Images per step.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1437))]
+    batch: u32,
+    /// Peak learning rate (cosine schedule per step).
+    #[arg(long, default_value_t = 0.05)]
+    lr: f64,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    threads: Option<u32>,
+    /// Seed of the initialization and of the shuffling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Directory for the train-time and deploy checkpoints (`digits-train.safetensors`,
+    /// `digits-deploy.safetensors`).
+    #[arg(long)]
+    save: Option<PathBuf>,
+}
+
+/// The data set: images `[N, 1, 8, 8]` scaled by 1/16, and labels.
+struct Split {
+    images: Array4<f32>,
+    labels: Vec<usize>,
+}
+
+impl Split {
+    fn batch(&self, rows: &[usize]) -> (Array4<f32>, Vec<usize>) {
+        (self.images.select(Axis(0), rows), rows.iter().map(|&r| self.labels[r]).collect())
+    }
+}
+
+/// The digits shipped in `data/`: row `i` is a test row when `i % 5 == 4`.
+fn load() -> Result<(Split, Split), Box<dyn std::error::Error>> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv.gz");
+    let reader = BufReader::new(flate2::read::GzDecoder::new(std::fs::File::open(&path)?));
+    let (mut train, mut test) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
+    for (i, line) in reader.lines().enumerate() {
+        let values: Vec<u32> = line?.split(',').map(str::parse).collect::<Result<_, _>>()?;
+        if values.len() != 65 || values[64] > 9 {
+            return Err(format!("{}: row {i} is not 64 pixels and a digit", path.display()).into());
+        }
+        let split = if i % 5 == 4 { &mut test } else { &mut train };
+        split.0.extend(values[..64].iter().map(|&v| v as f32 / 16.0));
+        split.1.push(values[64] as usize);
+    }
+    let split = |(pixels, labels): (Vec<f32>, Vec<usize>)| -> Result<Split, ndarray::ShapeError> {
+        Ok(Split { images: Array4::from_shape_vec((labels.len(), 1, 8, 8), pixels)?, labels })
+    };
+    Ok((split(train)?, split(test)?))
+}
+
+fn predictions(logits: &Array2<f32>) -> Vec<usize> {
+    logits
+        .outer_iter()
+        .map(|row| row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0)
+        .collect()
+}
+
+fn accuracy(predicted: &[usize], labels: &[usize]) -> f64 {
+    predicted.iter().zip(labels).filter(|(p, l)| p == l).count() as f64 / labels.len() as f64
+}
+
+fn progress(steps: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps);
+    let style = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("a valid template");
+    bar.set_style(style);
+    bar
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    if let Some(threads) = args.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(threads as usize).build_global()?;
+    }
+    let (train, test) = load()?;
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut model = Digits::new(&mut rng)?;
+    let steps_per_epoch = train.labels.len().div_ceil(args.batch as usize);
+    let schedule =
+        Schedule::WarmupCosine { base: args.lr, min: 0.0, warmup: 0, total: args.epochs as usize * steps_per_epoch };
+    let mut sgd = Sgd::new(args.lr, 0.9, 1e-4);
+    let mut grads = Gradients::new();
+    let mut step = 0;
+    for epoch in 1..=args.epochs {
+        let (started, bar) = (Instant::now(), progress(steps_per_epoch as u64));
+        let (mut loss_sum, mut correct) = (0.0, 0);
+        for rows in shuffled_batches(train.labels.len(), args.batch as usize, &mut rng) {
+            let (x, labels) = train.batch(&rows);
+            grads.clear();
+            let (logits, cache) = model.forward_cached(&x)?;
+            let (loss, dlogits) = cross_entropy(&logits, &labels, 0.0)?;
+            model.backward(cache, &dlogits, &mut grads)?;
+            sgd.set_learning_rate(schedule.at(step));
+            sgd.step(&mut model, &grads)?;
+            step += 1;
+            loss_sum += loss * rows.len() as f64;
+            correct += predictions(&logits).iter().zip(&labels).filter(|(p, l)| p == l).count();
+            bar.inc(1);
+            bar.set_message(format!("loss {loss:.4}"));
+        }
+        bar.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
+        let n = train.labels.len() as f64;
+        println!(
+            "epoch {epoch:>3}: loss {:.4}, train accuracy {:.1} %, {seconds:.2} s ({:.0} images/s)",
+            loss_sum / n,
+            100.0 * correct as f64 / n,
+            n / seconds
+        );
+    }
+
+    let trained = predictions(&model.forward(&test.images)?);
+    println!("test accuracy (train-time form): {:.1} %", 100.0 * accuracy(&trained, &test.labels));
+    let fused = model.fuse()?;
+    let plan = Plan::new(&fused, test.images.dim().into())?;
+    let mut state = plan.state()?;
+    let logits = plan.run(&mut state, test.images.view())?.into_dimensionality::<ndarray::Ix2>()?.to_owned();
+    let deployed = predictions(&logits);
+    let same = trained.iter().zip(&deployed).filter(|(a, b)| a == b).count();
+    println!(
+        "test accuracy (fused, planned):  {:.1} %; {same} of {} predictions identical",
+        100.0 * accuracy(&deployed, &test.labels),
+        test.labels.len()
+    );
+    if let Some(dir) = args.save {
+        std::fs::create_dir_all(&dir)?;
+        StateDict::from_parameters(&model).save(dir.join("digits-train.safetensors"))?;
+        StateDict::from_parameters(&fused).save(dir.join("digits-deploy.safetensors"))?;
+        println!("saved {}", dir.display());
+    }
+    if same != deployed.len() {
+        return Err("the fused network's predictions differ from the trained one's".into());
+    }
+    Ok(())
+}
