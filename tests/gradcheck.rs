@@ -402,3 +402,44 @@ fn gradients_accumulate_over_micro_batches_and_round_trip_through_safetensors() 
     assert_eq!(Gradients::load(&path).unwrap(), whole);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// OREPA's online backward (one conv on the squeezed kernel, its gradient sent through the
+/// transpose of the squeeze) equals the structural backward through every branch.
+#[test]
+fn online_and_structural_orepa_gradients_agree() {
+    use rep::orepa::{Orepa, internal_channels};
+    let mut rng = rng(9);
+    for (cin, cout, stride, groups) in [(4usize, 6usize, 1usize, 1usize), (4, 4, 2, 2), (3, 5, 2, 1)] {
+        let mut online =
+            Orepa::new(cin, cout, 3usize, stride, groups, internal_channels(cin, groups), &mut rng).unwrap();
+        rep::layers::randomize_vectors(&mut online, &mut rng);
+        // Every scale non-zero, so that each branch's gradient is exercised.
+        online.visit_mut("", &mut |name, mut t| {
+            if name.ends_with(".weight") && t.ndim() == 1 && !name.starts_with("bn") {
+                t.mapv_inplace(|v| v + 0.3);
+            }
+        });
+        let mut structural = online.clone();
+        let x = random4((2, cin, 7, 6), &mut rng);
+        let (y_online, cache_online) = online.forward_cached(&x).unwrap();
+        let (y_structural, cache_structural) = structural.forward_cached_structural(&x).unwrap();
+        assert!(cache_online.2.is_some() && cache_online.0.0.is_none(), "the online forward keeps no branch cache");
+        assert!(cache_structural.2.is_none() && cache_structural.0.0.is_some());
+        let r = random4(y_online.dim(), &mut rng);
+        let (mut g_online, mut g_structural) = (Gradients::new(), Gradients::new());
+        let dx_online = online.backward(cache_online, &r, "", &mut g_online).unwrap();
+        let dx_structural = structural.backward(cache_structural, &r, "", &mut g_structural).unwrap();
+        let close = |what: &str, a: &ArrayD<f32>, b: &ArrayD<f32>| {
+            let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            let worst = a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(worst <= 1e-5 * scale, "{what}: {:e} of the largest", worst / scale);
+        };
+        close("output", &y_online.into_dyn(), &y_structural.into_dyn());
+        close("dx", &dx_online.into_dyn(), &dx_structural.into_dyn());
+        let names: Vec<&str> = g_structural.iter().map(|(n, _)| n).collect();
+        assert_eq!(g_online.iter().map(|(n, _)| n).collect::<Vec<_>>(), names);
+        for (name, g) in g_structural.iter() {
+            close(name, g_online.get(name).unwrap(), g);
+        }
+    }
+}

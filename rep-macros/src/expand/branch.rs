@@ -37,29 +37,33 @@ pub(super) fn needs_fill(b: &Branch, i: usize) -> bool {
     }
 }
 
+/// `let __fill = …;`: what ops `0..i` of the branch produce for a zero input (their bias, in
+/// eval mode), the value DBB's BN-and-pad pads op `i`'s input with.
+pub(super) fn fill_value(b: &Branch, i: usize) -> TokenStream {
+    let base = quote!(__b);
+    let prefix = (0..i).map(|j| {
+        let prev = op_access(b, j, &base);
+        match &b.ops[j].kind {
+            OpKind::Identity(_) => quote!(),
+            _ => quote!(let __z = ::rep::layers::Layer::forward(&#prev, &__z)?;),
+        }
+    });
+    quote! {
+        let __fill = {
+            let __z = ::rep::ndarray::Array4::<f32>::zeros((1, x.shape()[1], 1, 1));
+            #(#prefix)*
+            ::rep::ndarray::Array1::from_iter(__z.iter().copied())
+        };
+    }
+}
+
 /// The forward of one branch on `x`, as an expression (the branch value bound as `__b`).
 pub(super) fn branch_forward(b: &Branch, train: bool) -> TokenStream {
     let base = quote!(__b);
     let mut steps = Vec::new();
     for (i, op) in b.ops.iter().enumerate() {
         let layer = op_access(b, i, &base);
-        let fill = needs_fill(b, i).then(|| {
-            // Pad with what the ops before produce for a zero input (their bias), as DBB does.
-            let prefix = (0..i).map(|j| {
-                let prev = op_access(b, j, &base);
-                match &b.ops[j].kind {
-                    OpKind::Identity(_) => quote!(),
-                    _ => quote!(let __z = ::rep::layers::Layer::forward(&#prev, &__z)?;),
-                }
-            });
-            quote! {
-                let __fill = {
-                    let __z = ::rep::ndarray::Array4::<f32>::zeros((1, x.shape()[1], 1, 1));
-                    #(#prefix)*
-                    ::rep::ndarray::Array1::from_iter(__z.iter().copied())
-                };
-            }
-        });
+        let fill = needs_fill(b, i).then(|| fill_value(b, i));
         let call = match (&op.kind, fill.is_some(), train) {
             (OpKind::Identity(_), ..) => quote!(__y.clone()),
             (OpKind::ConvBn(..), true, true) => quote!({

@@ -9,6 +9,7 @@ pub(crate) mod impls;
 #[cfg(test)]
 mod law;
 pub mod model;
+mod online;
 mod train;
 
 use branch::{forward, forward_online, is_online, squeeze};
@@ -74,7 +75,7 @@ fn train(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> TokenStre
     };
     let parameters = parameters(block);
     let costs = costs(block);
-    let train_items = train::train_items(block);
+    let (train_items, train_inherent) = train::train_items(block, geometry.main);
 
     quote! {
         #(#attrs)*
@@ -101,6 +102,7 @@ fn train(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> TokenStre
             }
 
             #structural
+            #train_inherent
         }
 
         impl #impl_generics ::rep::layers::Layer for #name #ty_generics #where_clause {

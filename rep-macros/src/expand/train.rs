@@ -2,7 +2,7 @@
 //! backward that runs the post-sum ops in reverse, then each branch's ops in reverse, summing
 //! the branches' input gradients. Weight names are those of `Parameters::visit`.
 
-use super::branch::{needs_fill, op_access};
+use super::branch::{fill_value, needs_fill, op_access};
 use super::construct::op_type;
 use crate::internals::ast::{Block, Branch, PostOp};
 use proc_macro2::TokenStream;
@@ -14,8 +14,15 @@ fn train_trait() -> TokenStream {
     TRAIN.parse().expect("a path")
 }
 
-/// The `Train` impl's items: `Cache`, `forward_cached`, `backward`.
-pub(super) fn train_items(block: &Block) -> TokenStream {
+/// Whether the block trains online: its branches are linear while training (OREPA) and every
+/// step of their squeeze has a transpose.
+fn trains_online(block: &Block) -> bool {
+    super::branch::is_online(block) && super::online::supported(block)
+}
+
+/// The `Train` impl's items (`Cache`, `forward_cached`, `backward`) and, for a block that trains
+/// online, the inherent `forward_cached_structural` and `squeeze_backward`.
+pub(super) fn train_items(block: &Block, main: usize) -> (TokenStream, TokenStream) {
     let train = train_trait();
     let branch_caches = block.branches.iter().map(|b| {
         let ops = b.ops.iter().map(|op| {
@@ -29,10 +36,35 @@ pub(super) fn train_items(block: &Block) -> TokenStream {
         PostOp::Activation(..) => quote!(::rep::ndarray::Array4<f32>),
         PostOp::Se(..) => quote!(::core::option::Option<::rep::train::SqueezeExciteCache>),
     });
-    let forward = forward_cached(block);
-    let backward = backward(block);
-    quote! {
-        type Cache = ((#(#branch_caches,)*), (#(#post_caches,)*));
+    let structural = forward_cached(block);
+    let online = trains_online(block);
+    let forward = if online { forward_online(block) } else { structural.clone() };
+    let backward = backward(block, online);
+    let array = quote!(::rep::ndarray::Array4<f32>);
+    let inherent = online.then(|| {
+        let squeeze_backward = super::online::squeeze_backward(block, main);
+        quote! {
+            /// The training forward through every branch (the structural form), for comparison
+            /// with `forward_cached`, which squeezes the branches into one kernel and runs one
+            /// convolution; `backward` takes the cache of either.
+            pub fn forward_cached_structural(&mut self, x: &#array) -> ::rep::Result<(#array, <Self as #train>::Cache)> {
+                #structural
+            }
+
+            /// The transpose of `squeeze`: adds to `grads` the gradient of every branch parameter
+            /// given `fused`, the gradient of the squeezed kernel and bias.
+            pub fn squeeze_backward(
+                &self,
+                fused: &::rep::fusion::AffineConv,
+                prefix: &str,
+                grads: &mut ::rep::train::Gradients,
+            ) -> ::rep::Result<()> {
+                #squeeze_backward
+            }
+        }
+    });
+    let items = quote! {
+        type Cache = ((#(#branch_caches,)*), (#(#post_caches,)*), ::core::option::Option<::rep::train::OnlineCache>);
 
         fn forward_cached(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<(::rep::ndarray::Array4<f32>, Self::Cache)> {
             #forward
@@ -47,7 +79,8 @@ pub(super) fn train_items(block: &Block) -> TokenStream {
         ) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
             #backward
         }
-    }
+    };
+    (items, inherent.unwrap_or_default())
 }
 
 /// The weight prefix of op `i` of a branch, as `Parameters::visit` names it.
@@ -65,19 +98,8 @@ fn cache_names(prefix: &str, n: usize) -> Vec<syn::Ident> {
     (0..n).map(|i| format_ident!("__{}_{}", prefix, i)).collect()
 }
 
-/// For a block with a branch that pads with a preceding bias (DBB's BN-and-pad), whose backward
-/// is not generated yet: the error both methods return.
-fn unsupported(block: &Block) -> Option<TokenStream> {
-    let b = block.branches.iter().find(|b| (0..b.ops.len()).any(|i| needs_fill(b, i)))?;
-    let message = format!("the backward of branch `{}` (it pads with a preceding bias, as DBB's BN-and-pad)", b.name);
-    Some(quote!(::core::result::Result::Err(::rep::Error::Unsupported(#message.into()))))
-}
-
 fn forward_cached(block: &Block) -> TokenStream {
     let train = train_trait();
-    if let Some(error) = unsupported(block) {
-        return error;
-    }
     let branch_names = cache_names("branch", block.branches.len());
     let branches = block.branches.iter().zip(&branch_names).map(|(b, cache)| {
         let (field, name) = (&b.field, &b.name);
@@ -85,7 +107,15 @@ fn forward_cached(block: &Block) -> TokenStream {
         let steps = b.ops.iter().enumerate().zip(&keys).map(|((i, _), key)| {
             let layer = op_access(b, i, &quote!(__b));
             let input = if i == 0 { quote!(x) } else { quote!(&__y) };
-            quote!(let (__y, #key) = #train::forward_cached(&mut #layer, #input)?;)
+            if needs_fill(b, i) {
+                let fill = fill_value(b, i);
+                quote! {
+                    #fill
+                    let (__y, #key) = ::rep::train::TrainWithFill::forward_cached_with_fill(&mut #layer, #input, &__fill)?;
+                }
+            } else {
+                quote!(let (__y, #key) = #train::forward_cached(&mut #layer, #input)?;)
+            }
         });
         let run = quote! {
             #(#steps)*
@@ -98,6 +128,36 @@ fn forward_cached(block: &Block) -> TokenStream {
             quote!(let #cache = { let __b = &mut self.#field; #run };)
         }
     });
+    let post = post_forward(block);
+    quote! {
+        let mut __sum: ::core::option::Option<::rep::ndarray::Array4<f32>> = ::core::option::Option::None;
+        #(#branches)*
+        #[allow(unused_mut)]
+        let mut __sum = __sum.ok_or_else(|| ::rep::Error::Geometry("no branch of the block is present".into()))?;
+        let (__branches, __online) = ((#(#branch_names,)*), ::core::option::Option::None);
+        #post
+    }
+}
+
+/// OREPA's online training forward: one convolution on the squeezed kernel, then the post-sum
+/// ops; no branch keeps anything.
+fn forward_online(block: &Block) -> TokenStream {
+    let post = post_forward(block);
+    let none = block.branches.iter().map(|_| quote!(::core::option::Option::None));
+    quote! {
+        let (__sum, __online) = ::rep::train::OnlineCache::forward(&self.squeeze()?, x)?;
+        let __online = ::core::option::Option::Some(__online);
+        #[allow(unused_mut)]
+        let mut __sum = __sum;
+        let __branches = (#(#none,)*);
+        #post
+    }
+}
+
+/// The post-sum ops' training forwards on `__sum`, then the result with the cache (`__branches`
+/// and `__online` bound before).
+fn post_forward(block: &Block) -> TokenStream {
+    let train = train_trait();
     let post_names = cache_names("post", block.post.len());
     let post = block.post.iter().zip(&post_names).map(|(p, cache)| match p {
         PostOp::Bn(..) => quote!(let (__next, #cache) = #train::forward_cached(&mut self.bn, &__sum)?; __sum = __next;),
@@ -124,20 +184,13 @@ fn forward_cached(block: &Block) -> TokenStream {
         }
     });
     quote! {
-        let mut __sum: ::core::option::Option<::rep::ndarray::Array4<f32>> = ::core::option::Option::None;
-        #(#branches)*
-        #[allow(unused_mut)]
-        let mut __sum = __sum.ok_or_else(|| ::rep::Error::Geometry("no branch of the block is present".into()))?;
         #(#post)*
-        ::core::result::Result::Ok((__sum, ((#(#branch_names,)*), (#(#post_names,)*))))
+        ::core::result::Result::Ok((__sum, (__branches, (#(#post_names,)*), __online)))
     }
 }
 
-fn backward(block: &Block) -> TokenStream {
+fn backward(block: &Block, online: bool) -> TokenStream {
     let train = train_trait();
-    if let Some(error) = unsupported(block) {
-        return error;
-    }
     let join = quote!(::rep::layers::join);
     let branch_names = cache_names("branch", block.branches.len());
     let post_names = cache_names("post", block.post.len());
@@ -177,10 +230,20 @@ fn backward(block: &Block) -> TokenStream {
             }
         }
     });
+    let online = online.then(|| {
+        quote! {
+            if let ::core::option::Option::Some(__online) = __online {
+                let (__dx, __fused) = __online.backward(&__d)?;
+                self.squeeze_backward(&__fused, prefix, grads)?;
+                return ::core::result::Result::Ok(__dx);
+            }
+        }
+    });
     quote! {
-        let ((#(#branch_names,)*), (#(#post_names,)*)) = __cache;
+        let ((#(#branch_names,)*), (#(#post_names,)*), __online) = __cache;
         let __d = dy.clone();
         #(#post)*
+        #online
         let mut __dx: ::core::option::Option<::rep::ndarray::Array4<f32>> = ::core::option::Option::None;
         #(#branches)*
         __dx.ok_or_else(|| ::rep::Error::Geometry("no branch of the block is present".into()))

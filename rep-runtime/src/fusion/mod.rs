@@ -16,6 +16,7 @@
 //!
 //! Everything is computed in f64; [`AffineConv::to_conv2d`] rounds to f32 once.
 
+mod adjoint;
 mod branches;
 mod sequential;
 

@@ -10,22 +10,52 @@ use crate::layers::{
 };
 use ndarray::{Array1, Array2, Array4, Axis, Zip};
 
+/// What a convolution's (or a fixed filter's) training forward keeps: its input and, when it
+/// padded with given values, those values.
+#[derive(Clone, Debug)]
+pub struct ConvCache {
+    input: Array4<f32>,
+    fill: Option<Array1<f32>>,
+}
+
+impl ConvCache {
+    fn new(x: &Array4<f32>, fill: Option<&Array1<f32>>) -> ConvCache {
+        ConvCache { input: x.clone(), fill: fill.cloned() }
+    }
+}
+
+/// Layers that can pad their input with given per-channel values instead of zeros (DBB's
+/// BN-and-pad: the value the stages before produce for a zero input). The fill is a constant
+/// of the step, as in the original DBB code, which detaches it: no gradient flows through it.
+pub trait TrainWithFill: Train {
+    /// [`Train::forward_cached`] padding input channel `c` with `fill[c]`; the ordinary
+    /// [`Train::backward`] takes the cache.
+    fn forward_cached_with_fill(&mut self, x: &Array4<f32>, fill: &Array1<f32>) -> Result<(Array4<f32>, Self::Cache)>;
+}
+
 /// `W`, `b`: `dW = Σ dY ⋆ x`, `db = Σ dY`, `dx = Wᵀ ⋆ dY` ([`kernels::conv2d_backward`]).
 /// A fixed [`Conv2d::pad_fill`] is a buffer, so it gets no gradient.
 impl Train for Conv2d {
-    type Cache = Array4<f32>;
+    type Cache = ConvCache;
 
-    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, Array4<f32>)> {
-        Ok((self.forward(x)?, x.clone()))
+    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, ConvCache)> {
+        Ok((self.forward(x)?, ConvCache::new(x, None)))
     }
 
-    fn backward(&self, x: Array4<f32>, dy: &Array4<f32>, prefix: &str, grads: &mut Gradients) -> Result<Array4<f32>> {
-        let g = kernels::conv2d_backward(x.view(), &self.geometry, self.operands(), dy.view())?;
+    fn backward(&self, cache: ConvCache, dy: &Array4<f32>, prefix: &str, grads: &mut Gradients) -> Result<Array4<f32>> {
+        let operands = ConvOperands { pad_fill: cache.fill.as_ref().map(|f| f.view()), ..self.operands() };
+        let g = kernels::conv2d_backward(cache.input.view(), &self.geometry, operands, dy.view())?;
         grads.accumulate(&join(prefix, "weight"), g.weight.view().into_dyn())?;
         if self.bias.is_some() {
             grads.accumulate(&join(prefix, "bias"), g.bias.view().into_dyn())?;
         }
         Ok(g.input)
+    }
+}
+
+impl TrainWithFill for Conv2d {
+    fn forward_cached_with_fill(&mut self, x: &Array4<f32>, fill: &Array1<f32>) -> Result<(Array4<f32>, ConvCache)> {
+        Ok((self.forward_with_fill(x, fill)?, ConvCache::new(x, Some(fill))))
     }
 }
 
@@ -90,7 +120,7 @@ impl Train for BatchNorm2d {
 
 /// The conv's backward after the BN's, under `conv.` and `bn.`.
 impl Train for ConvBn {
-    type Cache = (Array4<f32>, BatchNormCache);
+    type Cache = (ConvCache, BatchNormCache);
 
     fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, Self::Cache)> {
         let (z, conv) = self.conv.forward_cached(x)?;
@@ -218,16 +248,25 @@ fn per_channel_product_backward(
     Ok((Array1::from(dw), dx))
 }
 
+impl TrainWithFill for ConvBn {
+    fn forward_cached_with_fill(&mut self, x: &Array4<f32>, fill: &Array1<f32>) -> Result<(Array4<f32>, Self::Cache)> {
+        let (z, conv) = self.conv.forward_cached_with_fill(x, fill)?;
+        let (y, bn) = self.bn.forward_cached(&z)?;
+        Ok((y, (conv, bn)))
+    }
+}
+
 /// A fixed window filter: only `dx`, through the transposed convolution of its window sums
 /// (divided by the window area, or by each window's count of real positions).
 impl Train for AvgPool2d {
-    type Cache = Array4<f32>;
+    type Cache = ConvCache;
 
-    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, Array4<f32>)> {
-        Ok((self.forward(x)?, x.clone()))
+    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, ConvCache)> {
+        Ok((self.forward(x)?, ConvCache::new(x, None)))
     }
 
-    fn backward(&self, x: Array4<f32>, dy: &Array4<f32>, _: &str, _: &mut Gradients) -> Result<Array4<f32>> {
+    fn backward(&self, cache: ConvCache, dy: &Array4<f32>, _: &str, _: &mut Gradients) -> Result<Array4<f32>> {
+        let x = cache.input;
         let (_, channels, h, w) = x.dim();
         let geometry = self.geometry(channels);
         let ones = Array4::ones(geometry.weight_shape());
@@ -246,16 +285,33 @@ impl Train for AvgPool2d {
     }
 }
 
+/// The window sums padded with `fill` (counted in the divisor, as [`AvgPool2d::forward_with_fill`]):
+/// the input gradient does not depend on the fill.
+impl TrainWithFill for AvgPool2d {
+    fn forward_cached_with_fill(&mut self, x: &Array4<f32>, fill: &Array1<f32>) -> Result<(Array4<f32>, ConvCache)> {
+        if !self.count_include_pad {
+            return Err(Error::Unsupported("an avg pool that pads with values but does not count them".into()));
+        }
+        Ok((self.forward_with_fill(x, fill)?, ConvCache::new(x, Some(fill))))
+    }
+}
+
 /// Constant filters: only `dx`.
 impl Train for FilterBank {
-    type Cache = Array4<f32>;
+    type Cache = ConvCache;
 
-    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, Array4<f32>)> {
-        Ok((self.forward(x)?, x.clone()))
+    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, ConvCache)> {
+        Ok((self.forward(x)?, ConvCache::new(x, None)))
     }
 
-    fn backward(&self, x: Array4<f32>, dy: &Array4<f32>, _: &str, _: &mut Gradients) -> Result<Array4<f32>> {
-        Ok(kernels::conv2d_backward(x.view(), &self.conv.geometry, self.conv.operands(), dy.view())?.input)
+    fn backward(&self, cache: ConvCache, dy: &Array4<f32>, _: &str, _: &mut Gradients) -> Result<Array4<f32>> {
+        Ok(kernels::conv2d_backward(cache.input.view(), &self.conv.geometry, self.conv.operands(), dy.view())?.input)
+    }
+}
+
+impl TrainWithFill for FilterBank {
+    fn forward_cached_with_fill(&mut self, x: &Array4<f32>, fill: &Array1<f32>) -> Result<(Array4<f32>, ConvCache)> {
+        Ok((self.forward_with_fill(x, fill)?, ConvCache::new(x, Some(fill))))
     }
 }
 
@@ -264,9 +320,9 @@ impl Train for FilterBank {
 pub struct SqueezeExciteCache {
     x: Array4<f32>,
     gate: Array4<f32>,
-    down: Array4<f32>,
+    down: ConvCache,
     relu: Array4<f32>,
-    up: Array4<f32>,
+    up: ConvCache,
     sigmoid: Array4<f32>,
 }
 

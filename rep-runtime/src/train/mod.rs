@@ -18,11 +18,13 @@
 
 mod layers;
 mod loss;
+mod online;
 mod optim;
 mod schedule;
 
-pub use layers::{BatchNormCache, SqueezeExciteCache};
+pub use layers::{BatchNormCache, ConvCache, SqueezeExciteCache, TrainWithFill};
 pub use loss::{cross_entropy, mse};
+pub use online::{OnlineCache, accumulate_conv_gradient, accumulate_factors};
 pub use optim::{AdamW, GroupOptions, Optimizer, ParamGroups, Sgd};
 pub use schedule::Schedule;
 
