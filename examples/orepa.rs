@@ -1,54 +1,23 @@
 //! OREPA: a small network of OREPA blocks, trained one step online (one squeezed conv per
-//! block) and structurally (every branch), fused, and compared; `-- bench` times the training
-//! forward of one block, online vs structural, and measures its peak heap use.
+//! block) and structurally (every branch), fused, and compared; `-- bench` times a training
+//! step (forward + backward) of one block, online vs structural, and measures its peak heap use.
 //!
 //! ```text
 //! cargo run --release --example orepa
 //! cargo run --release --example orepa -- bench
 //! ```
 
-use rep::layers::{Layer, randomize_vectors};
+use rep::layers::randomize_vectors;
 use rep::ndarray::Array4;
 use rep::orepa::Orepa;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
+use rep::train::{Gradients, Train};
 use rep::{Costs, Hw, Reparameterize};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Counts live heap bytes and their peak, to measure activation memory.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: defers to the system allocator; only adds bookkeeping.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Peak heap growth (bytes) while `f` runs.
-fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let out = f();
-    (out, PEAK.load(Ordering::Relaxed) - base)
-}
+#[path = "support/counting.rs"]
+mod counting;
 
 /// A small network: an OREPA stem and two stages, global pool and classifier.
 #[rep::model(new(width: usize))]
@@ -123,24 +92,36 @@ fn median_ms(runs: usize, mut f: impl FnMut() -> rep::Result<()>) -> rep::Result
     Ok(times[times.len() / 2])
 }
 
+/// One training step of the block without the optimizer: the training forward (online or
+/// structural), then the backward of `dy`.
+fn step(block: &mut Block, x: &Array4<f32>, dy: &Array4<f32>, online: bool) -> rep::Result<()> {
+    let (_, cache) = if online { block.forward_cached(x)? } else { block.forward_cached_structural(x)? };
+    block.backward(cache, dy, "", &mut Gradients::new()).map(drop)
+}
+
+type Block = Orepa<usize, usize, usize, usize, usize, usize>;
+
 fn bench() -> rep::Result<()> {
     println!(
-        "OREPA block training forward, batch 8, stride 1: online (squeeze + one conv) vs structural (six branches)"
+        "OREPA block, one training step (forward + backward), batch 8, stride 1: online (one conv on the squeezed \
+         kernel, its gradient sent through the transposed squeeze) vs structural (six branches)"
     );
     println!(
         "{:>9} {:>7} {:>12} {:>12} {:>7} {:>12} {:>12} {:>7}",
         "channels", "size", "online ms", "struct ms", "ratio", "online MB", "struct MB", "ratio"
     );
     let mut rng = StdRng::seed_from_u64(0);
-    for (c, size) in [(64usize, 56usize), (64, 14), (256, 56), (256, 14)] {
+    for (c, size) in [(64usize, 56usize), (64, 14), (256, 14)] {
         let mut block = Orepa::new(c, c, 3usize, 1usize, 1usize, c, &mut rng)?;
         randomize_vectors(&mut block, &mut rng);
         let x = Array4::from_shape_simple_fn((8, c, size, size), || rng.random_range(-1.0f32..1.0));
-        let runs = if c * size >= 256 * 56 { 2 } else { 5 };
-        let (_, online_bytes) = peak_during(|| block.forward_train(&x).map(drop));
-        let (_, structural_bytes) = peak_during(|| block.forward_train_structural(&x).map(drop));
-        let online_ms = median_ms(runs, || block.forward_train(&x).map(drop))?;
-        let structural_ms = median_ms(runs, || block.forward_train_structural(&x).map(drop))?;
+        let dy = Array4::from_shape_simple_fn((8, c, size, size), || rng.random_range(-1.0f32..1.0));
+        let runs = 5;
+        let (online, online_heap) = counting::during(|| step(&mut block, &x, &dy, true));
+        let (structural, structural_heap) = counting::during(|| step(&mut block, &x, &dy, false));
+        (online?, structural?);
+        let online_ms = median_ms(runs, || step(&mut block, &x, &dy, true))?;
+        let structural_ms = median_ms(runs, || step(&mut block, &x, &dy, false))?;
         let mb = |b: usize| b as f64 / 1e6;
         println!(
             "{:>9} {:>7} {:>12.1} {:>12.1} {:>7.2} {:>12.1} {:>12.1} {:>7.2}",
@@ -149,12 +130,12 @@ fn bench() -> rep::Result<()> {
             online_ms,
             structural_ms,
             structural_ms / online_ms,
-            mb(online_bytes),
-            mb(structural_bytes),
-            structural_bytes as f64 / online_bytes as f64
+            mb(online_heap.peak_bytes),
+            mb(structural_heap.peak_bytes),
+            structural_heap.peak_bytes as f64 / online_heap.peak_bytes as f64
         );
     }
-    println!("(ratio = structural / online; MB = peak heap growth during one forward, activations and temporaries)");
+    println!("(ratio = structural / online; MB = peak heap growth during one step: caches, gradients, temporaries)");
     Ok(())
 }
 

@@ -327,7 +327,9 @@ fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::erro
         ms
     };
     let planned_ms = timed("fused, planned", &mut || plan.run(&mut state, x.view()).map(drop))?;
-    let allocations = allocations::during(|| plan.run(&mut state, x.view()).map(drop))?;
+    let (run, heap) = counting::during(|| plan.run(&mut state, x.view()).map(drop));
+    run?;
+    let allocations = heap.allocations;
     let reference = fused.forward(&x)?;
     let plan_error =
         rep::compare::difference(&plan.run(&mut state, x.view())?, &reference.view().into_dyn())?.relative();
@@ -379,36 +381,6 @@ fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::erro
     Ok(out)
 }
 
-/// Counts heap allocations, to show that a planned forward pass is (nearly) allocation-free.
-mod allocations {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    struct Counting;
-
-    static COUNT: AtomicUsize = AtomicUsize::new(0);
-
-    // SAFETY: forwards to the system allocator unchanged; only counts.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            COUNT.fetch_add(1, Ordering::Relaxed);
-            // SAFETY: the caller's contract, forwarded.
-            unsafe { System.alloc(layout) }
-        }
-
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: the caller's contract, forwarded.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-    }
-
-    #[global_allocator]
-    static GLOBAL: Counting = Counting;
-
-    /// Allocations (on any thread) while `f` runs.
-    pub fn during(f: impl FnOnce() -> rep::Result<()>) -> rep::Result<usize> {
-        let before = COUNT.load(Ordering::SeqCst);
-        f()?;
-        Ok(COUNT.load(Ordering::SeqCst) - before)
-    }
-}
+/// Counts heap allocations, to show that a planned forward pass is allocation-free.
+#[path = "support/counting.rs"]
+mod counting;

@@ -55,39 +55,8 @@ impl AffineConv {
     /// Bias: `b[o] = b₂[o] + Σ_{m,t} W₂[o,m,t]·b₁[m]`. Groups: equal groups stay; nested ones
     /// (one count divides the other) give the smaller count; others give a dense conv.
     pub fn then(self, next: &AffineConv) -> Result<AffineConv> {
-        let (first, second) = (self.geometry, next.geometry);
-        if second.in_channels != first.out_channels {
-            return Err(Error::fusion(
-                "sequential merge",
-                format!(
-                    "the first stage outputs {} channels but the second expects {}",
-                    first.out_channels, second.in_channels
-                ),
-            ));
-        }
-        let unpadded = |g: &ConvGeometry| g.padding.to_array() == [0, 0];
-        let one = |g: &ConvGeometry| g.kernel.to_array() == [1, 1];
-        let stride1 = |g: &ConvGeometry| g.stride.to_array() == [1, 1];
-        let geometry = if one(&second) && unpadded(&second) {
-            let stride = Hw::new(first.stride.h * second.stride.h, first.stride.w * second.stride.w);
-            ConvGeometry { out_channels: second.out_channels, stride, ..first }
-        } else if one(&first) && unpadded(&first) && stride1(&first) {
-            ConvGeometry { in_channels: first.in_channels, ..second }
-        } else if unpadded(&first) && unpadded(&second) && stride1(&first) && first.dilation == second.dilation {
-            let kernel = Hw::new(first.kernel.h + second.kernel.h - 1, first.kernel.w + second.kernel.w - 1);
-            ConvGeometry { in_channels: first.in_channels, kernel, ..second }
-        } else {
-            return Err(Error::fusion(
-                "sequential merge",
-                format!(
-                    "{first} followed by {second} is not one convolution: two k×k convs merge only without padding \
-                     (the intermediate map's zero border is not what a merged conv computes) and with stride 1 in \
-                     the first; otherwise one of them must be a 1x1 without padding"
-                ),
-            ));
-        };
-        let groups = merged_groups(first.groups, second.groups);
-        let geometry = ConvGeometry { groups, ..geometry };
+        let geometry = merged_geometry(self.geometry, next.geometry)?;
+        let second = next.geometry;
         let weight = compose(&self, next, geometry);
         let w2 = next.weight.as_standard_layout();
         let w2 = w2.as_slice().expect("standard layout");
@@ -100,6 +69,43 @@ impl AffineConv {
         });
         AffineConv::new(geometry, weight, bias)
     }
+}
+
+/// The geometry of `first` followed by `second` as one convolution (see [`AffineConv::then`]),
+/// or the reason there is none.
+pub(super) fn merged_geometry(first: ConvGeometry, second: ConvGeometry) -> Result<ConvGeometry> {
+    if second.in_channels != first.out_channels {
+        return Err(Error::fusion(
+            "sequential merge",
+            format!(
+                "the first stage outputs {} channels but the second expects {}",
+                first.out_channels, second.in_channels
+            ),
+        ));
+    }
+    let unpadded = |g: &ConvGeometry| g.padding.to_array() == [0, 0];
+    let one = |g: &ConvGeometry| g.kernel.to_array() == [1, 1];
+    let stride1 = |g: &ConvGeometry| g.stride.to_array() == [1, 1];
+    let geometry = if one(&second) && unpadded(&second) {
+        let stride = Hw::new(first.stride.h * second.stride.h, first.stride.w * second.stride.w);
+        ConvGeometry { out_channels: second.out_channels, stride, ..first }
+    } else if one(&first) && unpadded(&first) && stride1(&first) {
+        ConvGeometry { in_channels: first.in_channels, ..second }
+    } else if unpadded(&first) && unpadded(&second) && stride1(&first) && first.dilation == second.dilation {
+        let kernel = Hw::new(first.kernel.h + second.kernel.h - 1, first.kernel.w + second.kernel.w - 1);
+        ConvGeometry { in_channels: first.in_channels, kernel, ..second }
+    } else {
+        return Err(Error::fusion(
+            "sequential merge",
+            format!(
+                "{first} followed by {second} is not one convolution: two k×k convs merge only without padding \
+                     (the intermediate map's zero border is not what a merged conv computes) and with stride 1 in \
+                     the first; otherwise one of them must be a 1x1 without padding"
+            ),
+        ));
+    };
+    let groups = merged_groups(first.groups, second.groups);
+    Ok(ConvGeometry { groups, ..geometry })
 }
 
 /// Groups of a composition: equal ones stay, nested ones give the smaller, others none.

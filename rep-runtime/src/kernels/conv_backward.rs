@@ -5,6 +5,7 @@
 
 use super::im2col::unfold;
 use super::plane::Plane;
+use super::scratch::{self, Buffer};
 use super::{Activation, ConvOperands, check_operands, contiguous, gemm_accumulate, valid_range};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
@@ -61,12 +62,22 @@ pub fn conv2d_backward(
         .map(|(part, dx)| {
             let images = part * per_thread..(part * per_thread + per_thread).min(n);
             let mut sums = Sums::zeros(geometry);
+            let columns = geometry.in_per_group() * geometry.kernel.h * geometry.kernel.w * out.h * out.w;
+            let (mut cols, mut dcols) = (scratch::take(Buffer::Im2col), scratch::take(Buffer::ColumnGradients));
+            for buffer in [&mut cols, &mut dcols] {
+                if buffer.len() < columns {
+                    buffer.resize(columns, 0.0);
+                }
+            }
+            let mut work = Columns { cols: &mut cols[..columns], dcols: &mut dcols[..columns] };
             for (k, image) in images.enumerate() {
                 let dx = &mut dx[k * in_len..(k + 1) * in_len];
                 let x = &x[image * in_len..(image + 1) * in_len];
                 let dy = &dy[image * out_len..(image + 1) * out_len];
-                image_backward(&plane, x, weight, fill.as_deref(), dy, dx, &mut sums);
+                image_backward(&plane, Image { x, dy, dx }, weight, fill.as_deref(), &mut work, &mut sums);
             }
+            scratch::put_back(Buffer::Im2col, cols);
+            scratch::put_back(Buffer::ColumnGradients, dcols);
             sums
         })
         .collect();
@@ -102,22 +113,34 @@ impl Sums {
     }
 }
 
+/// One image's input, output gradient and input gradient.
+struct Image<'a> {
+    x: &'a [f32],
+    dy: &'a [f32],
+    dx: &'a mut [f32],
+}
+
+/// The unfolded columns of one group and their gradient (scratch, reused image to image).
+struct Columns<'a> {
+    cols: &'a mut [f32],
+    dcols: &'a mut [f32],
+}
+
 /// One image: writes its `dx`, adds its share of the weight, bias and fill gradients to `sums`.
 fn image_backward(
     plane: &Plane<'_>,
-    x: &[f32],
+    image: Image<'_>,
     weight: &[f32],
     fill: Option<&[f32]>,
-    dy: &[f32],
-    dx: &mut [f32],
+    work: &mut Columns<'_>,
     sums: &mut Sums,
 ) {
+    let Image { x, dy, dx } = image;
+    let Columns { cols, dcols } = work;
     let g = plane.geometry;
     let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
     let depth = cin_g * g.kernel.h * g.kernel.w;
     let (in_plane, out_plane) = (plane.height * plane.width, plane.out_h * plane.out_w);
-    let mut cols = vec![0.0f32; depth * out_plane];
-    let mut dcols = vec![0.0f32; depth * out_plane];
     for group in 0..g.groups {
         let inputs = group * cin_g..(group + 1) * cin_g;
         let outputs = group * cout_g..(group + 1) * cout_g;
@@ -128,12 +151,12 @@ fn image_backward(
             cin_g,
             fill_g,
             0..plane.out_h,
-            &mut cols,
+            cols,
             out_plane,
         );
         let dy_g = ArrayView2::from_shape((cout_g, out_plane), &dy[outputs.start * out_plane..outputs.end * out_plane])
             .expect("sizes checked");
-        let cols_view = ArrayView2::from_shape((depth, out_plane), &cols).expect("sized above");
+        let cols_view = ArrayView2::from_shape((depth, out_plane), &**cols).expect("sized above");
         let w_g = ArrayView2::from_shape((cout_g, depth), &weight[outputs.start * depth..outputs.end * depth])
             .expect("sizes checked");
         let dw_g = &mut sums.weight[outputs.start * depth..outputs.end * depth];
@@ -145,13 +168,13 @@ fn image_backward(
             gemm::Parallelism::None,
         );
         dcols.fill(0.0);
-        let mut dcols_view = ArrayViewMut2::from_shape((depth, out_plane), &mut dcols[..]).expect("sized above");
+        let mut dcols_view = ArrayViewMut2::from_shape((depth, out_plane), &mut **dcols).expect("sized above");
         gemm_accumulate(w_g.t(), dy_g, &mut dcols_view, 1.0, gemm::Parallelism::None);
         for (o, row) in outputs.clone().zip(dy_g.outer_iter()) {
             sums.bias[o] += row.sum();
         }
         let dx_g = &mut dx[inputs.start * in_plane..inputs.end * in_plane];
-        fold(plane, &dcols, cin_g, dx_g, &mut sums.fill[inputs]);
+        fold(plane, dcols, cin_g, dx_g, &mut sums.fill[inputs]);
     }
 }
 

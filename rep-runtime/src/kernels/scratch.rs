@@ -18,11 +18,20 @@ pub(super) enum Buffer {
     WinogradBands,
     /// Rows (or a padded plane) of Winograd's input transform.
     WinogradRows,
+    /// The gradient of im2col columns, in a convolution's backward.
+    ColumnGradients,
 }
 
 thread_local! {
-    static BUFFERS: [Cell<Vec<f32>>; 5] = const {
-        [Cell::new(Vec::new()), Cell::new(Vec::new()), Cell::new(Vec::new()), Cell::new(Vec::new()), Cell::new(Vec::new())]
+    static BUFFERS: [Cell<Vec<f32>>; 6] = const {
+        [
+            Cell::new(Vec::new()),
+            Cell::new(Vec::new()),
+            Cell::new(Vec::new()),
+            Cell::new(Vec::new()),
+            Cell::new(Vec::new()),
+            Cell::new(Vec::new()),
+        ]
     };
 }
 

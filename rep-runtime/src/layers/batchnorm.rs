@@ -7,6 +7,7 @@ use crate::geometry::Hw;
 use ndarray::{Array1, Array4, ArrayViewD, ArrayViewMutD, Axis};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
+use rayon::prelude::*;
 
 /// Batch normalization over the channel axis of an NCHW tensor.
 ///
@@ -158,6 +159,7 @@ impl BatchNorm2d {
         let m = self.momentum.unwrap_or(1.0 / self.num_batches_tracked as f64);
         let statistics: Vec<(f64, f64)> = x
             .axis_iter(Axis(1))
+            .into_par_iter()
             .map(|channel| {
                 let mean = channel.iter().map(|&v| v as f64).sum::<f64>() / count as f64;
                 let var = channel.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / count as f64;

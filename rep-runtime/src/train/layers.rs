@@ -9,6 +9,7 @@ use crate::layers::{
     Scale, SqueezeExcite, global_avg_pool, join,
 };
 use ndarray::{Array1, Array2, Array4, Axis, Zip};
+use rayon::prelude::*;
 
 /// What a convolution's (or a fixed filter's) training forward keeps: its input and, when it
 /// padded with given values, those values.
@@ -78,10 +79,10 @@ impl Train for BatchNorm2d {
         let mean: Vec<f64> = statistics.iter().map(|s| s.0).collect();
         let inv_std: Vec<f64> = statistics.iter().map(|s| 1.0 / (s.1 + self.eps).sqrt()).collect();
         let mut y = x.clone();
-        for (c, mut channel) in y.axis_iter_mut(Axis(1)).enumerate() {
+        y.axis_iter_mut(Axis(1)).into_par_iter().enumerate().for_each(|(c, mut channel)| {
             let (gamma, beta) = (self.weight[c] as f64, self.bias[c] as f64);
             channel.mapv_inplace(|v| (gamma * (v as f64 - mean[c]) * inv_std[c] + beta) as f32);
-        }
+        });
         Ok((y, BatchNormCache { x: x.clone(), mean, inv_std }))
     }
 
@@ -95,23 +96,31 @@ impl Train for BatchNorm2d {
         check_same("batch norm output gradient", dy, &cache.x)?;
         let channels = self.channels();
         let count = (cache.x.len() / channels.max(1)) as f64;
-        let (mut dgamma, mut dbeta) = (Array1::<f32>::zeros(channels), Array1::<f32>::zeros(channels));
+        // Per channel: Σ dy and Σ dy·(x − μ), then dx; channels in parallel.
+        let sums: Vec<(f64, f64)> = (0..channels)
+            .into_par_iter()
+            .map(|c| {
+                let mean = cache.mean[c];
+                let (mut sum_dy, mut dot) = (0.0f64, 0.0f64);
+                Zip::from(cache.x.index_axis(Axis(1), c)).and(dy.index_axis(Axis(1), c)).for_each(|&x, &d| {
+                    sum_dy += d as f64;
+                    dot += d as f64 * (x as f64 - mean);
+                });
+                (sum_dy, dot)
+            })
+            .collect();
         let mut dx = Array4::<f32>::zeros(cache.x.dim());
-        for c in 0..channels {
-            let (x_c, dy_c) = (cache.x.index_axis(Axis(1), c), dy.index_axis(Axis(1), c));
-            let (mean, s) = (cache.mean[c], cache.inv_std[c]);
-            let (mut sum_dy, mut dot) = (0.0f64, 0.0f64);
-            Zip::from(&x_c).and(&dy_c).for_each(|&x, &d| {
-                sum_dy += d as f64;
-                dot += d as f64 * (x as f64 - mean);
-            });
-            let gamma = self.weight[c] as f64;
-            let (mean_dy, projection) = (sum_dy / count, dot * s * s / count);
-            Zip::from(dx.index_axis_mut(Axis(1), c)).and(&x_c).and(&dy_c).for_each(|out, &x, &d| {
-                *out = ((d as f64 - (x as f64 - mean) * projection - mean_dy) * s * gamma) as f32;
-            });
-            (dgamma[c], dbeta[c]) = ((dot * s) as f32, sum_dy as f32);
-        }
+        dx.axis_iter_mut(Axis(1)).into_par_iter().enumerate().for_each(|(c, out)| {
+            let (mean, s, gamma) = (cache.mean[c], cache.inv_std[c], self.weight[c] as f64);
+            let (mean_dy, projection) = (sums[c].0 / count, sums[c].1 * s * s / count);
+            Zip::from(out).and(cache.x.index_axis(Axis(1), c)).and(dy.index_axis(Axis(1), c)).for_each(
+                |out, &x, &d| {
+                    *out = ((d as f64 - (x as f64 - mean) * projection - mean_dy) * s * gamma) as f32;
+                },
+            );
+        });
+        let dgamma: Array1<f32> = sums.iter().zip(&cache.inv_std).map(|(&(_, dot), s)| (dot * s) as f32).collect();
+        let dbeta: Array1<f32> = sums.iter().map(|&(sum_dy, _)| sum_dy as f32).collect();
         grads.accumulate(&join(prefix, "weight"), dgamma.view().into_dyn())?;
         grads.accumulate(&join(prefix, "bias"), dbeta.view().into_dyn())?;
         Ok(dx)
