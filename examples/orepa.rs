@@ -119,7 +119,8 @@ fn bench() -> rep::Result<()> {
         let runs = 5;
         let (online, online_heap) = counting::during(|| step(&mut block, &x, &dy, true));
         let (structural, structural_heap) = counting::during(|| step(&mut block, &x, &dy, false));
-        (online?, structural?);
+        online?;
+        structural?;
         let online_ms = median_ms(runs, || step(&mut block, &x, &dy, true))?;
         let structural_ms = median_ms(runs, || step(&mut block, &x, &dy, false))?;
         let mb = |b: usize| b as f64 / 1e6;
@@ -139,7 +140,6 @@ fn bench() -> rep::Result<()> {
     Ok(())
 }
 
-#[allow(dead_code)]
 fn main() -> rep::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("bench") {
         return bench();

@@ -2,20 +2,15 @@
 //! and the files it leaves. Failed writes leave the destination byte for byte as it was, outputs
 //! that are inputs are refused, and absurd sizes are refused before anything is allocated.
 
+mod common;
+
+use common::example_binary;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The `repvgg` example binary, which `cargo test` builds beside the test binaries.
+/// The `repvgg` example binary.
 fn binary() -> PathBuf {
-    example("repvgg")
-}
-
-/// An example binary, which `cargo test` builds beside the test binaries.
-fn example(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
-    let path = deps.parent().unwrap().join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} is missing: run the tests with `cargo test`, which builds the examples", path.display());
-    path
+    example_binary("repvgg")
 }
 
 fn fixture(file: &str) -> PathBuf {
@@ -178,8 +173,11 @@ fn summary_and_bench_report() {
 #[test]
 fn digits_trains_fuses_and_saves() {
     let dir = scratch("digits");
-    let output =
-        Command::new(example("digits")).args(["--epochs", "1", "--threads", "1", "--save"]).arg(&dir).output().unwrap();
+    let output = Command::new(example_binary("digits"))
+        .args(["--epochs", "1", "--threads", "1", "--save"])
+        .arg(&dir)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", stderr(&output));
     assert!(stdout.contains("359 of 359 predictions identical"), "{stdout}");

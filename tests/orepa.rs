@@ -2,10 +2,6 @@
 //! train-time, our squeezed kernel against the official formulas computed independently, and
 //! the official checkpoint naming in both directions.
 
-#[allow(dead_code)]
-#[path = "../examples/orepa.rs"]
-mod example;
-
 mod common;
 
 use common::{REL_TOL, random_tensor, relative_error, rng};
@@ -43,12 +39,21 @@ fn online_training_forward_equals_the_structural_one() {
     }
 }
 
+/// The example, run as a user runs it: its online and structural training steps agree, the
+/// fused network equals the trained one, and fusing shrinks the parameters.
 #[test]
 fn the_example_network_trains_online_and_fuses() {
-    let demo = example::demo(1).unwrap();
-    let errors = [demo.train_error, demo.stats_error, demo.fused_error];
+    let output = std::process::Command::new(common::example_binary("orepa")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let number_after = |label: &str| -> f32 {
+        let rest = stdout.split(label).nth(1).unwrap_or_else(|| panic!("no `{label}` in {stdout}"));
+        rest.trim_start().split([' ', ',', '\n']).next().unwrap().parse().unwrap()
+    };
+    let errors = [number_after("output"), number_after("running statistics"), number_after("(eval):")];
     assert!(errors.iter().all(|e| *e <= REL_TOL), "{errors:?}");
-    assert!(demo.params.1 * 3 < demo.params.0 && demo.macs.1 < demo.macs.0);
+    let (params, fused) = (number_after("parameters"), number_after("->"));
+    assert!(fused * 3.0 < params, "{stdout}");
 }
 
 /// OREPA's `weight_gen`, written out independently from the official tensors (groups = 1).

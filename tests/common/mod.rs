@@ -96,3 +96,12 @@ pub fn random_bn(channels: usize, rng: &mut StdRng) -> rep::layers::BatchNorm2d 
     bn.randomize(rng);
     bn
 }
+
+/// An example binary, which `cargo test` builds beside the test binaries (run the tests with
+/// `cargo test`, not `--test NAME` alone, so that the examples exist).
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_owned();
+    let path = deps.parent().unwrap().join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "{} is missing: run the tests with `cargo test`, which builds the examples", path.display());
+    path
+}

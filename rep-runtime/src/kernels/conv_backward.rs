@@ -136,7 +136,7 @@ fn image_backward(
     sums: &mut Sums,
 ) {
     let Image { x, dy, dx } = image;
-    let Columns { cols, dcols } = work;
+    let (cols, dcols) = (&mut *work.cols, &mut *work.dcols);
     let g = plane.geometry;
     let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
     let depth = cin_g * g.kernel.h * g.kernel.w;
@@ -156,7 +156,7 @@ fn image_backward(
         );
         let dy_g = ArrayView2::from_shape((cout_g, out_plane), &dy[outputs.start * out_plane..outputs.end * out_plane])
             .expect("sizes checked");
-        let cols_view = ArrayView2::from_shape((depth, out_plane), &**cols).expect("sized above");
+        let cols_view = ArrayView2::from_shape((depth, out_plane), &*cols).expect("sized above");
         let w_g = ArrayView2::from_shape((cout_g, depth), &weight[outputs.start * depth..outputs.end * depth])
             .expect("sizes checked");
         let dw_g = &mut sums.weight[outputs.start * depth..outputs.end * depth];
@@ -168,7 +168,7 @@ fn image_backward(
             gemm::Parallelism::None,
         );
         dcols.fill(0.0);
-        let mut dcols_view = ArrayViewMut2::from_shape((depth, out_plane), &mut **dcols).expect("sized above");
+        let mut dcols_view = ArrayViewMut2::from_shape((depth, out_plane), &mut *dcols).expect("sized above");
         gemm_accumulate(w_g.t(), dy_g, &mut dcols_view, 1.0, gemm::Parallelism::None);
         for (o, row) in outputs.clone().zip(dy_g.outer_iter()) {
             sums.bias[o] += row.sum();
