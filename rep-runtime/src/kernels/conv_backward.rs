@@ -144,36 +144,31 @@ fn image_backward(
     for group in 0..g.groups {
         let inputs = group * cin_g..(group + 1) * cin_g;
         let outputs = group * cout_g..(group + 1) * cout_g;
-        let fill_g = fill.map(|f| &f[inputs.clone()]);
-        unfold(
-            plane,
-            &x[inputs.start * in_plane..inputs.end * in_plane],
-            cin_g,
-            fill_g,
-            0..plane.out_h,
-            cols,
-            out_plane,
-        );
+        let x_g = &x[inputs.start * in_plane..inputs.end * in_plane];
         let dy_g = ArrayView2::from_shape((cout_g, out_plane), &dy[outputs.start * out_plane..outputs.end * out_plane])
             .expect("sizes checked");
-        let cols_view = ArrayView2::from_shape((depth, out_plane), &*cols).expect("sized above");
         let w_g = ArrayView2::from_shape((cout_g, depth), &weight[outputs.start * depth..outputs.end * depth])
             .expect("sizes checked");
-        let dw_g = &mut sums.weight[outputs.start * depth..outputs.end * depth];
-        gemm_accumulate(
-            dy_g,
-            cols_view.t(),
-            &mut ArrayViewMut2::from_shape((cout_g, depth), dw_g).expect("sized"),
-            1.0,
-            gemm::Parallelism::None,
-        );
-        dcols.fill(0.0);
-        let mut dcols_view = ArrayViewMut2::from_shape((depth, out_plane), &mut *dcols).expect("sized above");
-        gemm_accumulate(w_g.t(), dy_g, &mut dcols_view, 1.0, gemm::Parallelism::None);
         for (o, row) in outputs.clone().zip(dy_g.outer_iter()) {
             sums.bias[o] += row.sum();
         }
+        let dw_g = &mut sums.weight[outputs.start * depth..outputs.end * depth];
+        let mut dw_g = ArrayViewMut2::from_shape((cout_g, depth), dw_g).expect("sized");
         let dx_g = &mut dx[inputs.start * in_plane..inputs.end * in_plane];
+        if g.is_pointwise() {
+            // The input is its own im2col matrix, and dx its gradient: no unfold, no fold.
+            let x_view = ArrayView2::from_shape((depth, out_plane), x_g).expect("sizes checked");
+            gemm_accumulate(dy_g, x_view.t(), &mut dw_g, 1.0, gemm::Parallelism::None);
+            let mut dx_view = ArrayViewMut2::from_shape((depth, out_plane), dx_g).expect("sizes checked");
+            gemm_accumulate(w_g.t(), dy_g, &mut dx_view, 1.0, gemm::Parallelism::None);
+            continue;
+        }
+        unfold(plane, x_g, cin_g, fill.map(|f| &f[inputs.clone()]), 0..plane.out_h, cols, out_plane);
+        let cols_view = ArrayView2::from_shape((depth, out_plane), &*cols).expect("sized above");
+        gemm_accumulate(dy_g, cols_view.t(), &mut dw_g, 1.0, gemm::Parallelism::None);
+        dcols.fill(0.0);
+        let mut dcols_view = ArrayViewMut2::from_shape((depth, out_plane), &mut *dcols).expect("sized above");
+        gemm_accumulate(w_g.t(), dy_g, &mut dcols_view, 1.0, gemm::Parallelism::None);
         fold(plane, dcols, cin_g, dx_g, &mut sums.fill[inputs]);
     }
 }
