@@ -2,6 +2,8 @@
 //! project's tolerance check (ARCHITECTURE.md).
 #![allow(dead_code)]
 
+pub mod f64ref;
+
 use ndarray::{Array, Array1, Array4, Dimension};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::ConvGeometry;
