@@ -349,3 +349,81 @@ fn online_and_structural_orepa_gradients_agree() {
         }
     }
 }
+
+#[test]
+fn per_channel_layer_gradients() {
+    use rep::layers::{ImplicitA, ImplicitM, Scale};
+    let mut rng = rng(10);
+    let x = random4((2, 3, 4, 5), &mut rng);
+    let r = random4((2, 3, 4, 5), &mut rng);
+    let (x64, r64) = (f64s(&x), f64s(&r));
+    let factors: Vec<f32> = (0..3).map(|_| rng.random_range(0.5..1.5)).collect();
+    let f64_factors: Vec<f64> = factors.iter().map(|&v| v as f64).collect();
+    // y = a[c]·x + b[c] as the reference of all three.
+    let affine = |x: &[f64], a: &[f64], b: &[f64]| -> f64 {
+        let y: Vec<f64> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let c = (i / 20) % 3;
+                a[c] * v + b[c]
+            })
+            .collect();
+        dot(&r64, &y)
+    };
+    let zeros = [0.0; 3];
+    let ones = [1.0; 3];
+
+    let mut scale = Scale { weight: Array1::from(factors.clone()) };
+    let (_, cache) = scale.forward_cached(&x).unwrap();
+    let mut grads = Gradients::new();
+    let dx = scale.backward(cache, &r, "s", &mut grads).unwrap();
+    assert_gradient("scale dx", dx.iter().copied(), &numeric(&x64, |x| affine(x, &f64_factors, &zeros)));
+    assert_gradient(
+        "scale dw",
+        grads.get("s.weight").unwrap().iter().copied(),
+        &numeric(&f64_factors, |a| affine(&x64, a, &zeros)),
+    );
+
+    let mut m = ImplicitM::with(Array1::from(factors.clone()));
+    let (_, cache) = m.forward_cached(&x).unwrap();
+    let dx = m.backward(cache, &r, "m", &mut grads).unwrap();
+    assert_gradient("implicit M dx", dx.iter().copied(), &numeric(&x64, |x| affine(x, &f64_factors, &zeros)));
+    assert_gradient(
+        "implicit M",
+        grads.get("m.implicit").unwrap().iter().copied(),
+        &numeric(&f64_factors, |a| affine(&x64, a, &zeros)),
+    );
+
+    let mut a = ImplicitA::with(Array1::from(factors));
+    let (_, cache) = a.forward_cached(&x).unwrap();
+    let dx = a.backward(cache, &r, "a", &mut grads).unwrap();
+    assert_gradient("implicit A dx", dx.iter().copied(), &numeric(&x64, |x| affine(x, &ones, &f64_factors)));
+    assert_gradient(
+        "implicit A",
+        grads.get("a.implicit").unwrap().iter().copied(),
+        &numeric(&f64_factors, |b| affine(&x64, &ones, b)),
+    );
+}
+
+#[test]
+fn upsample_and_concat_gradients() {
+    use rep::layers::{concat_channels, upsample_nearest};
+    use rep::train::{concat_channels_backward, upsample_nearest_backward};
+    let mut rng = rng(11);
+    let x = random4((2, 3, 3, 2), &mut rng);
+    assert_eq!(upsample_nearest(&x, 2).unwrap().dim(), (2, 3, 6, 4));
+    let r = random4((2, 3, 6, 4), &mut rng);
+    let dx = upsample_nearest_backward(&r, 2).unwrap();
+    let r64 = f64s(&r);
+    let loss = |x: &[f64]| -> f64 {
+        let up: Vec<f64> = (0..r64.len()).map(|i| x[(i / 24) * 6 + ((i / 4) % 6) / 2 * 2 + (i % 4) / 2]).collect();
+        dot(&r64, &up)
+    };
+    assert_gradient("upsample dx", dx.iter().copied(), &numeric(&f64s(&x), loss));
+    let y = random4((2, 2, 3, 2), &mut rng);
+    let joined = concat_channels(&[&x, &y]).unwrap();
+    let parts = concat_channels_backward(&joined, &[3, 2]).unwrap();
+    assert_eq!((&parts[0], &parts[1]), (&x, &y), "the transpose of a concatenation splits it back");
+    assert!(concat_channels_backward(&joined, &[3, 3]).is_err());
+}

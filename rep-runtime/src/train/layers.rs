@@ -403,3 +403,35 @@ impl Linear {
 fn check_same(what: &str, dy: &Array4<f32>, x: &Array4<f32>) -> Result<()> {
     if dy.shape() == x.shape() { Ok(()) } else { Err(Error::shape(what, x.shape(), dy.shape())) }
 }
+
+/// The transpose of [`crate::layers::upsample_nearest`]: each input position receives the sum of
+/// the `factor × factor` outputs it was copied to.
+pub fn upsample_nearest_backward(dy: &Array4<f32>, factor: usize) -> Result<Array4<f32>> {
+    let (n, c, h, w) = dy.dim();
+    if factor == 0 || h % factor != 0 || w % factor != 0 {
+        return Err(Error::geometry(format!("upsampling gradient of {h}x{w} is not a multiple of factor {factor}")));
+    }
+    let mut dx = Array4::<f32>::zeros((n, c, h / factor, w / factor));
+    for ((b, ch, i, j), &d) in dy.indexed_iter() {
+        dx[[b, ch, i / factor, j / factor]] += d;
+    }
+    Ok(dx)
+}
+
+/// The transpose of [`crate::layers::concat_channels`]: `dy` split back along the channel axis
+/// into parts of `channels[k]` channels each.
+pub fn concat_channels_backward(dy: &Array4<f32>, channels: &[usize]) -> Result<Vec<Array4<f32>>> {
+    let total: usize = channels.iter().sum();
+    if total != dy.shape()[1] {
+        return Err(Error::shape("concatenation gradient channels", &[total], &[dy.shape()[1]]));
+    }
+    let mut start = 0;
+    Ok(channels
+        .iter()
+        .map(|&c| {
+            let part = dy.slice(ndarray::s![.., start..start + c, .., ..]).to_owned();
+            start += c;
+            part
+        })
+        .collect())
+}

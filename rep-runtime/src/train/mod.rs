@@ -22,7 +22,9 @@ mod online;
 mod optim;
 mod schedule;
 
-pub use layers::{BatchNormCache, ConvCache, SqueezeExciteCache, TrainWithFill};
+pub use layers::{
+    BatchNormCache, ConvCache, SqueezeExciteCache, TrainWithFill, concat_channels_backward, upsample_nearest_backward,
+};
 pub use loss::{cross_entropy, mse};
 pub use online::{OnlineCache, accumulate_conv_gradient, accumulate_factors};
 pub use optim::{AdamW, GroupOptions, Optimizer, ParamGroups, Sgd};
