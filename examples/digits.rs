@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release --example digits                       # 30 epochs, batch 32, lr 0.05
 //! cargo run --release --example digits -- --epochs 5 --threads 2 --save out/
+//! cargo run --release --example digits -- --epochs 8 --threads 2 --save out/ --resume out/
 //! ```
 
 use clap::Parser;
@@ -51,10 +52,48 @@ struct Args {
     /// Seed of the initialization and of the shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Directory for the train-time and deploy checkpoints (`digits-train.safetensors`,
-    /// `digits-deploy.safetensors`).
+    /// Directory for the checkpoints: after every epoch the train-time weights
+    /// (`digits-train.safetensors`, PyTorch names) and the optimizer state
+    /// (`digits-optimizer.safetensors`: momentum buffers and the epoch), at the end the deploy
+    /// weights (`digits-deploy.safetensors`).
     #[arg(long)]
     save: Option<PathBuf>,
+    /// Continue from the checkpoints `--save` wrote in this directory (same flags otherwise).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Stop after this epoch (the schedule still spans `--epochs`; continue with `--resume`).
+    #[arg(long)]
+    stop_after: Option<u32>,
+}
+
+const TRAIN_FILE: &str = "digits-train.safetensors";
+const OPTIMIZER_FILE: &str = "digits-optimizer.safetensors";
+
+/// Saves the weights and the optimizer's state after `epoch`.
+fn save_checkpoint(dir: &std::path::Path, model: &Digits, sgd: &Sgd, epoch: u32) -> rep::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| rep::Error::Io { path: dir.to_owned(), source })?;
+    StateDict::from_parameters(model).save(dir.join(TRAIN_FILE))?;
+    let mut state = StateDict::default();
+    for (name, buffer) in sgd.momentum_buffers() {
+        state.tensors.insert(format!("momentum_buffer.{name}"), buffer.clone());
+    }
+    state.tensors.insert("epoch".into(), ndarray::arr1(&[epoch as f32]).into_dyn());
+    state.save(dir.join(OPTIMIZER_FILE))
+}
+
+/// Loads what [`save_checkpoint`] wrote; returns the last finished epoch.
+fn resume(dir: &std::path::Path, model: &mut Digits, sgd: &mut Sgd) -> Result<u32, Box<dyn std::error::Error>> {
+    StateDict::load(dir.join(TRAIN_FILE))?.load_into(model)?;
+    let state = StateDict::load(dir.join(OPTIMIZER_FILE))?;
+    let epoch = state.tensors.get("epoch").and_then(|e| e.iter().next().copied());
+    let epoch = epoch.filter(|e| e.fract() == 0.0 && *e >= 0.0).ok_or("the optimizer file has no valid `epoch`")?;
+    let buffers = state
+        .tensors
+        .into_iter()
+        .filter_map(|(name, t)| name.strip_prefix("momentum_buffer.").map(|n| (n.to_owned(), t)))
+        .collect();
+    sgd.load_momentum_buffers(buffers)?;
+    Ok(epoch as u32)
 }
 
 /// The data set: images `[N, 1, 8, 8]` scaled by 1/16, and labels.
@@ -116,18 +155,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rayon::ThreadPoolBuilder::new().num_threads(threads as usize).build_global()?;
     }
     let (train, test) = load()?;
-    let mut rng = StdRng::seed_from_u64(args.seed);
-    let mut model = Digits::new(&mut rng)?;
+    let mut model = Digits::new(&mut StdRng::seed_from_u64(args.seed))?;
     let steps_per_epoch = train.labels.len().div_ceil(args.batch as usize);
     let schedule =
         Schedule::WarmupCosine { base: args.lr, min: 0.0, warmup: 0, total: args.epochs as usize * steps_per_epoch };
     let mut sgd = Sgd::new(args.lr, 0.9, 1e-4);
+    let done = match &args.resume {
+        Some(dir) => {
+            let done = resume(dir, &mut model, &mut sgd)?;
+            println!("resumed from {} after epoch {done}", dir.display());
+            done
+        }
+        None => 0,
+    };
     let mut grads = Gradients::new();
-    let mut step = 0;
-    for epoch in 1..=args.epochs {
+    let mut step = done as usize * steps_per_epoch;
+    let last = args.stop_after.map_or(args.epochs, |stop| stop.min(args.epochs));
+    for epoch in done + 1..=last {
         let (started, bar) = (Instant::now(), progress(steps_per_epoch as u64));
         let (mut loss_sum, mut correct) = (0.0, 0);
-        for rows in shuffled_batches(train.labels.len(), args.batch as usize, &mut rng) {
+        // Each epoch's order comes from the seed and the epoch alone, so a resumed run sees the
+        // batches an uninterrupted one would have.
+        let mut shuffle = StdRng::seed_from_u64(args.seed.wrapping_add(u64::from(epoch)));
+        for rows in shuffled_batches(train.labels.len(), args.batch as usize, &mut shuffle) {
             let (x, labels) = train.batch(&rows);
             grads.clear();
             let (logits, cache) = model.forward_cached(&x)?;
@@ -150,6 +200,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             100.0 * correct as f64 / n,
             n / seconds
         );
+        if let Some(dir) = &args.save {
+            save_checkpoint(dir, &model, &sgd, epoch)?;
+        }
     }
 
     let trained = predictions(&model.forward(&test.images)?);
@@ -166,8 +219,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         test.labels.len()
     );
     if let Some(dir) = args.save {
-        std::fs::create_dir_all(&dir)?;
-        StateDict::from_parameters(&model).save(dir.join("digits-train.safetensors"))?;
+        save_checkpoint(&dir, &model, &sgd, last.max(done))?;
         StateDict::from_parameters(&fused).save(dir.join("digits-deploy.safetensors"))?;
         println!("saved {}", dir.display());
     }

@@ -132,11 +132,34 @@ impl Sgd {
     pub fn with_groups(lr: f64, momentum: f64, groups: ParamGroups) -> Self {
         Sgd { lr, momentum, dampening: 0.0, nesterov: false, groups, buffers: BTreeMap::new() }
     }
+
+    /// The momentum buffers by parameter name (PyTorch's `state[p]["momentum_buffer"]`), to
+    /// save with a checkpoint.
+    pub fn momentum_buffers(&self) -> &BTreeMap<String, ArrayD<f32>> {
+        &self.buffers
+    }
+
+    /// Restores momentum buffers saved from [`Sgd::momentum_buffers`], to resume training
+    /// where it stopped; a non-finite value is refused, naming the buffer.
+    pub fn load_momentum_buffers(&mut self, buffers: BTreeMap<String, ArrayD<f32>>) -> Result<()> {
+        for (name, buffer) in &buffers {
+            Error::check_finite(&format!("momentum buffer `{name}`"), buffer.iter())?;
+        }
+        self.buffers = buffers;
+        Ok(())
+    }
 }
 
 impl Optimizer for Sgd {
     fn step(&mut self, model: &mut dyn Parameters, grads: &Gradients) -> Result<()> {
         let (lr, momentum, dampening, nesterov) = (self.lr, self.momentum as f32, self.dampening as f32, self.nesterov);
+        for (name, g) in grads.iter() {
+            if let Some(b) = self.buffers.get(name)
+                && b.shape() != g.shape()
+            {
+                return Err(Error::shape(format!("momentum buffer `{name}`"), g.shape(), b.shape()));
+            }
+        }
         let buffers = &mut self.buffers;
         for_each_parameter(model, grads, &self.groups, |name, mut p, g, options| {
             let decay = options.weight_decay as f32;
