@@ -82,7 +82,11 @@ fn save_checkpoint(dir: &std::path::Path, model: &Digits, sgd: &Sgd, epoch: u32)
 }
 
 /// Loads what [`save_checkpoint`] wrote; returns the last finished epoch.
-fn resume(dir: &std::path::Path, model: &mut Digits, sgd: &mut Sgd) -> Result<u32, Box<dyn std::error::Error>> {
+fn resume(
+    dir: &std::path::Path,
+    model: &mut Digits,
+    sgd: &mut Sgd,
+) -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
     StateDict::load(dir.join(TRAIN_FILE))?.load_into(model)?;
     let state = StateDict::load(dir.join(OPTIMIZER_FILE))?;
     let epoch = state.tensors.get("epoch").and_then(|e| e.iter().next().copied());
@@ -109,7 +113,7 @@ impl Split {
 }
 
 /// The digits shipped in `data/`: row `i` is a test row when `i % 5 == 4`.
-fn load() -> Result<(Split, Split), Box<dyn std::error::Error>> {
+fn load() -> Result<(Split, Split), Box<dyn std::error::Error + Send + Sync>> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv.gz");
     let reader = BufReader::new(flate2::read::GzDecoder::new(std::fs::File::open(&path)?));
     let (mut train, mut test) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
@@ -149,11 +153,15 @@ fn progress(steps: u64) -> ProgressBar {
     bar
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
-    if let Some(threads) = args.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(threads as usize).build_global()?;
-    }
+    let threads = args.threads.map_or(0, |t| t as usize); // 0: rayon's default, every core
+    // Run inside the pool, so that the kernels' parallel loops start on a worker thread
+    // instead of handing each one over from the main thread.
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build()?.install(|| run(args))
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (train, test) = load()?;
     let mut model = Digits::new(&mut StdRng::seed_from_u64(args.seed))?;
     let steps_per_epoch = train.labels.len().div_ceil(args.batch as usize);

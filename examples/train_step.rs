@@ -38,11 +38,15 @@ struct Args {
     steps: u32,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
-    if let Some(threads) = args.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(threads as usize).build_global()?;
-    }
+    let threads = args.threads.map_or(0, |t| t as usize); // 0: rayon's default, every core
+    // Run inside the pool, so that the kernels' parallel loops start on a worker thread
+    // instead of handing each one over from the main thread.
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build()?.install(|| run(args))
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut rng = StdRng::seed_from_u64(0);
     let arch = Arch::named(&args.arch, 1000)?;
     let mut model = RepVgg::new(&arch, &mut rng)?;
