@@ -39,7 +39,7 @@ use proc_macro::TokenStream;
 /// `#[rep(when = COND)]`): `Conv<IN, OUT, K[, S]>`, `ConvBn<IN, OUT, K[, S]>`, `Bn<C>`,
 /// `Scale<C>`, `AvgPool<C, K[, S]>`, `DctPrior<C, K[, S]>`, `Identity<C>`, `ImplicitA<C>`,
 /// `ImplicitM<C>`. Options are types: `Groups<G>`, `Padding<P>` (default: centred on the main
-/// branch), `Dilation<D>`, `Bias<true>`, `IdentityInit<true>`, `Eps<E>`, `Momentum<M>`, `Init<V>`.
+/// branch), `Dilation<D>`, `Bias<true>`, `IdentityInit<true>`, `IdentityBased<true>` (DBB's `W = I + Δ`, Δ stored), `Eps<E>`, `Momentum<M>`, `Init<V>`.
 /// Non-linear ops are refused inside a branch.
 ///
 /// **Block arguments:** `post(bn, relu, silu, sigmoid, identity, leaky_relu(S),

@@ -1,7 +1,7 @@
 //! Branch forward passes (eval and training) and `fuse`.
 
 use super::construct::is_spatial;
-use crate::internals::ast::{Bank, Block, Branch, OpKind, Pair, PostOp};
+use crate::internals::ast::{Bank, Block, Branch, ConvSpec, OpKind, Pair, PostOp};
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::Index;
@@ -135,6 +135,11 @@ pub(super) fn post_ops_of(ops: &[&PostOp], value: TokenStream, train: bool, skip
         .collect()
 }
 
+/// A `Conv` op's layer as a `Conv2d` with its whole kernel (`W = I + Δ` for an identity-based one).
+pub(super) fn conv_layer(spec: &ConvSpec, layer: &TokenStream) -> TokenStream {
+    if spec.identity_based { quote!(#layer.kernel()) } else { quote!(#layer) }
+}
+
 /// `squeeze`: every present branch to an `AffineConv`, summed; binds `__squeezed`.
 pub(super) fn squeeze(block: &Block, main: usize) -> TokenStream {
     let mut branches: Vec<TokenStream> = block
@@ -164,7 +169,10 @@ pub(super) fn squeeze(block: &Block, main: usize) -> TokenStream {
                         }
                         continue;
                     }
-                    (OpKind::Conv(_), true) => conv(quote!(::rep::fusion::AffineConv::from_conv(&#layer)?)),
+                    (OpKind::Conv(spec), true) => {
+                        let layer = conv_layer(spec, &layer);
+                        conv(quote!(::rep::fusion::AffineConv::from_conv(&#layer)?))
+                    }
                     (OpKind::ConvBn(..), true) => conv(quote!(#layer.fuse()?)),
                     (OpKind::Bn(..), true) => quote!(::rep::fusion::bn_identity(&#layer, __groups)?),
                     (OpKind::Scale(..), true) => {
@@ -183,7 +191,8 @@ pub(super) fn squeeze(block: &Block, main: usize) -> TokenStream {
                     (OpKind::Filter { .. }, true) => {
                         quote!(::rep::fusion::avg_pool_kernel(__channels, __groups, &#layer)?)
                     }
-                    (OpKind::Conv(_), false) => {
+                    (OpKind::Conv(spec), false) => {
+                        let layer = conv_layer(spec, &layer);
                         let next = conv(quote!(::rep::fusion::AffineConv::from_conv(&#layer)?));
                         quote!(__acc.then(&#next)?)
                     }

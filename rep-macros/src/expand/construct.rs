@@ -9,6 +9,7 @@ use quote::{format_ident, quote, quote_spanned};
 /// The runtime type of one op.
 pub(super) fn op_type(op: &Op) -> TokenStream {
     match &op.kind {
+        OpKind::Conv(spec) if spec.identity_based => quote!(::rep::layers::IdentityBasedConv),
         OpKind::Conv(_) => quote!(::rep::layers::Conv2d),
         OpKind::ConvBn(..) => quote!(::rep::layers::ConvBn),
         OpKind::Bn(..) => quote!(::rep::layers::BatchNorm2d),
@@ -93,6 +94,10 @@ pub(super) fn construct_op(op: &Op, g: &BlockGeometry, main_kernel: &Pair, padde
         None => Pair::lit(0),
     };
     match &op.kind {
+        OpKind::Conv(spec) if spec.identity_based => {
+            let geometry = conv_geometry(spec, &padding_of(&spec.kernel, &spec.stride, &spec.dilation, &spec.padding));
+            quote!(::rep::layers::IdentityBasedConv::new(#geometry)?)
+        }
         OpKind::Conv(spec) => {
             let geometry = conv_geometry(spec, &padding_of(&spec.kernel, &spec.stride, &spec.dilation, &spec.padding));
             let conv = if spec.bias {

@@ -4,7 +4,7 @@
 //! took (recomputed here: they are kernel-sized), main branch first as in `squeeze`.
 
 use super::branch::op_access;
-use crate::internals::ast::{Bank, Block, Branch, OpKind};
+use crate::internals::ast::{Bank, Block, Branch, ConvSpec, OpKind};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
@@ -39,6 +39,12 @@ fn factors(kind: &OpKind, layer: &TokenStream) -> Option<(TokenStream, TokenStre
     }
 }
 
+/// A `Conv` op's whole kernel as a `Conv2d`, and the `Conv2d` holding its parameter (for an
+/// identity-based conv, `I + Δ` and Δ: they share their gradient).
+fn conv_parts(spec: &ConvSpec, layer: &TokenStream) -> (TokenStream, TokenStream) {
+    if spec.identity_based { (quote!(#layer.kernel()), quote!(#layer.delta)) } else { (layer.clone(), layer.clone()) }
+}
+
 /// The chain of one branch, or `None` when it holds an op the online backward does not handle.
 fn steps(b: &Branch) -> Option<Vec<(Step, TokenStream)>> {
     let base = quote!(__b);
@@ -58,10 +64,13 @@ fn steps(b: &Branch) -> Option<Vec<(Step, TokenStream)>> {
         let path_i = path(i);
         let first = i == 0;
         let step = match (&op.kind, first) {
-            (OpKind::Conv(_), true) => Step::Start {
-                value: quote!(#fusion::AffineConv::from_conv(&#layer)?),
-                transpose: quote!(::rep::train::accumulate_conv_gradient(&#layer, &__d, &#path_i, grads)?;),
-            },
+            (OpKind::Conv(spec), true) => {
+                let (whole, parameter) = conv_parts(spec, &layer);
+                Step::Start {
+                    value: quote!(#fusion::AffineConv::from_conv(&#whole)?),
+                    transpose: quote!(::rep::train::accumulate_conv_gradient(&#parameter, &__d, &#path_i, grads)?;),
+                }
+            }
             (OpKind::Identity(_), true) => {
                 Step::Start { value: quote!(#fusion::identity(__channels, __groups)?), transpose: quote!() }
             }
@@ -82,8 +91,9 @@ fn steps(b: &Branch) -> Option<Vec<(Step, TokenStream)>> {
                     },
                 }
             }
-            (OpKind::Conv(_), false) => {
-                Step::Then { next: quote!(#fusion::AffineConv::from_conv(&#layer)?), layer: Some(layer.clone()) }
+            (OpKind::Conv(spec), false) => {
+                let (whole, parameter) = conv_parts(spec, &layer);
+                Step::Then { next: quote!(#fusion::AffineConv::from_conv(&#whole)?), layer: Some(parameter) }
             }
             (OpKind::Filter { bank: Bank::Dct, .. }, false) => {
                 Step::Then { next: quote!(#fusion::AffineConv::from_conv(&#layer.conv)?), layer: None }

@@ -48,6 +48,9 @@ pub struct ConvSpec {
     pub bias: bool,
     /// Start from the identity (`IdentityInit<true>`, 1×1 only).
     pub identity_init: bool,
+    /// Stored as its difference from the identity, `W = I + Δ` (`IdentityBased<true>`, 1×1
+    /// from C to C only): DBB's `IdentityBasedConv1x1`.
+    pub identity_based: bool,
 }
 
 /// Which constant filters a [`OpKind::Filter`] applies.

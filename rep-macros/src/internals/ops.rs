@@ -106,6 +106,7 @@ fn parse_conv(args: &mut OpArgs<'_>, syms: &Symbols, plain: bool) -> syn::Result
         groups: args.take("Groups").as_ref().map(geo).transpose()?.unwrap_or(Geo::lit(1)),
         bias: false,
         identity_init: false,
+        identity_based: false,
     };
     if let Some(init) = args.take("IdentityInit") {
         spec.identity_init = parse_bool(&init)?;
@@ -117,7 +118,26 @@ fn parse_conv(args: &mut OpArgs<'_>, syms: &Symbols, plain: bool) -> syn::Result
         if let Some(bias) = args.take("Bias") {
             spec.bias = parse_bool(&bias)?;
         }
-        args.finish("Padding<P>, Dilation<D>, Groups<G>, Bias<true> or IdentityInit<true>")?;
+        if let Some(based) = args.take("IdentityBased") {
+            spec.identity_based = parse_bool(&based)?;
+            let one = |p: &Pair| p.h.value() == Some(1) && p.w.value() == Some(1);
+            if spec.identity_based && (!one(&spec.kernel) || !one(&spec.stride) || spec.bias || spec.identity_init) {
+                return Err(syn::Error::new(
+                    args.op.span(),
+                    "`IdentityBased` is for bias-free 1x1 convs with stride 1 (they start at the identity already)",
+                ));
+            }
+            if let (Some(cin), Some(cout)) = (spec.cin.value(), spec.cout.value())
+                && spec.identity_based
+                && cin != cout
+            {
+                return Err(syn::Error::new(
+                    args.op.span(),
+                    format!("an `IdentityBased` conv maps C channels to C; this one maps {cin} to {cout}"),
+                ));
+            }
+        }
+        args.finish("Padding<P>, Dilation<D>, Groups<G>, Bias<true>, IdentityInit<true> or IdentityBased<true>")?;
         Ok(OpKind::Conv(spec))
     } else {
         let bn = take_bn(args)?;

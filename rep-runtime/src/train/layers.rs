@@ -5,7 +5,8 @@ use super::{Gradients, Train};
 use crate::error::{Error, Result};
 use crate::kernels::{self, ConvOperands};
 use crate::layers::{
-    Activation, AvgPool2d, BatchNorm2d, Conv2d, ConvBn, FilterBank, GlobalAvgPool, ImplicitA, ImplicitM, Layer, Linear,
+    Activation, AvgPool2d, BatchNorm2d, Conv2d, ConvBn, FilterBank, GlobalAvgPool, IdentityBasedConv, ImplicitA, ImplicitM,
+    Layer, Linear,
     Scale, SqueezeExcite, global_avg_pool, join,
 };
 use ndarray::{Array1, Array2, Array4, Axis, Zip};
@@ -124,6 +125,25 @@ impl Train for BatchNorm2d {
         grads.accumulate(&join(prefix, "weight"), dgamma.view().into_dyn())?;
         grads.accumulate(&join(prefix, "bias"), dbeta.view().into_dyn())?;
         Ok(dx)
+    }
+}
+
+/// Through the whole kernel `W = I + Δ`: the gradient of Δ is that of `W`, under `weight`.
+impl Train for IdentityBasedConv {
+    type Cache = ConvCache;
+
+    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, ConvCache)> {
+        self.kernel().forward_cached(x)
+    }
+
+    fn backward(&self, cache: ConvCache, dy: &Array4<f32>, prefix: &str, grads: &mut Gradients) -> Result<Array4<f32>> {
+        self.kernel().backward(cache, dy, prefix, grads)
+    }
+}
+
+impl TrainWithFill for IdentityBasedConv {
+    fn forward_cached_with_fill(&mut self, x: &Array4<f32>, fill: &Array1<f32>) -> Result<(Array4<f32>, ConvCache)> {
+        self.kernel().forward_cached_with_fill(x, fill)
     }
 }
 
