@@ -13,7 +13,7 @@ use rep::layers::randomize_vectors;
 use rep::ndarray::Array4;
 use rep::plan::Plan;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
-use rep::repvgg::{Arch, RepVgg};
+use rep::zoo::repvgg::{Arch, RepVgg};
 use std::time::Duration;
 
 fn repvgg(c: &mut Criterion) {

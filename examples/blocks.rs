@@ -12,8 +12,8 @@ use rep::rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::{Const, Costs, Hw, Reparameterize};
 
 /// RepVGG: 3×3+BN, 1×1+BN and — when shapes allow — an identity BN, summed, then ReLU. The
-/// library's declaration ([`rep::repvgg::RepVggBlock`], seven lines), without SE.
-pub type RepVgg<Cin, Cout, S, G> = rep::repvgg::RepVggBlock<Cin, Cout, S, G, Const<0>>;
+/// library's declaration ([`rep::zoo::repvgg::RepVggBlock`], seven lines), without SE.
+pub type RepVgg<Cin, Cout, S, G> = rep::zoo::repvgg::RepVggBlock<Cin, Cout, S, G, Const<0>>;
 
 /// YOLOv7's RepConvN: RepConv without the identity branch (for blocks feeding a residual or
 /// concatenation), `nn.Sequential(conv, bn)` naming, BN eps 1e-3 / momentum 0.03, SiLU.

@@ -9,9 +9,9 @@
 
 use rep::layers::randomize_vectors;
 use rep::ndarray::Array4;
-use rep::orepa::Orepa;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::train::{Gradients, Train};
+use rep::zoo::orepa::Orepa;
 use rep::{Costs, Hw, Reparameterize};
 use std::time::Instant;
 

@@ -17,7 +17,7 @@ use rep::layers::randomize_vectors;
 use rep::ndarray::Array4;
 use rep::plan::{KernelChoice, Plan};
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
-use rep::repvgg::{self, Arch, Checkpoint, Form, Naming, RepVgg};
+use rep::zoo::repvgg::{self, Arch, Checkpoint, Form, Naming, RepVgg};
 use rep::{Costs, Hw, Reparameterize};
 use std::io::Write;
 use std::path::PathBuf;

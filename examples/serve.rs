@@ -11,7 +11,7 @@ use rep::layers::randomize_vectors;
 use rep::ndarray::Array4;
 use rep::plan::Plan;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
-use rep::repvgg::{Arch, RepVgg};
+use rep::zoo::repvgg::{Arch, RepVgg};
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -14,8 +14,8 @@ use clap::Parser;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::layers::randomize_vectors;
 use rep::ndarray::Array4;
-use rep::repvgg::{Arch, RepVgg};
 use rep::train::{Gradients, Network, Optimizer, Sgd, cross_entropy};
+use rep::zoo::repvgg::{Arch, RepVgg};
 use std::time::Instant;
 
 #[derive(Parser)]

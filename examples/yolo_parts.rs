@@ -11,7 +11,7 @@
 use rep::layers::{Layer, Parameters, concat_channels, randomize_vectors, upsample_nearest};
 use rep::ndarray::Array4;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
-use rep::yolo::{ConvBnSilu, Ema, ImplicitHead, RepConv, RepConvN, Scaling};
+use rep::zoo::yolo::{ConvBnSilu, Ema, ImplicitHead, RepConv, RepConvN, Scaling};
 use rep::{Const, Costs, Hw, Reparameterize};
 
 /// Anchors per level × (classes + box + objectness), as YOLOv7's COCO head.

@@ -6,6 +6,8 @@
 //! * [`block`] declares a re-parameterizable block and generates its training forward, the fused
 //!   `<Name>Fused` struct, [`Reparameterize`], [`layers::Parameters`], [`Costs`] and [`Block`];
 //! * [`model`] composes blocks, stages of blocks, a global pool and a linear head;
+//! * [`zoo`] holds the families of the literature with their authors' weight names and
+//!   checkpoint adapters (RepVGG, OREPA, YOLOv7's parts, DBB, ACNet);
 //! * everything else is the runtime ([`rep_runtime`]): layers, the f64 fusion algebra, kernels,
 //!   safetensors I/O — usable by hand without the macros.
 //!
@@ -42,9 +44,7 @@
 
 pub use rep_runtime::*;
 
-pub mod orepa;
-pub mod repvgg;
-pub mod yolo;
+pub mod zoo;
 
 extern crate self as rep;
 

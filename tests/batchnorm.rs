@@ -130,10 +130,10 @@ fn num_batches_tracked_round_trips_through_checkpoints() {
     // PyTorch's own train checkpoint: every BN's count is read (int64 scalars) and written back.
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/official_a0_w25/train.safetensors");
-    let checkpoint = rep::repvgg::Checkpoint::load(&path).unwrap();
+    let checkpoint = rep::zoo::repvgg::Checkpoint::load(&path).unwrap();
     assert_eq!(checkpoint.state.counters.len(), 61);
     let (_, loaded) = checkpoint.build(None).unwrap();
-    let rep::repvgg::Loaded::Train(model) = loaded else { panic!("a train checkpoint") };
+    let rep::zoo::repvgg::Loaded::Train(model) = loaded else { panic!("a train checkpoint") };
     let saved = rep::StateDict::from_parameters(model.as_ref());
     assert_eq!(saved.counters, checkpoint.state.counters);
 }

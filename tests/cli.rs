@@ -95,8 +95,8 @@ fn a_convert_killed_midway_leaves_the_destination_unchanged() {
     // Without the limit it succeeds, and the result loads.
     let output = run(&[&"convert", &train, &destination]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let checkpoint = rep::repvgg::Checkpoint::load(&destination).unwrap();
-    assert_eq!(checkpoint.form, rep::repvgg::Form::Deploy);
+    let checkpoint = rep::zoo::repvgg::Checkpoint::load(&destination).unwrap();
+    assert_eq!(checkpoint.form, rep::zoo::repvgg::Form::Deploy);
 }
 
 #[test]

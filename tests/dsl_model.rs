@@ -82,7 +82,7 @@ fn channels_that_do_not_chain_are_an_error_at_construction() {
     assert_eq!(err.to_string(), "invalid geometry: `second` takes 6 input channels but `first` before it outputs 8");
 }
 
-// ---- The reference fixtures, through the DSL: the official layout is `rep::repvgg::RepVgg`. ----
+// ---- The reference fixtures, through the DSL: the official layout is `rep::zoo::repvgg::RepVgg`. ----
 #[rep::block(post(relu), fused = "reparam_conv")]
 pub struct TimmBlock<Cin, Cout, S> {
     conv_kxk: ConvBn<Cin, Cout, 3, S>,
@@ -139,8 +139,8 @@ macro_rules! check_fixture {
 
 #[test]
 fn official_fixture_through_the_dsl() {
-    let arch = rep::repvgg::Arch::new("a0-w25", [2, 4, 14, 1], [16, 16, 32, 64, 256], vec![1; 22], 10).unwrap();
-    check_fixture!(rep::repvgg::RepVgg::new(&arch, &mut rng(0)), "official_a0_w25");
+    let arch = rep::zoo::repvgg::Arch::new("a0-w25", [2, 4, 14, 1], [16, 16, 32, 64, 256], vec![1; 22], 10).unwrap();
+    check_fixture!(rep::zoo::repvgg::RepVgg::new(&arch, &mut rng(0)), "official_a0_w25");
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod common;
 
 use common::{random_tensor, relative_error, rng};
 use rep::layers::{Layer, Parameters, randomize_vectors};
-use rep::repvgg::{Arch, RepVgg, RepVggFused};
+use rep::zoo::repvgg::{Arch, RepVgg, RepVggFused};
 use rep::{Const, Reparameterize, StateDict};
 
 #[rep::block]

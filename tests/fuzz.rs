@@ -10,7 +10,7 @@ use ndarray::{Ix2, Ix4};
 use proptest::prelude::*;
 use rep::layers::randomize_vectors;
 use rep::plan::Plan;
-use rep::repvgg::{Arch, Checkpoint, RepVgg};
+use rep::zoo::repvgg::{Arch, Checkpoint, RepVgg};
 use rep::{Reparameterize, StateDict};
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -313,7 +313,7 @@ fn gradients_accumulate_over_micro_batches_and_round_trip_through_safetensors() 
 /// transpose of the squeeze) equals the structural backward through every branch.
 #[test]
 fn online_and_structural_orepa_gradients_agree() {
-    use rep::orepa::{Orepa, internal_channels};
+    use rep::zoo::orepa::{Orepa, internal_channels};
     let mut rng = rng(9);
     for (cin, cout, stride, groups) in [(4usize, 6usize, 1usize, 1usize), (4, 4, 2, 2), (3, 5, 2, 1)] {
         let mut online =

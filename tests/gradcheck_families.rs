@@ -256,7 +256,7 @@ fn dbb_with_bn_and_pad() {
 #[test]
 fn repvgg_with_squeeze_excitation() {
     let mut r = rng(9);
-    let mut block = rep::repvgg::RepVggBlock::new(16usize, 16usize, 1usize, 1usize, 1usize, &mut r).unwrap();
+    let mut block = rep::zoo::repvgg::RepVggBlock::new(16usize, 16usize, 1usize, 1usize, 1usize, &mut r).unwrap();
     randomize_vectors(&mut block, &mut r);
     let x = random_input((2, 16, 3, 4), 10);
     let shape = [2, 16, 3, 4];

@@ -7,7 +7,7 @@ mod common;
 use common::{REL_TOL, random_tensor, relative_error, rng};
 use ndarray::{Array4, ArrayD};
 use rep::layers::{Layer, Parameters, randomize_vectors};
-use rep::orepa::{Orepa, from_official, internal_channels, to_official};
+use rep::zoo::orepa::{Orepa, from_official, internal_channels, to_official};
 use rep::{Reparameterize, StateDict};
 
 type Block = Orepa<usize, usize, usize, usize, usize, usize>;

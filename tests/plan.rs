@@ -10,7 +10,7 @@ use ndarray_npy::read_npy;
 use rep::kernels::Tile;
 use rep::layers::{Activation, Conv2d, Linear, randomize_vectors};
 use rep::plan::{KernelChoice, Plan, Shape};
-use rep::repvgg::{Arch, Checkpoint, RepVgg};
+use rep::zoo::repvgg::{Arch, Checkpoint, RepVgg};
 use rep::{ConvGeometry, Reparameterize};
 use std::path::PathBuf;
 

@@ -7,7 +7,7 @@ use common::{REL_TOL, random_tensor, relative_error, rng};
 use ndarray::{Array2, Array4};
 use ndarray_npy::read_npy;
 use rep::layers::randomize_vectors;
-use rep::repvgg::{Arch, Checkpoint, Form, Loaded, Naming, RepVgg, save_deploy};
+use rep::zoo::repvgg::{Arch, Checkpoint, Form, Loaded, Naming, RepVgg, save_deploy};
 use rep::{Error, Reparameterize, StateDict};
 use std::path::PathBuf;
 
@@ -182,20 +182,20 @@ fn convert_and_infer_run_on_the_fixtures() {
     for (dir, _) in FIXTURES {
         let train = fixture(dir, "train.safetensors");
         let deploy = scratch(&format!("{dir}-cli.safetensors"));
-        let conversion = rep::repvgg::convert(&train, &deploy, None, Naming::Timm).unwrap();
+        let conversion = rep::zoo::repvgg::convert(&train, &deploy, None, Naming::Timm).unwrap();
         assert!(conversion.check.within(REL_TOL), "{dir}: {:?}", conversion.check);
         assert_eq!(Checkpoint::load(&deploy).unwrap().naming, Naming::Timm);
 
         let logits = scratch(&format!("{dir}-logits.npy"));
         let expected: Array2<f32> = read_npy(fixture(dir, "expect_train.npy")).unwrap();
         for weights in [&train, &deploy] {
-            let report = rep::repvgg::infer(weights, &fixture(dir, "input.npy"), &logits, None).unwrap();
+            let report = rep::zoo::repvgg::infer(weights, &fixture(dir, "input.npy"), &logits, None).unwrap();
             assert!(relative_error(&report.logits, &expected) <= REL_TOL);
             let ours: Array2<f32> = read_npy(&logits).unwrap();
             assert_eq!(ours, report.logits);
         }
     }
-    let err = rep::repvgg::convert(
+    let err = rep::zoo::repvgg::convert(
         std::path::Path::new("/nonexistent.safetensors"),
         &scratch("x.safetensors"),
         None,
@@ -204,6 +204,6 @@ fn convert_and_infer_run_on_the_fixtures() {
     .unwrap_err();
     assert!(err.to_string().starts_with("/nonexistent.safetensors:"), "{err}");
     let already = fixture("official_a0_w25", "deploy.safetensors");
-    let err = rep::repvgg::convert(&already, &scratch("x.safetensors"), None, Naming::Official).unwrap_err();
+    let err = rep::zoo::repvgg::convert(&already, &scratch("x.safetensors"), None, Naming::Official).unwrap_err();
     assert!(err.to_string().ends_with("is already a deploy checkpoint"), "{err}");
 }

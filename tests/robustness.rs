@@ -8,7 +8,7 @@ use common::{random_conv_bn, random_tensor, rng};
 use ndarray::{Array1, Array2, Array4, ArrayViewD, ArrayViewMutD, Ix4};
 use rep::layers::{Conv2d, ConvBn, GlobalAvgPool, Linear, Parameters, randomize_vectors};
 use rep::plan::Plan;
-use rep::repvgg::{Arch, Checkpoint, RepVgg};
+use rep::zoo::repvgg::{Arch, Checkpoint, RepVgg};
 use rep::{ConvGeometry, Costs, Error, Hw, Reparameterize, StateDict};
 use std::path::PathBuf;
 
@@ -232,7 +232,7 @@ fn saving_a_deploy_model_refuses_non_finite_weights() {
     let mut fused = model.fuse().unwrap();
     fused.linear.weight[[1, 1]] = f32::NAN;
     let path = scratch("nan_deploy.safetensors");
-    let err = rep::repvgg::save_deploy(&fused, &path, rep::repvgg::Naming::Official).unwrap_err();
+    let err = rep::zoo::repvgg::save_deploy(&fused, &path, rep::zoo::repvgg::Naming::Official).unwrap_err();
     assert_eq!(err.to_string(), "linear.weight[9] is NaN; expected a finite number");
     assert!(!path.exists());
 }

@@ -11,8 +11,8 @@
 use ndarray::{Array1, Array4, ArrayD};
 use ndarray_npy::read_npy;
 use rep::StateDict;
-use rep::repvgg::{Arch, RepVgg};
 use rep::train::{Gradients, Network, Optimizer, Sgd, cross_entropy};
+use rep::zoo::repvgg::{Arch, RepVgg};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {

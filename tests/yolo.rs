@@ -9,7 +9,7 @@ mod common;
 
 use common::{REL_TOL, random_tensor, relative_error, rng};
 use rep::layers::{Layer, Parameters, randomize_vectors};
-use rep::yolo::{ConvBnSilu, Ema, ImplicitHead, RepConv, RepConvN, Scaling, ema_decay, set_batch_norms};
+use rep::zoo::yolo::{ConvBnSilu, Ema, ImplicitHead, RepConv, RepConvN, Scaling, ema_decay, set_batch_norms};
 use rep::{Const, Costs, Hw, Reparameterize, StateDict};
 
 fn check<B>(what: &str, mut block: B, x: &ndarray::Array4<f32>, seed: u64)

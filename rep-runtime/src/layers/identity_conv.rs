@@ -20,7 +20,10 @@ impl IdentityBasedConv {
     pub fn new(geometry: ConvGeometry) -> Result<Self> {
         geometry.validate()?;
         let g = geometry;
-        if g.kernel != Hw::square(1) || g.in_channels != g.out_channels || g.stride != Hw::square(1) || g.padding != Hw::square(0)
+        if g.kernel != Hw::square(1)
+            || g.in_channels != g.out_channels
+            || g.stride != Hw::square(1)
+            || g.padding != Hw::square(0)
         {
             return Err(Error::geometry(format!(
                 "an identity-based conv is a 1x1, stride 1, unpadded conv from C to C channels; found {g}"

@@ -5,9 +5,8 @@ use super::{Gradients, Train};
 use crate::error::{Error, Result};
 use crate::kernels::{self, ConvOperands};
 use crate::layers::{
-    Activation, AvgPool2d, BatchNorm2d, Conv2d, ConvBn, FilterBank, GlobalAvgPool, IdentityBasedConv, ImplicitA, ImplicitM,
-    Layer, Linear,
-    Scale, SqueezeExcite, global_avg_pool, join,
+    Activation, AvgPool2d, BatchNorm2d, Conv2d, ConvBn, FilterBank, GlobalAvgPool, IdentityBasedConv, ImplicitA,
+    ImplicitM, Layer, Linear, Scale, SqueezeExcite, global_avg_pool, join,
 };
 use ndarray::{Array1, Array2, Array4, Axis, Zip};
 use rayon::prelude::*;

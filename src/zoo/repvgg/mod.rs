@@ -3,7 +3,7 @@
 //! inference, and deploy export.
 //!
 //! ```no_run
-//! use rep::repvgg::{self, Naming};
+//! use rep::zoo::repvgg::{self, Naming};
 //! # fn main() -> rep::Result<()> {
 //! let checkpoint = repvgg::Checkpoint::load("RepVGG-A0-train.safetensors")?;
 //! let (arch, model) = checkpoint.build(None)?;          // architecture inferred from the shapes
