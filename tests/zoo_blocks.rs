@@ -1,5 +1,5 @@
-//! The authors' own block checkpoints (`tests/fixtures/blocks/`, written by the original DBB and
-//! ACNet code) loaded through the zoo's adapters with no renaming: the train-time form and our
+//! The authors' own block checkpoints (`tests/fixtures/blocks/`, written by the original DBB,
+//! ACNet and MobileOne code) loaded through the zoo's adapters with no renaming: the train-time form and our
 //! fused form reproduce the original's outputs, the original's deploy file loads into our fused
 //! form, our export has exactly the original's keys, and the train-time file round-trips bit
 //! for bit (DBB's identity-based 1×1 stores its difference from the identity, as the original).
@@ -82,4 +82,22 @@ fn identity_based_1x1_starts_at_the_identity() {
     let x = Array4::from_shape_fn((1, 4, 3, 2), |(_, c, i, j)| (c * 6 + i * 2 + j) as f32);
     assert_eq!(conv.forward(&x).unwrap(), x);
     assert!(rep::layers::IdentityBasedConv::new(rep::ConvGeometry::new(4, 8, 1)).is_err());
+}
+
+#[test]
+fn mobileone_depthwise_two_branches() {
+    use rep::zoo::mobileone::MobileOneBlock;
+    let state = StateDict::load(fixture("mobileone_dw_c12_k3_s1_b2", "train.safetensors")).unwrap();
+    let block = MobileOneBlock::from_state_dict(&state, 1, 12).unwrap();
+    assert!(block.conv1.is_some() && block.conv2.is_none() && block.scale.is_some() && block.skip.is_some());
+    check("mobileone_dw_c12_k3_s1_b2", &block);
+}
+
+#[test]
+fn mobileone_pointwise_three_branches_with_se() {
+    use rep::zoo::mobileone::MobileOneBlock;
+    let state = StateDict::load(fixture("mobileone_pw_c12_24_b3_se", "train.safetensors")).unwrap();
+    let block = MobileOneBlock::from_state_dict(&state, 1, 1).unwrap();
+    assert!(block.conv2.is_some() && block.conv3.is_none() && block.scale.is_none() && block.se.is_some());
+    check("mobileone_pw_c12_24_b3_se", &block);
 }

@@ -42,6 +42,7 @@ pub fn zero_squeeze_excite(channels: usize, hidden: usize) -> Result<SqueezeExci
     Ok(SqueezeExcite {
         down: zero_conv(ConvGeometry::new(channels, hidden, 1))?,
         up: zero_conv(ConvGeometry::new(hidden, channels, 1))?,
+        names: ("down", "up"),
     })
 }
 

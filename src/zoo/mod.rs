@@ -6,10 +6,12 @@
 //! * [`orepa`] — OREPA's block (online training) and the official checkpoint layout;
 //! * [`yolo`] — YOLOv7's RepConv, RepConvN and implicit head, EMA;
 //! * [`dbb`] — the Diverse Branch Block in every variant its code builds;
-//! * [`acnet`] — ACNet's asymmetric-convolution block.
+//! * [`acnet`] — ACNet's asymmetric-convolution block;
+//! * [`mobileone`] — Apple's MobileOne block.
 
 pub mod acnet;
 pub mod dbb;
+pub mod mobileone;
 pub mod orepa;
 pub mod repvgg;
 pub mod yolo;

@@ -286,7 +286,8 @@ pub(super) fn constructor(block: &Block, g: &BlockGeometry, checks: &[Check]) ->
         }
         PostOp::Se(hidden, _, when) => {
             let hidden = hidden.runtime();
-            let se = quote!(::rep::layers::SqueezeExcite::new(#cout, #hidden, rng)?);
+            let names = super::se_names(block);
+            let se = quote!(::rep::layers::SqueezeExcite::new(#cout, #hidden, rng)? #names);
             Some(match when {
                 Some(when) => {
                     let cond = runtime_condition(block, quote!(#when));

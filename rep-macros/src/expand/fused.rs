@@ -28,7 +28,8 @@ fn constructor(block: &Block, g: &BlockGeometry) -> TokenStream {
     let se = block.post.iter().find_map(|p| match p {
         PostOp::Se(hidden, _, when) => {
             let hidden = hidden.runtime();
-            let se = quote!(::rep::__private::zero_squeeze_excite(#cout, #hidden)?);
+            let names = super::se_names(block);
+            let se = quote!(::rep::__private::zero_squeeze_excite(#cout, #hidden)? #names);
             Some(match when {
                 Some(when) => {
                     let cond = runtime_condition(block, quote!(#when));

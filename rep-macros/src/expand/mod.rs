@@ -168,6 +168,14 @@ fn parameters(block: &Block) -> TokenStream {
     }
 }
 
+/// `.with_names(…)` when the block names its SE's convolutions (nothing for `down` / `up`).
+pub(super) fn se_names(block: &Block) -> TokenStream {
+    match &block.se_names {
+        Some((down, up)) => quote!(.with_names(#down, #up)),
+        None => quote!(),
+    }
+}
+
 /// The type of the SE field: optional when it has a `when` condition.
 pub(super) fn se_type(optional: bool) -> TokenStream {
     if optional {

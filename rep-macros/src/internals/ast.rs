@@ -127,6 +127,8 @@ pub struct Block {
     pub post: Vec<PostOp>,
     pub fused_name: String,
     pub kernel: Option<(Pair, Span)>,
+    /// The names of the SE's two convolutions (`se(names("reduce", "expand"))`), if not `down`/`up`.
+    pub se_names: Option<(String, String)>,
 }
 
 impl Block {
@@ -141,6 +143,7 @@ impl Block {
             post: Vec::new(),
             fused_name: "reparam".to_owned(),
             kernel: None,
+            se_names: None,
         };
         block.parse_args(cx, args);
         let fields = match &block.item.fields {
@@ -189,7 +192,7 @@ impl Block {
                             activation(quote!(LeakyRelu(#slope)))
                         }
                         "se" => {
-                            let (mut hidden, mut when) = (None, None);
+                            let (mut hidden, mut when, mut se_names) = (None, None, None);
                             op.parse_nested_meta(|m| {
                                 if m.path.is_ident("hidden") {
                                     let expr: Expr = m.value()?.parse()?;
@@ -198,10 +201,26 @@ impl Block {
                                 } else if m.path.is_ident("when") {
                                     when = Some(m.value()?.parse()?);
                                     Ok(())
+                                } else if m.path.is_ident("names") {
+                                    let content;
+                                    syn::parenthesized!(content in m.input);
+                                    let names = content.parse_terminated(<syn::LitStr as syn::parse::Parse>::parse, syn::Token![,])?;
+                                    match names.iter().map(syn::LitStr::value).collect::<Vec<_>>()[..] {
+                                        [ref down, ref up] => {
+                                            se_names = Some((down.clone(), up.clone()));
+                                            Ok(())
+                                        }
+                                        _ => Err(m.error("`names` of `se` takes two names: the reducing and the expanding conv")),
+                                    }
                                 } else {
-                                    Err(m.error("unknown argument of `se`; expected `hidden = CHANNELS` or `when = CONDITION`"))
+                                    Err(m.error(
+                                        "unknown argument of `se`; expected `hidden = CHANNELS`, `when = CONDITION` or `names(\"reduce\", \"expand\")`",
+                                    ))
                                 }
                             })?;
+                            if se_names.is_some() {
+                                self.se_names = se_names;
+                            }
                             match hidden {
                                 Some(h) => PostOp::Se(h, span, when),
                                 None => return Err(op.error("`se` needs `hidden = CHANNELS`")),

@@ -379,9 +379,9 @@ impl Train for SqueezeExcite {
         check_same("squeeze-excite output gradient", dy, &cache.x)?;
         let dgate = (dy * &cache.x).sum_axis(Axis(3)).sum_axis(Axis(2)).insert_axis(Axis(2)).insert_axis(Axis(3));
         let dlogits = Activation::Sigmoid.backward(cache.sigmoid, &dgate, "", grads)?;
-        let dhidden = self.up.backward(cache.up, &dlogits, &join(prefix, "up"), grads)?;
+        let dhidden = self.up.backward(cache.up, &dlogits, &join(prefix, self.names.1), grads)?;
         let dhidden = Activation::Relu.backward(cache.relu, &dhidden, "", grads)?;
-        let dpooled = self.down.backward(cache.down, &dhidden, &join(prefix, "down"), grads)?;
+        let dpooled = self.down.backward(cache.down, &dhidden, &join(prefix, self.names.0), grads)?;
         let (_, _, h, w) = cache.x.dim();
         let area = (h * w) as f32;
         Ok(dy * &cache.gate + &(dpooled / area))
