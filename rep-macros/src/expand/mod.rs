@@ -90,7 +90,7 @@ fn train(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> TokenStre
 
         #block_impl
 
-        #[allow(clippy::identity_op, clippy::erasing_op, clippy::modulo_one, clippy::eq_op)]
+        #[allow(clippy::identity_op, clippy::erasing_op, clippy::modulo_one, clippy::eq_op, clippy::too_many_arguments)]
         impl #impl_generics #name #ty_generics #where_clause {
             #new_fn
 
