@@ -13,7 +13,7 @@
 //! # fn main() -> rep::Result<()> {
 //! let state = rep::StateDict::load("dbb.safetensors")?;      // an original checkpoint
 //! let block = rep::zoo::dbb::Dbb::from_state_dict(&state, 2)?; // stride 2 (not in the weights)
-//! let deployed = block.fuse()?;                                // one k×k conv, `dbb_reparam`
+//! let deployed = rep::Reparameterize::fuse(&block)?;          // one k×k conv, `dbb_reparam`
 //! # Ok(()) }
 //! ```
 
