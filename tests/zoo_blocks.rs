@@ -101,3 +101,39 @@ fn mobileone_pointwise_three_branches_with_se() {
     assert!(block.conv2.is_some() && block.conv3.is_none() && block.scale.is_none() && block.se.is_some());
     check("mobileone_pw_c12_24_b3_se", &block);
 }
+
+/// A checkpoint loaded into the wrong model says which adapter reads it.
+#[test]
+fn a_mismatch_names_the_family_whose_naming_the_checkpoint_has() {
+    let dbb = StateDict::load(fixture("dbb_c8_16_s2_g2", "train.safetensors")).unwrap();
+    let mut acnet = AcBlock::new(8usize, 16usize, 2usize, 1usize, &mut common::rng(0)).unwrap();
+    let err = dbb.load_into(&mut acnet).unwrap_err().to_string();
+    assert!(
+        err.contains("hint: these are the original DBB names: build with `rep::zoo::dbb::Dbb::from_state_dict`"),
+        "{err}"
+    );
+    let acnet_state = StateDict::from_parameters(&acnet);
+    let mut wrapped = StateDict::default();
+    for (k, v) in acnet_state.tensors {
+        wrapped.tensors.insert(format!("module.{k}"), v);
+    }
+    let err = wrapped.load_into(&mut acnet).unwrap_err().to_string();
+    assert!(err.contains("strip_prefix(\"module\")") && !err.contains("ACNet"), "{err}");
+}
+
+/// Key maps rename whole segments both ways, and refuse to merge two keys into one.
+#[test]
+fn key_maps_rename_both_ways() {
+    use rep::io::KeyMap;
+    let original = StateDict::load(fixture("acnet_c8_8_s2", "train.safetensors")).unwrap();
+    let map = KeyMap::new().rule("square_conv", "square.conv").rule("square_bn", "square.bn");
+    let ours = map.import(original.clone()).unwrap();
+    assert!(
+        ours.tensors.contains_key("square.conv.weight") && ours.counters.contains_key("square.bn.num_batches_tracked")
+    );
+    assert!(ours.tensors.contains_key("hor_conv.weight"), "keys no rule matches stay");
+    assert!(map.export(ours).unwrap() == original, "export undoes import");
+    let merging = KeyMap::new().rule("ver_conv", "conv").rule("hor_conv", "conv");
+    let err = merging.import(original).unwrap_err().to_string();
+    assert!(err.contains("would both be renamed `conv.weight`"), "{err}");
+}

@@ -206,6 +206,39 @@ impl fmt::Display for Mismatch {
         list("missing key:", self.missing.clone())?;
         list("unexpected key:", self.unexpected.clone())?;
         let wrong = self.wrong_shape.iter().map(|(n, e, g)| format!("{n}: expected {e:?}, found {g:?}")).collect();
-        list("wrong shape for", wrong)
+        list("wrong shape for", wrong)?;
+        for hint in self.hints() {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Key fragments of known namings, and what loads checkpoints written that way.
+const NAMINGS: &[(&str, &str)] = &[
+    ("module.", "the keys start with `module.` (a DataParallel checkpoint): load `state.strip_prefix(\"module\")`"),
+    ("weight_orepa_", "these are the official OREPA names: convert them with `rep::zoo::orepa::from_official`"),
+    ("dbb_origin", "these are the original DBB names: build with `rep::zoo::dbb::Dbb::from_state_dict`"),
+    ("square_conv", "these are the original ACNet names: build with `rep::zoo::acnet::AcBlock::from_state_dict`"),
+    (
+        "rbr_conv.",
+        "these are Apple's MobileOne names: build with `rep::zoo::mobileone::MobileOneBlock::from_state_dict`",
+    ),
+    ("conv_kxk", "these are timm's RepVGG names: load with `rep::zoo::repvgg::Checkpoint`, which reads them"),
+    ("rbr_dense", "these are the official RepVGG names: load with `rep::zoo::repvgg::Checkpoint`"),
+];
+
+impl Mismatch {
+    /// Suggestions for a checkpoint whose unexpected keys look like a known family's naming
+    /// that the model does not use.
+    pub fn hints(&self) -> Vec<&'static str> {
+        let has = |keys: &[String], needle: &str| {
+            keys.iter().any(|k| if needle == "module." { k.starts_with(needle) } else { k.contains(needle) })
+        };
+        NAMINGS
+            .iter()
+            .filter(|(needle, _)| has(&self.unexpected, needle) && !has(&self.missing, needle))
+            .map(|(_, hint)| *hint)
+            .collect()
     }
 }

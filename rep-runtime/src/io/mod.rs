@@ -5,9 +5,11 @@
 //! copied, so a failed load leaves the model untouched.
 
 mod files;
+mod keys;
 mod npy;
 
 pub use files::{ensure_distinct, write_atomic};
+pub use keys::KeyMap;
 pub use npy::{read_npy, write_npy};
 
 pub use crate::error::Mismatch;
