@@ -23,7 +23,7 @@ pub struct ToP3 {
     stem: ConvBnSilu<3, { s.channels(32) }, 3, 2>,
     down1: ConvBnSilu<{ s.channels(32) }, { s.channels(64) }, 3, 2>,
     #[rep(repeat = s.blocks(3))]
-    stage1: Vec<RepConv<{ s.channels(64) }, { s.channels(64) }, 1>>,
+    stage1: Vec<RepConv<{ s.channels(64) }, { s.channels(64) }, 1, 1>>,
     down2: ConvBnSilu<{ s.channels(64) }, { s.channels(128) }, 3, 2>,
 }
 
@@ -31,13 +31,13 @@ pub struct ToP3 {
 #[rep::model(new(s: &Scaling))]
 pub struct ToP4 {
     #[rep(repeat = s.blocks(3))]
-    stage2: Vec<RepConv<{ s.channels(128) }, { s.channels(128) }, 1>>,
+    stage2: Vec<RepConv<{ s.channels(128) }, { s.channels(128) }, 1, 1>>,
     down3: ConvBnSilu<{ s.channels(128) }, { s.channels(256) }, 3, 2>,
 }
 
 type Lateral = ConvBnSilu<usize, usize, Const<1>, Const<1>>;
-type Merge = RepConvN<usize, usize, Const<1>>;
-type Out = RepConv<usize, usize, Const<1>>;
+type Merge = RepConvN<usize, usize, Const<1>, Const<1>>;
+type Out = RepConv<usize, usize, Const<1>, Const<1>>;
 type Head = ImplicitHead<usize, usize>;
 
 /// The network: backbone to P3 and P4, a top-down neck, one implicit head per level.
@@ -70,9 +70,9 @@ impl TinyYolo {
             p4: ToP4::new(s, rng)?,
             lateral: Lateral::new(c256, c128, Const, Const, rng)?,
             // Its output is concatenated-into downstream: no identity branch (RepConvN).
-            merge: Merge::new(2 * c128, c128, Const, rng)?,
-            out3: Out::new(c128, c128, Const, rng)?,
-            out4: Out::new(c256, c256, Const, rng)?,
+            merge: Merge::new(2 * c128, c128, Const, Const, rng)?,
+            out3: Out::new(c128, c128, Const, Const, rng)?,
+            out4: Out::new(c256, c256, Const, Const, rng)?,
             head3: Head::new(c128, OUTPUTS, rng)?,
             head4: Head::new(c256, OUTPUTS, rng)?,
         })

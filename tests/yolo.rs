@@ -29,18 +29,20 @@ fn every_part_fuses_exactly() {
         let mut r = rng(seed);
         for (cin, cout) in [(8usize, 8usize), (6, 10)] {
             let x = random_tensor((2, cin, 13, 9), &mut r);
-            check("RepConv", RepConv::new(cin, cout, stride, &mut r).unwrap(), &x, seed);
-            check("RepConvN", RepConvN::new(cin, cout, stride, &mut r).unwrap(), &x, seed);
+            for groups in [1usize, 2] {
+                check("RepConv", RepConv::new(cin, cout, stride, groups, &mut r).unwrap(), &x, seed);
+                check("RepConvN", RepConvN::new(cin, cout, stride, groups, &mut r).unwrap(), &x, seed);
+            }
             for k in [1usize, 3, 5] {
                 check("Conv", ConvBnSilu::new(cin, cout, k, stride, &mut r).unwrap(), &x, seed);
             }
             check("ImplicitHead", ImplicitHead::new(cin, cout, &mut r).unwrap(), &x, seed);
         }
     }
-    let block = RepConv::new(Const::<8>, Const::<8>, Const::<1>, &mut rng(0)).unwrap();
+    let block = RepConv::new(Const::<8>, Const::<8>, Const::<1>, Const::<1>, &mut rng(0)).unwrap();
     assert!(block.rbr_identity.is_some());
     assert_eq!((block.rbr_dense.1.eps, block.rbr_dense.1.momentum), (1e-3, Some(0.03)));
-    assert!(RepConv::new(8usize, 8usize, 2usize, &mut rng(0)).unwrap().rbr_identity.is_none());
+    assert!(RepConv::new(8usize, 8usize, 2usize, 1usize, &mut rng(0)).unwrap().rbr_identity.is_none());
 }
 
 #[test]
@@ -82,7 +84,7 @@ fn yolov7_weight_names() {
     let conv = ConvBnSilu::new(3usize, 8usize, 3usize, 2usize, &mut rng(0)).unwrap();
     assert_eq!(names(&conv), ["conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"]);
     assert_eq!(names(&conv.fuse().unwrap()), ["conv.weight", "conv.bias"]);
-    let repconv = RepConv::new(8usize, 8usize, 1usize, &mut rng(0)).unwrap();
+    let repconv = RepConv::new(8usize, 8usize, 1usize, 1usize, &mut rng(0)).unwrap();
     let all = names(&repconv);
     for key in ["rbr_dense.0.weight", "rbr_dense.1.running_mean", "rbr_1x1.0.weight", "rbr_identity.running_var"] {
         assert!(all.iter().any(|n| n == key), "{key} not in {all:?}");
@@ -138,8 +140,10 @@ fn costs_follow_the_conv_formula() {
     assert_eq!(out, Hw::square(32));
     assert_eq!(macs, 16 * 9 * 32 * 32 * 32);
     assert_eq!(conv.parameter_count(), 32 * 16 * 9 + 2 * 32);
-    let grouped = RepConvN::new(16usize, 16usize, 1usize, &mut rng(0)).unwrap();
-    assert_eq!(grouped.fuse().unwrap().macs(Hw::new(10, 6)).unwrap().0, 16 * 9 * 60 * 16);
+    let dense = RepConvN::new(16usize, 16usize, 1usize, 1usize, &mut rng(0)).unwrap();
+    assert_eq!(dense.fuse().unwrap().macs(Hw::new(10, 6)).unwrap().0, 16 * 9 * 60 * 16);
+    let grouped = RepConvN::new(16usize, 16usize, 1usize, 4usize, &mut rng(0)).unwrap();
+    assert_eq!(grouped.fuse().unwrap().macs(Hw::new(10, 6)).unwrap().0, 4 * 9 * 60 * 16);
 }
 
 #[test]

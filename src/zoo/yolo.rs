@@ -12,11 +12,16 @@ use crate::layers::Parameters;
 pub use crate::ema::{Ema, ema_decay};
 
 /// YOLOv7's RepConv: 3×3+BN, 1×1+BN, and an identity BN when `C_in == C_out` and stride 1,
-/// summed, then SiLU.
+/// summed, then SiLU; `G` groups (YOLOv7's `g`).
+///
+/// Its BNs take ε = 1e-3 and momentum 0.03, the values YOLOv7's `initialize_weights` sets on
+/// every BN of a model — not PyTorch's 1e-5 / 0.1, which a bare `RepConv` module built outside a
+/// YOLOv7 model keeps. For such a checkpoint, call
+/// `set_batch_norms(&mut block, 1e-5, 0.1)` after building.
 #[crate::block(post(silu), fused = "rbr_reparam")]
-pub struct RepConv<Cin, Cout, S> {
-    rbr_dense: (Conv<Cin, Cout, 3, S>, Bn<Cout, Eps<1e-3>, Momentum<0.03>>),
-    rbr_1x1: (Conv<Cin, Cout, 1, S>, Bn<Cout, Eps<1e-3>, Momentum<0.03>>),
+pub struct RepConv<Cin, Cout, S, G> {
+    rbr_dense: (Conv<Cin, Cout, 3, S, Groups<G>>, Bn<Cout, Eps<1e-3>, Momentum<0.03>>),
+    rbr_1x1: (Conv<Cin, Cout, 1, S, Groups<G>>, Bn<Cout, Eps<1e-3>, Momentum<0.03>>),
     #[rep(when = Cin == Cout && S == 1)]
     rbr_identity: Option<Bn<Cout, Eps<1e-3>, Momentum<0.03>>>,
 }
@@ -24,10 +29,11 @@ pub struct RepConv<Cin, Cout, S> {
 /// YOLOv7's RepConvN ("planned" re-parameterization): RepConv without the identity branch, for
 /// blocks whose output feeds a residual or concatenation path, where an identity would break
 /// the re-parameterized model's accuracy.
+/// BNs as [`RepConv`]'s (ε 1e-3, momentum 0.03); `G` groups.
 #[crate::block(post(silu), fused = "rbr_reparam")]
-pub struct RepConvN<Cin, Cout, S> {
-    rbr_dense: (Conv<Cin, Cout, 3, S>, Bn<Cout, Eps<1e-3>, Momentum<0.03>>),
-    rbr_1x1: (Conv<Cin, Cout, 1, S>, Bn<Cout, Eps<1e-3>, Momentum<0.03>>),
+pub struct RepConvN<Cin, Cout, S, G> {
+    rbr_dense: (Conv<Cin, Cout, 3, S, Groups<G>>, Bn<Cout, Eps<1e-3>, Momentum<0.03>>),
+    rbr_1x1: (Conv<Cin, Cout, 1, S, Groups<G>>, Bn<Cout, Eps<1e-3>, Momentum<0.03>>),
 }
 
 /// YOLO's `Conv`: a bias-free k×k conv, BN and SiLU; fuses to one conv with bias, then SiLU
