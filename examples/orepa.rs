@@ -11,7 +11,7 @@ use rep::layers::randomize_vectors;
 use rep::ndarray::Array4;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::train::{Gradients, Train};
-use rep::zoo::orepa::Orepa;
+use rep::zoo::orepa::OrepaRelu;
 use rep::{Costs, Hw, Reparameterize};
 use std::time::Instant;
 
@@ -22,11 +22,11 @@ mod counting;
 /// A small network: an OREPA stem and two stages, global pool and classifier.
 #[rep::model(new(width: usize))]
 pub struct SmallOrepa {
-    stem: Orepa<3, { width }, 3, 2, 1, 3>,
+    stem: OrepaRelu<3, { width }, 3, 2, 1, 3>,
     #[rep(repeat = 2, index = i)]
-    stage1: Vec<Orepa<{ width }, { width * 2 }, 3, 2, 1, { if i == 0 { width } else { width * 2 } }>>,
+    stage1: Vec<OrepaRelu<{ width }, { width * 2 }, 3, 2, 1, { if i == 0 { width } else { width * 2 } }>>,
     #[rep(repeat = 2, index = i)]
-    stage2: Vec<Orepa<{ width * 2 }, { width * 4 }, 3, 2, 2, { if i == 0 { width * 2 } else { width * 4 } }>>,
+    stage2: Vec<OrepaRelu<{ width * 2 }, { width * 4 }, 3, 2, 2, { if i == 0 { width * 2 } else { width * 4 } }>>,
     pool: GlobalAvgPool,
     head: Linear<{ width * 4 }, 10>,
 }
@@ -99,7 +99,7 @@ fn step(block: &mut Block, x: &Array4<f32>, dy: &Array4<f32>, online: bool) -> r
     block.backward(cache, dy, "", &mut Gradients::new()).map(drop)
 }
 
-type Block = Orepa<usize, usize, usize, usize, usize, usize>;
+type Block = OrepaRelu<usize, usize, usize, usize, usize, usize>;
 
 fn bench() -> rep::Result<()> {
     println!(
@@ -112,7 +112,7 @@ fn bench() -> rep::Result<()> {
     );
     let mut rng = StdRng::seed_from_u64(0);
     for (c, size) in [(64usize, 56usize), (64, 14), (256, 14)] {
-        let mut block = Orepa::new(c, c, 3usize, 1usize, 1usize, c, &mut rng)?;
+        let mut block = OrepaRelu::new(c, c, 3usize, 1usize, 1usize, c, &mut rng)?;
         randomize_vectors(&mut block, &mut rng);
         let x = Array4::from_shape_simple_fn((8, c, size, size), || rng.random_range(-1.0f32..1.0));
         let dy = Array4::from_shape_simple_fn((8, c, size, size), || rng.random_range(-1.0f32..1.0));

@@ -16,22 +16,45 @@ use crate::io::StateDict;
 use crate::ndarray::{ArrayD, Axis};
 use crate::{Error, Result};
 
-/// OREPA's block: origin k×k, 1×1 → avg-pool, 1×1 → DCT frequency prior, identity-initialized
-/// 1×1 → k×k, 1×1, and depthwise k×k (×8 channels) → pointwise 1×1, each scaled per channel
-/// (initial scales 0.25, 0.25, 0, 0.5, 1, 0.5 as the official code), summed, BN, ReLU.
-/// `T` is the 1×1 → k×k branch's internal width (the official default: `C_in` when
-/// `groups ≤ 4`, else `2·C_in`; see [`internal_channels`]).
-#[crate::block(post(bn, relu), fused = "orepa_reparam")]
-pub struct Orepa<Cin, Cout, K, S, G, T> {
-    origin: (Conv<Cin, Cout, K, S, Groups<G>>, Scale<Cout, Init<0.25>>),
-    avg: (Conv<Cin, Cout, 1, 1, Groups<G>>, AvgPool<Cout, K, S>, Scale<Cout, Init<0.25>>),
-    prior: (Conv<Cin, Cout, 1, 1, Groups<G>>, DctPrior<Cout, K, S>, Scale<Cout, Init<0.0>>),
-    one_kxk:
-        (Conv<Cin, T, 1, 1, Groups<G>, IdentityInit<true>>, Conv<T, Cout, K, S, Groups<G>>, Scale<Cout, Init<0.5>>),
-    pointwise: (Conv<Cin, Cout, 1, S, Groups<G>>, Scale<Cout, Init<1.0>>),
-    dw_separable:
-        (Conv<Cin, { Cin * 8 }, K, S, Groups<Cin>>, Conv<{ Cin * 8 }, Cout, 1, 1, Groups<G>>, Scale<Cout, Init<0.5>>),
+/// Declares OREPA's block with the given post-sum ops (the branches are the same).
+macro_rules! orepa_block {
+    ($(#[$doc:meta])* $name:ident: $($post:ident),+) => {
+        $(#[$doc])*
+        #[crate::block(post($($post),+), fused = "orepa_reparam")]
+        pub struct $name<Cin, Cout, K, S, G, T> {
+            origin: (Conv<Cin, Cout, K, S, Groups<G>>, Scale<Cout, Init<0.25>>),
+            avg: (Conv<Cin, Cout, 1, 1, Groups<G>>, AvgPool<Cout, K, S>, Scale<Cout, Init<0.25>>),
+            prior: (Conv<Cin, Cout, 1, 1, Groups<G>>, DctPrior<Cout, K, S>, Scale<Cout, Init<0.0>>),
+            one_kxk: (
+                Conv<Cin, T, 1, 1, Groups<G>, IdentityInit<true>>,
+                Conv<T, Cout, K, S, Groups<G>>,
+                Scale<Cout, Init<0.5>>,
+            ),
+            pointwise: (Conv<Cin, Cout, 1, S, Groups<G>>, Scale<Cout, Init<1.0>>),
+            dw_separable: (
+                Conv<Cin, { Cin * 8 }, K, S, Groups<Cin>>,
+                Conv<{ Cin * 8 }, Cout, 1, 1, Groups<G>>,
+                Scale<Cout, Init<0.5>>,
+            ),
+        }
+    };
 }
+
+orepa_block!(
+    /// OREPA's block: origin k×k, 1×1 → avg-pool, 1×1 → DCT frequency prior, identity-initialized
+    /// 1×1 → k×k, 1×1, and depthwise k×k (×8 channels) → pointwise 1×1, each scaled per channel
+    /// (initial scales 0.25, 0.25, 0, 0.5, 1, 0.5 as the official code), summed, then BN — and no
+    /// activation, the official default (`nonlinear=None`); [`OrepaRelu`] adds ReLU.
+    /// `T` is the 1×1 → k×k branch's internal width (the official default: `C_in` when
+    /// `groups ≤ 4`, else `2·C_in`; see [`internal_channels`]).
+    Orepa: bn
+);
+
+orepa_block!(
+    /// [`Orepa`] followed by ReLU (the official block built with `nonlinear=nn.ReLU()`, as its
+    /// ResNets use it).
+    OrepaRelu: bn, relu
+);
 
 /// The official default width of the 1×1 → k×k branch: `C_in` when `groups ≤ 4`, else `2·C_in`.
 pub fn internal_channels(in_channels: usize, groups: usize) -> usize {
