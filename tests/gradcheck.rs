@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::f64ref::{assert_gradient, batch_norm64, conv64, dot, f64s, numeric};
+use common::f64ref::{EPS, add, assert_gradient, batch_norm64, check_block, conv_bn, conv64, dot, f64s, get, numeric};
 use common::rng;
 use ndarray::{Array1, Array4, ArrayD, Axis, IxDyn};
 use rand::Rng;
@@ -162,15 +162,9 @@ fn squeeze_excite_gradients() {
     let mut rng = rng(5);
     let mut se = SqueezeExcite::new(6, 3, &mut rng).unwrap();
     let x = random4((2, 6, 3, 4), &mut rng);
-    let r = random4((2, 6, 3, 4), &mut rng);
-    let (_, cache) = se.forward_cached(&x).unwrap();
-    let mut grads = Gradients::new();
-    let dx = se.backward(cache, &r, "se", &mut grads).unwrap();
-    let mut params: Vec<(String, Vec<f64>)> = Vec::new();
-    se.visit("se", &mut |name, t| params.push((name.to_owned(), f64s(t.iter()))));
-    let r64 = f64s(&r);
-    let forward = |x: &[f64], p: &[Vec<f64>]| {
-        let (down_w, down_b, up_w, up_b) = (&p[0], &p[1], &p[2], &p[3]);
+    check_block("SE", &mut se, &x, |x, p, _| {
+        let (down_w, down_b, up_w, up_b) =
+            (get(p, "down.weight"), get(p, "down.bias"), get(p, "up.weight"), get(p, "up.bias"));
         let mut y = x.to_vec();
         for n in 0..2 {
             let image = &x[n * 72..(n + 1) * 72];
@@ -184,18 +178,8 @@ fn squeeze_excite_gradients() {
                 y[n * 72 + c * 12..n * 72 + (c + 1) * 12].iter_mut().for_each(|v| *v *= gate);
             }
         }
-        dot(&r64, &y)
-    };
-    let values: Vec<Vec<f64>> = params.iter().map(|(_, v)| v.clone()).collect();
-    assert_gradient("SE dx", dx.iter().copied(), &numeric(&f64s(&x), |x| forward(x, &values)));
-    for (k, (name, theta)) in params.iter().enumerate() {
-        let numeric = numeric(theta, |t| {
-            let mut p = values.clone();
-            p[k] = t.to_vec();
-            forward(&f64s(&x), &p)
-        });
-        assert_gradient(name, grads.get(name).unwrap().iter().copied(), &numeric);
-    }
+        y
+    });
 }
 
 #[test]
@@ -239,46 +223,16 @@ fn generated_block_backward_matches_finite_differences() {
         let mut block = common::RepVgg::new(cin, cout, stride, &mut rng).unwrap();
         rep::layers::randomize_vectors(&mut block, &mut rng);
         let x = random4((2, cin, 5, 6), &mut rng);
-        let (y, cache) = block.forward_cached(&x).unwrap();
-        let r = random4(y.dim(), &mut rng);
-        let mut grads = Gradients::new();
-        let dx = block.backward(cache, &r, "", &mut grads).unwrap();
-
-        let mut params: Vec<(String, Vec<f64>)> = Vec::new();
-        block.visit("", &mut |name, t| {
-            if !name.contains("running") {
-                params.push((name.to_owned(), f64s(t.iter())));
-            }
-        });
-        let values: Vec<Vec<f64>> = params.iter().map(|(_, v)| v.clone()).collect();
-        let get = |p: &[Vec<f64>], name: &str| p[params.iter().position(|(n, _)| n == name).unwrap()].clone();
-        let (r64, eps) = (f64s(&r), 1e-5);
         let shape = [2, cin, 5, 6];
-        let forward = |x: &[f64], p: &[Vec<f64>]| {
-            let branch = |k: usize, name: &str| {
-                let g = ConvGeometry::new(cin, cout, k).stride(stride).padding(k / 2);
-                let z = conv64(x, shape, &get(p, &format!("{name}.conv.weight")), None, &g, None);
-                let out = g.output_size(5, 6).unwrap();
-                let dims = [2, cout, out.h, out.w];
-                batch_norm64(&z, dims, &get(p, &format!("{name}.bn.weight")), &get(p, &format!("{name}.bn.bias")), eps)
-            };
-            let mut sum: Vec<f64> = branch(3, "dense").iter().zip(branch(1, "pointwise")).map(|(a, b)| a + b).collect();
+        check_block("RepVGG block", &mut block, &x, |x, p, _| {
+            let g = |k: usize| ConvGeometry::new(cin, cout, k).stride(stride).padding(k / 2);
+            let (mut sum, _) = conv_bn(x, shape, &g(3), p, "dense.conv", "dense.bn", EPS);
+            add(&mut sum, &conv_bn(x, shape, &g(1), p, "pointwise.conv", "pointwise.bn", EPS).0);
             if cin == cout && stride == 1 {
-                let identity = batch_norm64(x, shape, &get(p, "identity.weight"), &get(p, "identity.bias"), eps);
-                sum.iter_mut().zip(identity).for_each(|(s, v)| *s += v);
+                add(&mut sum, &batch_norm64(x, shape, get(p, "identity.weight"), get(p, "identity.bias"), EPS));
             }
-            dot(&r64, &sum.iter().map(|v| v.max(0.0)).collect::<Vec<_>>())
-        };
-        assert_gradient("block dx", dx.iter().copied(), &numeric(&f64s(&x), |x| forward(x, &values)));
-        for (k, (name, theta)) in params.iter().enumerate() {
-            let numeric = numeric(theta, |t| {
-                let mut p = values.clone();
-                p[k] = t.to_vec();
-                forward(&f64s(&x), &p)
-            });
-            assert_gradient(name, grads.get(name).unwrap().iter().copied(), &numeric);
-        }
-        assert_eq!(grads.len(), params.len(), "exactly the parameters have gradients");
+            sum.iter().map(|v| v.max(0.0)).collect()
+        });
     }
 }
 

@@ -1,7 +1,18 @@
 //! f64 references for gradient checks: central differences, a reference convolution and
 //! train-mode BatchNorm, and the comparison the checks make.
 
+use ndarray::{Array4, IxDyn};
+use rand::Rng;
 use rep::ConvGeometry;
+use rep::layers::Parameters;
+use rep::train::{Gradients, Train};
+use std::collections::BTreeMap;
+
+/// Every tensor of a block by name, as f64.
+pub type Params = BTreeMap<String, Vec<f64>>;
+
+/// PyTorch's default BN ε.
+pub const EPS: f64 = 1e-5;
 
 /// Step of the central differences.
 pub const H: f64 = 1e-6;
@@ -100,4 +111,106 @@ pub fn batch_norm64(x: &[f64], shape: [usize; 4], gamma: &[f64], beta: &[f64], e
         }
     }
     y
+}
+
+/// Checks `block`'s backward on `x` against central differences of `reference(x, params, frozen)`,
+/// where `frozen` holds the tensors after the step's forward (running statistics updated), for
+/// the values a step treats as constants.
+pub fn check_block<B: Train + Parameters>(
+    what: &str,
+    block: &mut B,
+    x: &Array4<f32>,
+    reference: impl Fn(&[f64], &Params, &Params) -> Vec<f64>,
+) {
+    let mut rng = super::rng(99);
+    let mut params = Params::new();
+    block.visit("", &mut |name, t| {
+        params.insert(name.to_owned(), f64s(t.iter()));
+    });
+    let (y, cache) = block.forward_cached(x).unwrap();
+    let r = Array4::from_shape_simple_fn(y.dim(), || rng.random_range(-1.0f32..1.0));
+    let mut grads = Gradients::new();
+    let dx = block.backward(cache, &r, "", &mut grads).unwrap();
+    let r64 = f64s(&r);
+    // After the step: running statistics updated, as DBB's pad value reads them.
+    let mut frozen = Params::new();
+    block.visit("", &mut |name, t| {
+        frozen.insert(name.to_owned(), f64s(t.iter()));
+    });
+    let loss = |x: &[f64], p: &Params| dot(&r64, &reference(x, p, &frozen));
+    let x64 = f64s(x);
+    let (ours, theirs) = (dot(&r64, &f64s(&y)), loss(&x64, &params));
+    assert!((ours - theirs).abs() < 1e-4 * theirs.abs().max(1.0), "{what}: forward {ours} vs reference {theirs}");
+
+    let central = |f: &dyn Fn(f64) -> f64, at: f64| (f(at + H) - f(at - H)) / (2.0 * H);
+    let compare = |name: &str, analytic: &[f32], indices: &[usize], numeric: &dyn Fn(usize) -> f64| {
+        let values: Vec<(f64, f64)> = indices.iter().map(|&i| (analytic[i] as f64, numeric(i))).collect();
+        // At least 0.1: a gradient that vanishes by BN's scale invariance (a depthwise 1×1
+        // right before a training BN) is f32 rounding, ~1e-7 of the terms summed.
+        let scale = analytic.iter().fold(0.1f64, |m, v| m.max(v.abs() as f64));
+        let worst = values.iter().map(|(a, n)| (a - n).abs()).fold(0.0, f64::max);
+        assert!(worst <= TOL * scale, "{what} {name}: {:e} of the largest", worst / scale);
+    };
+    let all: Vec<usize> = (0..x64.len()).collect();
+    compare("dx", dx.as_slice().unwrap(), &all, &|i| {
+        central(
+            &|v| {
+                let mut probe = x64.clone();
+                probe[i] = v;
+                loss(&probe, &params)
+            },
+            x64[i],
+        )
+    });
+    let trainable: Vec<&String> = params.keys().filter(|n| !n.contains("running")).collect();
+    let with_gradients: Vec<&str> = grads.iter().map(|(n, _)| n).collect();
+    assert_eq!(with_gradients, trainable.iter().map(|n| n.as_str()).collect::<Vec<_>>(), "{what}: gradient names");
+    for name in trainable {
+        let analytic = grads.get(name).unwrap().clone().into_shape_with_order(IxDyn(&[params[name].len()])).unwrap();
+        let len = analytic.len();
+        let sample: Vec<usize> =
+            if len <= 12 { (0..len).collect() } else { (0..12).map(|_| rng.random_range(0..len)).collect() };
+        compare(name, analytic.as_slice().unwrap(), &sample, &|i| {
+            central(
+                &|v| {
+                    let mut p = params.clone();
+                    p.get_mut(name).unwrap()[i] = v;
+                    loss(&x64, &p)
+                },
+                params[name][i],
+            )
+        });
+    }
+}
+
+/// The values of `name` in `p`.
+pub fn get<'a>(p: &'a Params, name: &str) -> &'a [f64] {
+    p.get(name).unwrap_or_else(|| panic!("no tensor `{name}`"))
+}
+
+/// conv (no bias) → train-mode BN of the tensors under `prefix.conv` / `prefix.bn`.
+pub fn conv_bn(
+    x: &[f64],
+    shape: [usize; 4],
+    g: &ConvGeometry,
+    p: &Params,
+    conv: &str,
+    bn: &str,
+    eps: f64,
+) -> (Vec<f64>, [usize; 4]) {
+    let z = conv64(x, shape, get(p, &format!("{conv}.weight")), None, g, None);
+    let out = g.output_size(shape[2], shape[3]).unwrap();
+    let dims = [shape[0], g.out_channels, out.h, out.w];
+    (batch_norm64(&z, dims, get(p, &format!("{bn}.weight")), get(p, &format!("{bn}.bias")), eps), dims)
+}
+
+pub fn add(a: &mut [f64], b: &[f64]) {
+    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+}
+
+/// The eval-mode BN's value for a zero input: `β − μ·γ/√(σ² + ε)` per channel.
+pub fn bn_zero(p: &Params, bn: &str) -> Vec<f64> {
+    let (g, b) = (get(p, &format!("{bn}.weight")), get(p, &format!("{bn}.bias")));
+    let (m, v) = (get(p, &format!("{bn}.running_mean")), get(p, &format!("{bn}.running_var")));
+    (0..g.len()).map(|c| b[c] - m[c] * g[c] / (v[c] + EPS).sqrt()).collect()
 }
