@@ -4,7 +4,7 @@ use super::Costs;
 use super::{Layer, Parameters, check_channels, join, per_channel_affine};
 use crate::error::{Error, Result};
 use crate::geometry::Hw;
-use ndarray::{Array1, Array4, ArrayViewD, ArrayViewMutD, Axis};
+use ndarray::{Array1, Array4, ArrayViewD, ArrayViewMutD};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
@@ -157,13 +157,15 @@ impl BatchNorm2d {
         }
         self.num_batches_tracked += 1;
         let m = self.momentum.unwrap_or(1.0 / self.num_batches_tracked as f64);
-        let statistics: Vec<(f64, f64)> = x
-            .axis_iter(Axis(1))
+        let x = x.as_standard_layout();
+        let (values, channels, plane) = (x.as_slice().expect("standard layout"), self.channels(), h * w);
+        let statistics: Vec<(f64, f64)> = (0..channels)
             .into_par_iter()
-            .map(|channel| {
-                let mean = channel.iter().map(|&v| v as f64).sum::<f64>() / count as f64;
-                let var = channel.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / count as f64;
-                (mean, var)
+            .map(|c| {
+                let planes = || (0..n).map(|i| &values[(i * channels + c) * plane..(i * channels + c + 1) * plane]);
+                let mean = planes().map(|p| p.iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() / count as f64;
+                let squares: f64 = planes().map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()).sum();
+                (mean, squares / count as f64)
             })
             .collect();
         for (c, &(mean, var)) in statistics.iter().enumerate() {

@@ -70,7 +70,8 @@ pub struct BatchNormCache {
 
 /// Training mode, as PyTorch's `batch_norm_backward`: with `x̂ = (x − μ_B)·s`, `s = 1/√(σ²_B + ε)`
 /// and `m = N·H·W` values per channel, `dβ = Σ dy`, `dγ = Σ dy·x̂`,
-/// `dx = γ·s·(dy − dβ/m − x̂·dγ/m)` (sums in f64).
+/// `dx = γ·s·(dy − dβ/m − x̂·dγ/m)`: sums and per-channel constants in f64, the element-wise
+/// maps in f32, plane by plane.
 impl Train for BatchNorm2d {
     type Cache = BatchNormCache;
 
@@ -78,12 +79,21 @@ impl Train for BatchNorm2d {
         let statistics = self.update_statistics(x)?;
         let mean: Vec<f64> = statistics.iter().map(|s| s.0).collect();
         let inv_std: Vec<f64> = statistics.iter().map(|s| 1.0 / (s.1 + self.eps).sqrt()).collect();
+        let x = x.as_standard_layout().into_owned();
+        // y = a·x + b per channel, a = γ·s and b = β − μ·a formed in f64.
+        let (a, b): (Vec<f32>, Vec<f32>) = (0..self.channels())
+            .map(|c| {
+                let a = self.weight[c] as f64 * inv_std[c];
+                (a as f32, (self.bias[c] as f64 - mean[c] * a) as f32)
+            })
+            .unzip();
         let mut y = x.clone();
-        y.axis_iter_mut(Axis(1)).into_par_iter().enumerate().for_each(|(c, mut channel)| {
-            let (gamma, beta) = (self.weight[c] as f64, self.bias[c] as f64);
-            channel.mapv_inplace(|v| (gamma * (v as f64 - mean[c]) * inv_std[c] + beta) as f32);
+        let (channels, plane) = (self.channels(), x.shape()[2] * x.shape()[3]);
+        y.as_slice_mut().expect("standard layout").par_chunks_mut(plane.max(1)).enumerate().for_each(|(p, values)| {
+            let c = p % channels;
+            values.iter_mut().for_each(|v| *v = *v * a[c] + b[c]);
         });
-        Ok((y, BatchNormCache { x: x.clone(), mean, inv_std }))
+        Ok((y, BatchNormCache { x, mean, inv_std }))
     }
 
     fn backward(
@@ -94,30 +104,39 @@ impl Train for BatchNorm2d {
         grads: &mut Gradients,
     ) -> Result<Array4<f32>> {
         check_same("batch norm output gradient", dy, &cache.x)?;
-        let channels = self.channels();
-        let count = (cache.x.len() / channels.max(1)) as f64;
-        // Per channel: Σ dy and Σ dy·(x − μ), then dx; channels in parallel.
+        let (n, channels, h, w) = cache.x.dim();
+        let (plane, count) = (h * w, (n * h * w) as f64);
+        let dy = dy.as_standard_layout();
+        let (x, d) = (cache.x.as_slice().expect("standard layout"), dy.as_slice().expect("standard layout"));
+        let planes_of = |c: usize| (0..n).map(move |i| (i * channels + c) * plane..(i * channels + c + 1) * plane);
+        // Per channel: Σ dy and Σ dy·(x − μ) in f64, channels in parallel.
         let sums: Vec<(f64, f64)> = (0..channels)
             .into_par_iter()
             .map(|c| {
                 let mean = cache.mean[c];
-                let (mut sum_dy, mut dot) = (0.0f64, 0.0f64);
-                Zip::from(cache.x.index_axis(Axis(1), c)).and(dy.index_axis(Axis(1), c)).for_each(|&x, &d| {
-                    sum_dy += d as f64;
-                    dot += d as f64 * (x as f64 - mean);
-                });
-                (sum_dy, dot)
+                planes_of(c).fold((0.0f64, 0.0f64), |(sum, dot), range| {
+                    let (xs, ds) = (&x[range.clone()], &d[range]);
+                    let plane_sum: f64 = ds.iter().map(|&d| d as f64).sum();
+                    let plane_dot: f64 = xs.iter().zip(ds).map(|(&x, &d)| d as f64 * (x as f64 - mean)).sum();
+                    (sum + plane_sum, dot + plane_dot)
+                })
+            })
+            .collect();
+        // dx = γ·s·(dy − mean(dy) − (x − μ)·Σ dy·(x − μ)·s²/m), per plane in f32.
+        let constants: Vec<[f32; 4]> = (0..channels)
+            .map(|c| {
+                let (s, gamma) = (cache.inv_std[c], self.weight[c] as f64);
+                let (mean_dy, projection) = (sums[c].0 / count, sums[c].1 * s * s / count);
+                [cache.mean[c] as f32, mean_dy as f32, projection as f32, (gamma * s) as f32]
             })
             .collect();
         let mut dx = Array4::<f32>::zeros(cache.x.dim());
-        dx.axis_iter_mut(Axis(1)).into_par_iter().enumerate().for_each(|(c, out)| {
-            let (mean, s, gamma) = (cache.mean[c], cache.inv_std[c], self.weight[c] as f64);
-            let (mean_dy, projection) = (sums[c].0 / count, sums[c].1 * s * s / count);
-            Zip::from(out).and(cache.x.index_axis(Axis(1), c)).and(dy.index_axis(Axis(1), c)).for_each(
-                |out, &x, &d| {
-                    *out = ((d as f64 - (x as f64 - mean) * projection - mean_dy) * s * gamma) as f32;
-                },
-            );
+        dx.as_slice_mut().expect("fresh array").par_chunks_mut(plane.max(1)).enumerate().for_each(|(p, out)| {
+            let [mean, mean_dy, projection, scale] = constants[p % channels];
+            let range = p * plane..(p + 1) * plane;
+            for ((out, &x), &d) in out.iter_mut().zip(&x[range.clone()]).zip(&d[range]) {
+                *out = (d - mean_dy - (x - mean) * projection) * scale;
+            }
         });
         let dgamma: Array1<f32> = sums.iter().zip(&cache.inv_std).map(|(&(_, dot), s)| (dot * s) as f32).collect();
         let dbeta: Array1<f32> = sums.iter().map(|&(sum_dy, _)| sum_dy as f32).collect();
