@@ -198,8 +198,12 @@ fn fold(plane: &Plane<'_>, cols: &[f32], channels: usize, dx: &mut [f32], dfill:
                     let ih = ((i * g.stride.h) as isize + off_h) as usize;
                     let start = ((j_lo * g.stride.w) as isize + off_w) as usize;
                     let dx_row = &mut dx_c[ih * w..(ih + 1) * w];
-                    for (k, value) in values[j_lo..j_hi].iter().enumerate() {
-                        dx_row[start + k * g.stride.w] += value;
+                    let values = &values[j_lo..j_hi];
+                    if g.stride.w == 1 {
+                        // Contiguous: one vectorizable add.
+                        dx_row[start..start + values.len()].iter_mut().zip(values).for_each(|(d, v)| *d += v);
+                    } else {
+                        dx_row[start..].iter_mut().step_by(g.stride.w).zip(values).for_each(|(d, v)| *d += v);
                     }
                 }
             }
