@@ -169,3 +169,26 @@ fn compound_scaling_rules_and_the_example_table() {
     // Width ×2 roughly quadruples the cost (depth grows too).
     assert!(rows[2].costs[0].1 > 4 * rows[1].costs[0].1 && rows[1].costs[0].1 > 4 * rows[0].costs[0].1);
 }
+
+/// IDetect stores the level index in the middle of its names; the key map moves it both ways.
+#[test]
+fn idetect_names_round_trip_through_the_key_map() {
+    use rep::zoo::yolo::idetect_key_map;
+    let mut ours = StateDict::default();
+    for (i, (cin, cout)) in [(8usize, 21usize), (16, 21), (32, 21)].into_iter().enumerate() {
+        let head = ImplicitHead::new(cin, cout, &mut rng(i as u64)).unwrap();
+        for (k, v) in StateDict::from_parameters(&head).tensors {
+            ours.tensors.insert(format!("heads.{i}.{k}"), v);
+        }
+    }
+    let map = idetect_key_map("model.105", 3, |i| format!("heads.{i}"));
+    let theirs = map.export(ours.clone()).unwrap();
+    let mut keys: Vec<&str> = theirs.tensors.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        &keys[..4],
+        ["model.105.ia.0.implicit", "model.105.ia.1.implicit", "model.105.ia.2.implicit", "model.105.im.0.implicit"]
+    );
+    assert!(theirs.tensors.contains_key("model.105.m.2.weight") && theirs.tensors.contains_key("model.105.m.0.bias"));
+    assert!(map.import(theirs).unwrap() == ours);
+}

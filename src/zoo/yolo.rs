@@ -5,7 +5,8 @@
 //! [`set_batch_norms`] changes them model-wide. Weight names are YOLOv7's:
 //! `rbr_dense.0.weight`, `rbr_dense.1.running_mean`, `rbr_1x1.0.weight`, `rbr_identity.*`,
 //! deploy `rbr_reparam.*`; `conv.weight`, `bn.*` for `Conv`; `ia.implicit`, `m.weight`,
-//! `im.implicit` for an implicit head level.
+//! `im.implicit` for an implicit head level ([`idetect_key_map`] maps IDetect's
+//! `ia.{i}.implicit`, `m.{i}.weight`, `im.{i}.implicit` to levels and back).
 
 use crate::layers::Parameters;
 
@@ -50,6 +51,25 @@ pub struct ConvBnSilu<Cin, Cout, K, S> {
 pub struct ImplicitHead<Cin, Cout> {
     #[rep(rename = "", names("ia", "m", "im"))]
     head: (ImplicitA<Cin>, Conv<Cin, Cout, 1, 1, Bias<true>>, ImplicitM<Cout>),
+}
+
+/// The key map between IDetect's names, which put the level index in the middle
+/// (`ia.{i}.implicit`, `m.{i}.weight`, `m.{i}.bias`, `im.{i}.implicit`, under `prefix`, e.g.
+/// `model.105`), and [`ImplicitHead`] blocks stored under `level(i)` (`ia.implicit`,
+/// `m.weight`, `im.implicit` each): `import` an IDetect checkpoint, `export` back.
+///
+/// ```
+/// let map = rep::zoo::yolo::idetect_key_map("model.105", 3, |i| format!("heads.{i}"));
+/// assert_eq!(map.to_ours("model.105.ia.2.implicit"), "heads.2.ia.implicit");
+/// assert_eq!(map.to_theirs("heads.0.m.bias"), "model.105.m.0.bias");
+/// ```
+pub fn idetect_key_map(prefix: &str, levels: usize, level: impl Fn(usize) -> String) -> crate::io::KeyMap {
+    let join = |a: &str, b: &str| crate::layers::join(a, b);
+    (0..levels).fold(crate::io::KeyMap::new(), |map, i| {
+        ["ia", "m", "im"]
+            .into_iter()
+            .fold(map, |map, part| map.rule(&join(prefix, &format!("{part}.{i}")), &join(&level(i), part)))
+    })
 }
 
 /// Sets ε and momentum of every BatchNorm of a model (YOLOv7: 1e-3 and 0.03).
