@@ -132,3 +132,22 @@ fn costs_follow_the_conv_formula() {
     assert_eq!(fused.macs(Hw::new(15, 9)).unwrap().0, 16 * 9 * 40 * 32);
     assert_eq!(fused.parameter_count(), 32 * 16 * 9 + 32);
 }
+
+/// timm's SE width, `make_divisible(C / 16, 8)`, written in the block: literal, `Const` and
+/// `usize` sizes agree.
+#[rep::block(post(se(hidden = make_divisible(Cout / 16, 8)), relu))]
+pub struct TimmSe<Cin, Cout> {
+    dense: ConvBn<Cin, Cout, 3>,
+}
+
+#[test]
+fn size_expressions_round_like_timm() {
+    let mut r = rng(3);
+    let small = TimmSe::new(8usize, 48usize, &mut r).unwrap();
+    assert_eq!(small.se.down.geometry.out_channels, 8, "48 / 16 = 3 rounds up to the divisor 8");
+    let large = TimmSe::new(rep::Const::<8>, rep::Const::<256>, &mut r).unwrap();
+    assert_eq!(large.se.down.geometry.out_channels, 16);
+    let x = common::random_tensor((1, 8, 5, 5), &mut r);
+    let fused = rep::Reparameterize::fuse(&small).unwrap();
+    assert!(common::relative_error(&fused.forward(&x).unwrap(), &small.forward(&x).unwrap()) <= common::REL_TOL);
+}

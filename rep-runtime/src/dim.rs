@@ -116,3 +116,44 @@ pub const fn stage_size(role: Option<usize>, sizes: &[Option<usize>]) -> Option<
         _ => None,
     }
 }
+
+/// timm's `make_divisible(v, divisor)` on integers, the width rule of its SE layers: `v`
+/// rounded to the nearest multiple of `divisor`, at least `divisor`, and one `divisor` more when
+/// rounding down lost over 10 % (`divisor = 0` leaves `v`).
+pub const fn make_divisible(v: usize, divisor: usize) -> usize {
+    if divisor == 0 {
+        return v;
+    }
+    let rounded = (v + divisor / 2) / divisor * divisor;
+    let rounded = if rounded < divisor { divisor } else { rounded };
+    if 10 * rounded < 9 * v { rounded + divisor } else { rounded }
+}
+
+/// `⌈a / b⌉`, 0 when `b` is 0 (as `/` in generated code).
+pub const fn div_ceil(a: usize, b: usize) -> usize {
+    if b == 0 { 0 } else { a.div_ceil(b) }
+}
+
+/// [`make_divisible`] when both are known.
+pub const fn option_make_divisible(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(make_divisible(a, b)),
+        _ => None,
+    }
+}
+
+/// The larger when both are known.
+pub const fn option_max(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if a > b { a } else { b }),
+        _ => None,
+    }
+}
+
+/// [`div_ceil`] when both are known and `b ≠ 0`.
+pub const fn option_div_ceil(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0 => Some(a.div_ceil(b)),
+        _ => None,
+    }
+}

@@ -1,5 +1,6 @@
-//! Geometry expressions: integer literals, generic parameters and `+ − · /`, each renderable
-//! as a run-time `usize` and as a compile-time `Option<usize>` (`None` when not static).
+//! Geometry expressions: integer literals, generic parameters, `+ − · /` and the rounding real
+//! models use (`max(a, b)`, `div_ceil(a, b)`, timm's `make_divisible(v, d)`), each renderable as
+//! a run-time `usize` and as a compile-time `Option<usize>` (`None` when not static).
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -33,6 +34,47 @@ pub enum Op {
     Sub,
     Mul,
     Div,
+    /// `max(a, b)`.
+    Max,
+    /// `div_ceil(a, b)`: `⌈a / b⌉`.
+    DivCeil,
+    /// `make_divisible(a, b)`: timm's width rounding ([`rep_runtime::dim::make_divisible`]).
+    MakeDivisible,
+}
+
+impl Op {
+    /// The function an op is written as, for those written `f(a, b)`.
+    fn function(self) -> Option<&'static str> {
+        match self {
+            Op::Max => Some("max"),
+            Op::DivCeil => Some("div_ceil"),
+            Op::MakeDivisible => Some("make_divisible"),
+            _ => None,
+        }
+    }
+
+    /// `a op b` with the generated code's semantics (`−` saturates, division by 0 is 0).
+    pub fn apply(self, a: usize, b: usize) -> Option<usize> {
+        match self {
+            Op::Add => a.checked_add(b),
+            Op::Sub => a.checked_sub(b),
+            Op::Mul => a.checked_mul(b),
+            Op::Div => a.checked_div(b),
+            Op::Max => Some(a.max(b)),
+            Op::DivCeil => a.checked_div(b).map(|_| a.div_ceil(b)),
+            Op::MakeDivisible => Some(rep_runtime_make_divisible(a, b)),
+        }
+    }
+}
+
+/// timm's `make_divisible` on integers (the runtime's `dim::make_divisible`, which the generated
+/// code calls; the macro crate does not depend on the runtime).
+fn rep_runtime_make_divisible(v: usize, divisor: usize) -> usize {
+    if divisor == 0 {
+        return v;
+    }
+    let rounded = ((v + divisor / 2) / divisor * divisor).max(divisor);
+    if 10 * rounded < 9 * v { rounded + divisor } else { rounded }
 }
 
 /// A geometry expression.
@@ -43,8 +85,8 @@ pub enum Geo {
     Bin(Box<Geo>, Op, Box<Geo>),
 }
 
-const HOW: &str =
-    "geometry is an integer literal, a generic parameter (`N: Dim` or `const N: usize`), or + - * / of those";
+const HOW: &str = "geometry is an integer literal, a generic parameter (`N: Dim` or `const N: usize`), + - * / of \
+                   those, or max(a, b), div_ceil(a, b), make_divisible(a, b)";
 
 impl Geo {
     pub fn lit(v: usize) -> Geo {
@@ -88,6 +130,24 @@ impl Geo {
                 };
                 Ok(Geo::bin(Geo::from_expr(&bin.left, syms)?, op, Geo::from_expr(&bin.right, syms)?))
             }
+            Expr::Call(call) => {
+                let name = match &*call.func {
+                    Expr::Path(path) => path.path.get_ident().map(Ident::to_string),
+                    _ => None,
+                };
+                let op =
+                    [Op::Max, Op::DivCeil, Op::MakeDivisible].into_iter().find(|op| op.function() == name.as_deref());
+                match (op, call.args.len()) {
+                    (Some(op), 2) => {
+                        Ok(Geo::bin(Geo::from_expr(&call.args[0], syms)?, op, Geo::from_expr(&call.args[1], syms)?))
+                    }
+                    (Some(op), n) => Err(syn::Error::new(
+                        call.span(),
+                        format!("`{}` takes two arguments, found {n}", op.function().expect("a function")),
+                    )),
+                    (None, _) => Err(syn::Error::new(call.func.span(), HOW)),
+                }
+            }
             other => Err(syn::Error::new(other.span(), HOW)),
         }
     }
@@ -129,15 +189,7 @@ impl Geo {
         match self {
             Geo::Lit(v) => Some(*v),
             Geo::Sym(..) => None,
-            Geo::Bin(a, op, b) => {
-                let (a, b) = (a.value()?, b.value()?);
-                match op {
-                    Op::Add => a.checked_add(b),
-                    Op::Sub => a.checked_sub(b),
-                    Op::Mul => a.checked_mul(b),
-                    Op::Div => a.checked_div(b),
-                }
-            }
+            Geo::Bin(a, op, b) => op.apply(a.value()?, b.value()?),
         }
     }
 
@@ -167,6 +219,9 @@ impl Geo {
                     Op::Sub => quote!((#a).saturating_sub(#b)),
                     Op::Mul => quote!((#a * #b)),
                     Op::Div => quote!((#a).checked_div(#b).unwrap_or(0)),
+                    Op::Max => quote!(::core::cmp::max(#a, #b)),
+                    Op::DivCeil => quote!(::rep::dim::div_ceil(#a, #b)),
+                    Op::MakeDivisible => quote!(::rep::dim::make_divisible(#a, #b)),
                 }
             }
         }
@@ -185,6 +240,9 @@ impl Geo {
                     Op::Sub => quote!(sub),
                     Op::Mul => quote!(mul),
                     Op::Div => quote!(div),
+                    Op::Max => quote!(option_max),
+                    Op::DivCeil => quote!(option_div_ceil),
+                    Op::MakeDivisible => quote!(option_make_divisible),
                 };
                 quote!(::rep::dim::#f(#a, #b))
             }
@@ -197,18 +255,36 @@ impl fmt::Display for Geo {
         match self {
             Geo::Lit(v) => write!(f, "{v}"),
             Geo::Sym(ident, _) => write!(f, "{ident}"),
+            Geo::Bin(a, op, b) if op.function().is_some() => {
+                write!(f, "{}({a}, {b})", op.function().expect("a function"))
+            }
             Geo::Bin(a, op, b) => {
                 let op = match op {
                     Op::Add => "+",
                     Op::Sub => "-",
                     Op::Mul => "*",
-                    Op::Div => "/",
+                    _ => "/",
                 };
                 let side = |g: &Geo| match g {
                     Geo::Bin(..) => format!("({g})"),
                     _ => g.to_string(),
                 };
                 write!(f, "{} {op} {}", side(a), side(b))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Op;
+
+    /// The macro's rounding (for literal sizes) is the runtime's (for the others).
+    #[test]
+    fn make_divisible_agrees_with_the_runtime() {
+        for v in 0..300 {
+            for d in [0, 1, 4, 8, 16] {
+                assert_eq!(Op::MakeDivisible.apply(v, d), Some(rep_runtime::dim::make_divisible(v, d)), "{v} {d}");
             }
         }
     }
