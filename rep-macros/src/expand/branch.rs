@@ -157,58 +157,14 @@ pub(super) fn squeeze(block: &Block, main: usize) -> TokenStream {
             for (i, op) in b.ops.iter().enumerate() {
                 let layer = op_access(b, i, &base);
                 let implicit = pending_implicit.take();
-                let conv = |affine: TokenStream| match &implicit {
-                    Some(ia) => quote!(#affine.after_implicit_a(&#ia)?),
-                    None => affine,
-                };
-                let step = match (&op.kind, i == start) {
-                    (OpKind::ImplicitA(_), first) => {
-                        pending_implicit = Some(layer);
-                        if first {
-                            start += 1;
-                        }
-                        continue;
+                if let OpKind::ImplicitA(_) = op.kind {
+                    pending_implicit = Some(layer);
+                    if i == start {
+                        start += 1;
                     }
-                    (OpKind::Conv(spec), true) => {
-                        let layer = conv_layer(spec, &layer);
-                        conv(quote!(::rep::fusion::AffineConv::from_conv(&#layer)?))
-                    }
-                    (OpKind::ConvBn(..), true) => conv(quote!(#layer.fuse()?)),
-                    (OpKind::Bn(..), true) => quote!(::rep::fusion::bn_identity(&#layer, __groups)?),
-                    (OpKind::Scale(..), true) => {
-                        quote!(::rep::fusion::identity(__channels, __groups)?.then_scale(&#layer)?)
-                    }
-                    (OpKind::ImplicitM(..), true) => {
-                        quote!(::rep::fusion::identity(__channels, __groups)?.then_implicit_m(&#layer)?)
-                    }
-                    (OpKind::Identity(_), true) => quote!(::rep::fusion::identity(__channels, __groups)?),
-                    (OpKind::Filter { bank: Bank::Dct, .. }, true) => {
-                        quote!(::rep::fusion::AffineConv::from_conv(&#layer.conv)?)
-                    }
-                    (OpKind::Filter { bank: Bank::Dct, .. }, false) => {
-                        quote!(__acc.then(&::rep::fusion::AffineConv::from_conv(&#layer.conv)?)?)
-                    }
-                    (OpKind::Filter { .. }, true) => {
-                        quote!(::rep::fusion::avg_pool_kernel(__channels, __groups, &#layer)?)
-                    }
-                    (OpKind::Conv(spec), false) => {
-                        let layer = conv_layer(spec, &layer);
-                        let next = conv(quote!(::rep::fusion::AffineConv::from_conv(&#layer)?));
-                        quote!(__acc.then(&#next)?)
-                    }
-                    (OpKind::ConvBn(..), false) => {
-                        let next = conv(quote!(#layer.fuse()?));
-                        quote!(__acc.then(&#next)?)
-                    }
-                    (OpKind::Bn(..), false) => quote!(__acc.then_bn(&#layer)?),
-                    (OpKind::Scale(..), false) => quote!(__acc.then_scale(&#layer)?),
-                    (OpKind::ImplicitM(..), false) => quote!(__acc.then_implicit_m(&#layer)?),
-                    (OpKind::Identity(_), false) => quote!(__acc),
-                    (OpKind::Filter { .. }, false) => quote!({
-                        let __c = __acc.geometry.out_channels;
-                        __acc.then(&::rep::fusion::avg_pool_kernel(__c, __c, &#layer)?)?
-                    }),
-                };
+                    continue;
+                }
+                let step = squeeze_step(&op.kind, i == start, &layer, implicit.as_ref());
                 chain.push(quote!(let __acc = #step;));
             }
             let body = quote!({ #(#chain)* __acc });
@@ -237,6 +193,58 @@ pub(super) fn squeeze(block: &Block, main: usize) -> TokenStream {
         let (mut __channels, mut __groups) = (0usize, 1usize);
         #(#branches)*
         let __squeezed = ::rep::fusion::sum_branches(&__branches)?;
+    }
+}
+
+/// One step of a branch's squeeze chain: the op as an `AffineConv` at the chain's start, or
+/// merged into `__acc`; a pending ImplicitA (`implicit`) folds into the conv that follows it.
+fn squeeze_step(kind: &OpKind, first: bool, layer: &TokenStream, implicit: Option<&TokenStream>) -> TokenStream {
+    let conv = |affine: TokenStream| match implicit {
+        Some(ia) => quote!(#affine.after_implicit_a(&#ia)?),
+        None => affine,
+    };
+    match (kind, first) {
+        // The caller folds an ImplicitA into the conv after it; it never reaches here.
+        (OpKind::ImplicitA(_), _) => quote!(__acc),
+        (OpKind::Conv(spec), true) => {
+            let layer = conv_layer(spec, layer);
+            conv(quote!(::rep::fusion::AffineConv::from_conv(&#layer)?))
+        }
+        (OpKind::ConvBn(..), true) => conv(quote!(#layer.fuse()?)),
+        (OpKind::Bn(..), true) => quote!(::rep::fusion::bn_identity(&#layer, __groups)?),
+        (OpKind::Scale(..), true) => {
+            quote!(::rep::fusion::identity(__channels, __groups)?.then_scale(&#layer)?)
+        }
+        (OpKind::ImplicitM(..), true) => {
+            quote!(::rep::fusion::identity(__channels, __groups)?.then_implicit_m(&#layer)?)
+        }
+        (OpKind::Identity(_), true) => quote!(::rep::fusion::identity(__channels, __groups)?),
+        (OpKind::Filter { bank: Bank::Dct, .. }, true) => {
+            quote!(::rep::fusion::AffineConv::from_conv(&#layer.conv)?)
+        }
+        (OpKind::Filter { bank: Bank::Dct, .. }, false) => {
+            quote!(__acc.then(&::rep::fusion::AffineConv::from_conv(&#layer.conv)?)?)
+        }
+        (OpKind::Filter { .. }, true) => {
+            quote!(::rep::fusion::avg_pool_kernel(__channels, __groups, &#layer)?)
+        }
+        (OpKind::Conv(spec), false) => {
+            let layer = conv_layer(spec, layer);
+            let next = conv(quote!(::rep::fusion::AffineConv::from_conv(&#layer)?));
+            quote!(__acc.then(&#next)?)
+        }
+        (OpKind::ConvBn(..), false) => {
+            let next = conv(quote!(#layer.fuse()?));
+            quote!(__acc.then(&#next)?)
+        }
+        (OpKind::Bn(..), false) => quote!(__acc.then_bn(&#layer)?),
+        (OpKind::Scale(..), false) => quote!(__acc.then_scale(&#layer)?),
+        (OpKind::ImplicitM(..), false) => quote!(__acc.then_implicit_m(&#layer)?),
+        (OpKind::Identity(_), false) => quote!(__acc),
+        (OpKind::Filter { .. }, false) => quote!({
+            let __c = __acc.geometry.out_channels;
+            __acc.then(&::rep::fusion::avg_pool_kernel(__c, __c, &#layer)?)?
+        }),
     }
 }
 

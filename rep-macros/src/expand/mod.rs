@@ -31,15 +31,21 @@ pub fn block(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> Token
 
 /// The train-time struct: one field per branch, the post-sum BN and SE, and its impls.
 fn train(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> TokenStream {
+    let declaration = train_struct(block);
+    let methods = train_methods(block, geometry, checks);
+    let impls = train_impls(block, geometry);
+    quote!(#declaration #methods #impls)
+}
+
+/// The train-time struct's declaration.
+fn train_struct(block: &Block) -> TokenStream {
     let item = &block.item;
     let (name, vis) = (&item.ident, &item.vis);
-    let fused_name = format_ident!("{}Fused", name);
     let attrs = &crate::internals::attrs::without_derives(&item.attrs, &["Clone", "Debug"]);
     let generics = crate::internals::attrs::dim_generics(&item.generics);
-    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let (impl_generics, _, where_clause) = generics.split_for_impl();
     let dims = &block.dims;
     let phantom = (!dims.is_empty()).then(|| quote!(_dims: ::core::marker::PhantomData<fn() -> (#(#dims,)*)>,));
-
     let fields = block.branches.iter().map(|b| {
         let (field, attrs, ty) = (&b.field, &b.attrs, branch_type(b));
         let doc = format!("Branch `{}` (weights under `{}`).", b.field, b.name);
@@ -55,28 +61,6 @@ fn train(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> TokenStre
         }
         PostOp::Activation(..) => None,
     });
-    let fused_se_init = block.post.iter().any(|p| matches!(p, PostOp::Se(..))).then(|| quote!(se: self.se.clone(),));
-    let new_fn = constructor(block, geometry, checks);
-    let block_impl = block_trait(block, geometry);
-    let (forward_eval, forward_train) = (forward(block, false), forward(block, true));
-    let squeeze = squeeze(block, geometry.main);
-    let post_bn = block.post.iter().any(|p| matches!(p, PostOp::Bn(..))).then(|| quote!(.then_bn(&self.bn)?));
-    let (forward_train, structural) = if is_online(block) {
-        let doc = "The structural training forward (every branch, then the sum), for comparison with the online \
-                   `forward_train`, which squeezes the branches into one kernel and runs one convolution.";
-        (
-            forward_online(block),
-            Some(
-                quote!(#[doc = #doc] pub fn forward_train_structural(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> { #forward_train }),
-            ),
-        )
-    } else {
-        (forward_train, None)
-    };
-    let parameters = parameters(block);
-    let costs = costs(block);
-    let (train_items, train_inherent) = train::train_items(block, geometry.main);
-
     quote! {
         #(#attrs)*
         #[derive(Clone, Debug)]
@@ -87,9 +71,25 @@ fn train(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> TokenStre
             _channels: (usize, usize),
             #phantom
         }
+    }
+}
 
-        #block_impl
-
+/// The train-time struct's inherent methods: `new`, `squeeze`, and for an OREPA-style block the
+/// structural forwards and `squeeze_backward`.
+fn train_methods(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> TokenStream {
+    let name = &block.item.ident;
+    let generics = crate::internals::attrs::dim_generics(&block.item.generics);
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let new_fn = constructor(block, geometry, checks);
+    let squeeze = squeeze(block, geometry.main);
+    let structural = is_online(block).then(|| {
+        let doc = "The structural training forward (every branch, then the sum), for comparison with the online \
+                   `forward_train`, which squeezes the branches into one kernel and runs one convolution.";
+        let forward_train = forward(block, true);
+        quote!(#[doc = #doc] pub fn forward_train_structural(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> { #forward_train })
+    });
+    let train_inherent = train::online_methods(block, geometry.main);
+    quote! {
         #[allow(clippy::identity_op, clippy::erasing_op, clippy::modulo_one, clippy::eq_op, clippy::too_many_arguments)]
         impl #impl_generics #name #ty_generics #where_clause {
             #new_fn
@@ -104,6 +104,25 @@ fn train(block: &Block, geometry: &BlockGeometry, checks: &[Check]) -> TokenStre
             #structural
             #train_inherent
         }
+    }
+}
+
+/// The train-time struct's trait impls: `Block`, `Layer`, `Parameters`, `Train`,
+/// `Reparameterize` and `Costs`.
+fn train_impls(block: &Block, geometry: &BlockGeometry) -> TokenStream {
+    let name = &block.item.ident;
+    let fused_name = format_ident!("{}Fused", name);
+    let generics = crate::internals::attrs::dim_generics(&block.item.generics);
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let fused_se_init = block.post.iter().any(|p| matches!(p, PostOp::Se(..))).then(|| quote!(se: self.se.clone(),));
+    let block_impl = block_trait(block, geometry);
+    let forward_eval = forward(block, false);
+    let forward_train = if is_online(block) { forward_online(block) } else { forward(block, true) };
+    let post_bn = block.post.iter().any(|p| matches!(p, PostOp::Bn(..))).then(|| quote!(.then_bn(&self.bn)?));
+    let (parameters, costs) = (parameters(block), costs(block));
+    let train_items = train::train_items(block);
+    quote! {
+        #block_impl
 
         impl #impl_generics ::rep::layers::Layer for #name #ty_generics #where_clause {
             fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {

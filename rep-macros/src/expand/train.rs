@@ -20,28 +20,11 @@ fn trains_online(block: &Block) -> bool {
     super::branch::is_online(block) && super::online::supported(block)
 }
 
-/// The `Train` impl's items (`Cache`, `forward_cached`, `backward`) and, for a block that trains
-/// online, the inherent `forward_cached_structural` and `squeeze_backward`.
-pub(super) fn train_items(block: &Block, main: usize) -> (TokenStream, TokenStream) {
-    let train = train_trait();
-    let branch_caches = block.branches.iter().map(|b| {
-        let ops = b.ops.iter().map(|op| {
-            let ty = op_type(op);
-            quote!(<#ty as #train>::Cache)
-        });
-        quote!(::core::option::Option<(#(#ops,)*)>)
-    });
-    let post_caches = block.post.iter().map(|p| match p {
-        PostOp::Bn(..) => quote!(<::rep::layers::BatchNorm2d as #train>::Cache),
-        PostOp::Activation(..) => quote!(::rep::ndarray::Array4<f32>),
-        PostOp::Se(..) => quote!(::core::option::Option<::rep::train::SqueezeExciteCache>),
-    });
-    let structural = forward_cached(block);
-    let online = trains_online(block);
-    let forward = if online { forward_online(block) } else { structural.clone() };
-    let backward = backward(block, online);
-    let array = quote!(::rep::ndarray::Array4<f32>);
-    let inherent = online.then(|| {
+/// For a block that trains online, its inherent `forward_cached_structural` and `squeeze_backward`.
+pub(super) fn online_methods(block: &Block, main: usize) -> Option<TokenStream> {
+    let (train, array) = (train_trait(), quote!(::rep::ndarray::Array4<f32>));
+    trains_online(block).then(|| {
+        let structural = forward_cached(block);
         let squeeze_backward = super::online::squeeze_backward(block, main);
         quote! {
             /// The training forward through every branch (the structural form), for comparison
@@ -62,8 +45,29 @@ pub(super) fn train_items(block: &Block, main: usize) -> (TokenStream, TokenStre
                 #squeeze_backward
             }
         }
+    })
+}
+
+/// The `Train` impl's items: `Cache`, `forward_cached` (online for a block that trains online)
+/// and `backward`.
+pub(super) fn train_items(block: &Block) -> TokenStream {
+    let train = train_trait();
+    let branch_caches = block.branches.iter().map(|b| {
+        let ops = b.ops.iter().map(|op| {
+            let ty = op_type(op);
+            quote!(<#ty as #train>::Cache)
+        });
+        quote!(::core::option::Option<(#(#ops,)*)>)
     });
-    let items = quote! {
+    let post_caches = block.post.iter().map(|p| match p {
+        PostOp::Bn(..) => quote!(<::rep::layers::BatchNorm2d as #train>::Cache),
+        PostOp::Activation(..) => quote!(::rep::ndarray::Array4<f32>),
+        PostOp::Se(..) => quote!(::core::option::Option<::rep::train::SqueezeExciteCache>),
+    });
+    let online = trains_online(block);
+    let forward = if online { forward_online(block) } else { forward_cached(block) };
+    let backward = backward(block, online);
+    quote! {
         type Cache = ((#(#branch_caches,)*), (#(#post_caches,)*), ::core::option::Option<::rep::train::OnlineCache>);
 
         fn forward_cached(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<(::rep::ndarray::Array4<f32>, Self::Cache)> {
@@ -79,8 +83,7 @@ pub(super) fn train_items(block: &Block, main: usize) -> (TokenStream, TokenStre
         ) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
             #backward
         }
-    };
-    (items, inherent.unwrap_or_default())
+    }
 }
 
 /// The weight prefix of op `i` of a branch, as `Parameters::visit` names it.
