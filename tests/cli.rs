@@ -202,3 +202,53 @@ fn digits_trains_fuses_saves_and_resumes_exactly() {
     let weights = |dir: &Path| std::fs::read(dir.join("digits-train.safetensors")).unwrap();
     assert!(weights(&straight) == weights(&stopped), "resumed weights differ from an uninterrupted run's");
 }
+
+/// The `rep` command converts an original DBB checkpoint to exactly the original's deploy keys
+/// and numbers, runs an ACNet checkpoint like the original's deploy model, and refuses a
+/// checkpoint of another family by name.
+#[test]
+fn rep_command_converts_and_runs_every_block_family() {
+    let blocks = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/blocks");
+    let rep = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        Command::new(example_binary("rep")).args(args.iter().map(|a| a.as_ref())).output().unwrap()
+    };
+    let deploy = scratch("dbb-deploy.safetensors");
+    let train = blocks.join("dbb_c8_16_s2_g2/train.safetensors");
+    let output = rep(&[&"convert", &"--family", &"dbb", &"--stride", &"2", &train, &deploy]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (ours, theirs) = (
+        rep::StateDict::load(&deploy).unwrap(),
+        rep::StateDict::load(blocks.join("dbb_c8_16_s2_g2/deploy.safetensors")).unwrap(),
+    );
+    assert_eq!(ours.tensors.keys().collect::<Vec<_>>(), theirs.tensors.keys().collect::<Vec<_>>());
+    for (name, t) in &theirs.tensors {
+        let scale = t.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let worst = ours.tensors[name].iter().zip(t).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst <= 1e-5 * scale, "{name}: {worst:e}");
+    }
+
+    let (input, result) = (blocks.join("acnet_c8_8_s2/input.npy"), scratch("acnet-out.npy"));
+    let weights = blocks.join("acnet_c8_8_s2/train.safetensors");
+    let output = rep(&[
+        &"infer",
+        &"--family",
+        &"acnet",
+        &"--stride",
+        &"2",
+        &"--weights",
+        &weights,
+        &"--input",
+        &input,
+        &"--output",
+        &result,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let ours: ndarray::ArrayD<f32> = ndarray_npy::read_npy(&result).unwrap();
+    let expected: ndarray::ArrayD<f32> = ndarray_npy::read_npy(blocks.join("acnet_c8_8_s2/expect_deploy.npy")).unwrap();
+    assert!(rep::compare::difference(&ours, &expected).unwrap().within(1e-5));
+
+    let wrong = rep(&[&"convert", &"--family", &"acnet", &train, &scratch("never.safetensors")]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(stderr(&wrong).contains("not an ACNet train-time checkpoint in the original naming"), "{}", stderr(&wrong));
+    assert!(!scratch("never.safetensors").exists(), "nothing written on error");
+}

@@ -196,6 +196,24 @@ impl Parameters for Dbb {
     }
 }
 
+impl crate::Costs for Dbb {
+    fn parameter_count(&self) -> usize {
+        match self {
+            Dbb::Identity(b) => b.parameter_count(),
+            Dbb::Wide(b) => b.parameter_count(),
+            Dbb::Depthwise(b) => b.parameter_count(),
+        }
+    }
+
+    fn macs(&self, input: crate::Hw) -> Result<(u64, crate::Hw)> {
+        match self {
+            Dbb::Identity(b) => b.macs(input),
+            Dbb::Wide(b) => b.macs(input),
+            Dbb::Depthwise(b) => b.macs(input),
+        }
+    }
+}
+
 /// The deploy form of every variant: one conv, `dbb_reparam`.
 pub type DbbFused = DbbIdentityFused;
 

@@ -10,6 +10,7 @@
 //! * [`mobileone`] — Apple's MobileOne block.
 
 pub mod acnet;
+pub mod adapter;
 pub mod dbb;
 pub mod mobileone;
 pub mod orepa;

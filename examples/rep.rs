@@ -1,0 +1,182 @@
+//! `rep`: one command for every family of the zoo — convert an original train-time checkpoint
+//! to the original's deploy form (with an equivalence check), run it on an `.npy` input, or
+//! count its parameters and multiply-adds.
+//!
+//! ```text
+//! cargo run --release --example rep -- convert --family dbb --stride 2 dbb.safetensors dbb-deploy.safetensors
+//! cargo run --release --example rep -- convert --family repvgg [--arch A0] [--to timm] train.safetensors deploy.safetensors
+//! cargo run --release --example rep -- summary --family mobileone --groups 12 --weights m1.safetensors [--res 56]
+//! cargo run --release --example rep -- infer --family acnet --stride 2 --weights acb.safetensors --input x.npy --output y.npy
+//! ```
+//!
+//! Stride and groups are constructor arguments the weights do not record. Errors are one line on
+//! stderr and a non-zero exit status.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rep::ndarray::Array4;
+use rep::zoo::acnet::AcBlock;
+use rep::zoo::adapter::{BlockOptions, FromCheckpoint, convert_block};
+use rep::zoo::dbb::Dbb;
+use rep::zoo::mobileone::MobileOneBlock;
+use rep::zoo::repvgg::{self, Naming};
+use rep::{Costs, Hw, StateDict};
+use std::path::{Path, PathBuf};
+
+type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+#[derive(Parser)]
+#[command(name = "rep", about = "Every family of the zoo: convert original checkpoints, run and inspect them")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Family {
+    Repvgg,
+    Dbb,
+    Acnet,
+    Mobileone,
+}
+
+/// The block and what its weights do not record.
+#[derive(Args)]
+struct Block {
+    /// The family whose original names the checkpoint uses.
+    #[arg(long, value_enum)]
+    family: Family,
+    /// Stride of the block (not in the weights).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    stride: u16,
+    /// Groups of the block (not in the weights; DBB's are read from them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    groups: u32,
+}
+
+impl Block {
+    fn options(&self) -> BlockOptions {
+        BlockOptions { stride: self.stride.into(), groups: self.groups as usize }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Original train-time checkpoint → the original's deploy form, with an equivalence check.
+    Convert {
+        #[command(flatten)]
+        block: Block,
+        /// RepVGG only: the architecture (inferred when omitted).
+        #[arg(long)]
+        arch: Option<String>,
+        /// RepVGG only: naming of the written file (official or timm).
+        #[arg(long, default_value = "official")]
+        to: String,
+        /// The train-time checkpoint.
+        input: PathBuf,
+        /// Where to write the deploy checkpoint.
+        output: PathBuf,
+    },
+    /// Output for an NCHW f32 `.npy` input, through the fused block.
+    Infer {
+        #[command(flatten)]
+        block: Block,
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Parameters and multiply-adds, train-time and fused, at a resolution.
+    Summary {
+        #[command(flatten)]
+        block: Block,
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long, default_value_t = 56, value_parser = clap::value_parser!(u32).range(1..=8192))]
+        res: u32,
+    },
+}
+
+fn convert<B: FromCheckpoint>(input: &Path, output: &Path, options: BlockOptions) -> CliResult {
+    let report = convert_block::<B>(input, output, options)?;
+    println!(
+        "{} -> {} ({} block, fused vs train-time {:.1e} relative; keys {})",
+        input.display(),
+        output.display(),
+        B::FAMILY,
+        report.check.relative(),
+        report.keys.join(", ")
+    );
+    Ok(())
+}
+
+fn infer<B: FromCheckpoint>(weights: &Path, input: &Path, output: &Path, options: BlockOptions) -> CliResult {
+    rep::io::ensure_distinct(output, &[input, weights])?;
+    let fused = B::from_checkpoint(&StateDict::load(weights)?, options)?.fuse()?;
+    let x: Array4<f32> = rep::io::read_npy(input)?;
+    let y = rep::layers::Layer::forward(&fused, &x)?;
+    rep::io::write_npy(output, &y.into_dyn())?;
+    println!("{} -> {}", input.display(), output.display());
+    Ok(())
+}
+
+fn summary<B: FromCheckpoint>(weights: &Path, res: usize, options: BlockOptions) -> CliResult {
+    let block = B::from_checkpoint(&StateDict::load(weights)?, options)?;
+    let fused = block.fuse()?;
+    let input = Hw::square(res);
+    let ((macs, out), (fused_macs, _)) = (block.macs(input)?, fused.macs(input)?);
+    println!("{} block at {res}x{res} -> {out}", B::FAMILY);
+    println!("  train-time: {} parameters, {macs} multiply-adds", block.parameter_count());
+    println!("  fused:      {} parameters, {fused_macs} multiply-adds", fused.parameter_count());
+    Ok(())
+}
+
+/// Runs `$action::<Block type>` for the family's block type.
+macro_rules! for_family {
+    ($family:expr, $action:ident($($arg:expr),*)) => {
+        match $family {
+            Family::Dbb => $action::<Dbb>($($arg),*),
+            Family::Acnet => $action::<AcBlock<usize, usize, usize, usize>>($($arg),*),
+            Family::Mobileone => $action::<MobileOneBlock<usize, usize, usize, usize, usize, usize, usize>>($($arg),*),
+            Family::Repvgg => Err("for RepVGG networks use `convert --family repvgg` or the `repvgg` example".into()),
+        }
+    };
+}
+
+fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Convert { block, arch, to, input, output } => match block.family {
+            Family::Repvgg => {
+                let naming = match to.as_str() {
+                    "official" => Naming::Official,
+                    "timm" => Naming::Timm,
+                    other => return Err(format!("--to {other}: expected official or timm").into()),
+                };
+                let report = repvgg::convert(&input, &output, arch.as_deref(), naming)?;
+                println!(
+                    "{} -> {} (RepVGG {}, fused vs train-time {:.1e})",
+                    input.display(),
+                    output.display(),
+                    report.arch.name,
+                    report.check.relative()
+                );
+                Ok(())
+            }
+            family => for_family!(family, convert(&input, &output, block.options())),
+        },
+        Command::Infer { block, weights, input, output } => {
+            for_family!(block.family, infer(&weights, &input, &output, block.options()))
+        }
+        Command::Summary { block, weights, res } => {
+            for_family!(block.family, summary(&weights, res as usize, block.options()))
+        }
+    }
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
