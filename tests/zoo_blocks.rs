@@ -137,3 +137,38 @@ fn key_maps_rename_both_ways() {
     let err = merging.import(original).unwrap_err().to_string();
     assert!(err.contains("would both be renamed `conv.weight`"), "{err}");
 }
+
+/// MobileOne-S0 … S4 as Apple's `MobileOne` builds them: the fused parameter counts are the
+/// paper's (2.1 M, 4.8 M, 7.8 M, 10.1 M, 14.8 M), the names Apple's, and S0 (four branches) fuses
+/// exactly.
+#[test]
+fn mobileone_networks() {
+    use rep::zoo::mobileone::{MobileOne, MobileOneArch};
+    let expected = [("S0", 2.1), ("S1", 4.8), ("S2", 7.8), ("S3", 10.1), ("S4", 14.8)];
+    for (name, millions) in expected {
+        let arch = MobileOneArch::named(name, 1000).unwrap();
+        let model = MobileOne::new(&arch, &mut common::rng(0)).unwrap();
+        let fused = model.fuse().unwrap();
+        let params = rep::Costs::parameter_count(&fused) as f64 / 1e6;
+        assert!((params - millions).abs() < 0.06, "{name}: {params:.3} M parameters, the paper says {millions} M");
+        println!("MobileOne-{name}: {params:.3} M parameters fused (paper: {millions} M)");
+        if name == "S0" {
+            let names: Vec<String> = StateDict::from_parameters(&model).tensors.into_keys().collect();
+            for key in [
+                "stage0.rbr_conv.0.conv.weight",
+                "stage1.0.rbr_conv.3.bn.running_var",
+                "stage1.1.rbr_skip.weight",
+                "linear.bias",
+            ] {
+                assert!(names.iter().any(|n| n == key), "{key}");
+            }
+        }
+    }
+    let arch = MobileOneArch::custom([1, 1, 2, 1], [0.25, 0.25, 0.25, 0.25], 2, true, 10).unwrap();
+    let mut model = MobileOne::new(&arch, &mut common::rng(1)).unwrap();
+    rep::layers::randomize_vectors(&mut model, &mut common::rng(2));
+    let x = common::random_tensor((2, 3, 33, 29), &mut common::rng(3));
+    let err = relative_error(&model.fuse().unwrap().forward(&x).unwrap(), &model.forward(&x).unwrap());
+    assert!(err <= REL_TOL, "fused MobileOne: {err:e}");
+    assert!(MobileOneArch::named("S9", 10).is_err());
+}

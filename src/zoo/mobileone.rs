@@ -59,3 +59,153 @@ impl MobileOneBlock<usize, usize, usize, usize, usize, usize, usize> {
         Ok(block)
     }
 }
+
+/// A MobileOne network's layout, as Apple's `MobileOne` builds it from
+/// `num_blocks_per_stage`, `width_multipliers`, `use_se` and `num_conv_branches`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MobileOneArch {
+    /// `"S0"` … `"S4"`, or `"custom"`.
+    pub name: String,
+    /// Depthwise + pointwise pairs in stages 1–4 (Apple: 2, 8, 10, 1).
+    pub depths: [usize; 4],
+    /// Output channels of stages 0–4: `min(64, 64·w₀)`, `64·w₀`, `128·w₁`, `256·w₂`, `512·w₃`.
+    pub widths: [usize; 5],
+    /// Over-parameterized k×k branches per block (S0: 4, S1–S4: 1); stage 0 has one.
+    pub branches: usize,
+    /// SE on the last half of stage 3's pairs and on all of stage 4's (S4).
+    pub se: bool,
+    /// Classifier outputs.
+    pub classes: usize,
+}
+
+impl MobileOneArch {
+    /// MobileOne-S0 … S4 (Apple's width multipliers, branch counts and SE).
+    pub fn named(name: &str, classes: usize) -> Result<MobileOneArch> {
+        let (multipliers, branches, se) = match name.to_ascii_uppercase().as_str() {
+            "S0" => ([0.75, 1.0, 1.0, 2.0], 4, false),
+            "S1" => ([1.5, 1.5, 2.0, 2.5], 1, false),
+            "S2" => ([1.5, 2.0, 2.5, 4.0], 1, false),
+            "S3" => ([2.0, 2.5, 3.0, 4.0], 1, false),
+            "S4" => ([3.0, 3.5, 3.5, 4.0], 1, true),
+            other => {
+                return Err(Error::Architecture(format!("unknown MobileOne `{other}`; expected S0, S1, S2, S3 or S4")));
+            }
+        };
+        let mut arch = MobileOneArch::custom([2, 8, 10, 1], multipliers, branches, se, classes)?;
+        arch.name = name.to_ascii_uppercase();
+        Ok(arch)
+    }
+
+    /// A layout from Apple's constructor arguments.
+    pub fn custom(depths: [usize; 4], w: [f64; 4], branches: usize, se: bool, classes: usize) -> Result<MobileOneArch> {
+        let width = |base: f64, m: f64| (base * m) as usize;
+        let widths =
+            [64.min(width(64.0, w[0])), width(64.0, w[0]), width(128.0, w[1]), width(256.0, w[2]), width(512.0, w[3])];
+        if widths.contains(&0) || depths.contains(&0) || !(1..=4).contains(&branches) || classes == 0 {
+            return Err(Error::Architecture(format!(
+                "MobileOne: widths {widths:?}, depths {depths:?}, {branches} branches, {classes} classes; \
+                 every size must be positive and branches 1 to 4"
+            )));
+        }
+        Ok(MobileOneArch { name: "custom".into(), depths, widths, branches, se, classes })
+    }
+
+    /// Channels into pair `i / 2` of stage `s` (1–4): the previous stage's width for the first pair.
+    fn planes_in(&self, s: usize, i: usize) -> usize {
+        if i / 2 == 0 { self.widths[s - 1] } else { self.widths[s] }
+    }
+
+    /// Input channels of block `i` of stage `s` (even `i`: depthwise, odd: pointwise).
+    pub fn cin(&self, s: usize, i: usize) -> usize {
+        self.planes_in(s, i)
+    }
+
+    /// Output channels of block `i` of stage `s`.
+    pub fn cout(&self, s: usize, i: usize) -> usize {
+        if i % 2 == 0 { self.planes_in(s, i) } else { self.widths[s] }
+    }
+
+    /// Kernel of block `i`: 3 for the depthwise half, 1 for the pointwise.
+    pub fn kernel(&self, i: usize) -> usize {
+        if i % 2 == 0 { 3 } else { 1 }
+    }
+
+    /// Stride of block `i`: 2 for a stage's first block.
+    pub fn stride(&self, i: usize) -> usize {
+        if i == 0 { 2 } else { 1 }
+    }
+
+    /// Groups of block `i` of stage `s`: depthwise, then dense.
+    pub fn groups(&self, s: usize, i: usize) -> usize {
+        if i % 2 == 0 { self.planes_in(s, i) } else { 1 }
+    }
+
+    /// 1 when block `i` of stage `s` has SE: the last `depth / 2` pairs of stage 3 and every
+    /// pair of stage 4, when the layout uses SE.
+    pub fn se_at(&self, s: usize, i: usize) -> usize {
+        let depth = self.depths[s - 1];
+        let with_se = match s {
+            3 if self.se => depth / 2,
+            4 if self.se => depth,
+            _ => 0,
+        };
+        usize::from(i / 2 >= depth - with_se)
+    }
+}
+
+/// A MobileOne network of any [`MobileOneArch`], under Apple's names (`stage0`, `stage1.{i}` with
+/// the depthwise block at even `i` and the pointwise one at odd `i`, `linear`).
+#[crate::model(new(arch: &MobileOneArch))]
+pub struct MobileOne {
+    stage0: MobileOneBlock<3, { arch.widths[0] }, 3, 2, 1, 1, 0>,
+    #[rep(repeat = 2 * arch.depths[0], index = i)]
+    stage1: Vec<
+        MobileOneBlock<
+            { arch.cin(1, i) },
+            { arch.cout(1, i) },
+            { arch.kernel(i) },
+            { arch.stride(i) },
+            { arch.groups(1, i) },
+            { arch.branches },
+            { arch.se_at(1, i) },
+        >,
+    >,
+    #[rep(repeat = 2 * arch.depths[1], index = i)]
+    stage2: Vec<
+        MobileOneBlock<
+            { arch.cin(2, i) },
+            { arch.cout(2, i) },
+            { arch.kernel(i) },
+            { arch.stride(i) },
+            { arch.groups(2, i) },
+            { arch.branches },
+            { arch.se_at(2, i) },
+        >,
+    >,
+    #[rep(repeat = 2 * arch.depths[2], index = i)]
+    stage3: Vec<
+        MobileOneBlock<
+            { arch.cin(3, i) },
+            { arch.cout(3, i) },
+            { arch.kernel(i) },
+            { arch.stride(i) },
+            { arch.groups(3, i) },
+            { arch.branches },
+            { arch.se_at(3, i) },
+        >,
+    >,
+    #[rep(repeat = 2 * arch.depths[3], index = i)]
+    stage4: Vec<
+        MobileOneBlock<
+            { arch.cin(4, i) },
+            { arch.cout(4, i) },
+            { arch.kernel(i) },
+            { arch.stride(i) },
+            { arch.groups(4, i) },
+            { arch.branches },
+            { arch.se_at(4, i) },
+        >,
+    >,
+    gap: GlobalAvgPool,
+    linear: Linear<{ arch.widths[4] }, { arch.classes }>,
+}
