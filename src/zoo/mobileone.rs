@@ -122,12 +122,12 @@ impl MobileOneArch {
 
     /// Output channels of block `i` of stage `s`.
     pub fn cout(&self, s: usize, i: usize) -> usize {
-        if i % 2 == 0 { self.planes_in(s, i) } else { self.widths[s] }
+        if i.is_multiple_of(2) { self.planes_in(s, i) } else { self.widths[s] }
     }
 
     /// Kernel of block `i`: 3 for the depthwise half, 1 for the pointwise.
     pub fn kernel(&self, i: usize) -> usize {
-        if i % 2 == 0 { 3 } else { 1 }
+        if i.is_multiple_of(2) { 3 } else { 1 }
     }
 
     /// Stride of block `i`: 2 for a stage's first block.
@@ -137,7 +137,7 @@ impl MobileOneArch {
 
     /// Groups of block `i` of stage `s`: depthwise, then dense.
     pub fn groups(&self, s: usize, i: usize) -> usize {
-        if i % 2 == 0 { self.planes_in(s, i) } else { 1 }
+        if i.is_multiple_of(2) { self.planes_in(s, i) } else { 1 }
     }
 
     /// 1 when block `i` of stage `s` has SE: the last `depth / 2` pairs of stage 3 and every
