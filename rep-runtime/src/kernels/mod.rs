@@ -60,6 +60,12 @@ pub fn all_finite(values: &[f32]) -> bool {
     sums.iter().all(|s| *s == 0.0) && rest.iter().all(|v| v.is_finite())
 }
 
+/// How many planes of `len` values one parallel task takes: enough for about 32 K values, so
+/// that small maps (late layers, small images) do not pay a task per plane.
+pub(crate) fn planes_per_task(len: usize) -> usize {
+    (32 * 1024 / len.max(1)).max(1)
+}
+
 /// A zero-filled buffer of `len` floats, or an error naming `what` when the memory cannot be
 /// had (instead of aborting the process, as `vec!` would).
 pub fn zeroed(len: usize, what: &str) -> Result<Vec<f32>> {

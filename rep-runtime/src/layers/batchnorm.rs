@@ -161,6 +161,7 @@ impl BatchNorm2d {
         let (values, channels, plane) = (x.as_slice().expect("standard layout"), self.channels(), h * w);
         let statistics: Vec<(f64, f64)> = (0..channels)
             .into_par_iter()
+            .with_min_len(crate::kernels::planes_per_task(n * plane))
             .map(|c| {
                 let planes = || (0..n).map(|i| &values[(i * channels + c) * plane..(i * channels + c + 1) * plane]);
                 let mean = planes().map(|p| p.iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() / count as f64;

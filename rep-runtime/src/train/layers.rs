@@ -89,7 +89,8 @@ impl Train for BatchNorm2d {
             .unzip();
         let mut y = x.clone();
         let (channels, plane) = (self.channels(), x.shape()[2] * x.shape()[3]);
-        y.as_slice_mut().expect("standard layout").par_chunks_mut(plane.max(1)).enumerate().for_each(|(p, values)| {
+        let planes = y.as_slice_mut().expect("standard layout").par_chunks_mut(plane.max(1));
+        planes.with_min_len(kernels::planes_per_task(plane)).enumerate().for_each(|(p, values)| {
             let c = p % channels;
             values.iter_mut().for_each(|v| *v = *v * a[c] + b[c]);
         });
@@ -112,6 +113,7 @@ impl Train for BatchNorm2d {
         // Per channel: Σ dy and Σ dy·(x − μ) in f64, channels in parallel.
         let sums: Vec<(f64, f64)> = (0..channels)
             .into_par_iter()
+            .with_min_len(kernels::planes_per_task(n * plane))
             .map(|c| {
                 let mean = cache.mean[c];
                 planes_of(c).fold((0.0f64, 0.0f64), |(sum, dot), range| {
@@ -131,7 +133,8 @@ impl Train for BatchNorm2d {
             })
             .collect();
         let mut dx = Array4::<f32>::zeros(cache.x.dim());
-        dx.as_slice_mut().expect("fresh array").par_chunks_mut(plane.max(1)).enumerate().for_each(|(p, out)| {
+        let planes = dx.as_slice_mut().expect("fresh array").par_chunks_mut(plane.max(1));
+        planes.with_min_len(kernels::planes_per_task(plane)).enumerate().for_each(|(p, out)| {
             let [mean, mean_dy, projection, scale] = constants[p % channels];
             let range = p * plane..(p + 1) * plane;
             for ((out, &x), &d) in out.iter_mut().zip(&x[range.clone()]).zip(&d[range]) {
