@@ -21,6 +21,13 @@ use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// `println!` that returns the error instead of panicking when stdout is closed (piped to `head`).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
 /// RepVGG blocks 1→16, 16→32 (stride 2), 32→32, 32→64 (stride 2), 64→64, then global average
 /// pooling and a linear classifier.
 #[rep::model]
@@ -171,7 +178,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let done = match &args.resume {
         Some(dir) => {
             let done = resume(dir, &mut model, &mut sgd)?;
-            println!("resumed from {} after epoch {done}", dir.display());
+            say!("resumed from {} after epoch {done}", dir.display());
             done
         }
         None => 0,
@@ -202,7 +209,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         bar.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
         let n = train.labels.len() as f64;
-        println!(
+        say!(
             "epoch {epoch:>3}: loss {:.4}, train accuracy {:.1} %, {seconds:.2} s ({:.0} images/s)",
             loss_sum / n,
             100.0 * correct as f64 / n,
@@ -214,14 +221,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
 
     let trained = predictions(&model.forward(&test.images)?);
-    println!("test accuracy (train-time form): {:.1} %", 100.0 * accuracy(&trained, &test.labels));
+    say!("test accuracy (train-time form): {:.1} %", 100.0 * accuracy(&trained, &test.labels));
     let fused = model.fuse()?;
     let plan = Plan::new(&fused, test.images.dim().into())?;
     let mut state = plan.state()?;
     let logits = plan.run(&mut state, test.images.view())?.into_dimensionality::<ndarray::Ix2>()?.to_owned();
     let deployed = predictions(&logits);
     let same = trained.iter().zip(&deployed).filter(|(a, b)| a == b).count();
-    println!(
+    say!(
         "test accuracy (fused, planned):  {:.1} %; {same} of {} predictions identical",
         100.0 * accuracy(&deployed, &test.labels),
         test.labels.len()
@@ -229,7 +236,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     if let Some(dir) = args.save {
         save_checkpoint(&dir, &model, &sgd, last.max(done))?;
         StateDict::from_parameters(&fused).save(dir.join("digits-deploy.safetensors"))?;
-        println!("saved {}", dir.display());
+        say!("saved {}", dir.display());
     }
     if same != deployed.len() {
         return Err("the fused network's predictions differ from the trained one's".into());

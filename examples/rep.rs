@@ -22,6 +22,13 @@ use rep::zoo::repvgg::{self, Naming};
 use rep::{Costs, Hw, StateDict};
 use std::path::{Path, PathBuf};
 
+/// `println!` that returns the error instead of panicking when stdout is closed (piped to `head`).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
 type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 #[derive(Parser)]
@@ -100,7 +107,7 @@ enum Command {
 
 fn convert<B: FromCheckpoint>(input: &Path, output: &Path, options: BlockOptions) -> CliResult {
     let report = convert_block::<B>(input, output, options)?;
-    println!(
+    say!(
         "{} -> {} ({} block, fused vs train-time {:.1e} relative; keys {})",
         input.display(),
         output.display(),
@@ -117,7 +124,7 @@ fn infer<B: FromCheckpoint>(weights: &Path, input: &Path, output: &Path, options
     let x: Array4<f32> = rep::io::read_npy(input)?;
     let y = rep::layers::Layer::forward(&fused, &x)?;
     rep::io::write_npy(output, &y.into_dyn())?;
-    println!("{} -> {}", input.display(), output.display());
+    say!("{} -> {}", input.display(), output.display());
     Ok(())
 }
 
@@ -126,9 +133,9 @@ fn summary<B: FromCheckpoint>(weights: &Path, res: usize, options: BlockOptions)
     let fused = block.fuse()?;
     let input = Hw::square(res);
     let ((macs, out), (fused_macs, _)) = (block.macs(input)?, fused.macs(input)?);
-    println!("{} block at {res}x{res} -> {out}", B::FAMILY);
-    println!("  train-time: {} parameters, {macs} multiply-adds", block.parameter_count());
-    println!("  fused:      {} parameters, {fused_macs} multiply-adds", fused.parameter_count());
+    say!("{} block at {res}x{res} -> {out}", B::FAMILY);
+    say!("  train-time: {} parameters, {macs} multiply-adds", block.parameter_count());
+    say!("  fused:      {} parameters, {fused_macs} multiply-adds", fused.parameter_count());
     Ok(())
 }
 
@@ -154,7 +161,7 @@ fn run(cli: Cli) -> CliResult {
                     other => return Err(format!("--to {other}: expected official or timm").into()),
                 };
                 let report = repvgg::convert(&input, &output, arch.as_deref(), naming)?;
-                println!(
+                say!(
                     "{} -> {} (RepVGG {}, fused vs train-time {:.1e})",
                     input.display(),
                     output.display(),

@@ -18,6 +18,13 @@ use rep::train::{Gradients, Network, Optimizer, Sgd, cross_entropy};
 use rep::zoo::repvgg::{Arch, RepVgg};
 use std::time::Instant;
 
+/// `println!` that returns the error instead of panicking when stdout is closed (piped to `head`).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
 #[derive(Parser)]
 #[command(about = "Time RepVGG training steps")]
 struct Args {
@@ -80,7 +87,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     times.sort_by(f64::total_cmp);
     let threads = rayon::current_num_threads();
-    println!(
+    say!(
         "{} at {res}x{res}, batch {batch}, {threads} thread(s): median step {:.1} ms (min {:.1}, max {:.1}) over {} steps",
         arch.name,
         times[times.len() / 2],
@@ -89,7 +96,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         times.len()
     );
     let steady = &allocations[2..];
-    println!(
+    say!(
         "heap allocations per step: warm-up {:?}, then {}..={}",
         &allocations[..2],
         steady.iter().min().unwrap_or(&0),
