@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array2, Array4, Axis};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rep::ema::Ema;
 use rep::plan::Plan;
 use rep::train::{Gradients, Network, Optimizer, Schedule, Sgd, cross_entropy, shuffled_batches};
 use rep::zoo::repvgg::RepVggBlock;
@@ -184,6 +185,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         None => 0,
     };
     let mut grads = Gradients::new();
+    // YOLOv7's exponential moving average of the weights, updated after every step.
+    let mut ema = Ema::new(&model, 0.9999);
     let mut step = done as usize * steps_per_epoch;
     let last = args.stop_after.map_or(args.epochs, |stop| stop.min(args.epochs));
     for epoch in done + 1..=last {
@@ -200,6 +203,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             model.backward(cache, &dlogits, &mut grads)?;
             sgd.set_learning_rate(schedule.at(step));
             sgd.step(&mut model, &grads)?;
+            ema.update(&model)?;
             step += 1;
             loss_sum += loss * rows.len() as f64;
             correct += predictions(&logits).iter().zip(&labels).filter(|(p, l)| p == l).count();
@@ -222,6 +226,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
     let trained = predictions(&model.forward(&test.images)?);
     say!("test accuracy (train-time form): {:.1} %", 100.0 * accuracy(&trained, &test.labels));
+    let averaged = predictions(&ema.model.forward(&test.images)?);
+    say!(
+        "test accuracy (EMA of the weights, {} updates): {:.1} %",
+        ema.updates,
+        100.0 * accuracy(&averaged, &test.labels)
+    );
     let fused = model.fuse()?;
     let plan = Plan::new(&fused, test.images.dim().into())?;
     let mut state = plan.state()?;

@@ -220,11 +220,39 @@ impl AdamW {
     pub fn new(lr: f64, groups: ParamGroups) -> Self {
         AdamW { lr, betas: (0.9, 0.999), eps: 1e-8, groups, state: BTreeMap::new() }
     }
+
+    /// The moments by parameter name (PyTorch's `state[p]["exp_avg"]`, `["exp_avg_sq"]`,
+    /// `["step"]`), to save with a checkpoint: `(name, step, m, v)`.
+    pub fn moments(&self) -> impl Iterator<Item = (&str, i32, &ArrayD<f32>, &ArrayD<f32>)> {
+        self.state.iter().map(|(name, s)| (name.as_str(), s.step, &s.m, &s.v))
+    }
+
+    /// Restores one parameter's moments saved from [`AdamW::moments`], to resume training; the
+    /// two must have one shape, a step count ≥ 1 and finite values.
+    pub fn load_moments(&mut self, name: &str, step: i32, m: ArrayD<f32>, v: ArrayD<f32>) -> Result<()> {
+        if m.shape() != v.shape() {
+            return Err(Error::shape(format!("AdamW moments of `{name}`"), m.shape(), v.shape()));
+        }
+        if step < 1 {
+            return Err(Error::geometry(format!("AdamW step of `{name}` is {step}; expected at least 1")));
+        }
+        Error::check_finite(&format!("AdamW exp_avg of `{name}`"), m.iter())?;
+        Error::check_finite(&format!("AdamW exp_avg_sq of `{name}`"), v.iter())?;
+        self.state.insert(name.to_owned(), AdamState { step, m, v });
+        Ok(())
+    }
 }
 
 impl Optimizer for AdamW {
     fn step(&mut self, model: &mut dyn Parameters, grads: &Gradients) -> Result<()> {
         let (lr, (beta1, beta2), eps) = (self.lr, self.betas, self.eps);
+        for (name, g) in grads.iter() {
+            if let Some(s) = self.state.get(name)
+                && s.m.shape() != g.shape()
+            {
+                return Err(Error::shape(format!("AdamW moments of `{name}`"), g.shape(), s.m.shape()));
+            }
+        }
         let state = &mut self.state;
         for_each_parameter(model, grads, &self.groups, |name, mut p, g, options| {
             let lr = lr * options.lr_scale;
