@@ -7,8 +7,11 @@
 //!   knowledge, pooling, activations, SE, Linear, ConvBn — NCHW `f32` on `ndarray`.
 //! * [`fusion`] — the algebra that turns linear train-time branches into one
 //!   [`fusion::AffineConv`] (kernel + bias + geometry, in f64) and sums them.
-//! * [`kernels`] — im2col + SGEMM, direct 1×1 GEMM, depthwise convolution.
-//! * [`io`] — safetensors state dicts with all-or-nothing, fully reported loading.
+//! * [`kernels`] — im2col + packed SGEMM, Winograd, depthwise and pointwise convolution, the
+//!   convolution's backward.
+//! * [`plan`] — compiled, allocation-free inference: an immutable `Plan`, a `PlanState` per caller.
+//! * [`train`] — backward passes, gradients by name, losses, optimizers and schedules.
+//! * [`io`] — safetensors state dicts with all-or-nothing, fully reported loading; key maps.
 //! * [`compare`] — the fused-vs-train equivalence measure.
 //!
 //! ```
