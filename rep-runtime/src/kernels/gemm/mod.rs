@@ -1,7 +1,7 @@
 //! Single-precision GEMM on weights packed once, with no allocation per call.
 //!
 //! `C = A · B` (or `C += A · B`) for a row-major `A` `[M, K]` packed ahead of time into panels
-//! of [`MR`] rows ([`PackedMatrix`]), a row-major `B` `[K, N]` read through a row stride, and a
+//! of `MR` rows ([`PackedMatrix`]), a row-major `B` `[K, N]` read through a row stride, and a
 //! row-major `C` `[M, N]`. `B` is copied, [`KC`] rows at a time, into panels of [`NR`] columns
 //! in a per-thread buffer that only ever grows; each `KC × NR` panel of `B` then stays in L1
 //! while every `MR`-row panel of `A` streams past it through the micro-kernel, which keeps an

@@ -3,7 +3,7 @@
 use super::{KC, MR};
 use std::ops::Range;
 
-/// A row-major `[rows, depth]` matrix packed into panels of [`MR`] rows, depth block by depth
+/// A row-major `[rows, depth]` matrix packed into panels of `MR` rows, depth block by depth
 /// block: block `b` (depths `b·KC ..`, `kc` of them) holds every panel `p` in turn, and panel
 /// `p` holds, for each `k` of the block, `A[p·MR .. p·MR + MR, k]` (zeros past the last row).
 /// A GEMM pass over one depth block thus reads one contiguous stream.
@@ -59,7 +59,7 @@ impl PackedMatrix {
         self.depth
     }
 
-    /// Number of [`MR`]-row panels.
+    /// Number of `MR`-row panels.
     pub fn panels(&self) -> usize {
         self.rows.div_ceil(MR)
     }
