@@ -153,3 +153,23 @@ fn adamw_resumes_from_its_moments() {
     let bad = second.load_moments("bias", 0, ArrayD::zeros(vec![2]), ArrayD::zeros(vec![2])).unwrap_err();
     assert!(bad.to_string().contains("expected at least 1"), "{bad}");
 }
+
+/// A diverged step (a NaN or infinite gradient) is refused by name before any weight changes.
+#[test]
+fn non_finite_gradients_are_refused_and_nothing_moves() {
+    let mut ours = layer();
+    let before = values(&ours);
+    let mut grads = grads(0);
+    let mut bad = ArrayD::from_elem(vec![2], 0.5f32);
+    bad[[1]] = f32::NAN;
+    grads.clear();
+    grads.accumulate("weight", ArrayD::from_elem(vec![2, 2, 1, 1], 0.1f32).view()).unwrap();
+    grads.accumulate("bias", bad.view()).unwrap();
+    for optimizer in
+        [&mut Sgd::new(0.1, 0.9, 0.0) as &mut dyn Optimizer, &mut AdamW::new(0.1, ParamGroups::uniform(0.0))]
+    {
+        let err = optimizer.step(&mut ours, &grads).unwrap_err().to_string();
+        assert!(err.contains("gradient of `bias`[1] is NaN"), "{err}");
+        assert_eq!(values(&ours), before, "nothing updated");
+    }
+}

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 /// `None`), so buffers such as BN running statistics are never updated here.
 pub trait Optimizer {
     /// One update of every parameter of `model` that has a gradient in `grads`. A gradient
-    /// that names no tensor of the model, or has another shape, is an error and nothing is updated.
+    /// that names no tensor of the model, has another shape or holds a NaN or an infinity (a
+    /// diverged step) is an error naming it, and nothing is updated.
     fn step(&mut self, model: &mut dyn Parameters, grads: &Gradients) -> Result<()>;
 
     /// The base learning rate (each group scales it).
@@ -93,7 +94,7 @@ fn for_each_parameter(
             Some(shape) if shape != g.shape() => {
                 return Err(Error::shape(format!("gradient `{name}`"), shape, g.shape()));
             }
-            Some(_) => {}
+            Some(_) => Error::check_finite(&format!("gradient of `{name}`"), g.iter())?,
         }
     }
     model.visit_mut("", &mut |name, p| {
