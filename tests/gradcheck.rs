@@ -98,6 +98,37 @@ fn batch_norm_training_gradients() {
     }
 }
 
+/// A frozen BN (eval mode, running statistics) as a per-channel affine map of its input.
+#[test]
+fn frozen_batch_norm_gradients() {
+    let mut rng = rng(12);
+    let x = random4((2, 3, 4, 5), &mut rng);
+    let bn = common::random_bn(3, &mut rng);
+    let r = random4((2, 3, 4, 5), &mut rng);
+    let (y, cache) = bn.forward_cached_frozen(&x).unwrap();
+    assert_eq!(y, rep::layers::Layer::forward(&bn, &x).unwrap());
+    let mut grads = Gradients::new();
+    let dx = bn.backward(cache, &r, "bn", &mut grads).unwrap();
+    let (gamma, beta, mean, var) = (f64s(&bn.weight), f64s(&bn.bias), f64s(&bn.running_mean), f64s(&bn.running_var));
+    let (x64, r64) = (f64s(&x), f64s(&r));
+    let loss = |x: &[f64], g: &[f64], b: &[f64]| {
+        let y: Vec<f64> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let c = (i / 20) % 3;
+                g[c] * (v - mean[c]) / (var[c] + bn.eps).sqrt() + b[c]
+            })
+            .collect();
+        dot(&r64, &y)
+    };
+    assert_gradient("frozen BN dx", dx.iter().copied(), &numeric(&x64, |x| loss(x, &gamma, &beta)));
+    let dgamma = grads.get("bn.weight").unwrap().iter().copied();
+    assert_gradient("frozen BN dγ", dgamma, &numeric(&gamma, |g| loss(&x64, g, &beta)));
+    let dbeta = grads.get("bn.bias").unwrap().iter().copied();
+    assert_gradient("frozen BN dβ", dbeta, &numeric(&beta, |b| loss(&x64, &gamma, b)));
+}
+
 #[test]
 fn activation_gradients() {
     let mut rng = rng(3);

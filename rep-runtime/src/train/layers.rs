@@ -66,6 +66,21 @@ pub struct BatchNormCache {
     x: Array4<f32>,
     mean: Vec<f64>,
     inv_std: Vec<f64>,
+    /// Normalized with the batch's statistics (training mode) rather than the running ones.
+    batch: bool,
+}
+
+impl BatchNorm2d {
+    /// The eval-mode forward (running statistics, which stay as they are) keeping what the
+    /// backward needs: training a network whose BatchNorms are frozen, as PyTorch does after
+    /// `bn.eval()`. [`Train::backward`] then treats μ and σ² as constants: `dx = γ·s·dy`,
+    /// `dγ = Σ dy·x̂`, `dβ = Σ dy`.
+    pub fn forward_cached_frozen(&self, x: &Array4<f32>) -> Result<(Array4<f32>, BatchNormCache)> {
+        let y = self.forward(x)?;
+        let mean = self.running_mean.iter().map(|&m| m as f64).collect();
+        let inv_std = self.running_var.iter().map(|&v| 1.0 / (v as f64 + self.eps).sqrt()).collect();
+        Ok((y, BatchNormCache { x: x.as_standard_layout().into_owned(), mean, inv_std, batch: false }))
+    }
 }
 
 /// Training mode, as PyTorch's `batch_norm_backward`: with `x̂ = (x − μ_B)·s`, `s = 1/√(σ²_B + ε)`
@@ -94,7 +109,7 @@ impl Train for BatchNorm2d {
             let c = p % channels;
             values.iter_mut().for_each(|v| *v = *v * a[c] + b[c]);
         });
-        Ok((y, BatchNormCache { x, mean, inv_std }))
+        Ok((y, BatchNormCache { x, mean, inv_std, batch: true }))
     }
 
     fn backward(
@@ -128,7 +143,9 @@ impl Train for BatchNorm2d {
         let constants: Vec<[f32; 4]> = (0..channels)
             .map(|c| {
                 let (s, gamma) = (cache.inv_std[c], self.weight[c] as f64);
-                let (mean_dy, projection) = (sums[c].0 / count, sums[c].1 * s * s / count);
+                // With running statistics, μ and σ² are constants: no terms through them.
+                let (mean_dy, projection) =
+                    if cache.batch { (sums[c].0 / count, sums[c].1 * s * s / count) } else { (0.0, 0.0) };
                 [cache.mean[c] as f32, mean_dy as f32, projection as f32, (gamma * s) as f32]
             })
             .collect();
