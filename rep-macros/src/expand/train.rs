@@ -116,6 +116,9 @@ fn forward_cached(block: &Block) -> TokenStream {
                     #fill
                     let (__y, #key) = ::rep::train::TrainWithFill::forward_cached_with_fill(&mut #layer, #input, &__fill)?;
                 }
+            } else if i == 0 {
+                // Every branch starts from the block's input: shared, not copied per branch.
+                quote!(let (__y, #key) = #train::forward_cached_shared(&mut #layer, &__input)?;)
             } else {
                 quote!(let (__y, #key) = #train::forward_cached(&mut #layer, #input)?;)
             }
@@ -133,6 +136,7 @@ fn forward_cached(block: &Block) -> TokenStream {
     });
     let post = post_forward(block);
     quote! {
+        let __input = ::std::sync::Arc::new(x.clone());
         let mut __sum: ::core::option::Option<::rep::ndarray::Array4<f32>> = ::core::option::Option::None;
         #(#branches)*
         #[allow(unused_mut)]

@@ -10,18 +10,23 @@ use crate::layers::{
 };
 use ndarray::{Array1, Array2, Array4, Axis, Zip};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// What a convolution's (or a fixed filter's) training forward keeps: its input and, when it
 /// padded with given values, those values.
 #[derive(Clone, Debug)]
 pub struct ConvCache {
-    input: Array4<f32>,
+    input: Arc<Array4<f32>>,
     fill: Option<Array1<f32>>,
 }
 
 impl ConvCache {
     fn new(x: &Array4<f32>, fill: Option<&Array1<f32>>) -> ConvCache {
-        ConvCache { input: x.clone(), fill: fill.cloned() }
+        ConvCache::shared(&Arc::new(x.clone()), fill)
+    }
+
+    fn shared(x: &Arc<Array4<f32>>, fill: Option<&Array1<f32>>) -> ConvCache {
+        ConvCache { input: Arc::clone(x), fill: fill.cloned() }
     }
 }
 
@@ -41,6 +46,10 @@ impl Train for Conv2d {
 
     fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, ConvCache)> {
         Ok((self.forward(x)?, ConvCache::new(x, None)))
+    }
+
+    fn forward_cached_shared(&mut self, x: &Arc<Array4<f32>>) -> Result<(Array4<f32>, ConvCache)> {
+        Ok((self.forward(x)?, ConvCache::shared(x, None)))
     }
 
     fn backward(&self, cache: ConvCache, dy: &Array4<f32>, prefix: &str, grads: &mut Gradients) -> Result<Array4<f32>> {
@@ -63,7 +72,7 @@ impl TrainWithFill for Conv2d {
 /// What BatchNorm's training forward keeps: its input and the batch statistics.
 #[derive(Clone, Debug)]
 pub struct BatchNormCache {
-    x: Array4<f32>,
+    x: Arc<Array4<f32>>,
     mean: Vec<f64>,
     inv_std: Vec<f64>,
     /// Normalized with the batch's statistics (training mode) rather than the running ones.
@@ -79,7 +88,7 @@ impl BatchNorm2d {
         let y = self.forward(x)?;
         let mean = self.running_mean.iter().map(|&m| m as f64).collect();
         let inv_std = self.running_var.iter().map(|&v| 1.0 / (v as f64 + self.eps).sqrt()).collect();
-        Ok((y, BatchNormCache { x: x.as_standard_layout().into_owned(), mean, inv_std, batch: false }))
+        Ok((y, BatchNormCache { x: Arc::new(x.as_standard_layout().into_owned()), mean, inv_std, batch: false }))
     }
 }
 
@@ -91,10 +100,14 @@ impl Train for BatchNorm2d {
     type Cache = BatchNormCache;
 
     fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, BatchNormCache)> {
-        let statistics = self.update_statistics(x)?;
+        self.forward_cached_shared(&Arc::new(x.as_standard_layout().into_owned()))
+    }
+
+    fn forward_cached_shared(&mut self, x: &Arc<Array4<f32>>) -> Result<(Array4<f32>, BatchNormCache)> {
+        let x = if x.is_standard_layout() { Arc::clone(x) } else { Arc::new(x.as_standard_layout().into_owned()) };
+        let statistics = self.update_statistics(&x)?;
         let mean: Vec<f64> = statistics.iter().map(|s| s.0).collect();
         let inv_std: Vec<f64> = statistics.iter().map(|s| 1.0 / (s.1 + self.eps).sqrt()).collect();
-        let x = x.as_standard_layout().into_owned();
         // y = a·x + b per channel, a = γ·s and b = β − μ·a formed in f64.
         let (a, b): (Vec<f32>, Vec<f32>) = (0..self.channels())
             .map(|c| {
@@ -102,7 +115,7 @@ impl Train for BatchNorm2d {
                 (a as f32, (self.bias[c] as f64 - mean[c] * a) as f32)
             })
             .unzip();
-        let mut y = x.clone();
+        let mut y = (*x).clone();
         let (channels, plane) = (self.channels(), x.shape()[2] * x.shape()[3]);
         let planes = y.as_slice_mut().expect("standard layout").par_chunks_mut(plane.max(1));
         planes.with_min_len(kernels::planes_per_task(plane)).enumerate().for_each(|(p, values)| {
@@ -174,6 +187,10 @@ impl Train for IdentityBasedConv {
         self.kernel().forward_cached(x)
     }
 
+    fn forward_cached_shared(&mut self, x: &Arc<Array4<f32>>) -> Result<(Array4<f32>, ConvCache)> {
+        self.kernel().forward_cached_shared(x)
+    }
+
     fn backward(&self, cache: ConvCache, dy: &Array4<f32>, prefix: &str, grads: &mut Gradients) -> Result<Array4<f32>> {
         self.kernel().backward(cache, dy, prefix, grads)
     }
@@ -190,8 +207,12 @@ impl Train for ConvBn {
     type Cache = (ConvCache, BatchNormCache);
 
     fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, Self::Cache)> {
-        let (z, conv) = self.conv.forward_cached(x)?;
-        let (y, bn) = self.bn.forward_cached(&z)?;
+        self.forward_cached_shared(&Arc::new(x.clone()))
+    }
+
+    fn forward_cached_shared(&mut self, x: &Arc<Array4<f32>>) -> Result<(Array4<f32>, Self::Cache)> {
+        let (z, conv) = self.conv.forward_cached_shared(x)?;
+        let (y, bn) = self.bn.forward_cached_shared(&Arc::new(z))?;
         Ok((y, (conv, bn)))
     }
 
@@ -318,7 +339,7 @@ fn per_channel_product_backward(
 impl TrainWithFill for ConvBn {
     fn forward_cached_with_fill(&mut self, x: &Array4<f32>, fill: &Array1<f32>) -> Result<(Array4<f32>, Self::Cache)> {
         let (z, conv) = self.conv.forward_cached_with_fill(x, fill)?;
-        let (y, bn) = self.bn.forward_cached(&z)?;
+        let (y, bn) = self.bn.forward_cached_shared(&Arc::new(z))?;
         Ok((y, (conv, bn)))
     }
 }
@@ -333,7 +354,7 @@ impl Train for AvgPool2d {
     }
 
     fn backward(&self, cache: ConvCache, dy: &Array4<f32>, _: &str, _: &mut Gradients) -> Result<Array4<f32>> {
-        let x = cache.input;
+        let x = &*cache.input;
         let (_, channels, h, w) = x.dim();
         let geometry = self.geometry(channels);
         let ones = Array4::ones(geometry.weight_shape());

@@ -45,6 +45,12 @@ pub trait Train {
     /// running ones, as [`crate::layers::Layer::forward_train`]), returning the output and the cache.
     fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, Self::Cache)>;
 
+    /// [`Train::forward_cached`] on an input several layers read (a block's input, which every
+    /// branch starts from): layers that keep their input share it instead of copying it.
+    fn forward_cached_shared(&mut self, x: &std::sync::Arc<Array4<f32>>) -> Result<(Array4<f32>, Self::Cache)> {
+        self.forward_cached(x)
+    }
+
     /// Given `dy = dL/dy` for the output of the forward that made `cache`, adds `dL/dθ` of each
     /// parameter to `grads` under `prefix` (the names [`crate::layers::Parameters::visit`]
     /// gives) and returns `dL/dx`.
