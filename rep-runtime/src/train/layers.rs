@@ -1,14 +1,13 @@
-//! [`Train`] for every layer a block is made of, and the backward of the head
-//! (global average pool, linear).
+//! [`Train`] for every layer a block is made of.
 
 use super::{Gradients, Train};
 use crate::error::{Error, Result};
 use crate::kernels::{self, ConvOperands};
 use crate::layers::{
-    Activation, AvgPool2d, BatchNorm2d, Conv2d, ConvBn, FilterBank, GlobalAvgPool, IdentityBasedConv, ImplicitA,
-    ImplicitM, Layer, Linear, Scale, SqueezeExcite, global_avg_pool, join,
+    Activation, AvgPool2d, BatchNorm2d, Conv2d, ConvBn, FilterBank, IdentityBasedConv, ImplicitA, ImplicitM, Layer,
+    Scale, SqueezeExcite, global_avg_pool, join,
 };
-use ndarray::{Array1, Array2, Array4, Axis, Zip};
+use ndarray::{Array1, Array4, Axis, Zip};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -448,69 +447,7 @@ impl Train for SqueezeExcite {
     }
 }
 
-impl GlobalAvgPool {
-    /// `dx[n,c,i,j] = dy[n,c] / (H·W)` for an input of spatial size `hw`.
-    pub fn backward(&self, (h, w): (usize, usize), dy: &Array2<f32>) -> Array4<f32> {
-        let area = (h * w) as f32;
-        let (n, c) = dy.dim();
-        Array4::from_shape_fn((n, c, h, w), |(n, c, _, _)| dy[[n, c]] / area)
-    }
-}
-
-impl Linear {
-    /// With the layer's input `x`: adds `dW = dyᵀ·x` and `db = Σ_n dy` under `prefix`, returns
-    /// `dx = dy·W`.
-    pub fn backward(
-        &self,
-        x: &Array2<f32>,
-        dy: &Array2<f32>,
-        prefix: &str,
-        grads: &mut Gradients,
-    ) -> Result<Array2<f32>> {
-        if dy.dim() != (x.nrows(), self.out_features()) || x.ncols() != self.in_features() {
-            return Err(Error::shape("linear output gradient", &[x.nrows(), self.out_features()], dy.shape()));
-        }
-        grads.accumulate(&join(prefix, "weight"), dy.t().dot(x).view().into_dyn())?;
-        if self.bias.is_some() {
-            grads.accumulate(&join(prefix, "bias"), dy.sum_axis(Axis(0)).view().into_dyn())?;
-        }
-        Ok(dy.dot(&self.weight))
-    }
-}
-
 /// An error unless the gradient `dy` has the shape of the tensor `x` it belongs to.
 fn check_same(what: &str, dy: &Array4<f32>, x: &Array4<f32>) -> Result<()> {
     if dy.shape() == x.shape() { Ok(()) } else { Err(Error::shape(what, x.shape(), dy.shape())) }
-}
-
-/// The transpose of [`crate::layers::upsample_nearest`]: each input position receives the sum of
-/// the `factor × factor` outputs it was copied to.
-pub fn upsample_nearest_backward(dy: &Array4<f32>, factor: usize) -> Result<Array4<f32>> {
-    let (n, c, h, w) = dy.dim();
-    if factor == 0 || h % factor != 0 || w % factor != 0 {
-        return Err(Error::geometry(format!("upsampling gradient of {h}x{w} is not a multiple of factor {factor}")));
-    }
-    let mut dx = Array4::<f32>::zeros((n, c, h / factor, w / factor));
-    for ((b, ch, i, j), &d) in dy.indexed_iter() {
-        dx[[b, ch, i / factor, j / factor]] += d;
-    }
-    Ok(dx)
-}
-
-/// The transpose of [`crate::layers::concat_channels`]: `dy` split back along the channel axis
-/// into parts of `channels[k]` channels each.
-pub fn concat_channels_backward(dy: &Array4<f32>, channels: &[usize]) -> Result<Vec<Array4<f32>>> {
-    let total: usize = channels.iter().sum();
-    if total != dy.shape()[1] {
-        return Err(Error::shape("concatenation gradient channels", &[total], &[dy.shape()[1]]));
-    }
-    let mut start = 0;
-    Ok(channels
-        .iter()
-        .map(|&c| {
-            let part = dy.slice(ndarray::s![.., start..start + c, .., ..]).to_owned();
-            start += c;
-            part
-        })
-        .collect())
 }

@@ -16,15 +16,15 @@
 //!
 //! Formulas follow PyTorch's autograd and `torch.optim` (the tests compare with both).
 
+mod head;
 mod layers;
 mod loss;
 mod online;
 mod optim;
 mod schedule;
 
-pub use layers::{
-    BatchNormCache, ConvCache, SqueezeExciteCache, TrainWithFill, concat_channels_backward, upsample_nearest_backward,
-};
+pub use head::{concat_channels_backward, upsample_nearest_backward};
+pub use layers::{BatchNormCache, ConvCache, SqueezeExciteCache, TrainWithFill};
 pub use loss::{cross_entropy, mse};
 pub use online::{OnlineCache, accumulate_conv_gradient, accumulate_factors};
 pub use optim::{AdamW, GroupOptions, Optimizer, ParamGroups, Sgd};
