@@ -11,6 +11,9 @@ use ndarray::{Array1, Array4};
 pub fn accumulate(sum: &mut Option<Array4<f32>>, branch: Array4<f32>, name: &str) -> Result<()> {
     match sum {
         None => *sum = Some(branch),
+        Some(total) if total.shape() == branch.shape() && total.len() >= crate::kernels::PARALLEL_ELEMENTS => {
+            ndarray::Zip::from(total).and(&branch).par_for_each(|t, &b| *t += b);
+        }
         Some(total) if total.shape() == branch.shape() => *total += &branch,
         Some(total) => return Err(Error::shape(format!("output of branch `{name}`"), total.shape(), branch.shape())),
     }

@@ -2,6 +2,7 @@
 //! by [`crate::layers`]); never folded: they stay in the fused struct.
 
 use ndarray::Array4;
+use rayon::prelude::*;
 
 /// An element-wise activation.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -41,6 +42,9 @@ impl Activation {
     /// Applies the activation in place.
     pub fn apply_inplace(self, x: &mut Array4<f32>) {
         match x.as_slice_mut() {
+            Some(values) if values.len() >= super::PARALLEL_ELEMENTS => {
+                values.par_chunks_mut(super::PARALLEL_ELEMENTS / 2).for_each(|chunk| self.apply_slice(chunk));
+            }
             Some(values) => self.apply_slice(values),
             None => x.mapv_inplace(|v| self.apply(v)),
         }

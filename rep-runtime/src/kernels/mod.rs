@@ -66,6 +66,10 @@ pub(crate) fn planes_per_task(len: usize) -> usize {
     (32 * 1024 / len.max(1)).max(1)
 }
 
+/// Element-wise work on at least this many values runs on rayon's threads; below it a task
+/// costs more than it saves.
+pub const PARALLEL_ELEMENTS: usize = 1 << 15;
+
 /// A zero-filled buffer of `len` floats, or an error naming `what` when the memory cannot be
 /// had (instead of aborting the process, as `vec!` would).
 pub fn zeroed(len: usize, what: &str) -> Result<Vec<f32>> {

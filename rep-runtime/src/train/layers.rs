@@ -264,8 +264,15 @@ impl Train for Activation {
 
     fn backward(&self, x: Array4<f32>, dy: &Array4<f32>, _: &str, _: &mut Gradients) -> Result<Array4<f32>> {
         check_same("activation output gradient", dy, &x)?;
+        let x_len = x.len();
         let mut dx = x;
-        Zip::from(&mut dx).and(dy).for_each(|x, &d| *x = d * self.derivative(*x));
+        let zip = Zip::from(&mut dx).and(dy);
+        let activation = *self;
+        if x_len >= kernels::PARALLEL_ELEMENTS {
+            zip.par_for_each(|x, &d| *x = d * activation.derivative(*x));
+        } else {
+            zip.for_each(|x, &d| *x = d * activation.derivative(*x));
+        }
         Ok(dx)
     }
 }
