@@ -4,6 +4,7 @@ use super::Gradients;
 use crate::error::{Error, Result};
 use crate::layers::Parameters;
 use ndarray::{ArrayD, ArrayViewMutD, Zip};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 /// Updates a model's parameters from their gradients.
@@ -163,27 +164,47 @@ impl Optimizer for Sgd {
         }
         let buffers = &mut self.buffers;
         for_each_parameter(model, grads, &self.groups, |name, mut p, g, options| {
-            let decay = options.weight_decay as f32;
-            let mut d = g.clone();
-            if decay != 0.0 {
-                Zip::from(&mut d).and(&p).for_each(|d, &p| *d += decay * p);
-            }
-            if momentum != 0.0 {
-                match buffers.get_mut(name) {
-                    Some(b) => Zip::from(&mut *b).and(&d).for_each(|b, &d| *b = momentum * *b + (1.0 - dampening) * d),
-                    None => {
-                        buffers.insert(name.to_owned(), d.clone());
+            let (decay, rate) = (options.weight_decay as f32, (lr * options.lr_scale) as f32);
+            let first = momentum != 0.0 && !buffers.contains_key(name);
+            let buffer =
+                (momentum != 0.0).then(|| buffers.entry(name.to_owned()).or_insert_with(|| ArrayD::zeros(g.raw_dim())));
+            // One pass per element, in torch.optim.SGD's order: d = g + λ·p; b = d on the first
+            // step, else μ·b + (1 − dampening)·d; the step is b, or d + μ·b with Nesterov.
+            let update = |p: &mut f32, g: f32, b: Option<&mut f32>| {
+                let d = g + decay * *p;
+                let step = match b {
+                    Some(b) => {
+                        *b = if first { d } else { momentum * *b + (1.0 - dampening) * d };
+                        if nesterov { d + momentum * *b } else { *b }
+                    }
+                    None => d,
+                };
+                *p += -rate * step;
+            };
+            let g = g.as_standard_layout();
+            let g = g.as_slice().expect("standard layout");
+            match (p.as_slice_mut(), buffer) {
+                (Some(p), Some(b)) => {
+                    let b = b.as_slice_mut().expect("fresh array");
+                    let chunk = crate::kernels::PARALLEL_ELEMENTS;
+                    p.par_chunks_mut(chunk).zip(g.par_chunks(chunk)).zip(b.par_chunks_mut(chunk)).for_each(
+                        |((p, g), b)| p.iter_mut().zip(g).zip(b).for_each(|((p, &g), b)| update(p, g, Some(b))),
+                    );
+                }
+                (Some(p), None) => {
+                    let chunk = crate::kernels::PARALLEL_ELEMENTS;
+                    p.par_chunks_mut(chunk)
+                        .zip(g.par_chunks(chunk))
+                        .for_each(|(p, g)| p.iter_mut().zip(g).for_each(|(p, &g)| update(p, g, None)));
+                }
+                (None, buffer) => {
+                    // A parameter that is not contiguous: element by element.
+                    let mut b = buffer.map(|b| b.iter_mut().collect::<Vec<_>>());
+                    for (i, (p, &g)) in p.iter_mut().zip(g).enumerate() {
+                        update(p, g, b.as_mut().map(|b| &mut *b[i]));
                     }
                 }
-                let b = &buffers[name];
-                if nesterov {
-                    Zip::from(&mut d).and(b).for_each(|d, &b| *d += momentum * b);
-                } else {
-                    d.assign(b);
-                }
             }
-            let rate = (lr * options.lr_scale) as f32;
-            Zip::from(&mut p).and(&d).for_each(|p, &d| *p += -rate * d);
         })
     }
 
