@@ -80,13 +80,7 @@ pub(super) fn fused(block: &Block, g: &BlockGeometry) -> TokenStream {
     let fused_weight = &block.fused_name;
     let fused_doc =
         format!("The inference form of [`{name}`]: one convolution (`{fused_weight}`) and the post-sum ops.");
-    let fused_se_visit =
-        fused_se.then(|| quote!(::rep::layers::Parameters::visit(&self.se, &::rep::layers::join(prefix, "se"), f);));
-    let fused_se_visit_mut = fused_se
-        .then(|| quote!(::rep::layers::Parameters::visit_mut(&mut self.se, &::rep::layers::join(prefix, "se"), f);));
-    let fused_se_params = fused_se.then(|| quote!(+ ::rep::Costs::parameter_count(&self.se)));
-    let fused_se_macs =
-        fused_se.then(|| quote!(__macs = ::rep::add_macs(__macs, ::rep::Costs::macs(&self.se, __out)?.0)?;));
+    let parameters_and_costs = parameters_and_costs(&fused_name, fused_weight, fused_se);
 
     quote! {
         #[doc = #fused_doc]
@@ -110,17 +104,7 @@ pub(super) fn fused(block: &Block, g: &BlockGeometry) -> TokenStream {
             }
         }
 
-        impl ::rep::layers::Parameters for #fused_name {
-            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {
-                ::rep::layers::Parameters::visit(&self.conv, &::rep::layers::join(prefix, #fused_weight), f);
-                #fused_se_visit
-            }
-
-            fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {
-                ::rep::layers::Parameters::visit_mut(&mut self.conv, &::rep::layers::join(prefix, #fused_weight), f);
-                #fused_se_visit_mut
-            }
-        }
+        #parameters_and_costs
 
         impl ::rep::plan::Compile for #fused_name {
             fn compile(&self, __plan: &mut ::rep::plan::PlanBuilder, __name: &str) -> ::rep::Result<()> {
@@ -129,15 +113,38 @@ pub(super) fn fused(block: &Block, g: &BlockGeometry) -> TokenStream {
                 ::core::result::Result::Ok(())
             }
         }
+    }
+}
+
+/// `Parameters` (the conv under the fused weight name, then the SE) and `Costs` of the fused struct.
+fn parameters_and_costs(fused_name: &syn::Ident, fused_weight: &str, se: bool) -> TokenStream {
+    let se_visit =
+        se.then(|| quote!(::rep::layers::Parameters::visit(&self.se, &::rep::layers::join(prefix, "se"), f);));
+    let se_visit_mut =
+        se.then(|| quote!(::rep::layers::Parameters::visit_mut(&mut self.se, &::rep::layers::join(prefix, "se"), f);));
+    let se_params = se.then(|| quote!(+ ::rep::Costs::parameter_count(&self.se)));
+    let se_macs = se.then(|| quote!(__macs = ::rep::add_macs(__macs, ::rep::Costs::macs(&self.se, __out)?.0)?;));
+    quote! {
+        impl ::rep::layers::Parameters for #fused_name {
+            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {
+                ::rep::layers::Parameters::visit(&self.conv, &::rep::layers::join(prefix, #fused_weight), f);
+                #se_visit
+            }
+
+            fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {
+                ::rep::layers::Parameters::visit_mut(&mut self.conv, &::rep::layers::join(prefix, #fused_weight), f);
+                #se_visit_mut
+            }
+        }
 
         impl ::rep::Costs for #fused_name {
             fn parameter_count(&self) -> usize {
-                ::rep::Costs::parameter_count(&self.conv) #fused_se_params
+                ::rep::Costs::parameter_count(&self.conv) #se_params
             }
 
             fn macs(&self, input: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> {
                 let (mut __macs, __out) = ::rep::Costs::macs(&self.conv, input)?;
-                #fused_se_macs
+                #se_macs
                 ::core::result::Result::Ok((__macs, __out))
             }
         }

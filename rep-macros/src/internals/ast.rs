@@ -169,69 +169,7 @@ impl Block {
             let key = meta.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
             match key.as_str() {
                 "post" => meta.parse_nested_meta(|op| {
-                    let name = op.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
-                    let span = op.path.span();
-                    let activation = PostOp::Activation;
-                    let post = match name.as_str() {
-                        "bn" => {
-                            let mut spec = BnSpec::default();
-                            if op.input.peek(syn::token::Paren) {
-                                op.parse_nested_meta(|m| parse_bn_option(&mut spec, m))?;
-                            }
-                            check_bn_options(spec.eps.as_ref(), spec.momentum.as_ref())?;
-                            PostOp::Bn(spec, span)
-                        }
-                        "relu" => activation(quote!(Relu)),
-                        "silu" => activation(quote!(Silu)),
-                        "sigmoid" => activation(quote!(Sigmoid)),
-                        "identity" => activation(quote!(Identity)),
-                        "leaky_relu" => {
-                            let content;
-                            syn::parenthesized!(content in op.input);
-                            let slope: LitFloat = content.parse()?;
-                            activation(quote!(LeakyRelu(#slope)))
-                        }
-                        "se" => {
-                            let (mut hidden, mut when, mut se_names) = (None, None, None);
-                            op.parse_nested_meta(|m| {
-                                if m.path.is_ident("hidden") {
-                                    let expr: Expr = m.value()?.parse()?;
-                                    hidden = Some(Geo::from_expr(&expr, &self.symbols)?);
-                                    Ok(())
-                                } else if m.path.is_ident("when") {
-                                    when = Some(m.value()?.parse()?);
-                                    Ok(())
-                                } else if m.path.is_ident("names") {
-                                    let content;
-                                    syn::parenthesized!(content in m.input);
-                                    let names = content.parse_terminated(<syn::LitStr as syn::parse::Parse>::parse, syn::Token![,])?;
-                                    match names.iter().map(syn::LitStr::value).collect::<Vec<_>>()[..] {
-                                        [ref down, ref up] => {
-                                            se_names = Some((down.clone(), up.clone()));
-                                            Ok(())
-                                        }
-                                        _ => Err(m.error("`names` of `se` takes two names: the reducing and the expanding conv")),
-                                    }
-                                } else {
-                                    Err(m.error(
-                                        "unknown argument of `se`; expected `hidden = CHANNELS`, `when = CONDITION` or `names(\"reduce\", \"expand\")`",
-                                    ))
-                                }
-                            })?;
-                            if se_names.is_some() {
-                                self.se_names = se_names;
-                            }
-                            match hidden {
-                                Some(h) => PostOp::Se(h, span, when),
-                                None => return Err(op.error("`se` needs `hidden = CHANNELS`")),
-                            }
-                        }
-                        _ => {
-                            return Err(op.error(
-                                "unknown post-sum op; expected bn, relu, silu, sigmoid, identity, leaky_relu(SLOPE) or se(hidden = C)",
-                            ));
-                        }
-                    };
+                    let post = self.parse_post_op(&op)?;
                     self.post.push(post);
                     Ok(())
                 }),
@@ -250,6 +188,76 @@ impl Block {
         });
         if let Err(e) = parser.parse2(args) {
             cx.syn_error(e);
+        }
+    }
+
+    /// One op of `post(...)`.
+    fn parse_post_op(&mut self, op: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<PostOp> {
+        let name = op.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+        let span = op.path.span();
+        let activation = PostOp::Activation;
+        Ok(match name.as_str() {
+            "bn" => {
+                let mut spec = BnSpec::default();
+                if op.input.peek(syn::token::Paren) {
+                    op.parse_nested_meta(|m| parse_bn_option(&mut spec, m))?;
+                }
+                check_bn_options(spec.eps.as_ref(), spec.momentum.as_ref())?;
+                PostOp::Bn(spec, span)
+            }
+            "relu" => activation(quote!(Relu)),
+            "silu" => activation(quote!(Silu)),
+            "sigmoid" => activation(quote!(Sigmoid)),
+            "identity" => activation(quote!(Identity)),
+            "leaky_relu" => {
+                let content;
+                syn::parenthesized!(content in op.input);
+                let slope: LitFloat = content.parse()?;
+                activation(quote!(LeakyRelu(#slope)))
+            }
+            "se" => self.parse_se(op, span)?,
+            _ => {
+                return Err(op.error(
+                    "unknown post-sum op; expected bn, relu, silu, sigmoid, identity, leaky_relu(SLOPE) or se(hidden = C)",
+                ));
+            }
+        })
+    }
+
+    /// `se(hidden = H[, when = COND][, names("reduce", "expand")])`.
+    fn parse_se(&mut self, op: &syn::meta::ParseNestedMeta<'_>, span: Span) -> syn::Result<PostOp> {
+        let (mut hidden, mut when, mut se_names) = (None, None, None);
+        op.parse_nested_meta(|m| {
+            if m.path.is_ident("hidden") {
+                let expr: Expr = m.value()?.parse()?;
+                hidden = Some(Geo::from_expr(&expr, &self.symbols)?);
+                Ok(())
+            } else if m.path.is_ident("when") {
+                when = Some(m.value()?.parse()?);
+                Ok(())
+            } else if m.path.is_ident("names") {
+                let content;
+                syn::parenthesized!(content in m.input);
+                let names = content.parse_terminated(<syn::LitStr as syn::parse::Parse>::parse, syn::Token![,])?;
+                match names.iter().map(syn::LitStr::value).collect::<Vec<_>>()[..] {
+                    [ref down, ref up] => {
+                        se_names = Some((down.clone(), up.clone()));
+                        Ok(())
+                    }
+                    _ => Err(m.error("`names` of `se` takes two names: the reducing and the expanding conv")),
+                }
+            } else {
+                Err(m.error(
+                    "unknown argument of `se`; expected `hidden = CHANNELS`, `when = CONDITION` or `names(\"reduce\", \"expand\")`",
+                ))
+            }
+        })?;
+        if se_names.is_some() {
+            self.se_names = se_names;
+        }
+        match hidden {
+            Some(h) => Ok(PostOp::Se(h, span, when)),
+            None => Err(op.error("`se` needs `hidden = CHANNELS`")),
         }
     }
 }
