@@ -43,11 +43,7 @@ impl FromCheckpoint for Dbb {
     }
 
     fn input_channels(&self) -> usize {
-        match self {
-            Dbb::Identity(b) => crate::Block::in_channels(b),
-            Dbb::Wide(b) => crate::Block::in_channels(b),
-            Dbb::Depthwise(b) => crate::Block::in_channels(b),
-        }
+        super::dbb::on_variant!(self, b => crate::Block::in_channels(b))
     }
 }
 

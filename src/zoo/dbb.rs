@@ -144,73 +144,53 @@ impl Dbb {
     }
 }
 
+/// `expr` on the block inside whichever variant `self` is (`b` names it).
+macro_rules! on_variant {
+    ($self:expr, $b:ident => $expr:expr) => {
+        match $self {
+            Dbb::Identity($b) => $expr,
+            Dbb::Wide($b) => $expr,
+            Dbb::Depthwise($b) => $expr,
+        }
+    };
+}
+pub(crate) use on_variant;
+
 impl Layer for Dbb {
     fn forward(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
-        match self {
-            Dbb::Identity(b) => b.forward(x),
-            Dbb::Wide(b) => b.forward(x),
-            Dbb::Depthwise(b) => b.forward(x),
-        }
+        on_variant!(self, b => b.forward(x))
     }
 
     fn forward_train(&mut self, x: &Array4<f32>) -> Result<Array4<f32>> {
-        match self {
-            Dbb::Identity(b) => b.forward_train(x),
-            Dbb::Wide(b) => b.forward_train(x),
-            Dbb::Depthwise(b) => b.forward_train(x),
-        }
+        on_variant!(self, b => b.forward_train(x))
     }
 }
 
 impl Parameters for Dbb {
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewD<'_, f32>)) {
-        match self {
-            Dbb::Identity(b) => b.visit(prefix, f),
-            Dbb::Wide(b) => b.visit(prefix, f),
-            Dbb::Depthwise(b) => b.visit(prefix, f),
-        }
+        on_variant!(self, b => b.visit(prefix, f))
     }
 
     fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>)) {
-        match self {
-            Dbb::Identity(b) => b.visit_mut(prefix, f),
-            Dbb::Wide(b) => b.visit_mut(prefix, f),
-            Dbb::Depthwise(b) => b.visit_mut(prefix, f),
-        }
+        on_variant!(self, b => b.visit_mut(prefix, f))
     }
 
     fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) {
-        match self {
-            Dbb::Identity(b) => b.visit_counters(prefix, f),
-            Dbb::Wide(b) => b.visit_counters(prefix, f),
-            Dbb::Depthwise(b) => b.visit_counters(prefix, f),
-        }
+        on_variant!(self, b => b.visit_counters(prefix, f))
     }
 
     fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) {
-        match self {
-            Dbb::Identity(b) => b.visit_counters_mut(prefix, f),
-            Dbb::Wide(b) => b.visit_counters_mut(prefix, f),
-            Dbb::Depthwise(b) => b.visit_counters_mut(prefix, f),
-        }
+        on_variant!(self, b => b.visit_counters_mut(prefix, f))
     }
 }
 
 impl crate::Costs for Dbb {
     fn parameter_count(&self) -> usize {
-        match self {
-            Dbb::Identity(b) => b.parameter_count(),
-            Dbb::Wide(b) => b.parameter_count(),
-            Dbb::Depthwise(b) => b.parameter_count(),
-        }
+        on_variant!(self, b => b.parameter_count())
     }
 
     fn macs(&self, input: crate::Hw) -> Result<(u64, crate::Hw)> {
-        match self {
-            Dbb::Identity(b) => b.macs(input),
-            Dbb::Wide(b) => b.macs(input),
-            Dbb::Depthwise(b) => b.macs(input),
-        }
+        on_variant!(self, b => b.macs(input))
     }
 }
 
@@ -222,11 +202,7 @@ impl Reparameterize for Dbb {
     type Fused = DbbFused;
 
     fn fuse(&self) -> Result<DbbFused> {
-        let conv = match self {
-            Dbb::Identity(b) => b.fuse()?.conv,
-            Dbb::Wide(b) => b.fuse()?.conv,
-            Dbb::Depthwise(b) => b.fuse()?.conv,
-        };
+        let conv = on_variant!(self, b => b.fuse()?.conv);
         Ok(DbbFused { conv })
     }
 }

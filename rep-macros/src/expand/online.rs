@@ -42,7 +42,8 @@ fn factors(kind: &OpKind, layer: &TokenStream) -> Option<(TokenStream, TokenStre
 /// A `Conv` op's whole kernel as a `Conv2d`, and the `Conv2d` holding its parameter (for an
 /// identity-based conv, `I + Δ` and Δ: they share their gradient).
 fn conv_parts(spec: &ConvSpec, layer: &TokenStream) -> (TokenStream, TokenStream) {
-    if spec.identity_based { (quote!(#layer.kernel()), quote!(#layer.delta)) } else { (layer.clone(), layer.clone()) }
+    let parameter = if spec.identity_based { quote!(#layer.delta) } else { layer.clone() };
+    (super::branch::conv_layer(spec, layer), parameter)
 }
 
 /// The chain of one branch, or `None` when it holds an op the online backward does not handle.
