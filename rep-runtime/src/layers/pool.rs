@@ -76,7 +76,8 @@ impl Layer for AvgPool2d {
 /// Mean over the spatial axes: `[N, C, H, W] → [N, C]`.
 pub fn global_avg_pool(x: &Array4<f32>) -> Array2<f32> {
     let (n, c, h, w) = x.dim();
-    let flat = x.as_standard_layout().into_owned().into_shape_with_order((n, c, h * w)).expect("contiguous");
+    // A view of the same values when the input is contiguous (no copy), a copy otherwise.
+    let flat = x.to_shape((n, c, h * w)).expect("a 4-D array reshapes to 3-D");
     flat.mean_axis(Axis(2)).unwrap_or_else(|| Array2::zeros((n, c)))
 }
 

@@ -28,9 +28,9 @@ impl Linear {
         if dy.dim() != (x.nrows(), self.out_features()) || x.ncols() != self.in_features() {
             return Err(Error::shape("linear output gradient", &[x.nrows(), self.out_features()], dy.shape()));
         }
-        grads.accumulate(&join(prefix, "weight"), dy.t().dot(x).view().into_dyn())?;
+        grads.accumulate(&join(prefix, "weight"), dy.t().dot(x).into_dyn())?;
         if self.bias.is_some() {
-            grads.accumulate(&join(prefix, "bias"), dy.sum_axis(Axis(0)).view().into_dyn())?;
+            grads.accumulate(&join(prefix, "bias"), dy.sum_axis(Axis(0)).into_dyn())?;
         }
         Ok(dy.dot(&self.weight))
     }

@@ -54,9 +54,9 @@ impl Train for Conv2d {
     fn backward(&self, cache: ConvCache, dy: &Array4<f32>, prefix: &str, grads: &mut Gradients) -> Result<Array4<f32>> {
         let operands = ConvOperands { pad_fill: cache.fill.as_ref().map(|f| f.view()), ..self.operands() };
         let g = kernels::conv2d_backward(cache.input.view(), &self.geometry, operands, dy.view())?;
-        grads.accumulate(&join(prefix, "weight"), g.weight.view().into_dyn())?;
+        grads.accumulate(&join(prefix, "weight"), g.weight.into_dyn())?;
         if self.bias.is_some() {
-            grads.accumulate(&join(prefix, "bias"), g.bias.view().into_dyn())?;
+            grads.accumulate(&join(prefix, "bias"), g.bias.into_dyn())?;
         }
         Ok(g.input)
     }
@@ -172,8 +172,8 @@ impl Train for BatchNorm2d {
         });
         let dgamma: Array1<f32> = sums.iter().zip(&cache.inv_std).map(|(&(_, dot), s)| (dot * s) as f32).collect();
         let dbeta: Array1<f32> = sums.iter().map(|&(sum_dy, _)| sum_dy as f32).collect();
-        grads.accumulate(&join(prefix, "weight"), dgamma.view().into_dyn())?;
-        grads.accumulate(&join(prefix, "bias"), dbeta.view().into_dyn())?;
+        grads.accumulate(&join(prefix, "weight"), dgamma.into_dyn())?;
+        grads.accumulate(&join(prefix, "bias"), dbeta.into_dyn())?;
         Ok(dx)
     }
 }
@@ -287,7 +287,7 @@ impl Train for Scale {
 
     fn backward(&self, x: Array4<f32>, dy: &Array4<f32>, prefix: &str, grads: &mut Gradients) -> Result<Array4<f32>> {
         let (dw, dx) = per_channel_product_backward(&x, dy, self.weight.iter().copied())?;
-        grads.accumulate(&join(prefix, "weight"), dw.view().into_dyn())?;
+        grads.accumulate(&join(prefix, "weight"), dw.into_dyn())?;
         Ok(dx)
     }
 }
@@ -303,7 +303,7 @@ impl Train for ImplicitA {
     fn backward(&self, _: (), dy: &Array4<f32>, prefix: &str, grads: &mut Gradients) -> Result<Array4<f32>> {
         let da = dy.sum_axis(Axis(3)).sum_axis(Axis(2)).sum_axis(Axis(0));
         let da = da.into_shape_with_order(self.implicit.raw_dim()).map_err(|e| Error::geometry(e.to_string()))?;
-        grads.accumulate(&join(prefix, "implicit"), da.view().into_dyn())?;
+        grads.accumulate(&join(prefix, "implicit"), da.into_dyn())?;
         Ok(dy.clone())
     }
 }
@@ -319,7 +319,7 @@ impl Train for ImplicitM {
     fn backward(&self, x: Array4<f32>, dy: &Array4<f32>, prefix: &str, grads: &mut Gradients) -> Result<Array4<f32>> {
         let (dm, dx) = per_channel_product_backward(&x, dy, self.implicit.iter().copied())?;
         let dm = dm.into_shape_with_order(self.implicit.raw_dim()).map_err(|e| Error::geometry(e.to_string()))?;
-        grads.accumulate(&join(prefix, "implicit"), dm.view().into_dyn())?;
+        grads.accumulate(&join(prefix, "implicit"), dm.into_dyn())?;
         Ok(dx)
     }
 }

@@ -32,7 +32,7 @@ pub use schedule::Schedule;
 
 use crate::error::{Error, Result};
 use crate::io::StateDict;
-use ndarray::{Array4, ArrayD, ArrayViewD, Zip};
+use ndarray::{Array4, ArrayD, CowArray, IxDyn, Zip};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -94,9 +94,11 @@ impl Gradients {
         Self::default()
     }
 
-    /// Adds `gradient` to the one stored under `name` (stores it if there is none).
-    /// A stored gradient of another shape is an error naming both.
-    pub fn accumulate(&mut self, name: &str, gradient: ArrayViewD<'_, f32>) -> Result<()> {
+    /// Adds `gradient` (a view, or an owned array, which is stored without a copy) to the one
+    /// stored under `name` (stores it if there is none). A stored gradient of another shape is an
+    /// error naming both.
+    pub fn accumulate<'a>(&mut self, name: &str, gradient: impl Into<CowArray<'a, f32, IxDyn>>) -> Result<()> {
+        let gradient = gradient.into();
         match self.tensors.get_mut(name) {
             Some(stored) if stored.shape() == gradient.shape() => {
                 Zip::from(stored).and(&gradient).for_each(|s, &g| *s += g);
@@ -104,7 +106,7 @@ impl Gradients {
             }
             Some(stored) => Err(Error::shape(format!("gradient `{name}`"), stored.shape(), gradient.shape())),
             None => {
-                self.tensors.insert(name.to_owned(), gradient.to_owned());
+                self.tensors.insert(name.to_owned(), gradient.into_owned());
                 Ok(())
             }
         }

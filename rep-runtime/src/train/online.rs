@@ -45,9 +45,9 @@ pub fn accumulate_conv_gradient(
     if gradient.weight.shape() != conv.weight.shape() {
         return Err(Error::shape(format!("gradient of `{prefix}`"), conv.weight.shape(), gradient.weight.shape()));
     }
-    grads.accumulate(&join(prefix, "weight"), gradient.weight.mapv(|v| v as f32).view().into_dyn())?;
+    grads.accumulate(&join(prefix, "weight"), gradient.weight.mapv(|v| v as f32).into_dyn())?;
     if conv.bias.is_some() {
-        grads.accumulate(&join(prefix, "bias"), gradient.bias.mapv(|v| v as f32).view().into_dyn())?;
+        grads.accumulate(&join(prefix, "bias"), gradient.bias.mapv(|v| v as f32).into_dyn())?;
     }
     Ok(())
 }
@@ -57,5 +57,5 @@ pub fn accumulate_conv_gradient(
 pub fn accumulate_factors(da: &[f64], shape: &[usize], name: &str, grads: &mut Gradients) -> Result<()> {
     let values = ndarray::ArrayD::from_shape_vec(shape, da.iter().map(|&v| v as f32).collect())
         .map_err(|_| Error::shape(format!("gradient of `{name}`"), shape, &[da.len()]))?;
-    grads.accumulate(name, values.view())
+    grads.accumulate(name, values)
 }
