@@ -27,9 +27,11 @@ pub(crate) const KC: usize = 256;
 mod avx512;
 mod pack;
 mod portable;
+mod unpacked;
 
 pub use pack::PackedMatrix;
 pub(crate) use portable::portable_kernel;
+pub(crate) use unpacked::{gemm_accumulate, matmul_f64, sgemm};
 
 /// `C = A · B` (`accumulate == false`) or `C += A · B` for the rows of `a` in `panels`
 /// (`C`'s first row is row `panels.start · MR` of `A`); `B` is `[a.depth(), columns]` with rows

@@ -29,8 +29,9 @@
 mod f2;
 mod f4;
 
+use super::SendPtr;
+use super::gemm::{PackedMatrix, gemm_packed};
 use super::{Activation, ConvOperands};
-use super::{PackedMatrix, SendPtr, gemm_packed};
 use crate::error::{Error, Result};
 use crate::geometry::{ConvGeometry, Hw};
 use crate::kernels::scratch::{self, Buffer};

@@ -1,6 +1,6 @@
 //! Direct convolution for `C_in / groups == 1` (depthwise, with any channel multiplier).
 
-use super::plane::Plane;
+use super::driver::Plane;
 use super::valid_range;
 
 /// One image. Output channel `o` reads input channel `o / (C_out / groups)`.

@@ -3,12 +3,14 @@
 //! which sends each column entry back to the input position it was read from — or, for a
 //! padded position, to that channel's pad value.
 
+use super::driver::Plane;
 use super::im2col::unfold;
-use super::plane::Plane;
-use super::scratch::{self, Buffer};
-use super::{Activation, ConvOperands, check_operands, contiguous, gemm_accumulate, valid_range};
+use super::{ConvOperands, check_operands, contiguous, valid_range};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
+use crate::kernels::Activation;
+use crate::kernels::gemm::gemm_accumulate;
+use crate::kernels::scratch::{self, Buffer};
 use ndarray::{Array1, Array4, ArrayView2, ArrayView4, ArrayViewMut2};
 use rayon::prelude::*;
 

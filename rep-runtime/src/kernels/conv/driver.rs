@@ -1,10 +1,11 @@
 //! One convolution on one image (or, for small maps, a whole batch): im2col + GEMM in bands
 //! of output rows, split across rayon's threads; depthwise layers take their direct loop.
 
-use super::Activation;
-use super::{MR, PackedMatrix, SendPtr, depthwise, gemm_packed, im2col, sgemm};
+use super::{depthwise, im2col};
 use crate::geometry::ConvGeometry;
+use crate::kernels::gemm::{MR, PackedMatrix, gemm_packed, sgemm};
 use crate::kernels::scratch::{self, Buffer};
+use crate::kernels::{Activation, SendPtr};
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 

@@ -1,6 +1,6 @@
 //! im2col: unfold the receptive fields of one group into a `[C·k_h·k_w, H_out·W_out]` matrix.
 
-use super::plane::Plane;
+use super::driver::Plane;
 use super::valid_range;
 
 /// Fills `cols` (row `(c·k_h + u)·k_w + v`, `row_stride` floats apart, column

@@ -1,0 +1,171 @@
+//! F(4×4, 3×3)'s transforms in AVX-512, sixteen tiles per register.
+
+use super::XI;
+use crate::kernels::lane_mask;
+use crate::kernels::winograd::{Tiling, pad_channel};
+use std::arch::x86_64::*;
+
+/// `Bᵀ d` for six registers of sixteen tiles each.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn input_1d(d: [__m512; 6]) -> [__m512; 6] {
+    let (four, five, two) = (_mm512_set1_ps(4.0), _mm512_set1_ps(5.0), _mm512_set1_ps(2.0));
+    let (d13, d42) = (_mm512_sub_ps(d[3], d[1]), _mm512_sub_ps(d[4], d[2]));
+    [
+        _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4])),
+        _mm512_fnmadd_ps(four, _mm512_add_ps(d[1], d[2]), _mm512_add_ps(d[3], d[4])),
+        _mm512_fmadd_ps(four, _mm512_sub_ps(d[1], d[2]), _mm512_sub_ps(d[4], d[3])),
+        _mm512_fmadd_ps(two, d13, d42),
+        _mm512_fnmadd_ps(two, d13, d42),
+        _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5])),
+    ]
+}
+
+/// `Aᵀ m` for six registers of sixteen tiles each.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn output_1d(m: [__m512; 6]) -> [__m512; 4] {
+    let (a, b) = (_mm512_add_ps(m[1], m[2]), _mm512_sub_ps(m[1], m[2]));
+    let (c, d) = (_mm512_add_ps(m[3], m[4]), _mm512_sub_ps(m[3], m[4]));
+    [
+        _mm512_add_ps(_mm512_add_ps(m[0], a), c),
+        _mm512_fmadd_ps(_mm512_set1_ps(2.0), d, b),
+        _mm512_fmadd_ps(_mm512_set1_ps(4.0), c, a),
+        _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0), d, b), m[5]),
+    ]
+}
+
+/// [`super::input_portable`] sixteen tiles at a time. The channel is copied into a
+/// zero-padded plane; `d B` is applied once per plane row (each serves up to two rows of
+/// tiles), gathering column `4·tx + b` of sixteen tiles with two permutations; `Bᵀ (d B)`
+/// then combines six such rows per row of tiles.
+///
+/// # Safety
+/// The CPU supports AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(in crate::kernels::winograd) unsafe fn input(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [f32]) {
+    let (h, w) = (t.input.h, t.input.w);
+    let (tiles_h, tiles_w) = (t.tiles.h, t.tiles.w);
+    let chunks = tiles_w.div_ceil(16);
+    // Chunk `q` reads plane columns 64q .. 64q + 69.
+    let width = 64 * chunks + 16;
+    let height = 4 * tiles_h + 2;
+    let lanes = 16 * chunks;
+    let columns = t.columns();
+    let every_fourth = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+    crate::kernels::scratch::with(crate::kernels::scratch::Buffer::WinogradRows, |scratch| {
+        let need = height * width + 6 * height * lanes;
+        if scratch.len() < need {
+            scratch.resize(need, 0.0);
+        }
+        let (plane, rows) = scratch[..need].split_at_mut(height * width);
+        for image in 0..t.images {
+            let x_c = &x[(image * channels + c) * h * w..][..h * w];
+            pad_channel(x_c, t, 4, plane, width);
+            // d B for every plane row: rows[l][r][tile].
+            for (r, row) in plane.chunks_exact(width).enumerate() {
+                for q in 0..chunks {
+                    // SAFETY: reads columns 64q + b .. 64q + b + 64 ≤ width of the row.
+                    let load = |offset: usize| unsafe { _mm512_loadu_ps(row.as_ptr().add(64 * q + offset)) };
+                    let column = |b: usize| {
+                        let low = _mm512_permutex2var_ps(load(b), every_fourth, load(b + 16));
+                        let high = _mm512_permutex2var_ps(load(b + 32), every_fourth, load(b + 48));
+                        _mm512_shuffle_f32x4::<0b01_00_01_00>(low, high)
+                    };
+                    let mixed = input_1d(std::array::from_fn(column));
+                    for (l, value) in mixed.into_iter().enumerate() {
+                        // SAFETY: sixteen lanes of row r of rows[l], inside `rows`.
+                        unsafe { _mm512_storeu_ps(rows.as_mut_ptr().add((l * height + r) * lanes + 16 * q), value) };
+                    }
+                }
+            }
+            // Bᵀ (d B): six plane rows per row of tiles.
+            let first = image * tiles_h * tiles_w;
+            for ty in 0..tiles_h {
+                for q in 0..chunks {
+                    let n = 16.min(tiles_w - 16 * q);
+                    let at = first + ty * tiles_w + 16 * q;
+                    for l in 0..6 {
+                        // SAFETY: rows 4ty .. 4ty + 6 < height of rows[l].
+                        let d = std::array::from_fn(|a| unsafe {
+                            _mm512_loadu_ps(rows.as_ptr().add((l * height + 4 * ty + a) * lanes + 16 * q))
+                        });
+                        for (k, value) in input_1d(d).into_iter().enumerate() {
+                            let index = (6 * k + l) * columns + at;
+                            debug_assert!(index + n <= v_c.len());
+                            // SAFETY: `n` tiles from `at` lie inside row 6k + l of `v_c`.
+                            unsafe { _mm512_mask_storeu_ps(v_c.as_mut_ptr().add(index), lane_mask(n), value) };
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `Aᵀ m A` + bias for sixteen tiles of a row of tiles at a time; the sixteen outputs of
+/// each tile row are interleaved into 64 consecutive output columns.
+///
+/// # Safety
+/// The CPU supports AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(in crate::kernels::winograd) unsafe fn output(
+    m_o: &[f32],
+    image: usize,
+    t: &Tiling,
+    columns: usize,
+    bias: f32,
+    y: &mut [f32],
+) {
+    let (out_h, out_w, tiles_w) = (t.output.h - 4 * t.row_offset, t.output.w, t.tiles.w);
+    let first = image * t.per_image();
+    let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    let pairs_low = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+    let pairs_high = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    let bias = _mm512_set1_ps(bias);
+    for ty in 0..t.tiles.h {
+        for q in 0..tiles_w.div_ceil(16) {
+            let n = 16.min(tiles_w - 16 * q);
+            let at = first + ty * tiles_w + 16 * q;
+            debug_assert!(35 * columns + at + n <= m_o.len());
+            // Aᵀ m, one column of the 6×6 tile at a time: s[j][i].
+            let s: [[__m512; 4]; 6] = std::array::from_fn(|j| {
+                // SAFETY: `n` tiles from `at` lie inside row 6a + j of `m_o`.
+                output_1d(std::array::from_fn(|a| unsafe {
+                    _mm512_maskz_loadu_ps(lane_mask(n), m_o.as_ptr().add((6 * a + j) * columns + at))
+                }))
+            });
+            let s_rows: [[__m512; 6]; 4] = std::array::from_fn(|i| std::array::from_fn(|j| s[j][i]));
+            for (i, s_row) in s_rows.into_iter().enumerate() {
+                let row = 4 * ty + i;
+                if row >= out_h {
+                    break;
+                }
+                let [y0, y1, y2, y3] = output_1d(s_row).map(|v| _mm512_add_ps(v, bias));
+                let (a_low, a_high) = (_mm512_permutex2var_ps(y0, low, y1), _mm512_permutex2var_ps(y0, high, y1));
+                let (b_low, b_high) = (_mm512_permutex2var_ps(y2, low, y3), _mm512_permutex2var_ps(y2, high, y3));
+                let quad = |a: __m512, index: __m512i, b: __m512| {
+                    _mm512_castpd_ps(_mm512_permutex2var_pd(_mm512_castps_pd(a), index, _mm512_castps_pd(b)))
+                };
+                let segments = [
+                    quad(a_low, pairs_low, b_low),
+                    quad(a_low, pairs_high, b_low),
+                    quad(a_high, pairs_low, b_high),
+                    quad(a_high, pairs_high, b_high),
+                ];
+                let col = 64 * q;
+                let cols = out_w - col;
+                let out = y[row * out_w + col..].as_mut_ptr();
+                for (segment, value) in segments.into_iter().enumerate() {
+                    if cols > 16 * segment {
+                        // SAFETY: the mask keeps to the `cols` columns of this output row.
+                        unsafe { _mm512_mask_storeu_ps(out.add(16 * segment), lane_mask(cols - 16 * segment), value) };
+                    }
+                }
+            }
+        }
+    }
+}
+
+const _: () = assert!(XI == 36);
