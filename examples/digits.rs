@@ -62,7 +62,9 @@ struct Args {
     seed: u64,
     /// Directory for the checkpoints: after every epoch the train-time weights
     /// (`digits-train.safetensors`, PyTorch names) and the optimizer state
-    /// (`digits-optimizer.safetensors`: momentum buffers and the epoch), at the end the deploy
+    /// (`digits-ema.safetensors`: their exponential moving average;
+    /// `digits-optimizer.safetensors`: momentum buffers, the epoch and the average's update
+    /// count), at the end the deploy
     /// weights (`digits-deploy.safetensors`).
     #[arg(long)]
     save: Option<PathBuf>,
@@ -75,37 +77,56 @@ struct Args {
 }
 
 const TRAIN_FILE: &str = "digits-train.safetensors";
+const EMA_FILE: &str = "digits-ema.safetensors";
 const OPTIMIZER_FILE: &str = "digits-optimizer.safetensors";
 
-/// Saves the weights and the optimizer's state after `epoch`.
-fn save_checkpoint(dir: &std::path::Path, model: &Digits, sgd: &Sgd, epoch: u32) -> rep::Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| rep::Error::Io { path: dir.to_owned(), source })?;
-    StateDict::from_parameters(model).save(dir.join(TRAIN_FILE))?;
-    let mut state = StateDict::default();
-    for (name, buffer) in sgd.momentum_buffers() {
-        state.tensors.insert(format!("momentum_buffer.{name}"), buffer.clone());
-    }
-    state.tensors.insert("epoch".into(), ndarray::arr1(&[epoch as f32]).into_dyn());
-    state.save(dir.join(OPTIMIZER_FILE))
+/// Everything a run changes as it trains: what a checkpoint holds.
+struct Training {
+    model: Digits,
+    sgd: Sgd,
+    /// YOLOv7's exponential moving average of the weights, updated after every step.
+    ema: Ema<Digits>,
 }
 
-/// Loads what [`save_checkpoint`] wrote; returns the last finished epoch.
-fn resume(
-    dir: &std::path::Path,
-    model: &mut Digits,
-    sgd: &mut Sgd,
-) -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
-    StateDict::load(dir.join(TRAIN_FILE))?.load_into(model)?;
-    let state = StateDict::load(dir.join(OPTIMIZER_FILE))?;
-    let epoch = state.tensors.get("epoch").and_then(|e| e.iter().next().copied());
-    let epoch = epoch.filter(|e| e.fract() == 0.0 && *e >= 0.0).ok_or("the optimizer file has no valid `epoch`")?;
-    let buffers = state
-        .tensors
-        .into_iter()
-        .filter_map(|(name, t)| name.strip_prefix("momentum_buffer.").map(|n| (n.to_owned(), t)))
-        .collect();
-    sgd.load_momentum_buffers(buffers)?;
-    Ok(epoch as u32)
+impl Training {
+    /// Saves the weights, their average and the optimizer's state after `epoch`.
+    fn save(&self, dir: &std::path::Path, epoch: u32) -> rep::Result<()> {
+        std::fs::create_dir_all(dir).map_err(|source| rep::Error::Io { path: dir.to_owned(), source })?;
+        StateDict::from_parameters(&self.model).save(dir.join(TRAIN_FILE))?;
+        StateDict::from_parameters(&self.ema.model).save(dir.join(EMA_FILE))?;
+        let mut state = StateDict::default();
+        for (name, buffer) in self.sgd.momentum_buffers() {
+            state.tensors.insert(format!("momentum_buffer.{name}"), buffer.clone());
+        }
+        for (name, count) in [("epoch", u64::from(epoch)), ("ema_updates", self.ema.updates)] {
+            // Counts below 2²⁴ are exact in f32.
+            state.tensors.insert(name.into(), ndarray::arr1(&[count as f32]).into_dyn());
+        }
+        state.save(dir.join(OPTIMIZER_FILE))
+    }
+
+    /// Loads what [`Training::save`] wrote; returns the last finished epoch.
+    fn resume(&mut self, dir: &std::path::Path) -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+        StateDict::load(dir.join(TRAIN_FILE))?.load_into(&mut self.model)?;
+        StateDict::load(dir.join(EMA_FILE))?.load_into(&mut self.ema.model)?;
+        let state = StateDict::load(dir.join(OPTIMIZER_FILE))?;
+        let count = |name: &str| {
+            let value = state.tensors.get(name).and_then(|e| e.iter().next().copied());
+            value
+                .filter(|v| v.fract() == 0.0 && (0.0..16_777_216.0).contains(v))
+                .map(|v| v as u64)
+                .ok_or_else(|| format!("the optimizer file has no valid `{name}` (a whole number below 2²⁴)"))
+        };
+        let (epoch, updates) = (count("epoch")?, count("ema_updates")?);
+        self.ema.updates = updates;
+        let buffers = state
+            .tensors
+            .into_iter()
+            .filter_map(|(name, t)| name.strip_prefix("momentum_buffer.").map(|n| (n.to_owned(), t)))
+            .collect();
+        self.sgd.load_momentum_buffers(buffers)?;
+        Ok(u32::try_from(epoch)?)
+    }
 }
 
 /// The data set: images `[N, 1, 8, 8]` scaled by 1/16, and labels.
@@ -171,22 +192,20 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (train, test) = load()?;
-    let mut model = Digits::new(&mut StdRng::seed_from_u64(args.seed))?;
+    let model = Digits::new(&mut StdRng::seed_from_u64(args.seed))?;
     let steps_per_epoch = train.labels.len().div_ceil(args.batch as usize);
     let schedule =
         Schedule::WarmupCosine { base: args.lr, min: 0.0, warmup: 0, total: args.epochs as usize * steps_per_epoch };
-    let mut sgd = Sgd::new(args.lr, 0.9, 1e-4);
+    let mut run = Training { ema: Ema::new(&model, 0.9999), model, sgd: Sgd::new(args.lr, 0.9, 1e-4) };
     let done = match &args.resume {
         Some(dir) => {
-            let done = resume(dir, &mut model, &mut sgd)?;
+            let done = run.resume(dir)?;
             say!("resumed from {} after epoch {done}", dir.display());
             done
         }
         None => 0,
     };
     let mut grads = Gradients::new();
-    // YOLOv7's exponential moving average of the weights, updated after every step.
-    let mut ema = Ema::new(&model, 0.9999);
     let mut step = done as usize * steps_per_epoch;
     let last = args.stop_after.map_or(args.epochs, |stop| stop.min(args.epochs));
     for epoch in done + 1..=last {
@@ -198,12 +217,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         for rows in shuffled_batches(train.labels.len(), args.batch as usize, &mut shuffle) {
             let (x, labels) = train.batch(&rows);
             grads.clear();
-            let (logits, cache) = model.forward_cached(&x)?;
+            let (logits, cache) = run.model.forward_cached(&x)?;
             let (loss, dlogits) = cross_entropy(&logits, &labels, 0.0)?;
-            model.backward(cache, &dlogits, &mut grads)?;
-            sgd.set_learning_rate(schedule.at(step));
-            sgd.step(&mut model, &grads)?;
-            ema.update(&model)?;
+            run.model.backward(cache, &dlogits, &mut grads)?;
+            run.sgd.set_learning_rate(schedule.at(step));
+            run.sgd.step(&mut run.model, &grads)?;
+            run.ema.update(&run.model)?;
             step += 1;
             loss_sum += loss * rows.len() as f64;
             correct += predictions(&logits).iter().zip(&labels).filter(|(p, l)| p == l).count();
@@ -220,19 +239,19 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             n / seconds
         );
         if let Some(dir) = &args.save {
-            save_checkpoint(dir, &model, &sgd, epoch)?;
+            run.save(dir, epoch)?;
         }
     }
 
-    let trained = predictions(&model.forward(&test.images)?);
+    let trained = predictions(&run.model.forward(&test.images)?);
     say!("test accuracy (train-time form): {:.1} %", 100.0 * accuracy(&trained, &test.labels));
-    let averaged = predictions(&ema.model.forward(&test.images)?);
+    let averaged = predictions(&run.ema.model.forward(&test.images)?);
     say!(
         "test accuracy (EMA of the weights, {} updates): {:.1} %",
-        ema.updates,
+        run.ema.updates,
         100.0 * accuracy(&averaged, &test.labels)
     );
-    let fused = model.fuse()?;
+    let fused = run.model.fuse()?;
     let plan = Plan::new(&fused, test.images.dim().into())?;
     let mut state = plan.state()?;
     let logits = plan.run(&mut state, test.images.view())?.into_dimensionality::<ndarray::Ix2>()?.to_owned();
@@ -244,7 +263,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         test.labels.len()
     );
     if let Some(dir) = args.save {
-        save_checkpoint(&dir, &model, &sgd, last.max(done))?;
+        run.save(&dir, last.max(done))?;
         StateDict::from_parameters(&fused).save(dir.join("digits-deploy.safetensors"))?;
         say!("saved {}", dir.display());
     }

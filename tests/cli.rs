@@ -170,7 +170,7 @@ fn summary_and_bench_report() {
 
 /// The digits demo end to end: it trains, fuses, deploys through a plan with identical
 /// predictions and saves its checkpoints; a run stopped after one epoch and resumed ends with
-/// exactly the weights of an uninterrupted run.
+/// exactly the weights, weight average and optimizer state of an uninterrupted run.
 #[test]
 fn digits_trains_fuses_saves_and_resumes_exactly() {
     let digits = |args: &[&str], dir: &Path| {
@@ -190,7 +190,12 @@ fn digits_trains_fuses_saves_and_resumes_exactly() {
     let accuracy: f64 =
         stdout.split("(fused, planned):").nth(1).unwrap().trim().split(' ').next().unwrap().parse().unwrap();
     assert!(accuracy > 90.0, "two epochs learn: {stdout}");
-    for file in ["digits-train.safetensors", "digits-deploy.safetensors", "digits-optimizer.safetensors"] {
+    for file in [
+        "digits-train.safetensors",
+        "digits-ema.safetensors",
+        "digits-deploy.safetensors",
+        "digits-optimizer.safetensors",
+    ] {
         assert!(!rep::StateDict::load(straight.join(file)).unwrap().tensors.is_empty(), "{file}");
     }
     digits(&["--stop-after", "1"], &stopped);
@@ -199,8 +204,13 @@ fn digits_trains_fuses_saves_and_resumes_exactly() {
         resumed.contains("resumed from") && resumed.contains("epoch   2") && !resumed.contains("epoch   1"),
         "{resumed}"
     );
-    let weights = |dir: &Path| std::fs::read(dir.join("digits-train.safetensors")).unwrap();
-    assert!(weights(&straight) == weights(&stopped), "resumed weights differ from an uninterrupted run's");
+    // The weights, their moving average and the optimizer's state, byte for byte.
+    for file in ["digits-train.safetensors", "digits-ema.safetensors", "digits-optimizer.safetensors"] {
+        let bytes = |dir: &Path| std::fs::read(dir.join(file)).unwrap();
+        assert!(bytes(&straight) == bytes(&stopped), "{file}: a resumed run differs from an uninterrupted one");
+    }
+    let ema_line = |out: &str| out.lines().find(|l| l.contains("EMA of the weights")).map(str::to_owned);
+    assert_eq!(ema_line(&stdout), ema_line(&resumed));
 }
 
 /// The `rep` command converts an original DBB checkpoint to exactly the original's deploy keys
