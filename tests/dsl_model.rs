@@ -68,6 +68,40 @@ fn forward_train_runs_the_whole_model() {
     assert_eq!(model.stage2[0].pointwise.bn.num_batches_tracked, 1);
 }
 
+/// `Network::freeze_batch_norm` reaches every BN of the model (stem, stages, identity
+/// branches): frozen, both training forwards give the eval forward's logits and leave the
+/// running statistics alone; unfrozen again, they use the batch's statistics.
+#[test]
+fn frozen_batch_norm_reaches_every_layer_of_a_model() {
+    use rep::train::Network;
+    let mut r = rng(5);
+    let mut model = Tiny::new(8, 2, &mut r).unwrap();
+    randomize_vectors(&mut model, &mut r);
+    let x = random_tensor((4, 3, 16, 16), &mut r);
+    let statistics = |m: &Tiny| {
+        let mut values = Vec::new();
+        rep::layers::Parameters::visit(m, "", &mut |name, t| {
+            if name.contains("running") || name.contains("num_batches") {
+                values.extend(t.iter().copied());
+            }
+        });
+        values
+    };
+    let before = statistics(&model);
+    let eval = model.forward(&x).unwrap();
+    model.freeze_batch_norm(true);
+    let (cached, _) = Network::forward_cached(&mut model, &x).unwrap();
+    let train = model.forward_train(&x).unwrap();
+    assert_eq!(statistics(&model), before, "a frozen BN keeps its running statistics");
+    assert!(relative_error(&cached, &eval) <= REL_TOL && relative_error(&train, &eval) <= REL_TOL);
+    assert_eq!(model.stage1[1].identity.as_ref().unwrap().num_batches_tracked, 0);
+
+    model.freeze_batch_norm(false);
+    let (cached, _) = Network::forward_cached(&mut model, &x).unwrap();
+    assert_ne!(statistics(&model), before);
+    assert!(relative_error(&cached, &eval) > 1e-3, "unfrozen, the batch's statistics normalize");
+}
+
 #[test]
 fn channels_that_do_not_chain_are_an_error_at_construction() {
     #[rep::model(new(a: usize, b: usize))]

@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::f64ref::{EPS, add, assert_gradient, batch_norm64, check_block, conv_bn, conv64, dot, f64s, get, numeric};
+use common::f64ref::{
+    EPS, add, assert_gradient, batch_norm64, check_block, conv_bn, conv64, dot, eval_batch_norm64, f64s, get, numeric,
+};
 use common::rng;
 use ndarray::{Array1, Array4, ArrayD, Axis, IxDyn};
 use rand::Rng;
@@ -265,6 +267,35 @@ fn generated_block_backward_matches_finite_differences() {
             sum.iter().map(|v| v.max(0.0)).collect()
         });
     }
+}
+
+/// A generated block with its BNs frozen: the training forward is the eval forward, the running
+/// statistics do not move, and every gradient (γ and β too) matches finite differences of the
+/// eval-mode reference.
+#[test]
+fn generated_block_with_frozen_batch_norm() {
+    let mut rng = rng(8);
+    let (cin, cout) = (4usize, 4usize);
+    let mut block = common::RepVgg::new(cin, cout, 1, &mut rng).unwrap();
+    rep::layers::randomize_vectors(&mut block, &mut rng);
+    block.freeze_batch_norm(true);
+    let x = random4((2, cin, 5, 6), &mut rng);
+    let state = |b: &common::RepVgg<usize, usize, usize>| rep::StateDict::from_parameters(b).tensors;
+    let before = state(&block);
+    let eval = rep::layers::Layer::forward(&block, &x).unwrap();
+    assert_eq!(block.forward_cached(&x).unwrap().0, eval);
+    assert_eq!(state(&block), before, "a frozen BN keeps its running statistics and batch count");
+    let shape = [2, cin, 5, 6];
+    check_block("frozen RepVGG block", &mut block, &x, |x, p, _| {
+        let mut sum = vec![0.0; x.len()];
+        for (name, k) in [("dense", 3), ("pointwise", 1)] {
+            let g = ConvGeometry::new(cin, cout, k).padding(k / 2);
+            let z = conv64(x, shape, get(p, &format!("{name}.conv.weight")), None, &g, None);
+            add(&mut sum, &eval_batch_norm64(&z, shape, p, &format!("{name}.bn")));
+        }
+        add(&mut sum, &eval_batch_norm64(x, shape, p, "identity"));
+        sum.iter().map(|v| v.max(0.0)).collect()
+    });
 }
 
 #[test]

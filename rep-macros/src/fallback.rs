@@ -149,6 +149,7 @@ pub fn model(model: &crate::internals::model::Model, errors: TokenStream) -> Tok
         impl ::rep::train::Network for #name {
             type Output = #output;
             type Cache = ();
+            fn freeze_batch_norm(&mut self, _: bool) { #unreachable }
             fn forward_cached(&mut self, _: #input) -> ::rep::Result<(#output, ())> { #unreachable }
             fn backward(&self, _: (), _: &#output, _: &mut ::rep::train::Gradients) -> ::rep::Result<()> { #unreachable }
         }

@@ -206,6 +206,19 @@ pub fn conv_bn(
     (batch_norm64(&z, dims, get(p, &format!("{bn}.weight")), get(p, &format!("{bn}.bias")), eps), dims)
 }
 
+/// Eval-mode BN in f64 on the tensors under `bn`: `γ (x − μ)/√(σ² + ε) + β` per channel.
+pub fn eval_batch_norm64(x: &[f64], shape: [usize; 4], p: &Params, bn: &str) -> Vec<f64> {
+    let (g, v) = (get(p, &format!("{bn}.weight")), get(p, &format!("{bn}.running_var")));
+    let zero = bn_zero(p, bn);
+    let plane = shape[2] * shape[3];
+    x.iter()
+        .enumerate()
+        .map(|(i, _)| (i / plane) % shape[1])
+        .zip(x)
+        .map(|(c, x)| x * g[c] / (v[c] + EPS).sqrt() + zero[c])
+        .collect()
+}
+
 pub fn add(a: &mut [f64], b: &[f64]) {
     a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
 }

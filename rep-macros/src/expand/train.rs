@@ -67,8 +67,13 @@ pub(super) fn train_items(block: &Block) -> TokenStream {
     let online = trains_online(block);
     let forward = if online { forward_online(block) } else { forward_cached(block) };
     let backward = backward(block, online);
+    let freeze = freeze_batch_norm(block);
     quote! {
         type Cache = ((#(#branch_caches,)*), (#(#post_caches,)*), ::core::option::Option<::rep::train::OnlineCache>);
+
+        fn freeze_batch_norm(&mut self, frozen: bool) {
+            #freeze
+        }
 
         fn forward_cached(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<(::rep::ndarray::Array4<f32>, Self::Cache)> {
             #forward
@@ -84,6 +89,28 @@ pub(super) fn train_items(block: &Block) -> TokenStream {
             #backward
         }
     }
+}
+
+/// Every op of every present branch, and the post-sum BN, told whether BN is frozen.
+fn freeze_batch_norm(block: &Block) -> TokenStream {
+    let train = train_trait();
+    let branches = block.branches.iter().map(|b| {
+        let field = &b.field;
+        let ops = (0..b.ops.len()).map(|i| {
+            let layer = op_access(b, i, &quote!(__b));
+            quote!(#train::freeze_batch_norm(&mut #layer, frozen);)
+        });
+        if b.optional {
+            quote!(if let ::core::option::Option::Some(__b) = &mut self.#field { #(#ops)* })
+        } else {
+            quote!({ let __b = &mut self.#field; #(#ops)* })
+        }
+    });
+    let post = block.post.iter().filter_map(|p| match p {
+        PostOp::Bn(..) => Some(quote!(#train::freeze_batch_norm(&mut self.bn, frozen);)),
+        _ => None,
+    });
+    quote!(#(#branches)* #(#post)*)
 }
 
 /// The weight prefix of op `i` of a branch, as `Parameters::visit` names it.
@@ -311,10 +338,24 @@ pub fn network(model: &crate::internals::model::Model) -> TokenStream {
             Kind::Linear { .. } => quote!(let __d = self.#ident.backward(&#cache, &__d, #field_name, grads)?;),
         }
     });
+    let freeze = model.fields.iter().filter_map(|f| {
+        let ident = &f.ident;
+        match &f.kind {
+            Kind::Block { .. } => Some(quote!(#train::freeze_batch_norm(&mut self.#ident, frozen);)),
+            Kind::Stage { .. } => {
+                Some(quote!(self.#ident.iter_mut().for_each(|__b| #train::freeze_batch_norm(__b, frozen));))
+            }
+            Kind::Pool | Kind::Linear { .. } => None,
+        }
+    });
     quote! {
         impl ::rep::train::Network for #name {
             type Output = #output;
             type Cache = (#(#cache_types,)*);
+
+            fn freeze_batch_norm(&mut self, frozen: bool) {
+                #(#freeze)*
+            }
 
             fn forward_cached(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<(#output, Self::Cache)> {
                 let __x = x.clone();

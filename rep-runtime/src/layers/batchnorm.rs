@@ -36,6 +36,9 @@ pub struct BatchNorm2d {
     pub momentum: Option<f64>,
     /// Training batches seen (PyTorch's `num_batches_tracked`).
     pub num_batches_tracked: u64,
+    /// Whether training forwards use the running statistics and leave them unchanged (PyTorch's
+    /// BN in `eval()` mode; see [`crate::train::Train::freeze_batch_norm`]). Not saved.
+    pub frozen: bool,
 }
 
 impl BatchNorm2d {
@@ -49,6 +52,7 @@ impl BatchNorm2d {
             eps: 1e-5,
             momentum: Some(0.1),
             num_batches_tracked: 0,
+            frozen: false,
         }
     }
 
@@ -128,6 +132,9 @@ impl Layer for BatchNorm2d {
     }
 
     fn forward_train(&mut self, x: &Array4<f32>) -> Result<Array4<f32>> {
+        if self.frozen {
+            return self.forward(x);
+        }
         let statistics = self.update_statistics(x)?;
         let (a, b): (Vec<f64>, Vec<f64>) = statistics
             .iter()

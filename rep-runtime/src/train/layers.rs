@@ -84,10 +84,14 @@ impl BatchNorm2d {
     /// `bn.eval()`. [`Train::backward`] then treats μ and σ² as constants: `dx = γ·s·dy`,
     /// `dγ = Σ dy·x̂`, `dβ = Σ dy`.
     pub fn forward_cached_frozen(&self, x: &Array4<f32>) -> Result<(Array4<f32>, BatchNormCache)> {
-        let y = self.forward(x)?;
+        self.frozen_cached(Arc::new(x.as_standard_layout().into_owned()))
+    }
+
+    fn frozen_cached(&self, x: Arc<Array4<f32>>) -> Result<(Array4<f32>, BatchNormCache)> {
+        let y = self.forward(&x)?;
         let mean = self.running_mean.iter().map(|&m| m as f64).collect();
         let inv_std = self.running_var.iter().map(|&v| 1.0 / (v as f64 + self.eps).sqrt()).collect();
-        Ok((y, BatchNormCache { x: Arc::new(x.as_standard_layout().into_owned()), mean, inv_std, batch: false }))
+        Ok((y, BatchNormCache { x, mean, inv_std, batch: false }))
     }
 }
 
@@ -104,6 +108,9 @@ impl Train for BatchNorm2d {
 
     fn forward_cached_shared(&mut self, x: &Arc<Array4<f32>>) -> Result<(Array4<f32>, BatchNormCache)> {
         let x = if x.is_standard_layout() { Arc::clone(x) } else { Arc::new(x.as_standard_layout().into_owned()) };
+        if self.frozen {
+            return self.frozen_cached(x);
+        }
         let statistics = self.update_statistics(&x)?;
         let mean: Vec<f64> = statistics.iter().map(|s| s.0).collect();
         let inv_std: Vec<f64> = statistics.iter().map(|s| 1.0 / (s.1 + self.eps).sqrt()).collect();
@@ -176,6 +183,10 @@ impl Train for BatchNorm2d {
         grads.accumulate(&join(prefix, "bias"), dbeta.into_dyn())?;
         Ok(dx)
     }
+
+    fn freeze_batch_norm(&mut self, frozen: bool) {
+        self.frozen = frozen;
+    }
 }
 
 /// Through the whole kernel `W = I + Δ`: the gradient of Δ is that of `W`, under `weight`.
@@ -224,6 +235,10 @@ impl Train for ConvBn {
     ) -> Result<Array4<f32>> {
         let dz = self.bn.backward(bn, dy, &join(prefix, "bn"), grads)?;
         self.conv.backward(conv, &dz, &join(prefix, "conv"), grads)
+    }
+
+    fn freeze_batch_norm(&mut self, frozen: bool) {
+        self.bn.frozen = frozen;
     }
 }
 

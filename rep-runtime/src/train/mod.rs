@@ -61,6 +61,15 @@ pub trait Train {
         prefix: &str,
         grads: &mut Gradients,
     ) -> Result<Array4<f32>>;
+
+    /// Freezes (`true`) or unfreezes every BatchNorm inside: a frozen BN normalizes with its
+    /// running statistics and leaves them unchanged, in [`Train::forward_cached`] and
+    /// [`crate::layers::Layer::forward_train`] alike, while γ and β still learn — PyTorch's BN
+    /// in `eval()` mode inside a training step (fine-tuning with frozen statistics). Layers
+    /// without a BN have nothing to freeze.
+    fn freeze_batch_norm(&mut self, frozen: bool) {
+        let _ = frozen;
+    }
 }
 
 /// A whole network with a backward pass, as `#[rep::model]` generates it: input images, output
@@ -76,6 +85,9 @@ pub trait Network {
 
     /// Adds `dL/dθ` of every parameter to `grads` given `dL/d output`.
     fn backward(&self, cache: Self::Cache, dy: &Self::Output, grads: &mut Gradients) -> Result<()>;
+
+    /// Freezes or unfreezes every BatchNorm of the network ([`Train::freeze_batch_norm`]).
+    fn freeze_batch_norm(&mut self, frozen: bool);
 }
 
 /// `dL/dθ` by parameter name (the dotted names of [`crate::layers::Parameters::visit`]).
