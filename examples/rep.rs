@@ -165,7 +165,7 @@ fn run(cli: Cli) -> CliResult {
                     "{} -> {} (RepVGG {}, fused vs train-time {:.1e})",
                     input.display(),
                     output.display(),
-                    report.arch.name,
+                    report.arch.name(),
                     report.check.relative()
                 );
                 Ok(())

@@ -203,9 +203,9 @@ fn describe(arch: &Arch, naming: Naming, form: Form) -> String {
     let form = if form == Form::Train { "train" } else { "deploy" };
     format!(
         "RepVGG-{} ({} naming, {form} form, {} classes)",
-        arch.name,
+        arch.name(),
         format!("{naming:?}").to_lowercase(),
-        arch.classes
+        arch.classes()
     )
 }
 
@@ -224,7 +224,7 @@ fn convert(
         out,
         "equivalence check on a random 2x3x64x64 input: max |train - fused| = {abs:.3e} (relative {rel:.3e})"
     )?;
-    writeln!(out, "wrote {} (RepVGG-{}, {to} naming, deploy form)", output.display(), report.arch.name)?;
+    writeln!(out, "wrote {} (RepVGG-{}, {to} naming, deploy form)", output.display(), report.arch.name())?;
     Ok(())
 }
 
@@ -263,7 +263,7 @@ fn summary(arch: Option<String>, weights: Option<PathBuf>, res: usize, out: &mut
             rows.push((format!("stage{}.{i}", s + 1), t, f, rep::Block::out_channels(t)));
         }
     }
-    writeln!(out, "RepVGG-{} at {res}x{res}", arch.name)?;
+    writeln!(out, "RepVGG-{} at {res}x{res}", arch.name())?;
     writeln!(
         out,
         "{:<10} {:>14} {:>10} {:>10} {:>14} {:>14}",
@@ -278,7 +278,7 @@ fn summary(arch: Option<String>, weights: Option<PathBuf>, res: usize, out: &mut
         hw = next;
     }
     let head = model.linear.parameter_count();
-    writeln!(out, "{:<10} {:>14} {head:>10} {head:>10} {:>14} {:>14}", "linear", arch.classes, head, head)?;
+    writeln!(out, "{:<10} {:>14} {head:>10} {head:>10} {:>14} {:>14}", "linear", arch.classes(), head, head)?;
     let input = Hw::square(res);
     writeln!(
         out,
@@ -309,7 +309,7 @@ fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::erro
     let mut out = String::new();
     let arch = Arch::named(arch, 1000)?;
     let mut rng = StdRng::seed_from_u64(0);
-    eprintln!("building RepVGG-{}", arch.name);
+    eprintln!("building RepVGG-{}", arch.name());
     let model = random_model(&arch, &mut rng)?;
     let fused = model.fuse()?;
     let x = random_input((batch, 3, 224, 224), &mut rng);
@@ -342,13 +342,13 @@ fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::erro
         writeln!(
             &mut out,
             "{{\"arch\":\"{}\",\"batch\":{batch},\"threads\":{threads},\"fused_ms\":{planned_ms:.3},\"fused_layers_ms\":{fused_ms:.3},\"train_ms\":{train_ms:.3},\"fused_gflops\":{:.1},\"peak_percent\":{:.1},\"speedup\":{:.3},\"allocations\":{allocations},\"plan_relative_error\":{plan_error:.2e}}}",
-            arch.name,
+            arch.name(),
             gflops(planned_ms),
             100.0 * gflops(planned_ms) / peak,
             train_ms / planned_ms
         )?;
     } else {
-        writeln!(&mut out, "RepVGG-{} batch {batch}, {threads} thread(s), median of {iters}", arch.name)?;
+        writeln!(&mut out, "RepVGG-{} batch {batch}, {threads} thread(s), median of {iters}", arch.name())?;
         writeln!(&mut out, "  {:<24} {:>9} {:>8} {:>8}", "form", "ms", "GFLOPS", "% peak")?;
         for (form, ms) in
             [("fused, planned", planned_ms), ("fused, layer by layer", fused_ms), ("train-time", train_ms)]

@@ -72,7 +72,7 @@ fn main() -> Result<(), Failure> {
     serve(&shared, workers, requests.min(5), &x)?; // warm-up
     let shared_rate = serve(&shared, workers, requests, &x)?;
     let separate_rate = serve(&separate, workers, requests, &x)?;
-    println!("RepVGG-{}, batch 1, {workers} workers x {requests} requests, one core each", arch.name);
+    println!("RepVGG-{}, batch 1, {workers} workers x {requests} requests, one core each", arch.name());
     println!("  {:<22} {:>10} {:>12}", "", "requests/s", "memory (MB)");
     let shared_mb = weights + workers as f64 * state;
     let separate_mb = workers as f64 * (weights + state);

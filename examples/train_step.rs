@@ -89,7 +89,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let threads = rayon::current_num_threads();
     say!(
         "{} at {res}x{res}, batch {batch}, {threads} thread(s): median step {:.1} ms (min {:.1}, max {:.1}) over {} steps",
-        arch.name,
+        arch.name(),
         times[times.len() / 2],
         times[0],
         times[times.len() - 1],

@@ -144,9 +144,9 @@ pub struct TimmSe<Cin, Cout> {
 fn size_expressions_round_like_timm() {
     let mut r = rng(3);
     let mut small = TimmSe::new(8usize, 48usize, &mut r).unwrap();
-    assert_eq!(small.se.down.geometry.out_channels, 8, "48 / 16 = 3 rounds up to the divisor 8");
+    assert_eq!(small.se.down.geometry().out_channels, 8, "48 / 16 = 3 rounds up to the divisor 8");
     let large = TimmSe::new(rep::Const::<8>, rep::Const::<256>, &mut r).unwrap();
-    assert_eq!(large.se.down.geometry.out_channels, 16);
+    assert_eq!(large.se.down.geometry().out_channels, 16);
     // Non-trivial BN statistics, so that a wrong fold cannot pass.
     rep::layers::randomize_vectors(&mut small, &mut r);
     let x = common::random_tensor((1, 8, 5, 5), &mut r);

@@ -65,7 +65,7 @@ proptest! {
         let g = c.main(c.channels(), c.channels() * 2);
         let mut branch = random_conv_bn(g, &mut rng);
         if with_bias {
-            branch.conv.bias = Some(random_vector(g.out_channels, &mut rng));
+            branch.conv = branch.conv.with_bias(random_vector(g.out_channels, &mut rng)).unwrap();
         }
         let x = c.input(g.in_channels, &mut rng);
         let fused = branch.fuse().unwrap().to_conv2d();

@@ -41,7 +41,7 @@ proptest! {
             conv = conv.with_pad_fill(random_vector(g.in_channels, &mut rng)).unwrap();
         }
         let x = random_tensor((n, g.in_channels, h, w), &mut rng);
-        let expected = reference_conv(&x, &conv.weight, conv.bias.as_ref(), &g, conv.pad_fill.as_ref());
+        let expected = reference_conv(&x, conv.weight(), conv.bias(), &g, conv.pad_fill());
         assert_close(&format!("{g}"), &conv.forward(&x).unwrap(), &expected);
     }
 }
@@ -58,7 +58,7 @@ fn depthwise_with_channel_multiplier_and_pointwise_paths() {
     ] {
         let conv = Conv2d::new_with_bias(g, &mut rng).unwrap();
         let x = random_tensor((2, g.in_channels, 9, 11), &mut rng);
-        let expected = reference_conv(&x, &conv.weight, conv.bias.as_ref(), &g, None);
+        let expected = reference_conv(&x, conv.weight(), conv.bias(), &g, None);
         assert_close(&format!("{g}"), &conv.forward(&x).unwrap(), &expected);
     }
 }
@@ -70,10 +70,10 @@ fn the_reference_comparison_can_fail() {
     let g = ConvGeometry::new(3, 4, 5).padding(2);
     let conv = Conv2d::new(g, &mut rng).unwrap();
     let x = random_tensor((1, 3, 8, 8), &mut rng);
-    let shifted = reference_conv(&x, &conv.weight, None, &g.padding(1), None);
+    let shifted = reference_conv(&x, conv.weight(), None, &g.padding(1), None);
     let ours = conv.forward(&x).unwrap();
     assert_ne!(ours.shape(), shifted.shape());
-    let flipped = reference_conv(&x, &conv.weight.mapv(|v| -v), None, &g, None);
+    let flipped = reference_conv(&x, &conv.weight().mapv(|v| -v), None, &g, None);
     assert!(common::relative_error(&ours, &flipped) > 1e-2);
 }
 
@@ -86,7 +86,7 @@ fn wide_convolutions_with_parallel_bands_match_reference() {
         let g = ConvGeometry::new(cin, cout, 3).padding(pad);
         let conv = Conv2d::new_with_bias(g, &mut rng).unwrap();
         let x = random_tensor((2, cin, h, w), &mut rng);
-        let expected = reference_conv(&x, &conv.weight, conv.bias.as_ref(), &g, None);
+        let expected = reference_conv(&x, conv.weight(), conv.bias(), &g, None);
         assert_close(&format!("{g} on {h}x{w}"), &conv.forward(&x).unwrap(), &expected);
     }
 }
@@ -123,7 +123,7 @@ proptest! {
         let conv = Conv2d::new_with_bias(g, &mut rng).unwrap();
         let x = random_tensor((n, g.in_channels, h, w), &mut rng);
         let activation = if relu { Activation::Relu } else { Activation::Identity };
-        let mut expected = reference_conv(&x, &conv.weight, conv.bias.as_ref(), &g, None);
+        let mut expected = reference_conv(&x, conv.weight(), conv.bias(), &g, None);
         activation.apply_inplace(&mut expected);
         let winograd = WinogradConv::with_tile(&conv, tile).unwrap();
         let input = rep::Hw { h, w };
@@ -180,7 +180,7 @@ fn winograd_on_wide_maps_matches_reference() {
     ] {
         let conv = Conv2d::new_with_bias(g, &mut rng).unwrap();
         let x = random_tensor((n, g.in_channels, h, w), &mut rng);
-        let expected = reference_conv(&x, &conv.weight, conv.bias.as_ref(), &g, None);
+        let expected = reference_conv(&x, conv.weight(), conv.bias(), &g, None);
         for tile in [Tile::F2, Tile::F4] {
             let winograd = WinogradConv::with_tile(&conv, tile).unwrap();
             let input = rep::Hw { h, w };
@@ -202,10 +202,10 @@ fn winograd_recovers_the_weights_it_transformed() {
         let conv = Conv2d::new_with_bias(g, &mut r).unwrap();
         for tile in [Tile::F2, Tile::F4] {
             let recovered = WinogradConv::with_tile(&conv, tile).unwrap().to_conv2d();
-            let err = relative_error(&recovered.weight, &conv.weight);
+            let err = relative_error(recovered.weight(), conv.weight());
             assert!(err <= 1e-6, "{cin}->{cout} g{groups} {tile:?}: weights recovered to {err:e}");
-            assert_eq!(recovered.bias, conv.bias);
-            assert_eq!(recovered.geometry, conv.geometry);
+            assert_eq!(recovered.bias(), conv.bias());
+            assert_eq!(recovered.geometry(), conv.geometry());
         }
     }
 }

@@ -52,9 +52,9 @@ fn squeeze_excite_gates_each_channel() {
     let y = se.forward(&x).unwrap();
     // By hand: mean → W_r·m + b_r → ReLU → W_e·h + b_e → σ → scale.
     let mean = global_avg_pool(&x);
-    let wr: Array2<f32> = se.down.weight.clone().into_shape_with_order((2, 6)).unwrap();
-    let we: Array2<f32> = se.up.weight.clone().into_shape_with_order((6, 2)).unwrap();
-    let (br, be): (&Array1<f32>, &Array1<f32>) = (se.down.bias.as_ref().unwrap(), se.up.bias.as_ref().unwrap());
+    let wr: Array2<f32> = se.down.weight().clone().into_shape_with_order((2, 6)).unwrap();
+    let we: Array2<f32> = se.up.weight().clone().into_shape_with_order((6, 2)).unwrap();
+    let (br, be): (&Array1<f32>, &Array1<f32>) = (se.down.bias().unwrap(), se.up.bias().unwrap());
     let expected = Array4::from_shape_fn(x.dim(), |(n, c, h, w)| {
         let hidden = (wr.dot(&mean.row(n)) + br).mapv(|v| v.max(0.0));
         let gate = 1.0 / (1.0 + (-(we.row(c).dot(&hidden) + be[c])).exp());

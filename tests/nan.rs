@@ -79,7 +79,7 @@ fn every_conv_kernel_path_puts_nan_where_pytorch_does() {
     for (name, g) in geometries {
         let conv = Conv2d::new_with_bias(g, &mut r).unwrap();
         let x = input_with_nans((2, g.in_channels, 9, 11), 4);
-        let expected = reference_conv(&x, &conv.weight, conv.bias.as_ref(), &g, None).into_dyn();
+        let expected = reference_conv(&x, conv.weight(), conv.bias(), &g, None).into_dyn();
         let expected_nan = nan_mask(&expected);
         assert!(!expected_nan.is_empty(), "{name}: the test must put NaN somewhere");
         for activation in ACTIVATIONS {
@@ -109,9 +109,9 @@ fn every_conv_kernel_path_puts_nan_where_pytorch_does() {
 fn a_nan_weight_gives_nan_like_pytorch() {
     let g = ConvGeometry::new(4, 4, 3).padding(1);
     let mut conv = Conv2d::new_with_bias(g, &mut rng(5)).unwrap();
-    conv.weight[[2, 1, 0, 0]] = f32::NAN;
+    conv.weight_mut()[[2, 1, 0, 0]] = f32::NAN;
     let x = random_tensor((1, 4, 6, 6), &mut rng(6));
-    let expected = nan_mask(&reference_conv(&x, &conv.weight, conv.bias.as_ref(), &g, None).into_dyn());
+    let expected = nan_mask(&reference_conv(&x, conv.weight(), conv.bias(), &g, None).into_dyn());
     assert_eq!(nan_mask(&conv.forward(&x).unwrap().into_dyn()), expected);
     for choice in [KernelChoice::Direct, KernelChoice::Winograd(Tile::F2), KernelChoice::Winograd(Tile::F4)] {
         let plan = Plan::with_kernels(&conv, [1, 4, 6, 6], choice).unwrap();

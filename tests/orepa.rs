@@ -132,7 +132,7 @@ fn squeezed_kernel_matches_the_official_formulas_and_names_round_trip() {
 #[test]
 fn identity_initialized_first_stage_and_initial_scales() {
     let b = Orepa::new(4usize, 4usize, 3usize, 1usize, 1usize, 4usize, &mut rng(0)).unwrap();
-    let w = &b.one_kxk.0.weight;
+    let w = &b.one_kxk.0.weight();
     assert!((0..4).all(|o| (0..4).all(|c| w[[o, c, 0, 0]] == if o == c { 1.0 } else { 0.0 })));
     let scales: Vec<f32> = [&b.origin.1, &b.avg.2, &b.prior.2, &b.one_kxk.2, &b.pointwise.1, &b.dw_separable.2]
         .iter()

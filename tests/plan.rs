@@ -44,8 +44,8 @@ fn plans_reproduce_the_pytorch_fixtures() {
 fn plans_match_the_fused_forward_with_groups_se_and_odd_sizes() {
     // Stride-1 layers: 3 (64 -> 64 in four groups: too narrow for `Auto`'s Winograd) and 5
     // (128 -> 128: wide enough); grouped stride-2 layers 4 and 6.
-    let mut arch = Arch::new("test", [1, 2, 2, 1], [32, 32, 64, 128, 96], vec![1, 1, 1, 4, 2, 1, 2], 7).unwrap();
-    arch.se = true;
+    let arch =
+        Arch::new("test", [1, 2, 2, 1], [32, 32, 64, 128, 96], vec![1, 1, 1, 4, 2, 1, 2], 7).unwrap().with_se(true);
     let mut model = RepVgg::new(&arch, &mut rng(1)).unwrap();
     randomize_vectors(&mut model, &mut rng(2));
     let fused = model.fuse().unwrap();
@@ -121,8 +121,7 @@ fn batched_small_maps_match_the_layer_with_groups_strides_and_pad_fill() {
 
 #[test]
 fn empty_batches_and_too_small_inputs() {
-    let mut arch = Arch::new("test", [1, 1, 1, 1], [16, 16, 32, 32, 64], vec![1; 5], 3).unwrap();
-    arch.se = true;
+    let arch = Arch::new("test", [1, 1, 1, 1], [16, 16, 32, 32, 64], vec![1; 5], 3).unwrap().with_se(true);
     let fused = RepVgg::new(&arch, &mut rng(6)).unwrap().fuse().unwrap();
     let plan = Plan::new(&fused, [0, 3, 32, 32]).unwrap();
     let mut state = plan.state().unwrap();

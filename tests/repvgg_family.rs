@@ -34,7 +34,7 @@ fn fixtures_load_in_both_forms_and_namings() {
             let checkpoint = Checkpoint::load(fixture(dir, file)).unwrap();
             assert_eq!((checkpoint.naming, checkpoint.form), (naming, form), "{dir}/{file}");
             let (arch, model) = checkpoint.build(None).unwrap();
-            assert_eq!((arch.depths, arch.widths, arch.classes), ([2, 4, 14, 1], [16, 16, 32, 64, 256], 10));
+            assert_eq!((arch.depths(), arch.widths(), arch.classes()), ([2, 4, 14, 1], [16, 16, 32, 64, 256], 10));
             let expected: Array2<f32> = read_npy(fixture(dir, expect)).unwrap();
             let err = relative_error(&model.forward(&x).unwrap(), &expected);
             println!("{dir}/{file}: relative error {err:.2e}");
@@ -75,26 +75,26 @@ fn every_named_architecture_builds_fuses_and_matches() {
         let arch = Arch::named(name, 10).unwrap();
         let mut model = RepVgg::new(&arch, &mut rng(1)).unwrap();
         randomize_vectors(&mut model, &mut rng(2));
-        assert_eq!(model.stage0.se.is_some(), arch.se, "{name}: SE blocks exactly in D2se");
+        assert_eq!(model.stage0.se.is_some(), arch.se(), "{name}: SE blocks exactly in D2se");
         let fused = model.fuse().unwrap();
         let err = relative_error(&fused.forward(&x).unwrap(), &model.forward(&x).unwrap());
         assert!(err <= REL_TOL, "{name}: {err:e}");
         // The layout survives a round trip through a checkpoint: inference finds the same architecture.
         let inferred = Checkpoint::from_state(StateDict::from_parameters(&model)).unwrap().infer_arch().unwrap();
-        assert_eq!(inferred.name, name);
-        assert_eq!(inferred.groups, arch.groups);
+        assert_eq!(inferred.name(), name);
+        assert_eq!(inferred.groups(), arch.groups());
     }
     assert_eq!(Naming::Timm.from_official("stage0.se.down.weight"), "stem.attn.fc1.weight");
     assert_eq!(Naming::Timm.to_official("stages.2.3.attn.fc2.bias"), "stage3.3.se.up.bias");
     assert_eq!(Naming::Timm.from_official("stage4.0.rbr_reparam.bias"), "stages.3.0.reparam_conv.bias");
     let b1g2 = Arch::named("RepVGG-B1g2", 1000).unwrap();
-    assert_eq!(b1g2.widths, [64, 128, 256, 512, 2048]);
+    assert_eq!(b1g2.widths(), [64, 128, 256, 512, 2048]);
     let grouped: Vec<usize> = (0..b1g2.layers()).filter(|&l| b1g2.groups_at(l) == 2).collect();
     assert_eq!(grouped, (2..=26).step_by(2).collect::<Vec<_>>());
     let err = Arch::named("C7", 10).unwrap_err();
     assert!(err.to_string().starts_with("unknown RepVGG architecture `C7`; expected one of A0, A1"), "{err}");
     let custom = Arch::custom([1, 1, 1, 1], (0.5, 0.5), 2, 3).unwrap();
-    assert_eq!(custom.widths, [32, 32, 64, 128, 256]);
+    assert_eq!(custom.widths(), [32, 32, 64, 128, 256]);
 }
 
 #[test]

@@ -158,7 +158,7 @@ fn check(naming: &'static Naming) {
     let mut weight_err = 0.0f32;
     for (name, conv) in &fused {
         for (suffix, ours) in
-            [("weight", conv.weight.clone().into_dyn()), ("bias", conv.bias.clone().unwrap().into_dyn())]
+            [("weight", conv.weight().clone().into_dyn()), ("bias", conv.bias().cloned().unwrap().into_dyn())]
         {
             let theirs: &ArrayD<f32> = &peer.tensors[&join(name, suffix)];
             weight_err = weight_err.max(relative_error(&ours, theirs));
@@ -194,8 +194,9 @@ fn peer_deploy_weights_run_as_they_are() {
         let net = Network::new(naming);
         let mut convs = net.fuse();
         for (name, conv) in &mut convs {
-            conv.weight = peer.tensors[&join(name, "weight")].clone().into_dimensionality().unwrap();
-            conv.bias = Some(peer.tensors[&join(name, "bias")].clone().into_dimensionality().unwrap());
+            let weight = peer.tensors[&join(name, "weight")].clone().into_dimensionality().unwrap();
+            let bias = peer.tensors[&join(name, "bias")].clone().into_dimensionality().unwrap();
+            *conv = Conv2d::from_weights(*conv.geometry(), weight, Some(bias)).unwrap();
         }
         let mut head = net.head.clone();
         head.weight = peer.tensors[&join(naming.head, "weight")].clone().into_dimensionality().unwrap();

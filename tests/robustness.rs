@@ -41,7 +41,7 @@ fn non_finite_checkpoint_values_are_refused_by_key_and_index() {
 #[test]
 fn fusing_refuses_non_finite_parameters() {
     let mut block = small_block(3);
-    block.conv.weight[[0, 0, 1, 1]] = f32::NAN;
+    block.conv.weight_mut()[[0, 0, 1, 1]] = f32::NAN;
     let err = block.fuse().unwrap_err();
     assert_eq!(err.to_string(), "conv weight[4] is NaN; expected a finite number");
 
@@ -112,13 +112,14 @@ fn plans_validate_hand_built_layers_as_their_forward_does() {
     let err = Plan::new(&(GlobalAvgPool, linear), [1, 8, 4, 4]).unwrap_err();
     assert_eq!(err.to_string(), "linear bias: expected shape [10], found [5]");
 
-    let mut conv = Conv2d::new(ConvGeometry::new(4, 6, 3).padding(1), &mut r).unwrap();
-    conv.bias = Some(Array1::zeros(2));
-    let err = Plan::new(&conv, [1, 4, 8, 8]).unwrap_err();
-    assert_eq!(err.to_string(), "invalid geometry: plan step ``: conv bias: expected shape [6], found [2]");
-    conv.bias = None;
-    conv.weight = Array4::zeros((6, 4, 1, 1));
-    assert!(matches!(Plan::new(&conv, [1, 4, 8, 8]), Err(Error::Geometry(_))));
+    // A convolution's numbers cannot disagree with its geometry (private fields): its
+    // constructors refuse them.
+    let g = ConvGeometry::new(4, 6, 3).padding(1);
+    let conv = Conv2d::new(g, &mut r).unwrap();
+    let err = conv.with_bias(Array1::zeros(2)).unwrap_err();
+    assert_eq!(err.to_string(), "conv bias: expected shape [6], found [2]");
+    let err = Conv2d::from_weights(g, Array4::zeros((6, 4, 1, 1)), None).unwrap_err();
+    assert_eq!(err.to_string(), "conv weight: expected shape [6, 4, 3, 3], found [6, 4, 1, 1]");
 }
 
 #[test]

@@ -52,13 +52,13 @@ fn implicit_knowledge_folds_into_the_conv() {
     head.head.2.implicit = ndarray::Array4::from_shape_vec((1, 3, 1, 1), vec![2.0, -0.5, 1.5]).unwrap();
     let fused = head.fuse().unwrap();
     // W' = m·W, b' = m·(b + W·a), by hand.
-    let (w, b) = (&head.head.1.weight, head.head.1.bias.as_ref().unwrap());
+    let (w, b) = (&head.head.1.weight(), head.head.1.bias().unwrap());
     let (a, m) = ([0.5f32, -1.0, 2.0, 0.25], [2.0f32, -0.5, 1.5]);
     for o in 0..3 {
         let wa: f32 = (0..4).map(|c| w[[o, c, 0, 0]] * a[c]).sum();
-        assert!((fused.conv.bias.as_ref().unwrap()[o] - m[o] * (b[o] + wa)).abs() < 1e-6);
+        assert!((fused.conv.bias().unwrap()[o] - m[o] * (b[o] + wa)).abs() < 1e-6);
         for c in 0..4 {
-            assert!((fused.conv.weight[[o, c, 0, 0]] - m[o] * w[[o, c, 0, 0]]).abs() < 1e-6);
+            assert!((fused.conv.weight()[[o, c, 0, 0]] - m[o] * w[[o, c, 0, 0]]).abs() < 1e-6);
         }
     }
     let mut names = Vec::new();
@@ -110,7 +110,7 @@ fn ema_update_matches_a_hand_computation() {
     let mut ema = Ema::new(&model, 0.9999);
     let mut trained = model.clone();
     randomize_vectors(&mut trained, &mut rng(1));
-    trained.conv.conv.weight.mapv_inplace(|w| w + 1.0);
+    trained.conv.conv.weight_mut().mapv_inplace(|w| w + 1.0);
     let d = ema.update(&trained).unwrap();
     assert_eq!(ema.updates, 1);
     assert!((d - 0.9999 * (1.0 - (-1.0f64 / 2000.0).exp())).abs() < 1e-15);

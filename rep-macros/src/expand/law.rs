@@ -106,7 +106,7 @@ fn runtime_error(block: &Block, g: &BlockGeometry, rng: &mut StdRng) -> rep_runt
             _ => None,
         });
     }
-    let main = convs[g.main].as_ref().map(|c| c.conv.geometry);
+    let main = convs[g.main].as_ref().map(|c| *c.conv.geometry());
     let (channels, groups) = main.map_or((value(&g.summaries[g.main].cin), 1), |m| (m.in_channels, m.groups));
     let mut bn = BatchNorm2d::new(channels);
     bn.randomize(rng);
@@ -130,7 +130,7 @@ fn runtime_error(block: &Block, g: &BlockGeometry, rng: &mut StdRng) -> rep_runt
         .padding(hw(&f.padding))
         .dilation(hw(&f.dilation))
         .groups(value(&f.groups));
-    assert_eq!(skeleton, deployed.geometry, "the fused skeleton's geometry");
+    assert_eq!(skeleton, *deployed.geometry(), "the fused skeleton's geometry");
     let x = Array4::from_shape_simple_fn((1, channels, 15, 14), || rng.random_range(-1.0f32..1.0));
     let mut total: Option<Array4<f32>> = None;
     for (i, conv) in convs.iter().enumerate() {

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::geometry::Hw;
 use crate::kernels::{self, ConvOperands, Tile, WinogradConv};
-use ndarray::{Array1, Array4};
+use ndarray::{Array1, Array4, ArrayViewMut4};
 use rand::Rng;
 
 /// A 2-D convolution (cross-correlation) with optional bias, as PyTorch's `nn.Conv2d`.
@@ -14,16 +14,20 @@ use rand::Rng;
 /// Padded positions are zero unless [`Conv2d::pad_fill`] gives a value per input channel —
 /// the padding DBB uses after a BN, so that a 1×1 → BN → k×k branch merges exactly on the
 /// border too (see [`crate::fusion::AffineConv::then`]).
+///
+/// The fields are private so that the numbers always fit the geometry: build with
+/// [`Conv2d::new`] / [`Conv2d::from_weights`], change values through [`Conv2d::weight_mut`]
+/// or [`crate::layers::Parameters::visit_mut`] (views of fixed shape).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv2d {
     /// Kernel `[C_out, C_in/g, k_h, k_w]`.
-    pub weight: Array4<f32>,
+    pub(crate) weight: Array4<f32>,
     /// Optional bias `[C_out]`.
-    pub bias: Option<Array1<f32>>,
+    pub(crate) bias: Option<Array1<f32>>,
     /// Shape of the convolution.
-    pub geometry: ConvGeometry,
+    pub(crate) geometry: ConvGeometry,
     /// Per-input-channel padding value `[C_in]`; `None` pads with zeros.
-    pub pad_fill: Option<Array1<f32>>,
+    pub(crate) pad_fill: Option<Array1<f32>>,
 }
 
 impl Conv2d {
@@ -59,6 +63,15 @@ impl Conv2d {
         self.weight = Array4::from_shape_fn(self.weight.dim(), |(o, c, _, _)| if c == o % cin_g { 1.0 } else { 0.0 });
     }
 
+    /// Sets the bias `[C_out]`.
+    pub fn with_bias(mut self, bias: Array1<f32>) -> Result<Self> {
+        if bias.len() != self.geometry.out_channels {
+            return Err(Error::shape("conv bias", &[self.geometry.out_channels], bias.shape()));
+        }
+        self.bias = Some(bias);
+        Ok(self)
+    }
+
     /// Pads with `fill[c]` on input channel `c` instead of zero.
     pub fn with_pad_fill(mut self, fill: Array1<f32>) -> Result<Self> {
         if fill.len() != self.geometry.in_channels {
@@ -66,6 +79,31 @@ impl Conv2d {
         }
         self.pad_fill = Some(fill);
         Ok(self)
+    }
+
+    /// The shape of the convolution.
+    pub fn geometry(&self) -> &ConvGeometry {
+        &self.geometry
+    }
+
+    /// The kernel `[C_out, C_in/g, k_h, k_w]`.
+    pub fn weight(&self) -> &Array4<f32> {
+        &self.weight
+    }
+
+    /// The kernel's values, writable in place (the shape cannot change).
+    pub fn weight_mut(&mut self) -> ArrayViewMut4<'_, f32> {
+        self.weight.view_mut()
+    }
+
+    /// The bias `[C_out]`, if any.
+    pub fn bias(&self) -> Option<&Array1<f32>> {
+        self.bias.as_ref()
+    }
+
+    /// The per-input-channel padding value `[C_in]`, if not zero.
+    pub fn pad_fill(&self) -> Option<&Array1<f32>> {
+        self.pad_fill.as_ref()
     }
 
     /// The numbers as kernel operands.

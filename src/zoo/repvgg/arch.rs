@@ -31,23 +31,56 @@ const NAMED: &[Named] = &[
 
 /// A RepVGG layout: five stages (stage 0 is a single stride-2 block; stages 1–4 start with a
 /// stride-2 block), a global pool and a linear classifier.
+///
+/// The fields are private so that every `Arch` is a checked one: build with [`Arch::named`],
+/// [`Arch::custom`] or [`Arch::new`], change the classes with [`Arch::with_classes`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Arch {
     /// A name for messages (`"A0"`, `"B1g2"`, `"custom"`, `"inferred"`).
-    pub name: String,
+    pub(super) name: String,
     /// Blocks in stages 1–4.
-    pub depths: [usize; 4],
+    pub(super) depths: [usize; 4],
     /// Output channels of stages 0–4.
-    pub widths: [usize; 5],
+    pub(super) widths: [usize; 5],
     /// Groups of every block, by layer index (0 = stage 0, then stage by stage).
-    pub groups: Vec<usize>,
+    pub(super) groups: Vec<usize>,
     /// Classifier outputs.
-    pub classes: usize,
+    pub(super) classes: usize,
     /// Squeeze-and-excitation in every block (RepVGG-D2se).
-    pub se: bool,
+    pub(super) se: bool,
 }
 
 impl Arch {
+    /// A name for messages (`"A0"`, `"B1g2"`, `"custom"`, `"inferred"`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Blocks in stages 1–4.
+    pub fn depths(&self) -> [usize; 4] {
+        self.depths
+    }
+
+    /// Output channels of stages 0–4.
+    pub fn widths(&self) -> [usize; 5] {
+        self.widths
+    }
+
+    /// Groups of every block, by layer index (0 = stage 0, then stage by stage).
+    pub fn groups(&self) -> &[usize] {
+        &self.groups
+    }
+
+    /// Classifier outputs.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Squeeze-and-excitation in every block (RepVGG-D2se).
+    pub fn se(&self) -> bool {
+        self.se
+    }
+
     /// The names [`Arch::named`] knows.
     pub fn names() -> impl Iterator<Item = &'static str> {
         NAMED.iter().map(|(n, ..)| *n)
@@ -111,6 +144,11 @@ impl Arch {
     pub fn with_classes(self, classes: usize) -> Result<Arch> {
         let arch = Arch::new(&self.name, self.depths, self.widths, self.groups, classes)?;
         Ok(Arch { se: self.se, ..arch })
+    }
+
+    /// The same layout with (or without) squeeze-and-excitation in every block.
+    pub fn with_se(self, se: bool) -> Arch {
+        Arch { se, ..self }
     }
 
     /// Groups of the block at `layer` (1 past the end).

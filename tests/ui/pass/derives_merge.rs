@@ -14,5 +14,5 @@ pub struct Net {
 fn main() {
     let net = Net::new(&mut <rep::rand::rngs::StdRng as rep::rand::SeedableRng>::seed_from_u64(0)).unwrap();
     let copy = net.clone();
-    println!("{:?}", copy.stem.dense.conv.weight.shape());
+    println!("{:?}", copy.stem.dense.conv.weight().shape());
 }
