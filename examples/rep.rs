@@ -6,6 +6,7 @@
 //! cargo run --release --example rep -- convert --family dbb --stride 2 dbb.safetensors dbb-deploy.safetensors
 //! cargo run --release --example rep -- convert --family repvgg [--arch A0] [--to timm] train.safetensors deploy.safetensors
 //! cargo run --release --example rep -- summary --family mobileone --groups 12 --weights m1.safetensors [--res 56]
+//! cargo run --release --example rep -- convert --family orepa --stride 2 orepa.safetensors orepa-deploy.safetensors
 //! cargo run --release --example rep -- infer --family acnet --stride 2 --weights acb.safetensors --input x.npy --output y.npy
 //! ```
 //!
@@ -18,6 +19,7 @@ use rep::zoo::acnet::AcBlock;
 use rep::zoo::adapter::{BlockOptions, FromCheckpoint, convert_block};
 use rep::zoo::dbb::Dbb;
 use rep::zoo::mobileone::MobileOneBlock;
+use rep::zoo::orepa::Orepa;
 use rep::zoo::repvgg::{self, Naming};
 use rep::{Costs, Hw, StateDict};
 use std::path::{Path, PathBuf};
@@ -44,6 +46,7 @@ enum Family {
     Dbb,
     Acnet,
     Mobileone,
+    Orepa,
 }
 
 /// The block and what its weights do not record.
@@ -146,6 +149,7 @@ macro_rules! for_family {
             Family::Dbb => $action::<Dbb>($($arg),*),
             Family::Acnet => $action::<AcBlock<usize, usize, usize, usize>>($($arg),*),
             Family::Mobileone => $action::<MobileOneBlock<usize, usize, usize, usize, usize, usize, usize>>($($arg),*),
+            Family::Orepa => $action::<Orepa<usize, usize, usize, usize, usize, usize>>($($arg),*),
             Family::Repvgg => Err("for RepVGG networks use `convert --family repvgg` or the `repvgg` example".into()),
         }
     };

@@ -214,8 +214,8 @@ fn digits_trains_fuses_saves_and_resumes_exactly() {
 }
 
 /// The `rep` command converts an original DBB checkpoint to exactly the original's deploy keys
-/// and numbers, runs an ACNet checkpoint like the original's deploy model, and refuses a
-/// checkpoint of another family by name.
+/// and numbers, runs an ACNet checkpoint like the original's deploy model, converts an
+/// official-named OREPA checkpoint, and refuses a checkpoint of another family by name.
 #[test]
 fn rep_command_converts_and_runs_every_block_family() {
     let blocks = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/blocks");
@@ -256,6 +256,21 @@ fn rep_command_converts_and_runs_every_block_family() {
     let ours: ndarray::ArrayD<f32> = ndarray_npy::read_npy(&result).unwrap();
     let expected: ndarray::ArrayD<f32> = ndarray_npy::read_npy(blocks.join("acnet_c8_8_s2/expect_deploy.npy")).unwrap();
     assert!(rep::compare::difference(&ours, &expected).unwrap().within(1e-5));
+
+    // OREPA: an official-named checkpoint (written from a random block) converts to the
+    // official deploy keys, numbers equal to our own fuse.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
+    let mut block = rep::zoo::orepa::Orepa::new(8usize, 8usize, 3usize, 1usize, 2usize, 8usize, &mut rng).unwrap();
+    rep::layers::randomize_vectors(&mut block, &mut rng);
+    let official = rep::zoo::orepa::to_official(rep::StateDict::from_parameters(&block)).unwrap();
+    let (orepa_train, orepa_deploy) = (scratch("orepa-train.safetensors"), scratch("orepa-deploy.safetensors"));
+    official.save(&orepa_train).unwrap();
+    let output = rep(&[&"convert", &"--family", &"orepa", &orepa_train, &orepa_deploy]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let deployed = rep::StateDict::load(&orepa_deploy).unwrap();
+    let fused = rep::StateDict::from_parameters(&rep::Reparameterize::fuse(&block).unwrap());
+    assert_eq!(deployed.tensors.keys().collect::<Vec<_>>(), ["orepa_reparam.bias", "orepa_reparam.weight"]);
+    assert_eq!(deployed.tensors, fused.tensors);
 
     let wrong = rep(&[&"convert", &"--family", &"acnet", &train, &scratch("never.safetensors")]);
     assert_eq!(wrong.status.code(), Some(1));

@@ -153,3 +153,20 @@ fn malformed_official_checkpoints_are_errors() {
     let err = from_official(official).unwrap_err();
     assert_eq!(err.to_string(), "OREPA checkpoint: missing `vector`");
 }
+
+/// `Orepa::from_state_dict` (the zoo's adapter) reads channels, kernel, groups and the internal
+/// width from an official checkpoint's shapes and reproduces the block exactly; a checkpoint
+/// of another family is refused by name.
+#[test]
+fn official_checkpoints_build_the_block_they_hold() {
+    for (cin, cout, stride, groups) in [(4, 6, 2, 1), (8, 8, 1, 2), (16, 16, 1, 8)] {
+        let ours = block(cin, cout, stride, groups, 11);
+        let official = to_official(StateDict::from_parameters(&ours)).unwrap();
+        let rebuilt = Block::from_state_dict(&official, stride).unwrap();
+        assert_eq!(StateDict::from_parameters(&rebuilt).tensors, StateDict::from_parameters(&ours).tensors);
+        let x = random_tensor((2, cin, 9, 7), &mut rng(12));
+        assert_eq!(rebuilt.forward(&x).unwrap(), ours.forward(&x).unwrap(), "{cin}->{cout} g{groups}");
+    }
+    let err = Block::from_state_dict(&StateDict::from_parameters(&block(4, 4, 1, 1, 13)), 1).unwrap_err();
+    assert_eq!(err.to_string(), "not an OREPA train-time checkpoint in the official naming: no `weight_orepa_origin`");
+}

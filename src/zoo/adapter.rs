@@ -4,6 +4,7 @@
 use super::acnet::AcBlock;
 use super::dbb::Dbb;
 use super::mobileone::MobileOneBlock;
+use super::orepa::Orepa;
 use crate::compare::{Difference, difference};
 use crate::io::StateDict;
 use crate::layers::{Layer, Parameters};
@@ -17,7 +18,7 @@ use std::path::Path;
 pub struct BlockOptions {
     /// The stride.
     pub stride: usize,
-    /// The groups (ignored by families whose weights show them, such as DBB).
+    /// The groups (ignored by families whose weights show them: DBB, OREPA).
     pub groups: usize,
 }
 
@@ -52,6 +53,18 @@ impl FromCheckpoint for AcBlock<usize, usize, usize, usize> {
 
     fn from_checkpoint(state: &StateDict, options: BlockOptions) -> Result<Self> {
         AcBlock::from_state_dict(state, options.stride, options.groups)
+    }
+
+    fn input_channels(&self) -> usize {
+        crate::Block::in_channels(self)
+    }
+}
+
+impl FromCheckpoint for Orepa<usize, usize, usize, usize, usize, usize> {
+    const FAMILY: &'static str = "OREPA";
+
+    fn from_checkpoint(state: &StateDict, options: BlockOptions) -> Result<Self> {
+        Orepa::from_state_dict(state, options.stride)
     }
 
     fn input_channels(&self) -> usize {

@@ -56,6 +56,36 @@ orepa_block!(
     OrepaRelu: bn, relu
 );
 
+impl Orepa<usize, usize, usize, usize, usize, usize> {
+    /// Builds the block an official train-time checkpoint holds (a single `OREPA` module's state
+    /// dict, the official names) and loads it: channels, kernel, groups and the 1×1 → k×k
+    /// branch's width are read from the shapes (`weight_orepa_gconv_dw` is `[8·C_in, 1, k, k]`);
+    /// the stride is not in the weights.
+    pub fn from_state_dict(state: &StateDict, stride: usize) -> Result<Self> {
+        let shape = |name: &str| -> Result<Vec<usize>> {
+            let shape = state.tensors.get(name).map(|t| t.shape().to_vec()).ok_or_else(|| {
+                Error::Checkpoint(format!("not an OREPA train-time checkpoint in the official naming: no `{name}`"))
+            })?;
+            if shape.len() != 4 || shape.contains(&0) {
+                return Err(Error::Checkpoint(format!("{name} has shape {shape:?}; expected a 4-D kernel")));
+            }
+            Ok(shape)
+        };
+        let (origin, dw, idconv) =
+            (shape("weight_orepa_origin")?, shape("weight_orepa_gconv_dw")?, shape("weight_orepa_1x1_kxk_idconv1")?);
+        let (cout, cin_g, k, cin, internal) = (origin[0], origin[1], origin[2], dw[0] / 8, idconv[0]);
+        if origin[3] != k || dw[0] % 8 != 0 || cin % cin_g != 0 {
+            return Err(Error::Checkpoint(format!(
+                "OREPA block: origin kernel {origin:?} and depthwise kernel {dw:?} describe no block"
+            )));
+        }
+        let mut rng = <crate::rand::rngs::StdRng as crate::rand::SeedableRng>::seed_from_u64(0);
+        let mut block = Orepa::new(cin, cout, k, stride, cin / cin_g, internal, &mut rng)?;
+        from_official(state.clone())?.load_into(&mut block)?;
+        Ok(block)
+    }
+}
+
 /// The official default width of the 1×1 → k×k branch: `C_in` when `groups ≤ 4`, else `2·C_in`.
 pub fn internal_channels(in_channels: usize, groups: usize) -> usize {
     if groups <= 4 { in_channels } else { 2 * in_channels }
