@@ -13,7 +13,7 @@ use rep::layers::{Activation, Conv2d, Layer};
 /// A random geometry and an input big enough for it.
 fn geometry() -> impl Strategy<Value = (ConvGeometry, usize, usize, usize)> {
     (
-        1usize..4,                                   // channels per group (in)
+        1usize..6,                                   // channels per group (in; 4 and 5 gather)
         1usize..4,                                   // channels per group (out)
         prop_oneof![Just(1usize), Just(2), Just(3)], // groups
         (1usize..4, 1usize..4),                      // kernel

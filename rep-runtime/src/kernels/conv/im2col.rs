@@ -2,6 +2,7 @@
 
 use super::driver::Plane;
 use super::valid_range;
+use crate::geometry::ConvGeometry;
 
 /// Fills `cols` (row `(c·k_h + u)·k_w + v`, `row_stride` floats apart, column
 /// `(i − rows.start)·W_out + j`, for output rows `i` in `rows`) with
@@ -20,6 +21,9 @@ pub(super) fn unfold(
     let (h, w, out_h, out_w) = (plane.height, plane.width, plane.out_h, plane.out_w);
     let out_plane = rows.len() * out_w;
     let mut col_rows = cols.chunks_mut(row_stride).map(|row| &mut row[..out_plane]);
+    if out_w < GATHER_WIDTH && channels >= GATHER_CHANNELS && out_plane > 0 && h * w < PADDED as usize {
+        return gather(plane, x, channels, fill, rows, col_rows);
+    }
     for c in 0..channels {
         let pad = fill.map_or(0.0, |f| f[c]);
         let x_c = &x[c * h * w..(c + 1) * h * w];
@@ -54,6 +58,83 @@ pub(super) fn unfold(
                         let source = x_row[start..].iter().step_by(g.stride.w);
                         out_row[j_lo..j_hi].iter_mut().zip(source).for_each(|(dst, &value)| *dst = value);
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Output rows of at most 8 columns unfold through an index table (below), not row by row
+/// (measured: the digits network trains ~25 % faster; rows of 14 columns gain nothing).
+const GATHER_WIDTH: usize = 9;
+/// Fewest channels over which building the index table pays.
+const GATHER_CHANNELS: usize = 4;
+
+/// The index table of one unfold shape: for each tap and column, the input position it reads
+/// within a channel's plane, or [`PADDED`].
+#[derive(Default)]
+struct Table {
+    key: Option<(ConvGeometry, [usize; 3], std::ops::Range<usize>)>,
+    positions: Vec<u32>,
+}
+
+/// A padded position in a [`Table`] (never a valid index: only smaller planes gather).
+const PADDED: u32 = u32::MAX;
+
+thread_local! {
+    static TABLE: std::cell::RefCell<Table> = std::cell::RefCell::new(Table::default());
+}
+
+/// [`unfold`] for narrow maps (late layers, small images), where copying rows of a few values
+/// costs more in bookkeeping than in copying: each column's input position per tap comes from a
+/// table built once per shape (and kept for the next call of the same shape), then every channel
+/// gathers through it.
+fn gather<'a>(
+    plane: &Plane<'_>,
+    x: &[f32],
+    channels: usize,
+    fill: Option<&[f32]>,
+    rows: std::ops::Range<usize>,
+    mut col_rows: impl Iterator<Item = &'a mut [f32]>,
+) {
+    let (h, w) = (plane.height, plane.width);
+    let taps = plane.geometry.kernel.h * plane.geometry.kernel.w;
+    let out_plane = rows.len() * plane.out_w;
+    TABLE.with(|table| {
+        let mut table = table.borrow_mut();
+        let key = (*plane.geometry, [h, w, plane.out_w], rows.clone());
+        if table.key.as_ref() != Some(&key) {
+            // Refilled in place: once grown, switching shapes allocates nothing (plans stay
+            // allocation-free).
+            fill_positions(plane, rows, &mut table.positions);
+            table.key = Some(key);
+        }
+        for c in 0..channels {
+            let pad = fill.map_or(0.0, |f| f[c]);
+            let x_c = &x[c * h * w..(c + 1) * h * w];
+            for tap in table.positions.chunks_exact(out_plane).take(taps) {
+                let row = col_rows.next().expect("cols sized by caller");
+                for (dst, &p) in row.iter_mut().zip(tap) {
+                    *dst = x_c.get(p as usize).copied().unwrap_or(pad);
+                }
+            }
+        }
+    });
+}
+
+/// Writes into `table` the input position (within one channel) each tap of each output column
+/// reads, tap by tap.
+fn fill_positions(plane: &Plane<'_>, rows: std::ops::Range<usize>, table: &mut Vec<u32>) {
+    let g = plane.geometry;
+    table.clear();
+    for u in 0..g.kernel.h {
+        for v in 0..g.kernel.w {
+            for i in rows.clone() {
+                for j in 0..plane.out_w {
+                    let ih = (i * g.stride.h + u * g.dilation.h) as isize - g.padding.h as isize;
+                    let iw = (j * g.stride.w + v * g.dilation.w) as isize - g.padding.w as isize;
+                    let inside = (0..plane.height as isize).contains(&ih) && (0..plane.width as isize).contains(&iw);
+                    table.push(if inside { (ih as usize * plane.width + iw as usize) as u32 } else { PADDED });
                 }
             }
         }
