@@ -25,12 +25,15 @@ impl PackedMatrix {
         }
         let panels = rows.div_ceil(MR);
         let mut data = vec![0.0; panels * depth * MR];
-        for p in 0..panels {
-            for i in 0..MR.min(rows - p * MR) {
-                let row = &a[(p * MR + i) * row_stride..][..depth];
-                for (k, &value) in row.iter().enumerate() {
-                    let (k0, kc) = (k / KC * KC, KC.min(depth - k / KC * KC));
-                    data[k0 * panels * MR + (p * kc + k - k0) * MR + i] = value;
+        for k0 in (0..depth).step_by(KC) {
+            let kc = KC.min(depth - k0);
+            let block = &mut data[k0 * panels * MR..(k0 + kc) * panels * MR];
+            for (p, panel) in block.chunks_exact_mut(kc * MR).enumerate() {
+                for i in 0..MR.min(rows - p * MR) {
+                    let row = &a[(p * MR + i) * row_stride + k0..][..kc];
+                    for (slot, &value) in panel.chunks_exact_mut(MR).zip(row) {
+                        slot[i] = value;
+                    }
                 }
             }
         }

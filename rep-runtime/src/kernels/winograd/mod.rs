@@ -187,11 +187,11 @@ impl WinogradConv {
         let mut transformed = vec![0.0f32; xi_count * cout * cin_g];
         for (oc, g) in weight.chunks_exact(9).enumerate() {
             // U = G g Gᵀ in f64: G g (α×3), then (G g) Gᵀ (α×α).
-            let gg: Vec<[f64; 3]> = g_matrix
-                .iter()
-                .map(|row| std::array::from_fn(|col| (0..3).map(|k| row[k] * f64::from(g[3 * k + col])).sum()))
-                .collect();
-            for (r, gg_r) in gg.iter().enumerate() {
+            let mut gg = [[0.0f64; 3]; 6];
+            for (gg_r, row) in gg.iter_mut().zip(g_matrix) {
+                *gg_r = std::array::from_fn(|col| (0..3).map(|k| row[k] * f64::from(g[3 * k + col])).sum());
+            }
+            for (r, gg_r) in gg[..alpha].iter().enumerate() {
                 for (c, g_c) in g_matrix.iter().enumerate() {
                     let value: f64 = (0..3).map(|k| gg_r[k] * g_c[k]).sum();
                     transformed[(r * alpha + c) * cout * cin_g + oc] = value as f32;
