@@ -1,0 +1,185 @@
+//! YOLO detection outputs as the official YOLOv7 evaluation computes them: the detection head's
+//! raw maps decoded into boxes ([`decode`], IDetect's eval forward), then non-maximum suppression
+//! ([`non_max_suppression`], `utils.general.non_max_suppression`). Both in f32 in the official
+//! order of operations, so that the kept boxes, their order and their numbers match.
+
+use crate::ndarray::{Array2, Array3, ArrayView3, ArrayView5, Axis, s};
+use crate::{Error, Result};
+
+/// The anchors of each output level, in pixels (`(w, h)` per anchor), and the level's stride.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Anchors {
+    /// Per level: the stride (8, 16, 32) and its anchors.
+    pub levels: Vec<(usize, Vec<(f32, f32)>)>,
+}
+
+impl Anchors {
+    /// YOLOv7's default anchors (`cfg/training/yolov7.yaml`), three per level at strides 8, 16, 32.
+    pub fn yolov7() -> Self {
+        Anchors {
+            levels: vec![
+                (8, vec![(12.0, 16.0), (19.0, 36.0), (40.0, 28.0)]),
+                (16, vec![(36.0, 75.0), (76.0, 55.0), (72.0, 146.0)]),
+                (32, vec![(142.0, 110.0), (192.0, 243.0), (459.0, 401.0)]),
+            ],
+        }
+    }
+}
+
+/// Decodes the head's raw maps — one per level, `[B, anchors, H, W, 5 + classes]` — into
+/// `z` `[B, Σ anchors·H·W, 5 + classes]`, as IDetect's eval forward: every value through the
+/// sigmoid `σ`, then `xy = (2σ − 0.5 + grid)·stride`, `wh = (2σ)²·anchor`; rows level by level,
+/// anchor by anchor, row-major over the grid.
+pub fn decode(maps: &[ArrayView5<'_, f32>], anchors: &Anchors) -> Result<Array3<f32>> {
+    if maps.len() != anchors.levels.len() {
+        return Err(Error::Geometry(format!(
+            "decode: {} head maps for {} anchor levels",
+            maps.len(),
+            anchors.levels.len()
+        )));
+    }
+    let first = maps.first().map(|m| m.shape().to_vec()).unwrap_or_default();
+    let (batch, outputs) = (first.first().copied().unwrap_or(0), first.last().copied().unwrap_or(0));
+    let mut rows = 0;
+    for (map, (_, level)) in maps.iter().zip(&anchors.levels) {
+        let [b, a, h, w, o] = map.shape().try_into().expect("5-D view");
+        if b != batch || o != outputs || a != level.len() || o < 5 {
+            return Err(Error::Shape {
+                what: "detection head map [B, anchors, H, W, 5 + classes]".into(),
+                expected: vec![batch, level.len(), h, w, outputs.max(5)],
+                found: map.shape().to_vec(),
+            });
+        }
+        rows += a * h * w;
+    }
+    let mut z = Array3::<f32>::zeros((batch, rows, outputs));
+    let mut row = 0;
+    for (map, (stride, level)) in maps.iter().zip(&anchors.levels) {
+        let [_, a, h, w, _] = map.shape().try_into().expect("5-D view");
+        let stride = *stride as f32;
+        for (anchor, &(anchor_w, anchor_h)) in level.iter().enumerate().take(a) {
+            for (y, x) in (0..h).flat_map(|y| (0..w).map(move |x| (y, x))) {
+                for image in 0..batch {
+                    let raw = map.slice(s![image, anchor, y, x, ..]);
+                    let mut out = z.slice_mut(s![image, row, ..]);
+                    for (o, (dst, &v)) in out.iter_mut().zip(raw).enumerate() {
+                        let sig = 1.0 / (1.0 + (-v).exp());
+                        *dst = match o {
+                            0 => (sig * 2.0 - 0.5 + x as f32) * stride,
+                            1 => (sig * 2.0 - 0.5 + y as f32) * stride,
+                            2 => (sig * 2.0) * (sig * 2.0) * anchor_w,
+                            3 => (sig * 2.0) * (sig * 2.0) * anchor_h,
+                            _ => sig,
+                        };
+                    }
+                }
+                row += 1;
+            }
+        }
+    }
+    Ok(z)
+}
+
+/// What [`non_max_suppression`] keeps, with the official defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NmsOptions {
+    /// Least confidence (`objectness · class score`) kept, and least objectness considered (0.25).
+    pub confidence: f32,
+    /// IoU above which a lower-scored box of the same class is suppressed (0.45).
+    pub iou: f32,
+    /// Suppress across classes too (off).
+    pub agnostic: bool,
+    /// Most detections kept per image (300).
+    pub max_detections: usize,
+    /// Most candidates handed to the suppression, the most confident first (30 000).
+    pub max_candidates: usize,
+}
+
+impl Default for NmsOptions {
+    fn default() -> Self {
+        NmsOptions { confidence: 0.25, iou: 0.45, agnostic: false, max_detections: 300, max_candidates: 30_000 }
+    }
+}
+
+/// The official class offset: boxes of class `c` move by `c · 4096` pixels, so that boxes of
+/// different classes never overlap in one suppression pass.
+const CLASS_OFFSET: f32 = 4096.0;
+
+/// Non-maximum suppression of decoded predictions `[B, N, 5 + classes]` (xywh, objectness,
+/// class scores), one label per box, as the official `non_max_suppression`: candidates with
+/// objectness above the threshold; confidence `objectness · score` of the best class, kept
+/// above the threshold; boxes to corners; the most confident `max_candidates`; greedy
+/// suppression in descending confidence of boxes whose IoU with a kept one of the same class
+/// exceeds `iou`; at most `max_detections`. Per image: `[K, 6]` = x1, y1, x2, y2, confidence,
+/// class, most confident first.
+pub fn non_max_suppression(prediction: ArrayView3<'_, f32>, options: &NmsOptions) -> Result<Vec<Array2<f32>>> {
+    let outputs = prediction.shape()[2];
+    if outputs < 6 {
+        let [b, n, _] = prediction.shape().try_into().expect("3-D view");
+        return Err(Error::Shape {
+            what: "predictions [B, N, 5 + classes]".into(),
+            expected: vec![b, n, 6],
+            found: prediction.shape().to_vec(),
+        });
+    }
+    Ok(prediction.axis_iter(Axis(0)).map(|image| suppress(image, options)).collect())
+}
+
+/// One image's detections (see [`non_max_suppression`]).
+fn suppress(image: crate::ndarray::ArrayView2<'_, f32>, options: &NmsOptions) -> Array2<f32> {
+    let mut candidates: Vec<[f32; 6]> = image
+        .outer_iter()
+        .filter(|p| p[4] > options.confidence)
+        .filter_map(|p| {
+            // The first best class, as `max` over the class axis returns it.
+            let (class, confidence) = p
+                .iter()
+                .skip(5)
+                .map(|score| score * p[4])
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (c, v)| if v > best.1 { (c, v) } else { best });
+            let (x, y, w, h) = (p[0], p[1], p[2], p[3]);
+            let corners = [x - w / 2.0, y - h / 2.0, x + w / 2.0, y + h / 2.0];
+            (confidence > options.confidence).then_some([
+                corners[0],
+                corners[1],
+                corners[2],
+                corners[3],
+                confidence,
+                class as f32,
+            ])
+        })
+        .collect();
+    let by_confidence = |a: &[f32; 6], b: &[f32; 6]| b[4].total_cmp(&a[4]);
+    if candidates.len() > options.max_candidates {
+        candidates.sort_by(by_confidence);
+        candidates.truncate(options.max_candidates);
+    }
+    // The suppression sees boxes offset by class; the detections keep their own coordinates.
+    let offset = |d: &[f32; 6]| {
+        let shift = if options.agnostic { 0.0 } else { d[5] * CLASS_OFFSET };
+        [d[0] + shift, d[1] + shift, d[2] + shift, d[3] + shift]
+    };
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    order.sort_by(|&a, &b| by_confidence(&candidates[a], &candidates[b]));
+    let boxes: Vec<[f32; 4]> = candidates.iter().map(offset).collect();
+    let area = |b: &[f32; 4]| (b[2] - b[0]) * (b[3] - b[1]);
+    let mut suppressed = vec![false; candidates.len()];
+    let mut kept = Vec::new();
+    for (rank, &i) in order.iter().enumerate() {
+        if suppressed[i] {
+            continue;
+        }
+        kept.push(i);
+        let a = &boxes[i];
+        for &j in &order[rank + 1..] {
+            let b = &boxes[j];
+            let inter = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0) * (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+            if inter / (area(a) + area(b) - inter) > options.iou {
+                suppressed[j] = true;
+            }
+        }
+    }
+    kept.truncate(options.max_detections);
+    Array2::from_shape_fn((kept.len(), 6), |(r, c)| candidates[kept[r]][c])
+}
