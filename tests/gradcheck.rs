@@ -81,6 +81,41 @@ fn conv2d_gradients_of_input_weight_bias_and_pad_fill() {
     }
 }
 
+/// On maps large enough that the backward runs in several bands of output rows (and a short
+/// last one), the gradients are the adjoint of the convolution: `⟨dx, δx⟩ + ⟨dfill, δf⟩ =
+/// ⟨r, conv(δx; fill δf)⟩` and `⟨dW, δW⟩ = ⟨r, conv(x, δW)⟩`, the right sides in f64.
+#[test]
+fn conv2d_backward_is_the_adjoint_on_large_maps() {
+    let mut rng = rng(21);
+    for g in [
+        ConvGeometry::new(5, 7, 3).padding(1),
+        ConvGeometry::new(4, 6, 3).stride(2).padding(1).groups(2),
+        ConvGeometry::new(3, 4, (3, 5)).padding((2, 1)).dilation((2, 1)),
+    ] {
+        let shape = [2, g.in_channels, 37, 45];
+        let x = random4((2, g.in_channels, 37, 45), &mut rng);
+        let w: Array4<f32> = random(&g.weight_shape(), &mut rng).into_dimensionality().unwrap();
+        let fill = Array1::from_shape_simple_fn(g.in_channels, || rng.random_range(-1.0..1.0));
+        let out = g.output_size(37, 45).unwrap();
+        let r = random4((2, g.out_channels, out.h, out.w), &mut rng);
+        let operands =
+            kernels::ConvOperands { weight: w.view(), bias: None, pad_fill: Some(fill.view()), packed: None };
+        let grads = kernels::conv2d_backward(x.view(), &g, operands, r.view()).unwrap();
+        let (dx_probe, dw_probe) = (random4((2, g.in_channels, 37, 45), &mut rng), random(&g.weight_shape(), &mut rng));
+        let df_probe = Array1::from_shape_simple_fn(g.in_channels, || rng.random_range(-1.0..1.0));
+        let r64 = f64s(&r);
+        let close = |what: &str, ours: f64, exact: f64| {
+            assert!((ours - exact).abs() <= 1e-4 * exact.abs().max(1.0), "{g} {what}: {ours} vs {exact}");
+        };
+        let ours = dot(&f64s(&grads.input), &f64s(&dx_probe)) + dot(&f64s(&grads.pad_fill), &f64s(&df_probe));
+        let exact = dot(&r64, &conv64(&f64s(&dx_probe), shape, &f64s(&w), None, &g, Some(&f64s(&df_probe))));
+        close("dx, dfill", ours, exact);
+        let ours = dot(&f64s(&grads.weight), &f64s(&dw_probe));
+        let exact = dot(&r64, &conv64(&f64s(&x), shape, &f64s(&dw_probe), None, &g, Some(&f64s(&fill))));
+        close("dW", ours, exact);
+    }
+}
+
 #[test]
 fn batch_norm_training_gradients() {
     let mut rng = rng(2);

@@ -64,7 +64,7 @@ pub fn conv2d_backward(
         .map(|(part, dx)| {
             let images = part * per_thread..(part * per_thread + per_thread).min(n);
             let mut sums = Sums::zeros(geometry);
-            let columns = geometry.in_per_group() * geometry.kernel.h * geometry.kernel.w * out.h * out.w;
+            let columns = geometry.in_per_group() * geometry.kernel.h * geometry.kernel.w * band_rows(&plane) * out.w;
             let (mut cols, mut dcols) = (scratch::take(Buffer::Im2col), scratch::take(Buffer::ColumnGradients));
             for buffer in [&mut cols, &mut dcols] {
                 if buffer.len() < columns {
@@ -165,22 +165,50 @@ fn image_backward(
             gemm_accumulate(w_g.t(), dy_g, &mut dx_view, 1.0, gemm::Parallelism::None);
             continue;
         }
-        unfold(plane, x_g, cin_g, fill.map(|f| &f[inputs.clone()]), 0..plane.out_h, cols, out_plane);
-        let cols_view = ArrayView2::from_shape((depth, out_plane), &*cols).expect("sized above");
-        gemm_accumulate(dy_g, cols_view.t(), &mut dw_g, 1.0, gemm::Parallelism::None);
-        dcols.fill(0.0);
-        let mut dcols_view = ArrayViewMut2::from_shape((depth, out_plane), &mut *dcols).expect("sized above");
-        gemm_accumulate(w_g.t(), dy_g, &mut dcols_view, 1.0, gemm::Parallelism::None);
-        fold(plane, dcols, cin_g, dx_g, &mut sums.fill[inputs]);
+        // Bands of output rows, so that the unfolded columns and their gradient stay in cache
+        // between the unfold, the two products and the fold.
+        let fill_g = fill.map(|f| &f[inputs.clone()]);
+        for first in (0..plane.out_h).step_by(band_rows(plane)) {
+            let rows = first..(first + band_rows(plane)).min(plane.out_h);
+            let columns = rows.len() * plane.out_w;
+            let (cols, dcols) = (&mut cols[..depth * columns], &mut dcols[..depth * columns]);
+            unfold(plane, x_g, cin_g, fill_g, rows.clone(), cols, columns);
+            let dy_band = dy_g.slice(ndarray::s![.., first * plane.out_w..first * plane.out_w + columns]);
+            let cols_view = ArrayView2::from_shape((depth, columns), &*cols).expect("sized above");
+            gemm_accumulate(dy_band, cols_view.t(), &mut dw_g, 1.0, gemm::Parallelism::None);
+            dcols.fill(0.0);
+            let mut dcols_view = ArrayViewMut2::from_shape((depth, columns), &mut *dcols).expect("sized above");
+            gemm_accumulate(w_g.t(), dy_band, &mut dcols_view, 1.0, gemm::Parallelism::None);
+            fold(plane, dcols, cin_g, rows, dx_g, &mut sums.fill[inputs.clone()]);
+        }
     }
 }
 
-/// col2im, the transpose of [`unfold`]: adds `cols[(c·k_h + u)·k_w + v, i·W_out + j]` to
+/// Output rows per band of [`conv2d_backward`]: about [`BAND_COLUMNS`] output positions.
+fn band_rows(plane: &Plane<'_>) -> usize {
+    (BAND_COLUMNS / plane.out_w.max(1)).clamp(1, plane.out_h.max(1))
+}
+
+/// Output positions per band: with up to a few hundred rows of unfolded input, the columns
+/// and their gradient (a few hundred KB each) stay in L2 between the unfold, the products and
+/// the fold, instead of streaming whole images' worth through memory.
+const BAND_COLUMNS: usize = 256;
+
+/// col2im, the transpose of [`unfold`], for the output rows `rows`: adds
+/// `cols[(c·k_h + u)·k_w + v, (i − rows.start)·W_out + j]` to
 /// `dx[c, i·s_h + u·d_h − p_h, j·s_w + v·d_w − p_w]`, or to `dfill[c]` when that position is padding.
-fn fold(plane: &Plane<'_>, cols: &[f32], channels: usize, dx: &mut [f32], dfill: &mut [f32]) {
+fn fold(
+    plane: &Plane<'_>,
+    cols: &[f32],
+    channels: usize,
+    rows: std::ops::Range<usize>,
+    dx: &mut [f32],
+    dfill: &mut [f32],
+) {
     let g = plane.geometry;
     let (h, w, out_h, out_w) = (plane.height, plane.width, plane.out_h, plane.out_w);
-    let mut rows = cols.chunks(out_h * out_w);
+    let output_rows = rows;
+    let mut rows = cols.chunks(output_rows.len() * out_w);
     for c in 0..channels {
         let dx_c = &mut dx[c * h * w..(c + 1) * h * w];
         let mut padded = 0.0f32;
@@ -191,7 +219,7 @@ fn fold(plane: &Plane<'_>, cols: &[f32], channels: usize, dx: &mut [f32], dfill:
                 let row = rows.next().expect("cols sized by caller");
                 let off_w = (v * g.dilation.w) as isize - g.padding.w as isize;
                 let (j_lo, j_hi) = valid_range(out_w, w, g.stride.w, off_w);
-                for (i, values) in row.chunks(out_w).enumerate() {
+                for (i, values) in output_rows.clone().zip(row.chunks(out_w)) {
                     if i < i_lo || i >= i_hi {
                         padded += values.iter().sum::<f32>();
                         continue;
