@@ -41,7 +41,10 @@ impl Plane<'_> {
         let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
         let rows = cin_g * g.kernel.h * g.kernel.w;
         let (in_plane, out_plane) = (self.height * self.width, self.out_h * self.out_w);
-        let bands = (out_plane / MIN_BAND_COLUMNS).clamp(1, 2 * rayon::current_num_threads()).min(self.out_h);
+        // Enough bands to keep every thread busy, and small enough that a band's unfolded
+        // columns are still in cache when its GEMM reads them.
+        let parallel = 2 * rayon::current_num_threads();
+        let bands = (out_plane / MIN_BAND_COLUMNS).clamp(1, parallel.max(out_plane / MAX_BAND_COLUMNS)).min(self.out_h);
         let band_rows = self.out_h.div_ceil(bands);
         for group in 0..g.groups {
             let x_g = &x[group * cin_g * in_plane..(group + 1) * cin_g * in_plane];
@@ -200,6 +203,10 @@ pub(super) const BATCHED_PLANE: usize = 256;
 
 /// Fewest output positions worth a parallel band of their own.
 const MIN_BAND_COLUMNS: usize = 96;
+
+/// Most output positions per band once every thread has one: a band's columns (`C_in·k_h·k_w`
+/// rows of them) then stay within L2 between the unfold and the GEMM.
+const MAX_BAND_COLUMNS: usize = 512;
 
 /// Fewest output channels worth a parallel GEMM of their own.
 const MIN_SPLIT_ROWS: usize = 16;
