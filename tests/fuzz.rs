@@ -206,3 +206,16 @@ proptest! {
         let _ = rep::io::read_npy::<ndarray::IxDyn>(&path);
     }
 }
+
+/// Shapes that hold no element or claim more than any array can address are errors, not a
+/// panic inside the npy reader (one found by `npy_headers`: `[0, 2⁶⁴ − 1]`).
+#[test]
+fn npy_shapes_too_large_for_any_array_are_errors() {
+    for shape in ["0, 18446744073709551615,", "18446744073709551615,", "1099511627776, 1099511627776,"] {
+        let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({shape}), }}");
+        let path = scratch("too-large.npy");
+        std::fs::write(&path, npy_bytes(&header, 0, 1)).unwrap();
+        let err = rep::io::read_npy::<ndarray::IxDyn>(&path).unwrap_err().to_string();
+        assert!(err.contains("is too large for any array"), "{shape}: {err}");
+    }
+}

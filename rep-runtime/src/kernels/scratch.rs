@@ -3,7 +3,9 @@
 //! A buffer is taken out while in use and put back after, so a nested task that rayon runs on
 //! the same thread simply gets a fresh (empty) one instead of aliasing it.
 
-use std::cell::Cell;
+use crate::geometry::ConvGeometry;
+use std::cell::{Cell, RefCell};
+use std::ops::Range;
 
 /// What a buffer holds.
 #[derive(Clone, Copy, Debug)]
@@ -51,4 +53,24 @@ pub(super) fn with<R>(buffer: Buffer, f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     let result = f(&mut values);
     put_back(buffer, values);
     result
+}
+
+/// im2col's gather table for one unfold shape (geometry, input `[H, W]` and output width, output
+/// rows): for each tap and output column, the input position it reads within a channel's plane.
+#[derive(Default)]
+pub(super) struct IndexTable {
+    /// The shape the positions were built for.
+    pub(super) key: Option<(ConvGeometry, [usize; 3], Range<usize>)>,
+    /// The positions, tap by tap.
+    pub(super) positions: Vec<u32>,
+}
+
+thread_local! {
+    static INDEX_TABLE: RefCell<IndexTable> = RefCell::new(IndexTable::default());
+}
+
+/// Runs `f` on this thread's [`IndexTable`] (kept for the next call, so that a repeated shape is
+/// not rebuilt and a grown table allocates nothing).
+pub(super) fn with_index_table<R>(f: impl FnOnce(&mut IndexTable) -> R) -> R {
+    INDEX_TABLE.with(|table| f(&mut table.borrow_mut()))
 }

@@ -2,7 +2,7 @@
 
 use super::driver::Plane;
 use super::valid_range;
-use crate::geometry::ConvGeometry;
+use crate::kernels::scratch;
 
 /// Fills `cols` (row `(c·k_h + u)·k_w + v`, `row_stride` floats apart, column
 /// `(i − rows.start)·W_out + j`, for output rows `i` in `rows`) with
@@ -70,20 +70,8 @@ const GATHER_WIDTH: usize = 9;
 /// Fewest channels over which building the index table pays.
 const GATHER_CHANNELS: usize = 4;
 
-/// The index table of one unfold shape: for each tap and column, the input position it reads
-/// within a channel's plane, or [`PADDED`].
-#[derive(Default)]
-struct Table {
-    key: Option<(ConvGeometry, [usize; 3], std::ops::Range<usize>)>,
-    positions: Vec<u32>,
-}
-
-/// A padded position in a [`Table`] (never a valid index: only smaller planes gather).
+/// A padded position in the index table (never a valid index: only smaller planes gather).
 const PADDED: u32 = u32::MAX;
-
-thread_local! {
-    static TABLE: std::cell::RefCell<Table> = std::cell::RefCell::new(Table::default());
-}
 
 /// [`unfold`] for narrow maps (late layers, small images), where copying rows of a few values
 /// costs more in bookkeeping than in copying: each column's input position per tap comes from a
@@ -100,8 +88,7 @@ fn gather<'a>(
     let (h, w) = (plane.height, plane.width);
     let taps = plane.geometry.kernel.h * plane.geometry.kernel.w;
     let out_plane = rows.len() * plane.out_w;
-    TABLE.with(|table| {
-        let mut table = table.borrow_mut();
+    scratch::with_index_table(|table| {
         let key = (*plane.geometry, [h, w, plane.out_w], rows.clone());
         if table.key.as_ref() != Some(&key) {
             // Refilled in place: once grown, switching shapes allocates nothing (plans stay
