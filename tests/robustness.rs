@@ -116,8 +116,10 @@ fn plans_validate_hand_built_layers_as_their_forward_does() {
     // constructors refuse them.
     let g = ConvGeometry::new(4, 6, 3).padding(1);
     let conv = Conv2d::new(g, &mut r).unwrap();
-    let err = conv.with_bias(Array1::zeros(2)).unwrap_err();
+    let err = conv.clone().with_bias(Array1::zeros(2)).unwrap_err();
     assert_eq!(err.to_string(), "conv bias: expected shape [6], found [2]");
+    let err = conv.with_pad_fill(Array1::zeros(3)).unwrap_err();
+    assert_eq!(err.to_string(), "conv pad fill: expected shape [4], found [3]");
     let err = Conv2d::from_weights(g, Array4::zeros((6, 4, 1, 1)), None).unwrap_err();
     assert_eq!(err.to_string(), "conv weight: expected shape [6, 4, 3, 3], found [6, 4, 1, 1]");
 }

@@ -2,7 +2,7 @@
 
 use super::Costs;
 use super::{Layer, tensor_parameters};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::geometry::ConvGeometry;
 use crate::geometry::Hw;
 use crate::kernels::{self, ConvOperands, Tile, WinogradConv};
@@ -51,9 +51,7 @@ impl Conv2d {
 
     /// A convolution from given numbers; shapes are checked against the geometry.
     pub fn from_weights(geometry: ConvGeometry, weight: Array4<f32>, bias: Option<Array1<f32>>) -> Result<Self> {
-        let conv = Conv2d { weight, bias, geometry, pad_fill: None };
-        kernels::check_operands(&geometry, &conv.operands())?;
-        Ok(conv)
+        Conv2d { weight, bias, geometry, pad_fill: None }.checked()
     }
 
     /// Sets a 1×1 kernel to the (grouped) identity pattern, `W[o, o mod (C_in/g)] = 1`, as
@@ -65,19 +63,20 @@ impl Conv2d {
 
     /// Sets the bias `[C_out]`.
     pub fn with_bias(mut self, bias: Array1<f32>) -> Result<Self> {
-        if bias.len() != self.geometry.out_channels {
-            return Err(Error::shape("conv bias", &[self.geometry.out_channels], bias.shape()));
-        }
         self.bias = Some(bias);
-        Ok(self)
+        self.checked()
     }
 
     /// Pads with `fill[c]` on input channel `c` instead of zero.
     pub fn with_pad_fill(mut self, fill: Array1<f32>) -> Result<Self> {
-        if fill.len() != self.geometry.in_channels {
-            return Err(Error::shape("conv pad fill", &[self.geometry.in_channels], fill.shape()));
-        }
         self.pad_fill = Some(fill);
+        self.checked()
+    }
+
+    /// The layer, once its numbers are checked against its geometry by the kernels' one rule
+    /// ([`kernels::check_operands`]).
+    fn checked(self) -> Result<Self> {
+        kernels::check_operands(&self.geometry, &self.operands())?;
         Ok(self)
     }
 
