@@ -13,7 +13,10 @@
 //! Stride and groups are constructor arguments the weights do not record. Errors are one line on
 //! stderr and a non-zero exit status.
 
+#[path = "support/cli.rs"]
+mod cli;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use cli::InferFiles;
 use rep::ndarray::Array4;
 use rep::zoo::acnet::AcBlock;
 use rep::zoo::adapter::{BlockOptions, FromCheckpoint, convert_block};
@@ -90,12 +93,8 @@ enum Command {
     Infer {
         #[command(flatten)]
         block: Block,
-        #[arg(long)]
-        weights: PathBuf,
-        #[arg(long)]
-        input: PathBuf,
-        #[arg(long)]
-        output: PathBuf,
+        #[command(flatten)]
+        files: InferFiles,
     },
     /// Parameters and multiply-adds, train-time and fused, at a resolution.
     Summary {
@@ -176,8 +175,8 @@ fn run(cli: Cli) -> CliResult {
             }
             family => for_family!(family, convert(&input, &output, block.options())),
         },
-        Command::Infer { block, weights, input, output } => {
-            for_family!(block.family, infer(&weights, &input, &output, block.options()))
+        Command::Infer { block, files } => {
+            for_family!(block.family, infer(&files.weights, &files.input, &files.output, block.options()))
         }
         Command::Summary { block, weights, res } => {
             for_family!(block.family, summary(&weights, res as usize, block.options()))

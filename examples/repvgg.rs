@@ -11,7 +11,10 @@
 //! Checkpoints may use the official naming or timm's, train-time or deploy form, f32/f16/bf16;
 //! all are detected. Errors are one line on stderr and a non-zero exit status.
 
+#[path = "support/cli.rs"]
+mod cli;
 use clap::{Parser, Subcommand};
+use cli::InferFiles;
 use rep::kernels::Tile;
 use rep::layers::randomize_vectors;
 use rep::ndarray::Array4;
@@ -47,19 +50,13 @@ enum Command {
         #[arg(long, default_value = "official")]
         to: String,
     },
-    /// Logits for an NCHW f32 `.npy` input.
+    /// Logits (`[N, classes]`) for an NCHW f32 `.npy` input; the checkpoint may be train-time
+    /// or deploy, in either naming.
     Infer {
         #[arg(long)]
         arch: Option<String>,
-        /// Train-time or deploy checkpoint, either naming.
-        #[arg(long)]
-        weights: PathBuf,
-        /// NCHW f32 input `.npy`.
-        #[arg(long)]
-        input: PathBuf,
-        /// Where to write the `[N, classes]` logits `.npy`.
-        #[arg(long)]
-        output: PathBuf,
+        #[command(flatten)]
+        files: InferFiles,
     },
     /// Per-layer table: output shape, parameters and multiply-adds, train-time vs fused.
     Summary {
@@ -107,7 +104,7 @@ fn run(args: &[&str], out: &mut dyn Write) -> CliResult {
     match cli.command {
         None => demo(out),
         Some(Command::Convert { arch, input, output, to }) => convert(arch, &input, &output, &to, out),
-        Some(Command::Infer { arch, weights, input, output }) => infer(arch, &weights, &input, &output, out),
+        Some(Command::Infer { arch, files }) => infer(arch, &files.weights, &files.input, &files.output, out),
         Some(Command::Summary { arch, weights, res }) => summary(arch, weights, res, out),
         Some(Command::Bench { arch, batch, threads, iters, json, layers, peak, kernels }) => {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.map_or(0, usize::from)).build()?;
