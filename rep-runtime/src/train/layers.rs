@@ -121,12 +121,14 @@ impl Train for BatchNorm2d {
                 (a as f32, (self.bias[c] as f64 - mean[c] * a) as f32)
             })
             .unzip();
-        let mut y = (*x).clone();
-        let (channels, plane) = (self.channels(), x.shape()[2] * x.shape()[3]);
-        let planes = y.as_slice_mut().expect("standard layout").par_chunks_mut(plane.max(1));
-        planes.with_min_len(kernels::planes_per_task(plane)).enumerate().for_each(|(p, values)| {
+        // One pass from x into a fresh y (not a copy of x, then a pass over the copy).
+        let mut y = Array4::<f32>::zeros(x.dim());
+        let (channels, plane) = (self.channels(), (x.shape()[2] * x.shape()[3]).max(1));
+        let inputs = x.as_slice().expect("standard layout").par_chunks(plane);
+        let planes = y.as_slice_mut().expect("fresh array").par_chunks_mut(plane).zip(inputs);
+        planes.with_min_len(kernels::planes_per_task(plane)).enumerate().for_each(|(p, (out, input))| {
             let c = p % channels;
-            values.iter_mut().for_each(|v| *v = *v * a[c] + b[c]);
+            out.iter_mut().zip(input).for_each(|(y, &x)| *y = x * a[c] + b[c]);
         });
         Ok((y, BatchNormCache { x, mean, inv_std, batch: true }))
     }
@@ -238,7 +240,7 @@ impl Train for ConvBn {
     }
 
     fn freeze_batch_norm(&mut self, frozen: bool) {
-        self.bn.frozen = frozen;
+        self.bn.freeze_batch_norm(frozen);
     }
 }
 
