@@ -150,30 +150,24 @@ fn suppress(image: crate::ndarray::ArrayView2<'_, f32>, options: &NmsOptions) ->
             ])
         })
         .collect();
-    let by_confidence = |a: &[f32; 6], b: &[f32; 6]| b[4].total_cmp(&a[4]);
-    if candidates.len() > options.max_candidates {
-        candidates.sort_by(by_confidence);
-        candidates.truncate(options.max_candidates);
-    }
+    // Most confident first (a stable sort: ties keep their order), at most `max_candidates`.
+    candidates.sort_by(|a, b| b[4].total_cmp(&a[4]));
+    candidates.truncate(options.max_candidates);
     // The suppression sees boxes offset by class; the detections keep their own coordinates.
     let offset = |d: &[f32; 6]| {
         let shift = if options.agnostic { 0.0 } else { d[5] * CLASS_OFFSET };
         [d[0] + shift, d[1] + shift, d[2] + shift, d[3] + shift]
     };
-    let mut order: Vec<usize> = (0..candidates.len()).collect();
-    order.sort_by(|&a, &b| by_confidence(&candidates[a], &candidates[b]));
     let boxes: Vec<[f32; 4]> = candidates.iter().map(offset).collect();
     let area = |b: &[f32; 4]| (b[2] - b[0]) * (b[3] - b[1]);
     let mut suppressed = vec![false; candidates.len()];
     let mut kept = Vec::new();
-    for (rank, &i) in order.iter().enumerate() {
+    for (i, a) in boxes.iter().enumerate() {
         if suppressed[i] {
             continue;
         }
         kept.push(i);
-        let a = &boxes[i];
-        for &j in &order[rank + 1..] {
-            let b = &boxes[j];
+        for (j, b) in boxes.iter().enumerate().skip(i + 1) {
             let inter = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0) * (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
             if inter / (area(a) + area(b) - inter) > options.iou {
                 suppressed[j] = true;
