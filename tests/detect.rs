@@ -15,11 +15,12 @@ fn fixture(dir: &str, file: &str) -> PathBuf {
 
 #[test]
 fn decoding_matches_the_official_head() {
-    let maps: Vec<Array5<f32>> =
-        (3..=5).map(|p| read_npy(fixture("yolov7_head", &format!("expect_train_p{p}.npy"))).unwrap()).collect();
+    let maps: Vec<Array5<f32>> = (3..=5)
+        .map(|p| read_npy(fixture("yolov7_w125_nc2_64x64", &format!("expect_train_p{p}.npy"))).unwrap())
+        .collect();
     let views: Vec<_> = maps.iter().map(|m| m.view()).collect();
     let z = decode(&views, &Anchors::yolov7()).unwrap();
-    let expected: Array3<f32> = read_npy(fixture("yolov7_head", "expect_train.npy")).unwrap();
+    let expected: Array3<f32> = read_npy(fixture("yolov7_w125_nc2_64x64", "expect_train.npy")).unwrap();
     assert_eq!(z.dim(), expected.dim());
     let err = relative_error(&z, &expected);
     assert!(err <= 1e-6, "decoded z vs official: {err:e}");

@@ -137,6 +137,11 @@ pub enum Error {
     #[error("{0}")]
     Architecture(String),
 
+    /// A graph network wired wrongly: a source out of range, channels that do not meet, or a
+    /// layer with an identity branch on a shortcut path (planned re-parameterization).
+    #[error("graph wiring: {0}")]
+    Wiring(String),
+
     /// Checkpoint and model disagree; every problem is listed, nothing was loaded.
     #[error("{0}")]
     StateDict(Mismatch),

@@ -9,6 +9,8 @@
 //!   [`fusion::AffineConv`] (kernel + bias + geometry, in f64) and sums them.
 //! * [`kernels`] — im2col + packed SGEMM, Winograd, depthwise and pointwise convolution, the
 //!   convolution's backward.
+//! * [`graph`] — graph networks (YOLO): layers reading earlier outputs, concatenation,
+//!   addition, upsampling, max pooling; the planned re-parameterization check.
 //! * [`plan`] — compiled, allocation-free inference: an immutable `Plan`, a `PlanState` per caller.
 //! * [`train`] — backward passes, gradients by name, losses, optimizers and schedules.
 //! * [`io`] — safetensors state dicts with all-or-nothing, fully reported loading; key maps.
@@ -47,6 +49,7 @@ pub mod ema;
 pub mod error;
 pub mod fusion;
 pub mod geometry;
+pub mod graph;
 pub mod io;
 pub mod kernels;
 pub mod layers;

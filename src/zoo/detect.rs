@@ -24,6 +24,17 @@ impl Anchors {
             ],
         }
     }
+
+    /// YOLOv7-tiny's default anchors (`cfg/training/yolov7-tiny.yaml`).
+    pub fn yolov7_tiny() -> Self {
+        Anchors {
+            levels: vec![
+                (8, vec![(9.0, 6.0), (13.0, 16.0), (29.0, 11.0)]),
+                (16, vec![(29.0, 28.0), (66.0, 26.0), (51.0, 62.0)]),
+                (32, vec![(115.0, 54.0), (134.0, 119.0), (308.0, 147.0)]),
+            ],
+        }
+    }
 }
 
 /// Decodes the head's raw maps — one per level, `[B, anchors, H, W, 5 + classes]` — into

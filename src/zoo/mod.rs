@@ -5,6 +5,7 @@
 //! * [`repvgg`] — RepVGG A0–B3g4 and D2se (official code and timm namings), architecture inference;
 //! * [`orepa`] — OREPA's block (online training) and the official checkpoint layout;
 //! * [`yolo`] — YOLOv7's RepConv, RepConvN and implicit head, EMA;
+//! * [`yolov7`] — YOLOv7 and YOLOv7-tiny as graphs, official checkpoints (train and fused);
 //! * [`detect`] — YOLO detection outputs: the head's decoding and non-maximum suppression;
 //! * [`dbb`] — the Diverse Branch Block in every variant its code builds;
 //! * [`acnet`] — ACNet's asymmetric-convolution block;
@@ -18,3 +19,4 @@ pub mod mobileone;
 pub mod orepa;
 pub mod repvgg;
 pub mod yolo;
+pub mod yolov7;

@@ -25,7 +25,7 @@ pub use conv_bn::ConvBn;
 pub use filter_bank::FilterBank;
 pub use identity_conv::IdentityBasedConv;
 pub use linear::Linear;
-pub use pool::{AvgPool2d, GlobalAvgPool, global_avg_pool};
+pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d, global_avg_pool};
 pub use resample::{concat_channels, upsample_nearest};
 pub use se::SqueezeExcite;
 

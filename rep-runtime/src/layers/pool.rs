@@ -1,4 +1,4 @@
-//! Average pooling.
+//! Average and max pooling.
 
 use super::Costs;
 use super::Layer;
@@ -115,5 +115,76 @@ impl Costs for GlobalAvgPool {
 
     fn macs(&self, _: Hw) -> Result<(u64, Hw)> {
         Ok((0, Hw::square(1)))
+    }
+}
+
+/// Max pooling over `kernel` windows, as PyTorch's `nn.MaxPool2d` (YOLO's `MP` and SPPCSPC's
+/// pools): padded positions never win, and a NaN in a window makes that window's output NaN
+/// (PyTorch's semantics; `f32::max` would drop it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxPool2d {
+    /// Window size.
+    pub kernel: Hw,
+    /// Stride.
+    pub stride: Hw,
+    /// Padding on each side (at most half the kernel, as PyTorch requires).
+    pub padding: Hw,
+}
+
+impl MaxPool2d {
+    /// A pool with the given window, stride and padding.
+    pub fn new(kernel: impl Into<Hw>, stride: impl Into<Hw>, padding: impl Into<Hw>) -> Self {
+        MaxPool2d { kernel: kernel.into(), stride: stride.into(), padding: padding.into() }
+    }
+
+    /// The output's spatial size: `⌊(H + 2p − k) / s⌋ + 1` per axis.
+    pub fn output_size(&self, input: Hw) -> Result<Hw> {
+        if 2 * self.padding.h > self.kernel.h || 2 * self.padding.w > self.kernel.w {
+            return Err(Error::geometry(format!(
+                "max pool padding {} must be at most half the kernel {}",
+                self.padding, self.kernel
+            )));
+        }
+        ConvGeometry::new(1, 1, self.kernel).stride(self.stride).padding(self.padding).output_size(input.h, input.w)
+    }
+}
+
+impl Layer for MaxPool2d {
+    fn forward(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
+        let (n, c, h, w) = x.dim();
+        let out = self.output_size(Hw::new(h, w))?;
+        let (kernel, stride, padding) = (self.kernel, self.stride, self.padding);
+        // Window rows/columns of output position `o`, clipped to the input.
+        let window = |o: usize, stride: usize, pad: usize, k: usize, size: usize| {
+            let start = (o * stride).saturating_sub(pad);
+            let end = (o * stride + k).saturating_sub(pad).min(size);
+            start..end
+        };
+        Ok(Array4::from_shape_fn((n, c, out.h, out.w), |(b, ch, i, j)| {
+            let plane = x.slice(ndarray::s![b, ch, .., ..]);
+            let mut best = f32::NEG_INFINITY;
+            for r in window(i, stride.h, padding.h, kernel.h, h) {
+                for col in window(j, stride.w, padding.w, kernel.w, w) {
+                    let v = plane[[r, col]];
+                    if v > best || v.is_nan() {
+                        best = v;
+                        if v.is_nan() {
+                            return v;
+                        }
+                    }
+                }
+            }
+            best
+        }))
+    }
+}
+
+impl Costs for MaxPool2d {
+    fn parameter_count(&self) -> usize {
+        0
+    }
+
+    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
+        Ok((0, self.output_size(input)?))
     }
 }

@@ -1,0 +1,247 @@
+//! The layers of a YOLOv7 graph, train-time and fused: YOLO's `Conv` (Conv-BN-SiLU, or
+//! Conv-BN-LeakyReLU(0.1) in YOLOv7-tiny), RepConv and SPPCSPC (itself a small graph).
+
+use crate::graph::{Graph, GraphBuilder, GraphLayer, INPUT};
+use crate::layers::{BatchNorm2d, Layer, MaxPool2d, Parameters};
+use crate::ndarray::{Array4, ArrayViewD, ArrayViewMutD};
+use crate::zoo::yolo::{ConvBnSilu, ConvBnSiluFused, RepConv, RepConvFused};
+use crate::{Costs, Hw, Reparameterize, Result};
+
+/// YOLOv7-tiny's `Conv`: a bias-free k×k conv, BN (ε 1e-3, momentum 0.03) and LeakyReLU(0.1);
+/// fuses to one conv with bias (`conv.weight`, `conv.bias`).
+#[crate::block(post(leaky_relu(0.1)), fused = "conv")]
+pub struct ConvBnLeaky<Cin, Cout, K, S> {
+    #[rep(rename = "")]
+    conv: crate::layers::ConvBn<Cin, Cout, K, S, Eps<1e-3>, Momentum<0.03>>,
+}
+
+/// YOLO's `Conv` with run-time sizes, SiLU.
+pub type Conv = ConvBnSilu<usize, usize, usize, usize>;
+/// YOLOv7-tiny's `Conv` with run-time sizes, LeakyReLU(0.1).
+pub type ConvLeaky = ConvBnLeaky<usize, usize, usize, usize>;
+/// YOLOv7's RepConv with run-time sizes (3×3 + 1×1 + identity when `C_in == C_out`, stride 1).
+pub type RepConv3 = RepConv<usize, usize, usize, usize>;
+
+/// A train-time layer of a YOLOv7 graph.
+#[derive(Clone, Debug)]
+pub enum Yolov7Layer {
+    /// `Conv` with SiLU.
+    Conv(Conv),
+    /// `Conv` with LeakyReLU(0.1) (YOLOv7-tiny).
+    ConvLeaky(ConvLeaky),
+    /// RepConv (boxed: three branches make it far larger than a `Conv`).
+    RepConv(Box<RepConv3>),
+    /// SPPCSPC: `cv1`…`cv7` and three max pools, a graph of its own.
+    Sppcspc(Box<Graph<Yolov7Layer>>),
+}
+
+/// A fused layer of a YOLOv7 graph: one conv with bias and its activation, or a fused SPPCSPC.
+#[derive(Clone, Debug)]
+pub enum Yolov7LayerFused {
+    /// `Conv` with SiLU.
+    Conv(ConvBnSiluFused),
+    /// `Conv` with LeakyReLU(0.1).
+    ConvLeaky(ConvBnLeakyFused),
+    /// RepConv as one conv (`rbr_reparam`).
+    RepConv(RepConvFused),
+    /// SPPCSPC with every `Conv` fused.
+    Sppcspc(Box<Graph<Yolov7LayerFused>>),
+}
+
+/// Implements `Layer`, `Parameters` and `Costs` for an enum of layers by delegating to the
+/// variant's layer.
+macro_rules! delegate_to_variant {
+    ($enum:ident { $($variant:ident),* }) => {
+        impl Layer for $enum {
+            fn forward(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
+                match self { $($enum::$variant(l) => l.forward(x),)* }
+            }
+
+            fn forward_train(&mut self, x: &Array4<f32>) -> Result<Array4<f32>> {
+                match self { $($enum::$variant(l) => l.forward_train(x),)* }
+            }
+        }
+
+        impl Parameters for $enum {
+            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewD<'_, f32>)) {
+                match self { $($enum::$variant(l) => l.visit(prefix, f),)* }
+            }
+
+            fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>)) {
+                match self { $($enum::$variant(l) => l.visit_mut(prefix, f),)* }
+            }
+
+            fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) {
+                match self { $($enum::$variant(l) => l.visit_counters(prefix, f),)* }
+            }
+
+            fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) {
+                match self { $($enum::$variant(l) => l.visit_counters_mut(prefix, f),)* }
+            }
+
+            fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm2d)) {
+                match self { $($enum::$variant(l) => l.visit_batch_norms(f),)* }
+            }
+        }
+
+        impl Costs for $enum {
+            fn parameter_count(&self) -> usize {
+                match self { $($enum::$variant(l) => l.parameter_count(),)* }
+            }
+
+            fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
+                match self { $($enum::$variant(l) => l.macs(input),)* }
+            }
+        }
+    };
+}
+
+delegate_to_variant!(Yolov7Layer { Conv, ConvLeaky, RepConv, Sppcspc });
+delegate_to_variant!(Yolov7LayerFused { Conv, ConvLeaky, RepConv, Sppcspc });
+
+impl GraphLayer for Yolov7Layer {
+    fn in_channels(&self) -> usize {
+        use crate::Block;
+        match self {
+            Yolov7Layer::Conv(l) => l.in_channels(),
+            Yolov7Layer::ConvLeaky(l) => l.in_channels(),
+            Yolov7Layer::RepConv(l) => l.in_channels(),
+            Yolov7Layer::Sppcspc(g) => g.in_channels(),
+        }
+    }
+
+    fn out_channels(&self) -> usize {
+        use crate::Block;
+        match self {
+            Yolov7Layer::Conv(l) => l.out_channels(),
+            Yolov7Layer::ConvLeaky(l) => l.out_channels(),
+            Yolov7Layer::RepConv(l) => l.out_channels(),
+            Yolov7Layer::Sppcspc(g) => g.out_channels(),
+        }
+    }
+
+    fn has_identity_branch(&self) -> bool {
+        matches!(self, Yolov7Layer::RepConv(l) if l.rbr_identity.is_some())
+    }
+}
+
+impl GraphLayer for Yolov7LayerFused {
+    fn in_channels(&self) -> usize {
+        match self {
+            Yolov7LayerFused::Conv(l) => l.conv.geometry().in_channels,
+            Yolov7LayerFused::ConvLeaky(l) => l.conv.geometry().in_channels,
+            Yolov7LayerFused::RepConv(l) => l.conv.geometry().in_channels,
+            Yolov7LayerFused::Sppcspc(g) => g.in_channels(),
+        }
+    }
+
+    fn out_channels(&self) -> usize {
+        match self {
+            Yolov7LayerFused::Conv(l) => l.conv.geometry().out_channels,
+            Yolov7LayerFused::ConvLeaky(l) => l.conv.geometry().out_channels,
+            Yolov7LayerFused::RepConv(l) => l.conv.geometry().out_channels,
+            Yolov7LayerFused::Sppcspc(g) => g.out_channels(),
+        }
+    }
+}
+
+impl Reparameterize for Yolov7Layer {
+    type Fused = Yolov7LayerFused;
+
+    fn fuse(&self) -> Result<Yolov7LayerFused> {
+        Ok(match self {
+            Yolov7Layer::Conv(l) => Yolov7LayerFused::Conv(l.fuse()?),
+            Yolov7Layer::ConvLeaky(l) => Yolov7LayerFused::ConvLeaky(l.fuse()?),
+            Yolov7Layer::RepConv(l) => Yolov7LayerFused::RepConv(l.fuse()?),
+            Yolov7Layer::Sppcspc(g) => Yolov7LayerFused::Sppcspc(Box::new(g.fuse()?)),
+        })
+    }
+}
+
+/// Makes the layers of a YOLOv7 graph: random train-time layers, or fused skeletons with zero
+/// weights for a deploy checkpoint to load into.
+pub trait LayerFactory {
+    /// The layer type made.
+    type Layer: GraphLayer;
+
+    /// YOLO's `Conv` (`leaky`: LeakyReLU(0.1) instead of SiLU); padding `k / 2`.
+    fn conv(&mut self, c_in: usize, c_out: usize, kernel: usize, stride: usize, leaky: bool) -> Result<Self::Layer>;
+
+    /// RepConv, 3×3, stride `stride`, one group.
+    fn rep_conv(&mut self, c_in: usize, c_out: usize, stride: usize) -> Result<Self::Layer>;
+
+    /// An SPPCSPC graph as one layer.
+    fn sppcspc(&mut self, graph: Graph<Self::Layer>) -> Self::Layer;
+}
+
+/// Train-time layers with PyTorch's initialization, drawn from `rng`.
+pub struct Random<'r, R>(pub &'r mut R);
+
+impl<R: crate::rand::Rng> LayerFactory for Random<'_, R> {
+    type Layer = Yolov7Layer;
+
+    fn conv(&mut self, c_in: usize, c_out: usize, kernel: usize, stride: usize, leaky: bool) -> Result<Yolov7Layer> {
+        Ok(match leaky {
+            false => Yolov7Layer::Conv(Conv::new(c_in, c_out, kernel, stride, self.0)?),
+            true => Yolov7Layer::ConvLeaky(ConvLeaky::new(c_in, c_out, kernel, stride, self.0)?),
+        })
+    }
+
+    fn rep_conv(&mut self, c_in: usize, c_out: usize, stride: usize) -> Result<Yolov7Layer> {
+        Ok(Yolov7Layer::RepConv(Box::new(RepConv3::new(c_in, c_out, stride, 1, self.0)?)))
+    }
+
+    fn sppcspc(&mut self, graph: Graph<Yolov7Layer>) -> Yolov7Layer {
+        Yolov7Layer::Sppcspc(Box::new(graph))
+    }
+}
+
+/// Fused layers with zero weights (`…Fused::new`), the skeleton a deploy checkpoint loads into.
+pub struct Skeleton;
+
+impl LayerFactory for Skeleton {
+    type Layer = Yolov7LayerFused;
+
+    fn conv(
+        &mut self,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        leaky: bool,
+    ) -> Result<Yolov7LayerFused> {
+        Ok(match leaky {
+            false => Yolov7LayerFused::Conv(ConvBnSiluFused::new(c_in, c_out, kernel, stride)?),
+            true => Yolov7LayerFused::ConvLeaky(ConvBnLeakyFused::new(c_in, c_out, kernel, stride)?),
+        })
+    }
+
+    fn rep_conv(&mut self, c_in: usize, c_out: usize, stride: usize) -> Result<Yolov7LayerFused> {
+        Ok(Yolov7LayerFused::RepConv(RepConvFused::new(c_in, c_out, stride, 1usize)?))
+    }
+
+    fn sppcspc(&mut self, graph: Graph<Yolov7LayerFused>) -> Yolov7LayerFused {
+        Yolov7LayerFused::Sppcspc(Box::new(graph))
+    }
+}
+
+/// SPPCSPC (`c_in → c_out`, hidden `c_ = c_out`, pools 5, 9, 13) as a graph:
+/// `x₁ = cv4(cv3(cv1(x)))`, `y₁ = cv6(cv5([x₁, m₅(x₁), m₉(x₁), m₁₃(x₁)]))`, `y₂ = cv2(x)`,
+/// output `cv7([y₁, y₂])`. Weights under `cv1`…`cv7`, as the official module names them.
+pub fn sppcspc<F: LayerFactory>(make: &mut F, c_in: usize, c_out: usize, leaky: bool) -> Result<Graph<F::Layer>> {
+    let hidden = c_out; // int(2 · c2 · e) with e = 0.5
+    let mut g = GraphBuilder::new(c_in);
+    g.layer("cv1", -1, make.conv(c_in, hidden, 1, 1, leaky)?)?; // 0
+    g.layer("cv3", -1, make.conv(hidden, hidden, 3, 1, leaky)?)?; // 1
+    let x1 = g.layer("cv4", -1, make.conv(hidden, hidden, 1, 1, leaky)?)? as isize; // 2
+    for (i, k) in [5, 9, 13].into_iter().enumerate() {
+        g.max_pool(&format!("m.{i}"), x1, MaxPool2d::new(k, 1, k / 2))?; // 3, 4, 5
+    }
+    g.concat("cat1", &[x1, 3, 4, 5])?; // 6
+    g.layer("cv5", -1, make.conv(4 * hidden, hidden, 1, 1, leaky)?)?; // 7
+    let y1 = g.layer("cv6", -1, make.conv(hidden, hidden, 3, 1, leaky)?)? as isize; // 8
+    let y2 = g.layer("cv2", INPUT, make.conv(c_in, hidden, 1, 1, leaky)?)? as isize; // 9
+    let cat = g.concat("cat2", &[y1, y2])?; // 10
+    let out = g.layer("cv7", cat as isize, make.conv(2 * hidden, c_out, 1, 1, leaky)?)?; // 11
+    g.build(&[out])
+}

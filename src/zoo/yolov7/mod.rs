@@ -1,0 +1,271 @@
+//! YOLOv7 and YOLOv7-tiny as graphs ([`crate::graph`]), under the official weight names
+//! (`model.N.*`), so that an official checkpoint saved as safetensors loads without renaming.
+//!
+//! * [`Yolov7`] is the train-time network: YOLO `Conv`s (Conv-BN-SiLU; LeakyReLU(0.1) in tiny),
+//!   SPPCSPC, RepConv before the head, and IDetect with its implicit vectors. Every BatchNorm
+//!   has ε = 1e-3 and momentum 0.03, as the official `initialize_weights` sets them.
+//! * [`Yolov7Fused`] is what the official `Model.fuse()` makes: every `Conv` one conv with bias,
+//!   every RepConv one 3×3 conv (`rbr_reparam`), IDetect's implicit vectors folded into its
+//!   convs (the vectors stay, unused, under their names, as in the official fused model).
+//! * [`Config`] is the variant, the compound scaling (channels `make_divisible(c·width, 8)`),
+//!   the classes and the anchors; [`checkpoint`] infers it from a checkpoint.
+//!
+//! Both forms return the head's raw maps `[B, 3, H, W, 5 + classes]` per level
+//! ([`Yolo::forward_maps`], the official training-mode output) or the decoded `z`
+//! `[B, Σ 3·H·W, 5 + classes]` ([`Yolo::forward`], the official eval output), which
+//! [`crate::zoo::detect::non_max_suppression`] filters.
+//!
+//! ```
+//! # fn main() -> rep::Result<()> {
+//! use rep::zoo::yolov7::{Config, Variant, Yolov7};
+//! use rep::Reparameterize;
+//! # use rep::rand::SeedableRng;
+//! # let mut rng = rep::rand::rngs::StdRng::seed_from_u64(0);
+//! let model = Yolov7::new(Config::new(Variant::Yolov7, 0.125, 2)?, &mut rng)?;
+//! let x = rep::ndarray::Array4::zeros((1, 3, 64, 64));
+//! let z = model.forward(&x)?; // [1, 3·(8² + 4² + 2²), 7]
+//! assert_eq!(z.shape(), &[1, 252, 7]);
+//! let fused = model.fuse()?;
+//! assert_eq!(fused.forward(&x)?.shape(), &[1, 252, 7]);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod checkpoint;
+mod head;
+mod layers;
+mod layout;
+
+pub use head::{AnchorBuffers, IDetect, IDetectFused};
+pub use layers::{
+    ConvBnLeaky, ConvBnLeakyFused, LayerFactory, Random, Skeleton, Yolov7Layer, Yolov7LayerFused, sppcspc,
+};
+pub use layout::{Layout, Module, YOLOV7, YOLOV7_TINY};
+
+use crate::graph::{Graph, GraphLayer};
+use crate::layers::{BatchNorm2d, Parameters, join};
+use crate::ndarray::{Array3, Array4, Array5, ArrayViewD, ArrayViewMutD};
+use crate::zoo::detect::{Anchors, decode};
+use crate::zoo::yolo::Scaling;
+use crate::{Costs, Error, Hw, Reparameterize, Result};
+
+/// Which network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// `cfg/training/yolov7.yaml`.
+    Yolov7,
+    /// `cfg/training/yolov7-tiny.yaml`.
+    Tiny,
+}
+
+impl Variant {
+    /// The node layout.
+    pub fn layout(self) -> &'static Layout {
+        match self {
+            Variant::Yolov7 => &YOLOV7,
+            Variant::Tiny => &YOLOV7_TINY,
+        }
+    }
+
+    /// The default anchors of the official configuration.
+    pub fn anchors(self) -> Anchors {
+        match self {
+            Variant::Yolov7 => Anchors::yolov7(),
+            Variant::Tiny => Anchors::yolov7_tiny(),
+        }
+    }
+
+    /// The official name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Yolov7 => "yolov7",
+            Variant::Tiny => "yolov7-tiny",
+        }
+    }
+}
+
+/// A YOLOv7 configuration: variant, compound scaling, classes and anchors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The layout.
+    pub variant: Variant,
+    /// Width and depth multipliers (every official layout repeats each module once, so depth
+    /// changes nothing in them).
+    pub scaling: Scaling,
+    /// Number of classes.
+    pub classes: usize,
+    /// Anchors per level, with the strides 8, 16, 32.
+    pub anchors: Anchors,
+}
+
+impl Config {
+    /// The official configuration of `variant` at width multiplier `width`, with `classes`
+    /// classes and the default anchors.
+    pub fn new(variant: Variant, width: f64, classes: usize) -> Result<Config> {
+        if !(width.is_finite() && width > 0.0 && width <= 64.0) {
+            return Err(Error::Architecture(format!("width multiple must be in (0, 64], found {width}")));
+        }
+        if classes == 0 || classes > 1 << 20 {
+            return Err(Error::Architecture(format!("classes must be in 1..=2^20, found {classes}")));
+        }
+        Ok(Config { variant, scaling: Scaling { width, depth: 1.0 }, classes, anchors: variant.anchors() })
+    }
+}
+
+/// A YOLOv7 network: its graph (`model.0` … `model.{N−1}`) and detection head (`model.N`).
+/// [`Yolov7`] and [`Yolov7Fused`] are its two forms.
+#[derive(Clone, Debug)]
+pub struct Yolo<L, H> {
+    config: Config,
+    /// The layers before the head.
+    pub graph: Graph<L>,
+    /// The detection head.
+    pub head: H,
+}
+
+/// YOLOv7, train-time form.
+pub type Yolov7 = Yolo<Yolov7Layer, IDetect>;
+/// YOLOv7, fused form.
+pub type Yolov7Fused = Yolo<Yolov7LayerFused, IDetectFused>;
+
+/// What the network needs of its head.
+pub trait DetectionHead: Parameters {
+    /// The raw maps `[B, na, H, W, 5 + classes]` of the three inputs.
+    fn maps(&self, inputs: &[Array4<f32>]) -> Result<Vec<Array5<f32>>>;
+    /// The anchors the head holds (loaded with its weights).
+    fn anchor_buffers(&self) -> &AnchorBuffers;
+    /// Parameters and multiply-adds of the head at its inputs' spatial sizes.
+    fn costs(&self, inputs: &[Hw]) -> Result<(usize, u64)>;
+}
+
+impl DetectionHead for IDetect {
+    fn maps(&self, inputs: &[Array4<f32>]) -> Result<Vec<Array5<f32>>> {
+        self.forward(inputs)
+    }
+
+    fn anchor_buffers(&self) -> &AnchorBuffers {
+        &self.anchors
+    }
+
+    fn costs(&self, inputs: &[Hw]) -> Result<(usize, u64)> {
+        head::head_costs(&self.levels, inputs)
+    }
+}
+
+impl DetectionHead for IDetectFused {
+    fn maps(&self, inputs: &[Array4<f32>]) -> Result<Vec<Array5<f32>>> {
+        self.forward(inputs)
+    }
+
+    fn anchor_buffers(&self) -> &AnchorBuffers {
+        &self.anchors
+    }
+
+    fn costs(&self, inputs: &[Hw]) -> Result<(usize, u64)> {
+        head::head_costs(&self.levels, inputs)
+    }
+}
+
+impl Yolov7 {
+    /// A randomly initialized network (PyTorch's initialization; BN ε 1e-3, momentum 0.03).
+    pub fn new(config: Config, rng: &mut impl crate::rand::Rng) -> Result<Yolov7> {
+        let graph = config.variant.layout().build(&config.scaling, &mut Random(rng))?;
+        let head = IDetect::new(&head_channels(&graph), config.classes, &config.anchors, rng)?;
+        Ok(Yolo { config, graph, head })
+    }
+
+    /// Training-mode raw maps (BatchNorm on batch statistics, running statistics updated).
+    pub fn forward_train_maps(&mut self, x: &Array4<f32>) -> Result<Vec<Array5<f32>>> {
+        let features = self.graph.forward_train_all(x)?;
+        self.head.forward(&features)
+    }
+}
+
+impl Yolov7Fused {
+    /// The fused network of `config` with zero weights: the skeleton a deploy checkpoint loads into.
+    pub fn new(config: Config) -> Result<Yolov7Fused> {
+        let graph = config.variant.layout().build(&config.scaling, &mut Skeleton)?;
+        let head = IDetectFused::new(&head_channels(&graph), config.classes, &config.anchors)?;
+        Ok(Yolo { config, graph, head })
+    }
+}
+
+/// The channels of the nodes the head reads.
+fn head_channels<L: GraphLayer>(graph: &Graph<L>) -> Vec<usize> {
+    graph.outputs().iter().map(|&o| graph.nodes()[o].channels).collect()
+}
+
+impl<L: GraphLayer, H: DetectionHead> Yolo<L, H> {
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The head's name: `model.{N}`, one past the last graph node.
+    pub fn head_name(&self) -> String {
+        format!("model.{}", self.graph.nodes().len())
+    }
+
+    /// Eval-mode raw maps `[B, na, H, W, 5 + classes]`, one per level (P3, P4, P5).
+    pub fn forward_maps(&self, x: &Array4<f32>) -> Result<Vec<Array5<f32>>> {
+        let features = self.graph.forward_all(x)?;
+        self.head.maps(&features)
+    }
+
+    /// Eval-mode detections `z` `[B, Σ na·H·W, 5 + classes]`: boxes (x, y, w, h in input
+    /// pixels), objectness and class scores, decoded with the anchors the head holds.
+    pub fn forward(&self, x: &Array4<f32>) -> Result<Array3<f32>> {
+        let maps = self.forward_maps(x)?;
+        decode(&head::views(&maps), &self.head.anchor_buffers().to_anchors())
+    }
+}
+
+impl<L: Parameters, H: Parameters> Parameters for Yolo<L, H> {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewD<'_, f32>)) {
+        self.graph.visit(&join(prefix, "model"), f);
+        self.head.visit(&join(prefix, &format!("model.{}", self.graph.nodes().len())), f);
+    }
+
+    fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, f32>)) {
+        self.graph.visit_mut(&join(prefix, "model"), f);
+        self.head.visit_mut(&join(prefix, &format!("model.{}", self.graph.nodes().len())), f);
+    }
+
+    fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) {
+        self.graph.visit_counters(&join(prefix, "model"), f);
+    }
+
+    fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) {
+        self.graph.visit_counters_mut(&join(prefix, "model"), f);
+    }
+
+    fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut BatchNorm2d)) {
+        self.graph.visit_batch_norms(f);
+    }
+}
+
+impl<L: GraphLayer, H: DetectionHead> Costs for Yolo<L, H> {
+    fn parameter_count(&self) -> usize {
+        // The head's sizes do not depend on the input; any size gives its parameters.
+        self.graph.parameter_count() + self.head.costs(&[]).map_or(0, |(params, _)| params)
+    }
+
+    fn macs(&self, input: Hw) -> Result<(u64, Hw)> {
+        let sizes = self.graph.node_macs(input)?;
+        let graph_macs = sizes.iter().try_fold(0, |total, (macs, _)| crate::add_macs(total, *macs))?;
+        let levels: Vec<Hw> = self.graph.outputs().iter().map(|&o| sizes[o].1).collect();
+        let (_, head_macs) = self.head.costs(&levels)?;
+        Ok((crate::add_macs(graph_macs, head_macs)?, levels.first().copied().unwrap_or(input)))
+    }
+}
+
+impl Reparameterize for Yolov7 {
+    type Fused = Yolov7Fused;
+
+    /// The fused network, as the official `Model.fuse()` makes it. Non-finite parameters are
+    /// refused by name first.
+    fn fuse(&self) -> Result<Yolov7Fused> {
+        crate::io::check_finite(self)?;
+        Ok(Yolo { config: self.config.clone(), graph: self.graph.fuse()?, head: self.head.fuse()? })
+    }
+}

@@ -1,0 +1,117 @@
+//! YOLOv7 against the official code: the official train-time and fused checkpoints load under
+//! their own names, and the network, its fused form and the official fused form compute the
+//! official outputs.
+
+mod common;
+
+use common::relative_error;
+use ndarray::{Array3, Array4, Array5};
+use ndarray_npy::read_npy;
+use rep::io::StateDict;
+use rep::zoo::yolov7::checkpoint::{self, Form, Loaded};
+use rep::zoo::yolov7::{Config, Variant, Yolov7};
+use rep::{Costs, Reparameterize};
+use std::path::PathBuf;
+
+fn fixture(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yolov7_w125_nc2_64x64").join(file)
+}
+
+fn input() -> Array4<f32> {
+    read_npy(fixture("input.npy")).unwrap()
+}
+
+fn train_model() -> Yolov7 {
+    match checkpoint::load(fixture("train.safetensors")).unwrap() {
+        Loaded::Train(model) => *model,
+        Loaded::Deploy(_) => panic!("train.safetensors loaded as a fused model"),
+    }
+}
+
+#[test]
+fn the_configuration_is_inferred_from_the_checkpoints() {
+    for (file, form) in [("train.safetensors", Form::Train), ("deploy.safetensors", Form::Deploy)] {
+        let state = StateDict::load(fixture(file)).unwrap();
+        let (config, found) = checkpoint::infer(&state).unwrap();
+        assert_eq!(found, form, "{file}");
+        assert_eq!(config.variant, Variant::Yolov7);
+        assert_eq!(config.scaling.width, 0.125);
+        assert_eq!(config.classes, 2);
+    }
+}
+
+#[test]
+fn the_official_train_checkpoint_computes_the_official_maps_and_detections() {
+    let model = train_model();
+    let x = input();
+    let maps = model.forward_maps(&x).unwrap();
+    for (level, map) in maps.iter().enumerate() {
+        let expected: Array5<f32> = read_npy(fixture(&format!("expect_train_p{}.npy", level + 3))).unwrap();
+        assert_eq!(map.dim(), expected.dim(), "P{}", level + 3);
+        let err = relative_error(map, &expected);
+        assert!(err <= 1e-5, "P{}: {err:e}", level + 3);
+    }
+    let z = model.forward(&x).unwrap();
+    let expected: Array3<f32> = read_npy(fixture("expect_train.npy")).unwrap();
+    let err = relative_error(&z, &expected);
+    assert!(err <= 1e-5, "z: {err:e}");
+}
+
+#[test]
+fn fusing_computes_the_official_fused_detections_and_exports_the_official_keys() {
+    let model = train_model();
+    let fused = model.fuse().unwrap();
+    let z = fused.forward(&input()).unwrap();
+    let expected: Array3<f32> = read_npy(fixture("expect_deploy.npy")).unwrap();
+    let err = relative_error(&z, &expected);
+    assert!(err <= 1e-5, "fused z: {err:e}");
+
+    // Our fused weights under the official fused model's names, the same 192 keys and shapes.
+    let ours = StateDict::from_parameters(&fused);
+    let official = StateDict::load(fixture("deploy.safetensors")).unwrap();
+    let shapes = |s: &StateDict| s.tensors.iter().map(|(k, t)| (k.clone(), t.shape().to_vec())).collect::<Vec<_>>();
+    assert_eq!(ours.tensors.len(), 192);
+    assert_eq!(shapes(&ours), shapes(&official));
+    // And values that agree with the official fold (the fold is the same arithmetic in f64).
+    for (key, theirs) in &official.tensors {
+        let err = relative_error(&ours.tensors[key], theirs);
+        assert!(err <= 1e-5, "{key}: {err:e}");
+    }
+}
+
+#[test]
+fn the_official_fused_checkpoint_computes_the_official_detections() {
+    let loaded = checkpoint::load(fixture("deploy.safetensors")).unwrap();
+    assert!(matches!(loaded, Loaded::Deploy(_)));
+    let z = loaded.forward(&input()).unwrap();
+    let expected: Array3<f32> = read_npy(fixture("expect_deploy.npy")).unwrap();
+    let err = relative_error(&z, &expected);
+    assert!(err <= 1e-5, "official fused z: {err:e}");
+}
+
+#[test]
+fn a_saved_train_model_reloads_with_the_same_keys_and_counts() {
+    let model = train_model();
+    let state = StateDict::from_parameters(&model);
+    let official = StateDict::load(fixture("train.safetensors")).unwrap();
+    assert_eq!(state.tensors.len() + state.counters.len(), 566);
+    assert_eq!(state.tensors.keys().collect::<Vec<_>>(), official.tensors.keys().collect::<Vec<_>>());
+    assert_eq!(state.counters, official.counters);
+    // The official parameter count (`sum(p.numel() for p in model.parameters())`).
+    assert_eq!(model.parameter_count(), 591_654);
+}
+
+#[test]
+fn random_networks_fuse_exactly_in_both_variants() {
+    let mut rng = common::rng(7);
+    for (variant, width, classes) in [(Variant::Yolov7, 0.125, 3), (Variant::Tiny, 0.25, 1)] {
+        let mut model = Yolov7::new(Config::new(variant, width, classes).unwrap(), &mut rng).unwrap();
+        rep::layers::randomize_vectors(&mut model, &mut rng);
+        let x = common::random_tensor((2, 3, 64, 96), &mut rng);
+        let train = model.forward(&x).unwrap();
+        let fused = model.fuse().unwrap().forward(&x).unwrap();
+        assert_eq!(train.dim(), (2, 3 * (8 * 12 + 4 * 6 + 2 * 3), 5 + classes));
+        let err = relative_error(&fused, &train);
+        assert!(err <= 1e-5, "{variant:?}: fused vs train {err:e}");
+    }
+}
