@@ -38,7 +38,8 @@ mod layout;
 
 pub use head::{AnchorBuffers, IDetect, IDetectFused};
 pub use layers::{
-    ConvBnLeaky, ConvBnLeakyFused, LayerFactory, Random, Skeleton, Yolov7Layer, Yolov7LayerFused, sppcspc,
+    Conv, ConvBnLeaky, ConvBnLeakyFused, ConvLeaky, LayerFactory, Random, RepConv3, Skeleton, Yolov7Layer,
+    Yolov7LayerFused, sppcspc,
 };
 pub use layout::{Layout, Module, YOLOV7, YOLOV7_TINY};
 

@@ -1,0 +1,184 @@
+//! Graph networks: wiring checked as nodes are added (errors naming the node), the planned
+//! re-parameterization rule, evaluation against hand-wired layers, max pooling as PyTorch's.
+
+mod common;
+
+use common::{random_tensor, relative_error, rng};
+use ndarray::{Array4, array};
+use rep::graph::{Graph, GraphBuilder, GraphLayer, INPUT};
+use rep::layers::{Conv2d, Layer, MaxPool2d, concat_channels, upsample_nearest};
+use rep::zoo::yolov7::{RepConv3, Yolov7Layer};
+use rep::{ConvGeometry, Costs, Error, Hw, Reparameterize};
+
+fn conv(c_in: usize, c_out: usize, seed: u64) -> Conv2d {
+    Conv2d::new_with_bias(ConvGeometry::new(c_in, c_out, 3).padding(1), &mut rng(seed)).unwrap()
+}
+
+fn wiring_message(result: rep::Result<impl Sized>) -> String {
+    match result {
+        Err(Error::Wiring(message)) => message,
+        Err(other) => panic!("expected a wiring error, found {other}"),
+        Ok(_) => panic!("expected a wiring error, found success"),
+    }
+}
+
+#[test]
+fn a_graph_computes_what_the_same_layers_wired_by_hand_compute() {
+    let (a, b, c) = (conv(3, 4, 1), conv(4, 4, 2), conv(8, 6, 3));
+    let mut g = GraphBuilder::new(3);
+    g.layer("a", -1, a.clone()).unwrap(); // 0
+    g.layer("b", -1, b.clone()).unwrap(); // 1
+    g.add("sum", &[-1, 0]).unwrap(); // 2
+    g.max_pool("pool", -1, MaxPool2d::new(2, 2, 0)).unwrap(); // 3
+    g.upsample("up", -1, 2).unwrap(); // 4
+    g.concat("cat", &[-1, 0]).unwrap(); // 5: 8 channels
+    g.layer("c", -1, c.clone()).unwrap(); // 6
+    let graph = g.build(&[6, 2]).unwrap();
+
+    let x = random_tensor((2, 3, 6, 10), &mut rng(4));
+    let ya = a.forward(&x).unwrap();
+    let sum = &b.forward(&ya).unwrap() + &ya;
+    let pooled = MaxPool2d::new(2, 2, 0).forward(&sum).unwrap();
+    let up = upsample_nearest(&pooled, 2).unwrap();
+    let expected = c.forward(&concat_channels(&[&up, &ya]).unwrap()).unwrap();
+    let outputs = graph.forward_all(&x).unwrap();
+    assert_eq!(outputs.len(), 2);
+    assert_eq!(outputs[0], expected);
+    assert_eq!(outputs[1], sum);
+    assert_eq!(graph.in_channels(), 3);
+    assert_eq!(graph.out_channels(), 6);
+    // Multiply-adds: the three convs at their sizes.
+    let macs = |g: ConvGeometry, hw: Hw| g.macs(hw).unwrap();
+    let expected_macs =
+        macs(*a.geometry(), Hw::new(6, 10)) + macs(*b.geometry(), Hw::new(6, 10)) + macs(*c.geometry(), Hw::new(6, 10));
+    assert_eq!(graph.macs(Hw::new(6, 10)).unwrap(), (expected_macs, Hw::new(6, 10)));
+    // Weights are named by node.
+    let names: Vec<String> = rep::io::StateDict::from_parameters(&graph).tensors.into_keys().collect();
+    assert_eq!(names, ["a.bias", "a.weight", "b.bias", "b.weight", "c.bias", "c.weight"]);
+    // A graph with two outputs is not a layer.
+    assert!(wiring_message(graph.forward(&x)).contains("must have 1 output, found 2"));
+}
+
+#[test]
+fn wiring_mistakes_name_the_node() {
+    let mut g = GraphBuilder::new(3);
+    let message = wiring_message(g.layer("first", -2, conv(3, 4, 1)));
+    assert!(message.contains("node 0 `first`: source -2 is out of range"), "{message}");
+    let message = wiring_message(g.layer("first", -1, conv(5, 4, 1)));
+    assert!(message.contains("node 0 `first`: the layer takes 5 input channels, but its source gives 3"), "{message}");
+    g.layer("a", -1, conv(3, 4, 1)).unwrap();
+    g.layer("b", INPUT, conv(3, 6, 1)).unwrap();
+    let message = wiring_message(g.add("sum", &[0, 1]));
+    assert!(message.contains("node 2 `sum`: added sources have different channels [4, 6]"), "{message}");
+    let message = wiring_message(g.concat("cat", &[0, 7]));
+    assert!(message.contains("node 2 `cat`: source 7 is out of range"), "{message}");
+    assert!(wiring_message(g.concat("cat", &[])).contains("needs at least one source"));
+    assert!(wiring_message(g.upsample("up", -1, 0)).contains("factor must be at least 1"));
+    let message = wiring_message(g.build(&[5]));
+    assert!(message.contains("output node 5 does not exist; the graph has 2 nodes"), "{message}");
+
+    // Sizes that do not meet are found when the graph runs (or costs are computed), by node.
+    let mut g = GraphBuilder::new(3);
+    g.layer("a", -1, conv(3, 4, 1)).unwrap();
+    g.max_pool("pool", -1, MaxPool2d::new(2, 2, 0)).unwrap();
+    g.concat("cat", &[-1, 0]).unwrap();
+    let graph = g.build(&[2]).unwrap();
+    let err = graph.forward(&Array4::zeros((1, 3, 8, 8))).unwrap_err().to_string();
+    assert!(err.contains("node 2 `cat`"), "{err}");
+    let err = graph.macs(Hw::new(8, 8)).unwrap_err().to_string();
+    assert!(err.contains("node 2 `cat`: sources of size 4x4 and 8x8 do not meet"), "{err}");
+}
+
+/// YOLOv7's RepConv, 3×3 stride 1: with its identity branch exactly when `c_in == c_out`.
+fn rep_conv(c_in: usize, c_out: usize) -> Yolov7Layer {
+    let layer = Yolov7Layer::RepConv(Box::new(RepConv3::new(c_in, c_out, 1, 1, &mut rng(5)).unwrap()));
+    assert_eq!(layer.has_identity_branch(), c_in == c_out);
+    layer
+}
+
+fn yolo_conv(c_in: usize, c_out: usize) -> Yolov7Layer {
+    let mut make = rep::zoo::yolov7::Random(&mut rng(6));
+    rep::zoo::yolov7::LayerFactory::conv(&mut make, c_in, c_out, 1, 1, false).unwrap()
+}
+
+#[test]
+fn an_identity_branch_on_a_shortcut_is_refused_as_planned_reparameterization_prescribes() {
+    // ELAN-like: a → RepConv → concat with a. The input of the RepConv (a) also reaches the
+    // concatenation its output reaches: refused, naming both and suggesting RepConvN.
+    let mut g = GraphBuilder::new(4);
+    g.layer("a", -1, yolo_conv(4, 8)).unwrap();
+    g.layer("rep", -1, rep_conv(8, 8)).unwrap();
+    g.concat("cat", &[-1, 0]).unwrap();
+    let message = wiring_message(g.build(&[2]));
+    assert!(
+        message.contains("node 1 `rep` has an identity branch on a shortcut path: its input (node 0 `a`) also reaches concatenation node 2 `cat`"),
+        "{message}"
+    );
+    assert!(message.contains("RepConvN"), "{message}");
+
+    // The same through a longer path and an addition, from the graph's input.
+    let mut g = GraphBuilder::new(8);
+    g.layer("rep", -1, rep_conv(8, 8)).unwrap();
+    g.layer("b", -1, yolo_conv(8, 8)).unwrap();
+    g.add("sum", &[-1, INPUT]).unwrap();
+    let message = wiring_message(g.build(&[2]));
+    assert!(message.contains("its input (the graph's input) also reaches addition node 2 `sum`"), "{message}");
+
+    // Without the identity (C_in ≠ C_out here), the same wiring is fine; so is an identity on a
+    // plain chain, whose input reaches nothing else.
+    let mut g = GraphBuilder::new(4);
+    g.layer("a", -1, yolo_conv(4, 8)).unwrap();
+    g.layer("rep", -1, rep_conv(8, 16)).unwrap();
+    g.layer("b", 0, yolo_conv(8, 16)).unwrap();
+    g.concat("cat", &[1, 2]).unwrap();
+    g.build(&[3]).unwrap();
+    let mut g = GraphBuilder::new(4);
+    g.layer("a", -1, yolo_conv(4, 8)).unwrap();
+    g.layer("rep", -1, rep_conv(8, 8)).unwrap();
+    g.layer("b", -1, yolo_conv(8, 8)).unwrap();
+    g.concat("cat", &[-1, -2]).unwrap(); // rep's output reaches cat twice, its input only through rep
+    g.build(&[3]).unwrap();
+}
+
+#[test]
+fn a_fused_graph_computes_the_train_graph() {
+    let mut g = GraphBuilder::new(4);
+    g.layer("a", -1, yolo_conv(4, 8)).unwrap();
+    g.layer("rep", -1, rep_conv(8, 8)).unwrap();
+    g.layer("b", 1, yolo_conv(8, 8)).unwrap();
+    g.upsample("up", 1, 3).unwrap();
+    g.max_pool("pool", -1, MaxPool2d::new(3, 3, 0)).unwrap();
+    g.concat("cat", &[-1, 2]).unwrap();
+    let mut graph: Graph<Yolov7Layer> = g.build(&[5]).unwrap();
+    rep::layers::randomize_vectors(&mut graph, &mut rng(8));
+    let x = random_tensor((2, 4, 7, 5), &mut rng(9));
+    let train = graph.forward(&x).unwrap();
+    let fused = graph.fuse().unwrap().forward(&x).unwrap();
+    assert!(relative_error(&fused, &train) <= 1e-5);
+}
+
+#[test]
+fn max_pooling_matches_pytorch_including_padding_and_nan() {
+    // torch.nn.MaxPool2d(3, stride=2, padding=1)(torch.arange(20.).reshape(1, 1, 4, 5) - 10)
+    let x = (Array4::from_shape_fn((1, 1, 4, 5), |(_, _, i, j)| (i * 5 + j) as f32) - 10.0).mapv(|v: f32| -v.abs());
+    let y = MaxPool2d::new(3, 2, 1).forward(&x).unwrap();
+    // (PyTorch's output; padding never wins.)
+    assert_eq!(y, array![[[[-4.0f32, -2.0, -1.0], [-0.0, -1.0, -1.0]]]]);
+    // A NaN anywhere in a window makes that window NaN; the other windows are untouched.
+    let mut x = Array4::<f32>::zeros((1, 1, 4, 4));
+    x[[0, 0, 0, 0]] = f32::NAN;
+    let y = MaxPool2d::new(2, 2, 0).forward(&x).unwrap();
+    assert!(y[[0, 0, 0, 0]].is_nan());
+    assert_eq!(y.iter().filter(|v| v.is_nan()).count(), 1);
+    // Whatever comes after the NaN in a window (PyTorch: NaN where the 3×3 windows cover [1, 1],
+    // even those holding the 5 after it).
+    let mut x = Array4::<f32>::zeros((1, 1, 4, 4));
+    x[[0, 0, 1, 1]] = f32::NAN;
+    x[[0, 0, 1, 2]] = 5.0;
+    let y = MaxPool2d::new(3, 1, 1).forward(&x).unwrap();
+    let nan = y.mapv(|v| v.is_nan() as u8);
+    assert_eq!(nan, array![[[[1u8, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0], [0, 0, 0, 0]]]]);
+    assert_eq!(y[[0, 0, 0, 3]], 5.0);
+    // Padding larger than half the kernel is refused, as PyTorch refuses it.
+    assert!(MaxPool2d::new(2, 1, 2).forward(&x).is_err());
+}
