@@ -115,3 +115,42 @@ fn random_networks_fuse_exactly_in_both_variants() {
         assert!(err <= 1e-5, "{variant:?}: fused vs train {err:e}");
     }
 }
+
+/// The fixtures made by `scripts/yolov7_fixture.py` with the official code: YOLOv7 and
+/// YOLOv7-tiny whose BatchNorm statistics are calibrated on data, so that every layer matters
+/// to the outputs (swapping two sources of one concatenation changes them by about 100 %).
+/// Such a deep, well-conditioned network also carries f32 rounding to the outputs: the official
+/// code's own train and fused outputs differ by 4.2e-5 (YOLOv7) and 2.3e-5 (tiny) relative. The
+/// tolerance is ten times that difference.
+#[test]
+fn calibrated_networks_match_the_official_code_in_both_variants() {
+    for (dir, variant) in [
+        ("yolov7_calibrated_w125_nc2_96x128", Variant::Yolov7),
+        ("yolov7_tiny_calibrated_w125_nc2_96x128", Variant::Tiny),
+    ] {
+        let file = |name: &str| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir).join(name);
+        let x: Array4<f32> = read_npy(file("input.npy")).unwrap();
+        let (expect_train, expect_deploy): (Array3<f32>, Array3<f32>) =
+            (read_npy(file("expect_train.npy")).unwrap(), read_npy(file("expect_deploy.npy")).unwrap());
+        let official_gap = relative_error(&expect_train, &expect_deploy);
+        assert!(official_gap < 1e-4, "{dir}: the fixture itself is ill-conditioned ({official_gap:e})");
+        let tolerance = 10.0 * official_gap;
+        let check = |what: &str, ours: &Array3<f32>, theirs: &Array3<f32>| {
+            let err = relative_error(ours, theirs);
+            assert!(err <= tolerance, "{dir}, {what}: {err:e} > {tolerance:e}");
+        };
+
+        let Loaded::Train(model) = checkpoint::load(file("train.safetensors")).unwrap() else { panic!("{dir}: form") };
+        assert_eq!(model.config().variant, variant);
+        for (level, map) in model.forward_maps(&x).unwrap().iter().enumerate() {
+            let expected: Array5<f32> = read_npy(file(&format!("expect_train_p{}.npy", level + 3))).unwrap();
+            let err = relative_error(map, &expected);
+            assert!(err <= tolerance, "{dir}, P{}: {err:e} > {tolerance:e}", level + 3);
+        }
+        check("train z", &model.forward(&x).unwrap(), &expect_train);
+        check("fused z", &model.fuse().unwrap().forward(&x).unwrap(), &expect_deploy);
+        let official_fused = checkpoint::load(file("deploy.safetensors")).unwrap();
+        assert!(matches!(official_fused, Loaded::Deploy(_)));
+        check("official fused z", &official_fused.forward(&x).unwrap(), &expect_deploy);
+    }
+}

@@ -91,8 +91,8 @@ pub fn from_state(state: &StateDict) -> Result<Loaded> {
 /// * The variant from the head's index (`model.105.anchors`: YOLOv7; `model.77.anchors`: tiny).
 /// * The width from the widest layer's output channels (`model.50.conv.weight` in YOLOv7, whose
 ///   base width is 1024; `model.28` in tiny, 512): `width = channels / base`. That layer's
-///   kernel must hold values and be `[C, C, 1, 1]`, so every size built from it is bounded by
-///   the file's length.
+///   kernel must hold values and be `[C, C, 1, 1]` (`[C, 2C, 1, 1]` in tiny), so every size
+///   built from it is bounded by the file's length.
 /// * The classes from the head's first conv: `na · (classes + 5)` outputs.
 pub fn infer(state: &StateDict) -> Result<(Config, Form)> {
     let head = head_index(state)?;
@@ -106,13 +106,14 @@ pub fn infer(state: &StateDict) -> Result<(Config, Form)> {
         }
     };
     let shape = |key: &str| state.tensors.get(key).map(|t| t.shape().to_vec());
-    let (widest, base) = variant.layout().widest;
+    let (widest, base, base_in) = variant.layout().widest;
     let key = format!("model.{widest}.conv.weight");
     let channels = match shape(&key).as_deref() {
-        Some(&[c, c_in, 1, 1]) if c == c_in && c > 0 && c % 8 == 0 => c,
+        Some(&[c, c_in, 1, 1]) if c > 0 && c % 8 == 0 && c_in.checked_mul(base) == Some(c * base_in) => c,
         other => {
             return Err(Error::Checkpoint(format!(
-                "cannot infer the width: `{key}` has shape {other:?}; expected [C, C, 1, 1] with C a positive multiple of 8"
+                "cannot infer the width: `{key}` has shape {other:?}; expected [C, {}·C, 1, 1] with C a positive multiple of 8",
+                base_in / base
             )));
         }
     };

@@ -38,18 +38,18 @@ pub struct Layout {
     pub detect_from: [usize; 3],
     /// Whether every `Conv` uses LeakyReLU(0.1) instead of SiLU.
     pub leaky: bool,
-    /// The node whose base width is largest, and that width: its channels in a checkpoint give
-    /// the width multiplier.
-    pub widest: (usize, usize),
+    /// A 1×1 `Conv` of the largest base width: its node, base output and base input channels.
+    /// Its channels in a checkpoint give the width multiplier.
+    pub widest: (usize, usize, usize),
 }
 
 /// `cfg/training/yolov7.yaml`: ELAN backbone, SPPCSPC, PANet neck, RepConv before IDetect.
 pub const YOLOV7: Layout =
-    Layout { nodes: YOLOV7_NODES, detect_from: [102, 103, 104], leaky: false, widest: (50, 1024) };
+    Layout { nodes: YOLOV7_NODES, detect_from: [102, 103, 104], leaky: false, widest: (50, 1024, 1024) };
 
 /// `cfg/training/yolov7-tiny.yaml`: LeakyReLU(0.1), SP pools instead of SPPCSPC, no RepConv.
 pub const YOLOV7_TINY: Layout =
-    Layout { nodes: YOLOV7_TINY_NODES, detect_from: [74, 75, 76], leaky: true, widest: (28, 512) };
+    Layout { nodes: YOLOV7_TINY_NODES, detect_from: [74, 75, 76], leaky: true, widest: (28, 512, 1024) };
 
 #[rustfmt::skip]
 const YOLOV7_NODES: &[(&[isize], Module)] = &[
