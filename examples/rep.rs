@@ -8,6 +8,9 @@
 //! cargo run --release --example rep -- summary --family mobileone --groups 12 --weights m1.safetensors [--res 56]
 //! cargo run --release --example rep -- convert --family orepa --stride 2 orepa.safetensors orepa-deploy.safetensors
 //! cargo run --release --example rep -- infer --family acnet --stride 2 --weights acb.safetensors --input x.npy --output y.npy
+//! cargo run --release --example rep -- convert --family yolov7 yolov7.safetensors yolov7-deploy.safetensors
+//! cargo run --release --example rep -- infer --family yolov7 --weights yolov7.safetensors --input x.npy --output z.npy
+//! cargo run --release --example rep -- summary --family yolov7 --weights yolov7.safetensors [--res 640]
 //! ```
 //!
 //! Stride and groups are constructor arguments the weights do not record. Errors are one line on
@@ -24,6 +27,7 @@ use rep::zoo::dbb::Dbb;
 use rep::zoo::mobileone::MobileOneBlock;
 use rep::zoo::orepa::Orepa;
 use rep::zoo::repvgg::{self, Naming};
+use rep::zoo::{yolo, yolov7};
 use rep::{Costs, Hw, StateDict};
 use std::path::{Path, PathBuf};
 
@@ -50,6 +54,8 @@ enum Family {
     Acnet,
     Mobileone,
     Orepa,
+    /// YOLOv7 and YOLOv7-tiny networks (variant, width and classes read from the weights).
+    Yolov7,
 }
 
 /// The block and what its weights do not record.
@@ -150,12 +156,32 @@ macro_rules! for_family {
             Family::Mobileone => $action::<MobileOneBlock<usize, usize, usize, usize, usize, usize, usize>>($($arg),*),
             Family::Orepa => $action::<Orepa<usize, usize, usize, usize, usize, usize>>($($arg),*),
             Family::Repvgg => Err("for RepVGG networks use `convert --family repvgg` or the `repvgg` example".into()),
+            Family::Yolov7 => unreachable!("YOLOv7 commands are dispatched before blocks"),
         }
     };
 }
 
 fn run(cli: Cli) -> CliResult {
     match cli.command {
+        Command::Convert { block, input, output, .. } if matches!(block.family, Family::Yolov7) => {
+            let report = yolov7::checkpoint::convert(&input, &output)?;
+            say!(
+                "{} -> {} ({}, fused vs train-time {:.1e})",
+                input.display(),
+                output.display(),
+                describe(&report.config),
+                report.check.relative()
+            );
+            Ok(())
+        }
+        Command::Infer { block, files } if matches!(block.family, Family::Yolov7) => {
+            let (config, form) = yolov7::checkpoint::infer(&files.weights, &files.input, &files.output)?;
+            say!("{} -> {} ({}, {form:?} weights)", files.input.display(), files.output.display(), describe(&config));
+            Ok(())
+        }
+        Command::Summary { block, weights, res } if matches!(block.family, Family::Yolov7) => {
+            yolov7_summary(&weights, res as usize)
+        }
         Command::Convert { block, arch, to, input, output } => match block.family {
             Family::Repvgg => {
                 let naming = match to.as_str() {
@@ -182,6 +208,56 @@ fn run(cli: Cli) -> CliResult {
             for_family!(block.family, summary(&weights, res as usize, block.options()))
         }
     }
+}
+
+fn describe(config: &yolov7::Config) -> String {
+    let name = config.variant.name();
+    format!("{name}, width {}, {} classes", config.scaling.width, config.classes)
+}
+
+/// Per-node and total costs of a YOLOv7 checkpoint, train-time and fused, and the compound
+/// scaling table of its variant.
+fn yolov7_summary(weights: &Path, res: usize) -> CliResult {
+    let model = match yolov7::checkpoint::load(weights)? {
+        yolov7::checkpoint::Loaded::Train(model) => *model,
+        yolov7::checkpoint::Loaded::Deploy(_) => return Err("summary needs the train-time checkpoint".into()),
+    };
+    let fused = rep::Reparameterize::fuse(&model)?;
+    let input = Hw::square(res);
+    let layout = model.config().variant.layout();
+    say!("{} at {res}x{res}", describe(model.config()));
+    say!("{:>5}  {:<22} {:<16} {:>10} {:>15}  output", "node", "module", "from", "parameters", "multiply-adds");
+    let sizes = model.graph.node_macs(input)?;
+    for (i, (node, (macs, out))) in model.graph.nodes().iter().zip(&sizes).enumerate() {
+        let params = match node.op {
+            rep::graph::Op::Layer(k) => model.graph.layers()[k].parameter_count(),
+            _ => 0,
+        };
+        let (from, module) = layout.nodes[i];
+        say!(
+            "{i:>5}  {:<22} {:<16} {params:>10} {macs:>15}  {}x{out}",
+            format!("{module:?}"),
+            format!("{from:?}"),
+            node.channels
+        );
+    }
+    for (form, (params, macs)) in [
+        ("train-time", (model.parameter_count(), model.macs(input)?.0)),
+        ("fused", (fused.parameter_count(), fused.macs(input)?.0)),
+    ] {
+        say!("{form:>10}: {params} parameters, {macs} multiply-adds");
+    }
+    say!(
+        "compound scaling of {} (fused; every module of the layout appears once, so depth scales nothing):",
+        model.config().variant.name()
+    );
+    say!("{:>6} {:>6} {:>6} {:>12} {:>16}", "width", "depth", "res", "parameters", "multiply-adds");
+    for (width, res) in [(0.25, 320), (0.5, 416), (1.0, 640), (1.25, 640)] {
+        let config = yolov7::Config { scaling: yolo::Scaling { width, depth: 1.0 }, ..model.config().clone() };
+        let scaled = yolov7::Yolov7Fused::new(config)?;
+        say!("{width:>6} {:>6} {res:>6} {:>12} {:>16}", 1.0, scaled.parameter_count(), scaled.macs(Hw::square(res))?.0);
+    }
+    Ok(())
 }
 
 fn main() {

@@ -277,3 +277,54 @@ fn rep_command_converts_and_runs_every_block_family() {
     assert!(stderr(&wrong).contains("not an ACNet train-time checkpoint in the original naming"), "{}", stderr(&wrong));
     assert!(!scratch("never.safetensors").exists(), "nothing written on error");
 }
+
+/// `rep --family yolov7`: the official train checkpoint converts to the official fused keys, the
+/// converted file and the train file both run to the official fused output, `summary` lists
+/// every node, and a fused checkpoint is refused by `convert` with nothing written.
+#[test]
+fn rep_command_converts_runs_and_summarizes_yolov7() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yolov7_w125_nc2_64x64");
+    let rep = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        Command::new(example_binary("rep")).args(args.iter().map(|a| a.as_ref())).output().unwrap()
+    };
+    let deploy = scratch("yolov7-deploy.safetensors");
+    let output = rep(&[&"convert", &"--family", &"yolov7", &dir.join("train.safetensors"), &deploy]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (ours, official) =
+        (rep::StateDict::load(&deploy).unwrap(), rep::StateDict::load(dir.join("deploy.safetensors")).unwrap());
+    assert_eq!(ours.tensors.keys().collect::<Vec<_>>(), official.tensors.keys().collect::<Vec<_>>());
+
+    let expected: ndarray::ArrayD<f32> = ndarray_npy::read_npy(dir.join("expect_deploy.npy")).unwrap();
+    for weights in [deploy.clone(), dir.join("train.safetensors")] {
+        let z = scratch("yolov7-z.npy");
+        let output = rep(&[
+            &"infer",
+            &"--family",
+            &"yolov7",
+            &"--weights",
+            &weights,
+            &"--input",
+            &dir.join("input.npy"),
+            &"--output",
+            &z,
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let ours: ndarray::ArrayD<f32> = ndarray_npy::read_npy(&z).unwrap();
+        let check = rep::compare::difference(&ours, &expected).unwrap();
+        assert!(check.within(1e-5), "{}: {:e}", weights.display(), check.relative());
+    }
+
+    let output =
+        rep(&[&"summary", &"--family", &"yolov7", &"--weights", &dir.join("train.safetensors"), &"--res", &"64"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("  104  RepConv(1024, 1)"), "{text}");
+    assert!(text.contains("train-time: 591654 parameters"), "{text}");
+    assert!(text.contains("compound scaling"), "{text}");
+
+    let never = scratch("yolov7-never.safetensors");
+    let refused = rep(&[&"convert", &"--family", &"yolov7", &dir.join("deploy.safetensors"), &never]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("is already a fused checkpoint"), "{}", stderr(&refused));
+    assert!(!never.exists());
+}

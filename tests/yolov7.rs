@@ -32,7 +32,7 @@ fn train_model() -> Yolov7 {
 fn the_configuration_is_inferred_from_the_checkpoints() {
     for (file, form) in [("train.safetensors", Form::Train), ("deploy.safetensors", Form::Deploy)] {
         let state = StateDict::load(fixture(file)).unwrap();
-        let (config, found) = checkpoint::infer(&state).unwrap();
+        let (config, found) = checkpoint::configuration(&state).unwrap();
         assert_eq!(found, form, "{file}");
         assert_eq!(config.variant, Variant::Yolov7);
         assert_eq!(config.scaling.width, 0.125);

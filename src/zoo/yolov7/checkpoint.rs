@@ -70,7 +70,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<Loaded> {
 
 /// Builds the network a state dict describes and loads it.
 pub fn from_state(state: &StateDict) -> Result<Loaded> {
-    let (config, form) = infer(state)?;
+    let (config, form) = configuration(state)?;
     Ok(match form {
         Form::Train => {
             let mut model =
@@ -94,7 +94,7 @@ pub fn from_state(state: &StateDict) -> Result<Loaded> {
 ///   kernel must hold values and be `[C, C, 1, 1]` (`[C, 2C, 1, 1]` in tiny), so every size
 ///   built from it is bounded by the file's length.
 /// * The classes from the head's first conv: `na · (classes + 5)` outputs.
-pub fn infer(state: &StateDict) -> Result<(Config, Form)> {
+pub fn configuration(state: &StateDict) -> Result<(Config, Form)> {
     let head = head_index(state)?;
     let variant = match head {
         105 => Variant::Yolov7,
@@ -160,4 +160,56 @@ fn head_index(state: &StateDict) -> Result<usize> {
             heads.len()
         ))),
     }
+}
+
+/// The largest relative difference between the fused and the train-time network that
+/// [`convert`] accepts. A deep network carries f32 rounding to its outputs (the official code's
+/// own fused YOLOv7 differs from its train-time form by about 4e-5 relative on a network whose
+/// BatchNorm statistics come from data), so the bound is 1e-4 rather than the 1e-5 that holds
+/// per block.
+pub const CONVERT_TOLERANCE: f32 = 1e-4;
+
+/// What [`convert`] did.
+#[derive(Clone, Debug)]
+pub struct Conversion {
+    /// The configuration converted.
+    pub config: Config,
+    /// Fused against train-time detections on a random 1×3×64×64 input.
+    pub check: crate::compare::Difference,
+}
+
+/// Fuses the train-time checkpoint `input` and writes its fused form under the official names
+/// (those the official `Model.fuse()` leaves) to `output`, after checking the fused network
+/// against the train-time one. Nothing is written when anything fails; an existing `output` is
+/// replaced only by a complete file, and never when it is `input`.
+pub fn convert(input: &Path, output: &Path) -> Result<Conversion> {
+    crate::io::ensure_distinct(output, &[input])?;
+    let Loaded::Train(model) = load(input)? else {
+        return Err(Error::Checkpoint(format!("{} is already a fused checkpoint", input.display())));
+    };
+    let fused = model.fuse()?;
+    let mut rng = <crate::rand::rngs::StdRng as crate::rand::SeedableRng>::seed_from_u64(0);
+    let x = Array4::from_shape_simple_fn((1, 3, 64, 64), || crate::rand::Rng::random_range(&mut rng, 0.0f32..1.0));
+    let check = crate::compare::difference(&fused.forward(&x)?, &model.forward(&x)?)?;
+    if !check.within(CONVERT_TOLERANCE) {
+        return Err(Error::Checkpoint(format!(
+            "the fused network differs from the train-time network by {:.3e} (relative); nothing written",
+            check.relative()
+        )));
+    }
+    StateDict::from_parameters(&fused).save(output)?;
+    Ok(Conversion { config: model.config().clone(), check })
+}
+
+/// Runs the checkpoint `weights` (either form) on the NCHW `f32` `.npy` file `input` and writes
+/// the detections `z` `[B, Σ 3·H·W, 5 + classes]` to `output`; returns the configuration and form.
+pub fn infer(weights: &Path, input: &Path, output: &Path) -> Result<(Config, Form)> {
+    crate::io::ensure_distinct(output, &[input, weights])?;
+    let loaded = load(weights)?;
+    let form = if matches!(loaded, Loaded::Train(_)) { Form::Train } else { Form::Deploy };
+    let config = loaded.config().clone();
+    let x: Array4<f32> = crate::io::read_npy(input)?;
+    let z = loaded.into_deploy()?.forward(&x)?;
+    crate::io::write_npy(output, &z)?;
+    Ok((config, form))
 }
