@@ -22,12 +22,9 @@ use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// `println!` that returns the error instead of panicking when stdout is closed (piped to `head`).
-macro_rules! say {
-    ($($arg:tt)*) => {
-        std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{}\n", format_args!($($arg)*)))?
-    };
-}
+#[macro_use]
+#[path = "support/say.rs"]
+mod say;
 
 /// RepVGG blocks 1→16, 16→32 (stride 2), 32→32, 32→64 (stride 2), 64→64, then global average
 /// pooling and a linear classifier.

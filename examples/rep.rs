@@ -31,12 +31,9 @@ use rep::zoo::{yolo, yolov7};
 use rep::{Costs, Hw, StateDict};
 use std::path::{Path, PathBuf};
 
-/// `println!` that returns the error instead of panicking when stdout is closed (piped to `head`).
-macro_rules! say {
-    ($($arg:tt)*) => {
-        std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{}\n", format_args!($($arg)*)))?
-    };
-}
+#[macro_use]
+#[path = "support/say.rs"]
+mod say;
 
 type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 

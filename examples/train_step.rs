@@ -18,12 +18,9 @@ use rep::train::{Gradients, Network, Optimizer, Sgd, cross_entropy};
 use rep::zoo::repvgg::{Arch, RepVgg};
 use std::time::Instant;
 
-/// `println!` that returns the error instead of panicking when stdout is closed (piped to `head`).
-macro_rules! say {
-    ($($arg:tt)*) => {
-        std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{}\n", format_args!($($arg)*)))?
-    };
-}
+#[macro_use]
+#[path = "support/say.rs"]
+mod say;
 
 #[derive(Parser)]
 #[command(about = "Time RepVGG training steps")]

@@ -328,3 +328,46 @@ fn rep_command_converts_runs_and_summarizes_yolov7() {
     assert!(stderr(&refused).contains("is already a fused checkpoint"), "{}", stderr(&refused));
     assert!(!never.exists());
 }
+
+/// `detect` letterboxes an image, runs a YOLOv7 checkpoint, suppresses and draws: with a high
+/// threshold nothing is kept and the written image equals the input; with a low one the
+/// official maximum of 300 boxes is kept, listed most confident first, and drawn.
+#[test]
+fn detect_draws_what_it_keeps() {
+    let weights = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/yolov7_calibrated_w125_nc2_96x128/train.safetensors");
+    let input = scratch("detect-in.png");
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(11);
+    let pixels: Vec<u8> = (0..90 * 120 * 3).map(|_| rand::Rng::random(&mut rng)).collect();
+    let original = image::RgbImage::from_raw(120, 90, pixels).unwrap();
+    original.save(&input).unwrap();
+    let detect = |conf: &str, out: &Path| {
+        let args: [&dyn AsRef<std::ffi::OsStr>; 10] =
+            [&"--weights", &weights, &"--image", &input, &"--out", &out, &"--size", &"128", &"--conf", &conf];
+        Command::new(example_binary("detect")).args(args.iter().map(|a| a.as_ref())).output().unwrap()
+    };
+
+    let out = scratch("detect-none.png");
+    let output = detect("0.9", &out);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.starts_with("0 detections (128x96 input)"), "{text}");
+    assert_eq!(image::open(&out).unwrap().to_rgb8(), original);
+
+    let out = scratch("detect-all.png");
+    let output = detect("0.0001", &out);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.starts_with("300 detections"), "{text}");
+    let confidences: Vec<f32> =
+        text.lines().filter_map(|l| l.strip_prefix("class ")?.split(' ').nth(1)?.parse().ok()).collect();
+    assert_eq!(confidences.len(), 300);
+    assert!(confidences.windows(2).all(|w| w[0] >= w[1]), "most confident first");
+    let drawn = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(drawn.dimensions(), original.dimensions());
+    assert_ne!(drawn, original);
+
+    let refused = detect("0.5", &input);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("refusing to write"), "{}", stderr(&refused));
+}

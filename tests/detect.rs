@@ -47,3 +47,30 @@ fn suppression_keeps_the_official_boxes_in_the_official_order() {
     let few = non_max_suppression(prediction.view(), &NmsOptions { max_detections: 5, ..Default::default() }).unwrap();
     assert_eq!(few[1], kept[1].slice(ndarray::s![..5, ..]));
 }
+
+/// The official `letterbox(img, 640, stride=32)` on images of these sizes gives these input
+/// sizes, scaled sizes and top/left padding (measured with the official code).
+#[test]
+fn letterbox_geometry_matches_the_official_code() {
+    use rep::zoo::detect::Letterbox;
+    for ((h, w), input, resized, top_left) in [
+        ((333, 500), (448, 640), (426, 640), (11, 0)),
+        ((500, 375), (640, 480), (640, 480), (0, 0)),
+        ((480, 640), (480, 640), (480, 640), (0, 0)),
+        ((17, 1000), (32, 640), (11, 640), (10, 0)),
+        ((1080, 1920), (384, 640), (360, 640), (12, 0)),
+        ((641, 639), (640, 640), (640, 638), (0, 1)),
+    ] {
+        let letterbox = Letterbox::new(h, w, 640, 32).unwrap();
+        assert_eq!((letterbox.input, letterbox.resized, letterbox.top_left), (input, resized, top_left), "{h}x{w}");
+    }
+    // Boxes map back to the image as the official `scale_coords` maps them (its output here):
+    // the padding removed, the scale divided out, clipped.
+    let letterbox = Letterbox::new(333, 500, 640, 32).unwrap();
+    let mut boxes = ndarray::array![[0.0f32, 11.0, 640.0, 437.0, 0.9, 1.0], [-5.0, 100.0, 64.0, 500.0, 0.5, 0.0]];
+    letterbox.to_image(&mut boxes, 333, 500);
+    let expected =
+        ndarray::array![[0.0f32, 0.09374991, 500.0, 332.90625, 0.9, 1.0], [0.0, 69.625, 50.0, 333.0, 0.5, 0.0]];
+    assert!(relative_error(&boxes, &expected) <= 1e-6, "{boxes}");
+    assert!(Letterbox::new(0, 5, 640, 32).is_err());
+}

@@ -188,3 +188,61 @@ fn suppress(image: crate::ndarray::ArrayView2<'_, f32>, options: &NmsOptions) ->
     kept.truncate(options.max_detections);
     Array2::from_shape_fn((kept.len(), 6), |(r, c)| candidates[kept[r]][c])
 }
+
+/// The official `letterbox` geometry (`utils/datasets.py`, as `detect.py` calls it): an image of
+/// `height × width` is scaled by `r = min(size / height, size / width)` to
+/// `round(width·r) × round(height·r)`, then padded with grey (114) to the next multiple of
+/// `stride` on each axis, the padding split evenly between the two sides.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Letterbox {
+    /// The scale factor `r`.
+    pub scale: f64,
+    /// The scaled image's size, before padding: `(height, width)`.
+    pub resized: (usize, usize),
+    /// Rows of padding above and columns on the left.
+    pub top_left: (usize, usize),
+    /// The network input's size: `(height, width)`, multiples of the stride.
+    pub input: (usize, usize),
+}
+
+/// The grey the official `letterbox` pads with, as a fraction of 255.
+pub const LETTERBOX_GREY: f32 = 114.0 / 255.0;
+
+impl Letterbox {
+    /// The geometry for an image of `height × width` at network size `size` and `stride` (32).
+    pub fn new(height: usize, width: usize, size: usize, stride: usize) -> Result<Letterbox> {
+        if height == 0 || width == 0 || size == 0 || stride == 0 || size > 1 << 15 {
+            return Err(Error::Geometry(format!(
+                "letterbox: image {height}x{width}, size {size} and stride {stride} must be positive (size at most 32768)"
+            )));
+        }
+        let scale = (size as f64 / height as f64).min(size as f64 / width as f64);
+        let resized =
+            (((height as f64 * scale).round() as usize).max(1), ((width as f64 * scale).round() as usize).max(1));
+        let pad = |resized: usize| (size.saturating_sub(resized)) % stride;
+        let (pad_h, pad_w) = (pad(resized.0) as f64 / 2.0, pad(resized.1) as f64 / 2.0);
+        // The official split: round(d − 0.1) before, round(d + 0.1) after.
+        let split = |d: f64| ((d - 0.1).round() as usize, (d + 0.1).round() as usize);
+        let ((top, bottom), (left, right)) = (split(pad_h), split(pad_w));
+        Ok(Letterbox {
+            scale,
+            resized,
+            top_left: (top, left),
+            input: (resized.0 + top + bottom, resized.1 + left + right),
+        })
+    }
+
+    /// Detections `[K, 6]` (x1, y1, x2, y2 in network-input pixels, …) mapped back to the
+    /// original image and clipped to it, as the official `scale_coords`: the padding is
+    /// subtracted and the scale divided out. The other columns are left as they are.
+    pub fn to_image(&self, detections: &mut Array2<f32>, height: usize, width: usize) {
+        let gain = self.scale as f32;
+        let pad_x = (self.input.1 as f32 - width as f32 * gain) / 2.0;
+        let pad_y = (self.input.0 as f32 - height as f32 * gain) / 2.0;
+        for mut row in detections.rows_mut() {
+            for (i, limit, pad) in [(0, width, pad_x), (1, height, pad_y), (2, width, pad_x), (3, height, pad_y)] {
+                row[i] = ((row[i] - pad) / gain).clamp(0.0, limit as f32);
+            }
+        }
+    }
+}
