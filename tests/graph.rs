@@ -6,7 +6,9 @@ mod common;
 use common::{random_tensor, relative_error, rng};
 use ndarray::{Array4, array};
 use rep::graph::{Graph, GraphBuilder, GraphLayer, INPUT};
-use rep::layers::{Conv2d, Layer, MaxPool2d, concat_channels, upsample_nearest};
+use rep::kernels::Tile;
+use rep::layers::{Activation, Conv2d, Layer, MaxPool2d, concat_channels, upsample_nearest};
+use rep::plan::{GraphPlan, KernelChoice};
 use rep::zoo::yolov7::{RepConv3, Yolov7Layer};
 use rep::{ConvGeometry, Costs, Error, Hw, Reparameterize};
 
@@ -181,4 +183,54 @@ fn max_pooling_matches_pytorch_including_padding_and_nan() {
     assert_eq!(y[[0, 0, 0, 3]], 5.0);
     // Padding larger than half the kernel is refused, as PyTorch refuses it.
     assert!(MaxPool2d::new(2, 1, 2).forward(&x).is_err());
+}
+
+#[test]
+fn a_graph_plan_computes_the_graph() {
+    // A fused graph of every node kind, planned with every kernel choice.
+    let mut g = GraphBuilder::new(4);
+    g.layer("rep", -1, rep_conv(4, 4)).unwrap(); // 0: with its identity, on a chain
+    g.layer("a", -1, yolo_conv(4, 40)).unwrap(); // 1
+    g.layer("rep2", -1, rep_conv(40, 48)).unwrap(); // 2
+    g.max_pool("pool", -1, MaxPool2d::new(3, 2, 1)).unwrap(); // 3
+    g.upsample("up", -1, 2).unwrap(); // 4
+    g.add("sum", &[-1, 2]).unwrap(); // 5
+    g.layer("b", 1, yolo_conv(40, 40)).unwrap(); // 6
+    g.concat("cat", &[-1, 5, 1]).unwrap(); // 7
+    let mut graph: Graph<Yolov7Layer> = g.build(&[7, 6]).unwrap();
+    rep::layers::randomize_vectors(&mut graph, &mut rng(12));
+    let fused = graph.fuse().unwrap();
+    let x = random_tensor((2, 4, 12, 10), &mut rng(13));
+    let expected = fused.forward_all(&x).unwrap();
+    for choice in [KernelChoice::Auto, KernelChoice::Direct, KernelChoice::Winograd(Tile::F2)] {
+        let plan = GraphPlan::for_graph(&fused, [2, 4, 12, 10], choice).unwrap();
+        let mut state = plan.state().unwrap();
+        plan.run(&mut state, x.view()).unwrap();
+        assert_eq!(plan.outputs(), 2);
+        for (i, expected) in expected.iter().enumerate() {
+            let ours = plan.output(&state, i).unwrap().into_dimensionality().unwrap().to_owned();
+            assert!(relative_error(&ours, expected) <= 1e-5, "{choice:?}, output {i}");
+        }
+        assert!(plan.output(&state, 2).is_err());
+    }
+
+    // In-place steps (an activation after a conv that has one) on a value that is read again
+    // later (copied first) and on one that is not (overwritten where it lies).
+    let (c1, c2) = (conv(3, 5, 14), conv(5, 5, 15));
+    let plan = GraphPlan::new([1, 3, 6, 7], KernelChoice::Auto, |p| {
+        let a = p.layer(p.input(), &(c1.clone(), (Activation::Relu, Activation::Sigmoid)), "a")?;
+        let b = p.layer(a, &Activation::Silu, "b")?; // in place on `a`, which `sum` reads later
+        let c = p.layer(b, &(c2.clone(), (Activation::Silu, Activation::Sigmoid)), "c")?;
+        Ok(vec![p.add(&[a, c], "sum")?])
+    })
+    .unwrap();
+    let mut state = plan.state().unwrap();
+    let x = random_tensor((1, 3, 6, 7), &mut rng(16));
+    plan.run(&mut state, x.view()).unwrap();
+    let sigmoid = |y: Array4<f32>| y.mapv(|v| Activation::Sigmoid.apply(v));
+    let a = sigmoid(c1.forward(&x).unwrap().mapv(|v| Activation::Relu.apply(v)));
+    let b = a.mapv(|v| Activation::Silu.apply(v));
+    let c = sigmoid(c2.forward(&b).unwrap().mapv(|v| Activation::Silu.apply(v)));
+    let ours = plan.output(&state, 0).unwrap().into_dimensionality().unwrap().to_owned();
+    assert!(relative_error(&ours, &(&a + &c)) <= 1e-6);
 }

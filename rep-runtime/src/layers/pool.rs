@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::geometry::{ConvGeometry, Hw};
 use crate::kernels::{self, ConvOperands};
 use ndarray::{Array1, Array2, Array4, Axis};
+use rayon::prelude::*;
 
 /// Average pooling over `kernel` windows, as PyTorch's `nn.AvgPool2d`.
 ///
@@ -149,33 +150,51 @@ impl MaxPool2d {
     }
 }
 
+impl MaxPool2d {
+    /// Pools the row-major `[N, C, H, W]` values `x` of `shape` into `y` (sized for the output),
+    /// plane by plane in parallel.
+    pub(crate) fn pool_into(&self, x: &[f32], shape: [usize; 4], y: &mut [f32]) -> Result<()> {
+        let [_, _, h, w] = shape;
+        if h == 0 || w == 0 {
+            return Err(Error::geometry(format!("max pool input {h}x{w} has no values")));
+        }
+        let out = self.output_size(Hw::new(h, w))?;
+        let (kernel, stride, padding) = (self.kernel, self.stride, self.padding);
+        // The input rows (or columns) of output row `o`'s window, clipped to the input.
+        let window = |o: usize, stride: usize, pad: usize, k: usize, size: usize| {
+            (o * stride).saturating_sub(pad)..(o * stride + k).saturating_sub(pad).min(size)
+        };
+        let planes = x.par_chunks(h * w).zip(y.par_chunks_mut(out.h * out.w));
+        planes.for_each(|(plane, pooled)| {
+            for (i, row) in pooled.chunks_mut(out.w).enumerate() {
+                for (j, value) in row.iter_mut().enumerate() {
+                    let mut best = f32::NEG_INFINITY;
+                    'window: for r in window(i, stride.h, padding.h, kernel.h, h) {
+                        for &v in &plane[r * w..][window(j, stride.w, padding.w, kernel.w, w)] {
+                            if v.is_nan() {
+                                best = v;
+                                break 'window;
+                            }
+                            best = best.max(v);
+                        }
+                    }
+                    *value = best;
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
 impl Layer for MaxPool2d {
     fn forward(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
         let (n, c, h, w) = x.dim();
         let out = self.output_size(Hw::new(h, w))?;
-        let (kernel, stride, padding) = (self.kernel, self.stride, self.padding);
-        // Window rows/columns of output position `o`, clipped to the input.
-        let window = |o: usize, stride: usize, pad: usize, k: usize, size: usize| {
-            let start = (o * stride).saturating_sub(pad);
-            let end = (o * stride + k).saturating_sub(pad).min(size);
-            start..end
-        };
-        Ok(Array4::from_shape_fn((n, c, out.h, out.w), |(b, ch, i, j)| {
-            let plane = x.slice(ndarray::s![b, ch, .., ..]);
-            let mut best = f32::NEG_INFINITY;
-            for r in window(i, stride.h, padding.h, kernel.h, h) {
-                for col in window(j, stride.w, padding.w, kernel.w, w) {
-                    let v = plane[[r, col]];
-                    if v > best || v.is_nan() {
-                        best = v;
-                        if v.is_nan() {
-                            return v;
-                        }
-                    }
-                }
-            }
-            best
-        }))
+        let x = x.as_standard_layout();
+        let mut y = Array4::zeros((n, c, out.h, out.w));
+        let y_values = y.as_slice_mut().expect("fresh arrays are row-major");
+        self.pool_into(x.as_slice().expect("standard layout"), [n, c, h, w], y_values)?;
+        Ok(y)
     }
 }
 

@@ -33,9 +33,11 @@
 //! # }
 //! ```
 
+mod graph;
 mod run;
 mod steps;
 
+pub use graph::{CompileNode, GraphPlan, GraphPlanBuilder, GraphPlanState, Value};
 pub use run::{Plan, PlanState, StepTime};
 pub use steps::{ConvKernel, Step};
 

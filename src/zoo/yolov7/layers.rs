@@ -4,6 +4,7 @@
 use crate::graph::{Graph, GraphBuilder, GraphLayer, INPUT};
 use crate::layers::{BatchNorm2d, Layer, MaxPool2d, Parameters};
 use crate::ndarray::{Array4, ArrayViewD, ArrayViewMutD};
+use crate::plan::{CompileNode, GraphPlanBuilder, Value};
 use crate::zoo::yolo::{ConvBnSilu, ConvBnSiluFused, RepConv, RepConvFused};
 use crate::{Costs, Hw, Reparameterize, Result};
 
@@ -141,6 +142,17 @@ impl GraphLayer for Yolov7LayerFused {
             Yolov7LayerFused::ConvLeaky(l) => l.conv.geometry().out_channels,
             Yolov7LayerFused::RepConv(l) => l.conv.geometry().out_channels,
             Yolov7LayerFused::Sppcspc(g) => g.out_channels(),
+        }
+    }
+}
+
+impl CompileNode for Yolov7LayerFused {
+    fn compile_node(&self, plan: &mut GraphPlanBuilder, input: Value, name: &str) -> Result<Value> {
+        match self {
+            Yolov7LayerFused::Conv(l) => plan.layer(input, l, name),
+            Yolov7LayerFused::ConvLeaky(l) => plan.layer(input, l, name),
+            Yolov7LayerFused::RepConv(l) => plan.layer(input, l, name),
+            Yolov7LayerFused::Sppcspc(g) => g.compile_node(plan, input, name),
         }
     }
 }

@@ -45,7 +45,8 @@ pub use layout::{Layout, Module, YOLOV7, YOLOV7_TINY};
 
 use crate::graph::{Graph, GraphLayer};
 use crate::layers::{BatchNorm2d, Parameters, join};
-use crate::ndarray::{Array3, Array4, Array5, ArrayViewD, ArrayViewMutD};
+use crate::ndarray::{Array3, Array4, Array5, ArrayView4, ArrayViewD, ArrayViewMutD};
+use crate::plan::{GraphPlan, GraphPlanState, KernelChoice};
 use crate::zoo::detect::{Anchors, decode};
 use crate::zoo::yolo::Scaling;
 use crate::{Costs, Error, Hw, Reparameterize, Result};
@@ -188,6 +189,46 @@ impl Yolov7Fused {
         let graph = config.variant.layout().build(&config.scaling, &mut Skeleton)?;
         let head = IDetectFused::new(&head_channels(&graph), config.classes, &config.anchors)?;
         Ok(Yolo { config, graph, head })
+    }
+}
+
+impl Yolov7Fused {
+    /// Plans the fused network for inputs of shape `[N, 3, H, W]`: every layer's kernel chosen
+    /// and its weights packed or transformed once, the head's convolutions included, buffers
+    /// assigned by liveness ([`GraphPlan`]). Run it with [`Yolov7Fused::forward_planned`].
+    pub fn plan(&self, input: [usize; 4], choice: KernelChoice) -> Result<GraphPlan> {
+        let head = self.head_name();
+        GraphPlan::new(input, choice, |plan| {
+            let features = self.graph.compile_values(plan, plan.input(), "model")?;
+            let levels = features.iter().zip(&self.head.levels).enumerate();
+            levels.map(|(i, (&feature, level))| plan.layer(feature, level, &format!("{head}.m.{i}"))).collect()
+        })
+    }
+
+    /// Detections `z` `[B, Σ na·H·W, 5 + classes]` of `x` through `plan` (made by
+    /// [`Yolov7Fused::plan`]) in `state`: the network runs without allocating; decoding reads
+    /// the head's outputs in place.
+    pub fn forward_planned(
+        &self,
+        plan: &GraphPlan,
+        state: &mut GraphPlanState,
+        x: ArrayView4<'_, f32>,
+    ) -> Result<Array3<f32>> {
+        plan.run(state, x)?;
+        let per_level = self.head.anchors.per_level();
+        let maps = (0..plan.outputs())
+            .map(|i| {
+                let y = plan.output(state, i)?;
+                let &[b, c, h, w] = y.shape() else { unreachable!("plans hold 4-D values") };
+                let y = y.into_shape_with_order((b, per_level, c / per_level, h, w)).map_err(|_| Error::Shape {
+                    what: "planned detection head output".into(),
+                    expected: vec![b, per_level * (c / per_level).max(1), h, w],
+                    found: vec![b, c, h, w],
+                })?;
+                Ok(y.permuted_axes([0, 1, 3, 4, 2]))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        decode(&maps, &self.head.anchors.to_anchors())
     }
 }
 

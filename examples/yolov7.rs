@@ -1,0 +1,289 @@
+//! `yolov7 bench`: a YOLOv7 (or YOLOv7-tiny) of random weights at a width and resolution,
+//! timed train-time, fused layer by layer, and fused and planned; with the heap allocations of
+//! one planned forward and the planned-vs-unplanned difference.
+//!
+//! ```text
+//! cargo run --release --example yolov7 -- bench [--variant yolov7] [--width 1.0] [--res 640] \
+//!     [--threads 1] [--iters 10] [--json] [--export DIR]
+//! ```
+//!
+//! `--export DIR` writes what the ONNX Runtime peer benchmark (`scripts/ort_yolov7.py`) needs to
+//! run the same network: the fused weights under the official names (`deploy.safetensors`), the
+//! planned graph (`graph.json`: every convolution with its weights' key, geometry and
+//! activation, every concatenation, pool and upsampling, in plan order), the input and the
+//! planned head outputs (`input.npy`, `head_{0,1,2}.npy`).
+
+#[path = "support/counting.rs"]
+mod counting;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rep::graph::{Graph, Op, Source};
+use rep::layers::{Activation, Conv2d, join};
+use rep::ndarray::Array4;
+use rep::plan::KernelChoice;
+use rep::rand::{Rng, SeedableRng, rngs::StdRng};
+use rep::zoo::yolov7::{Config, Variant, Yolov7, Yolov7Fused, Yolov7LayerFused};
+use rep::{Costs, Hw, Reparameterize};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+type CliResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+#[derive(Parser)]
+#[command(name = "yolov7", about = "YOLOv7: planned inference benchmark")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum VariantArg {
+    Yolov7,
+    Tiny,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Time train-time, fused and planned forwards of a random network.
+    Bench {
+        #[arg(long, value_enum, default_value = "yolov7")]
+        variant: VariantArg,
+        /// Width multiplier.
+        #[arg(long, default_value_t = 1.0)]
+        width: f64,
+        /// Square input resolution (a multiple of 32).
+        #[arg(long, default_value_t = 640, value_parser = clap::value_parser!(u32).range(32..=4096))]
+        res: u32,
+        /// Threads (rayon's default when omitted).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: Option<u16>,
+        /// Timed runs of each form (the median is reported).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+        iters: u16,
+        /// One line of JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also write the network for the ONNX Runtime benchmark into this directory.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// Also print the time of each kind of step (kernel), summed over the plan.
+        #[arg(long)]
+        kernels: bool,
+    },
+}
+
+fn median_ms(runs: usize, mut f: impl FnMut() -> rep::Result<()>) -> rep::Result<f64> {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        f()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+struct Bench {
+    variant: Variant,
+    width: f64,
+    res: usize,
+    iters: usize,
+    json: bool,
+    export: Option<PathBuf>,
+    kernels: bool,
+}
+
+fn bench(options: &Bench) -> CliResult<String> {
+    let mut rng = StdRng::seed_from_u64(0);
+    let res = options.res;
+    eprintln!("building {} at width {}", options.variant.name(), options.width);
+    let mut model = Yolov7::new(Config::new(options.variant, options.width, 80)?, &mut rng)?;
+    rep::layers::randomize_vectors(&mut model, &mut rng);
+    let fused = model.fuse()?;
+    let x = Array4::from_shape_simple_fn((1, 3, res, res), || rng.random_range(0.0f32..1.0));
+    let plan = fused.plan([1, 3, res, res], KernelChoice::Auto)?;
+    let mut state = plan.state()?;
+    let iters = options.iters;
+    let planned_ms = median_ms(iters, || fused.forward_planned(&plan, &mut state, x.view()).map(drop))?;
+    let (run, heap) = counting::during(|| plan.run(&mut state, x.view()));
+    run?;
+    let planned = fused.forward_planned(&plan, &mut state, x.view())?;
+    let plan_error = rep::compare::difference(&planned, &fused.forward(&x)?)?.relative();
+    let fused_ms = median_ms(iters, || fused.forward(&x).map(drop))?;
+    let train_ms = median_ms(iters.min(3), || model.forward(&x).map(drop))?;
+    let profile = if options.kernels { plan.profile(&mut state, x.view(), iters)? } else { Vec::new() };
+    if let Some(dir) = &options.export {
+        export(&fused, &plan, &mut state, &x, dir)?;
+    }
+    let (macs, threads) = (fused.macs(Hw::square(res))?.0, rayon::current_num_threads());
+    let name = options.variant.name();
+    let mut out = String::new();
+    if options.json {
+        writeln!(
+            out,
+            "{{\"variant\":\"{name}\",\"width\":{},\"res\":{res},\"threads\":{threads},\"fused_ms\":{planned_ms:.3},\"fused_layers_ms\":{fused_ms:.3},\"train_ms\":{train_ms:.3},\"speedup\":{:.3},\"allocations\":{},\"plan_relative_error\":{plan_error:.2e},\"state_bytes\":{},\"gmacs\":{:.2}}}",
+            options.width,
+            train_ms / planned_ms,
+            heap.allocations,
+            plan.state_bytes(),
+            macs as f64 / 1e9
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{name} width {} at {res}x{res}, batch 1, {threads} thread(s), median of {iters}",
+            options.width
+        )?;
+        writeln!(out, "  {:.2} G multiply-adds fused, {} parameters", macs as f64 / 1e9, fused.parameter_count())?;
+        for (form, ms) in
+            [("fused, planned", planned_ms), ("fused, layer by layer", fused_ms), ("train-time", train_ms)]
+        {
+            writeln!(out, "  {form:<24} {ms:>10.2} ms")?;
+        }
+        writeln!(out, "  speedup of the planned fused form over train-time: {:.2}x", train_ms / planned_ms)?;
+        writeln!(out, "  heap allocations in one planned forward: {}", heap.allocations)?;
+        writeln!(out, "  planned vs layer-by-layer detections: relative difference {plan_error:.2e}")?;
+        writeln!(
+            out,
+            "  plan state: {:.1} MB (buffers by liveness {:.1} MB; every value in its own buffer would take {:.1} MB)",
+            plan.state_bytes() as f64 / 1e6,
+            plan.buffer_bytes() as f64 / 1e6,
+            plan.value_bytes() as f64 / 1e6
+        )?;
+    }
+    let mut kinds: Vec<(&str, f64, u64)> = Vec::new();
+    for step in &profile {
+        match kinds.iter_mut().find(|(kind, ..)| *kind == step.kernel) {
+            Some((_, ms, macs)) => (*ms, *macs) = (*ms + step.time.as_secs_f64() * 1e3, *macs + step.macs),
+            None => kinds.push((step.kernel, step.time.as_secs_f64() * 1e3, step.macs)),
+        }
+    }
+    for (kind, ms, macs) in kinds {
+        writeln!(out, "  {kind:<12} {ms:>10.2} ms {:>8.1} GFLOPS", 2.0 * macs as f64 / (ms * 1e6))?;
+    }
+    Ok(out)
+}
+
+/// Writes the fused weights, the planned graph as JSON, the input and the planned head outputs.
+fn export(
+    fused: &Yolov7Fused,
+    plan: &rep::plan::GraphPlan,
+    state: &mut rep::plan::GraphPlanState,
+    x: &Array4<f32>,
+    dir: &Path,
+) -> CliResult {
+    std::fs::create_dir_all(dir)?;
+    rep::StateDict::from_parameters(fused).save(dir.join("deploy.safetensors"))?;
+    let mut nodes = Vec::new();
+    let features = graph_json(&fused.graph, "input".into(), "model", &mut nodes);
+    let head = fused.head_name();
+    let mut outputs = Vec::new();
+    for (i, (feature, level)) in features.iter().zip(&fused.head.levels).enumerate() {
+        let name = format!("{head}.m.{i}");
+        nodes.push(conv_json(&level.conv, feature, &name, &name, Activation::Identity));
+        outputs.push(format!("\"{name}\""));
+    }
+    let json = format!("{{\"nodes\":[\n{}\n],\"outputs\":[{}]}}\n", nodes.join(",\n"), outputs.join(","));
+    rep::io::write_atomic(&dir.join("graph.json"), |w| std::io::Write::write_all(w, json.as_bytes()))?;
+    rep::io::write_npy(dir.join("input.npy"), x)?;
+    plan.run(state, x.view())?;
+    for i in 0..plan.outputs() {
+        rep::io::write_npy(dir.join(format!("head_{i}.npy")), &plan.output(state, i)?.to_owned())?;
+    }
+    eprintln!("exported to {}", dir.display());
+    Ok(())
+}
+
+/// One convolution as JSON: its input and output value names, its weights' key and geometry.
+fn conv_json(conv: &Conv2d, input: &str, output: &str, key: &str, activation: Activation) -> String {
+    let g = conv.geometry();
+    let activation = match activation {
+        Activation::Silu => "\"silu\"".to_owned(),
+        Activation::LeakyRelu(slope) => format!("\"leaky {slope}\""),
+        _ => "null".to_owned(),
+    };
+    format!(
+        "{{\"op\":\"conv\",\"inputs\":[\"{input}\"],\"output\":\"{output}\",\"weights\":\"{key}\",\"kernel\":{},\"stride\":{},\"padding\":{},\"groups\":{},\"activation\":{activation}}}",
+        g.kernel.h, g.stride.h, g.padding.h, g.groups
+    )
+}
+
+/// Appends a graph's nodes as JSON (recursing into SPPCSPC) and returns its outputs' names.
+fn graph_json(graph: &Graph<Yolov7LayerFused>, input: String, prefix: &str, nodes: &mut Vec<String>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for node in graph.nodes() {
+        let sources: Vec<String> = node
+            .from
+            .iter()
+            .map(|s| match *s {
+                Source::Input => input.clone(),
+                Source::Node(j) => names[j].clone(),
+            })
+            .collect();
+        let name = join(prefix, &node.name);
+        let quoted = sources.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(",");
+        let output = match node.op {
+            Op::Layer(k) => match &graph.layers()[k] {
+                Yolov7LayerFused::Conv(l) => {
+                    nodes.push(conv_json(&l.conv, &sources[0], &name, &join(&name, "conv"), Activation::Silu));
+                    name
+                }
+                Yolov7LayerFused::ConvLeaky(l) => {
+                    let leaky = Activation::LeakyRelu(0.1);
+                    nodes.push(conv_json(&l.conv, &sources[0], &name, &join(&name, "conv"), leaky));
+                    name
+                }
+                Yolov7LayerFused::RepConv(l) => {
+                    nodes.push(conv_json(&l.conv, &sources[0], &name, &join(&name, "rbr_reparam"), Activation::Silu));
+                    name
+                }
+                Yolov7LayerFused::Sppcspc(inner) => graph_json(inner, sources[0].clone(), &name, nodes).remove(0),
+            },
+            Op::Concat => {
+                nodes.push(format!("{{\"op\":\"concat\",\"inputs\":[{quoted}],\"output\":\"{name}\"}}"));
+                name
+            }
+            Op::Add => {
+                nodes.push(format!("{{\"op\":\"add\",\"inputs\":[{quoted}],\"output\":\"{name}\"}}"));
+                name
+            }
+            Op::Upsample(factor) => {
+                nodes.push(format!(
+                    "{{\"op\":\"upsample\",\"inputs\":[{quoted}],\"output\":\"{name}\",\"factor\":{factor}}}"
+                ));
+                name
+            }
+            Op::MaxPool(pool) => {
+                nodes.push(format!(
+                    "{{\"op\":\"maxpool\",\"inputs\":[{quoted}],\"output\":\"{name}\",\"kernel\":{},\"stride\":{},\"padding\":{}}}",
+                    pool.kernel.h, pool.stride.h, pool.padding.h
+                ));
+                name
+            }
+        };
+        names.push(output);
+    }
+    graph.outputs().iter().map(|&o| names[o].clone()).collect()
+}
+
+fn main() {
+    let Command::Bench { variant, width, res, threads, iters, json, export, kernels } = Cli::parse().command;
+    let variant = match variant {
+        VariantArg::Yolov7 => Variant::Yolov7,
+        VariantArg::Tiny => Variant::Tiny,
+    };
+    let options = Bench { variant, width, res: res as usize, iters: iters.into(), json, export, kernels };
+    let result = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.map_or(0, usize::from))
+        .build()
+        .map_err(|e| e.into())
+        .and_then(|pool| pool.install(|| bench(&options)));
+    match result {
+        Ok(out) => print!("{out}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
