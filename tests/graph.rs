@@ -234,3 +234,41 @@ fn a_graph_plan_computes_the_graph() {
     let ours = plan.output(&state, 0).unwrap().into_dimensionality().unwrap().to_owned();
     assert!(relative_error(&ours, &(&a + &c)) <= 1e-6);
 }
+
+/// Max pooling against the definition (every window scanned, NaN winning, padding never), over
+/// random kernels, strides, paddings and sizes, with NaNs sprinkled in.
+#[test]
+fn max_pooling_matches_the_definition_on_random_shapes() {
+    use rand::Rng;
+    let mut rng = rng(21);
+    for _ in 0..200 {
+        let (kh, kw) = (rng.random_range(1..6), rng.random_range(1..6));
+        let pool = MaxPool2d::new(
+            (kh, kw),
+            (rng.random_range(1..4), rng.random_range(1..4)),
+            (rng.random_range(0..=kh / 2), rng.random_range(0..=kw / 2)),
+        );
+        let (h, w) = (rng.random_range(kh..kh + 9), rng.random_range(kw..kw + 9));
+        let mut x = random_tensor((2, 3, h, w), &mut rng);
+        x.mapv_inplace(|v| if rng.random_range(0..40) == 0 { f32::NAN } else { v });
+        let y = pool.forward(&x).unwrap();
+        let (ph, pw) = (pool.padding.h as isize, pool.padding.w as isize);
+        let expected = Array4::from_shape_fn(y.dim(), |(n, c, i, j)| {
+            let mut best = f32::NEG_INFINITY;
+            for a in 0..kh as isize {
+                for b in 0..kw as isize {
+                    let (r, s) = ((i * pool.stride.h) as isize + a - ph, (j * pool.stride.w) as isize + b - pw);
+                    if r >= 0 && s >= 0 && (r as usize) < h && (s as usize) < w {
+                        let v = x[[n, c, r as usize, s as usize]];
+                        if v.is_nan() || v > best {
+                            best = if best.is_nan() { best } else { v };
+                        }
+                    }
+                }
+            }
+            best
+        });
+        let same = y.iter().zip(&expected).all(|(a, b)| a == b || (a.is_nan() && b.is_nan()));
+        assert!(same, "{pool:?} on {h}x{w}:\n{y}\n{expected}");
+    }
+}

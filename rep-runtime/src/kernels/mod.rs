@@ -8,6 +8,7 @@
 //!   micro-kernels, and the `gemm` crate's kernels for operands not packed ahead (unplanned
 //!   convolutions, the backward products, the fusion algebra's f64 products);
 //! * `dense`: the one matrix–vector kernel of fully connected layers ([`linear`]);
+//! * `pool`: max pooling, separably (rows, then columns);
 //! * [`Activation`]s, applied in place; `isa` (the one CPU feature check) and `scratch` (the
 //!   per-thread buffers).
 //!
@@ -20,6 +21,7 @@ mod conv;
 mod dense;
 mod gemm;
 mod isa;
+mod pool;
 mod scratch;
 mod winograd;
 
@@ -30,6 +32,7 @@ pub use conv::{
 pub(crate) use dense::dense_into;
 pub use gemm::PackedMatrix;
 pub(crate) use gemm::matmul_f64;
+pub(crate) use pool::{PoolWindow, max_pool_into};
 pub use winograd::{F4_TOLERANCE, Tile, WinogradConv};
 
 use crate::error::{Error, Result};

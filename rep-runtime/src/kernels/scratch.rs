@@ -22,11 +22,14 @@ pub(super) enum Buffer {
     WinogradRows,
     /// The gradient of im2col columns, in a convolution's backward.
     ColumnGradients,
+    /// Row maxima of a max pool's plane.
+    PoolRows,
 }
 
 thread_local! {
-    static BUFFERS: [Cell<Vec<f32>>; 6] = const {
+    static BUFFERS: [Cell<Vec<f32>>; 7] = const {
         [
+            Cell::new(Vec::new()),
             Cell::new(Vec::new()),
             Cell::new(Vec::new()),
             Cell::new(Vec::new()),

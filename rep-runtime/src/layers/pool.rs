@@ -6,7 +6,6 @@ use crate::error::{Error, Result};
 use crate::geometry::{ConvGeometry, Hw};
 use crate::kernels::{self, ConvOperands};
 use ndarray::{Array1, Array2, Array4, Axis};
-use rayon::prelude::*;
 
 /// Average pooling over `kernel` windows, as PyTorch's `nn.AvgPool2d`.
 ///
@@ -159,29 +158,8 @@ impl MaxPool2d {
             return Err(Error::geometry(format!("max pool input {h}x{w} has no values")));
         }
         let out = self.output_size(Hw::new(h, w))?;
-        let (kernel, stride, padding) = (self.kernel, self.stride, self.padding);
-        // The input rows (or columns) of output row `o`'s window, clipped to the input.
-        let window = |o: usize, stride: usize, pad: usize, k: usize, size: usize| {
-            (o * stride).saturating_sub(pad)..(o * stride + k).saturating_sub(pad).min(size)
-        };
-        let planes = x.par_chunks(h * w).zip(y.par_chunks_mut(out.h * out.w));
-        planes.for_each(|(plane, pooled)| {
-            for (i, row) in pooled.chunks_mut(out.w).enumerate() {
-                for (j, value) in row.iter_mut().enumerate() {
-                    let mut best = f32::NEG_INFINITY;
-                    'window: for r in window(i, stride.h, padding.h, kernel.h, h) {
-                        for &v in &plane[r * w..][window(j, stride.w, padding.w, kernel.w, w)] {
-                            if v.is_nan() {
-                                best = v;
-                                break 'window;
-                            }
-                            best = best.max(v);
-                        }
-                    }
-                    *value = best;
-                }
-            }
-        });
+        let window = kernels::PoolWindow { kernel: self.kernel, stride: self.stride, padding: self.padding };
+        kernels::max_pool_into(x, Hw::new(h, w), out, window, y);
         Ok(())
     }
 }

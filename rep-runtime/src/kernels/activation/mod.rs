@@ -4,6 +4,9 @@
 use ndarray::Array4;
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 /// An element-wise activation.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Activation {
@@ -50,11 +53,18 @@ impl Activation {
         }
     }
 
-    /// Applies the activation to every value of a slice, one tight (vectorizable) loop per kind.
+    /// Applies the activation to every value of a slice, one tight (vectorizable) loop per kind;
+    /// SiLU and the sigmoid through a sixteen-lane `eˣ` on AVX-512 (within about an ulp of the
+    /// scalar one).
     pub fn apply_slice(self, values: &mut [f32]) {
         match self {
             Activation::Identity => {}
             Activation::Relu => values.iter_mut().for_each(|v| *v = relu(*v)),
+            #[cfg(target_arch = "x86_64")]
+            Activation::Silu | Activation::Sigmoid if super::isa::avx512() => {
+                // SAFETY: the CPU has AVX-512F (checked just above).
+                unsafe { avx512::map_with_exp_neg(values, self == Activation::Silu) }
+            }
             other => values.iter_mut().for_each(|v| *v = other.apply(*v)),
         }
     }
