@@ -219,3 +219,43 @@ fn npy_shapes_too_large_for_any_array_are_errors() {
         assert!(err.contains("is too large for any array"), "{shape}: {err}");
     }
 }
+
+/// The official YOLOv7 fixture's train-time state dict.
+fn yolov7_state() -> &'static StateDict {
+    static STATE: OnceLock<StateDict> = OnceLock::new();
+    STATE.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yolov7_w125_nc2_64x64");
+        StateDict::load(dir.join("train.safetensors")).unwrap()
+    })
+}
+
+proptest! {
+    #![proptest_config(config(48))]
+
+    /// A YOLOv7 checkpoint with one tensor reshaped (the ones architecture inference reads
+    /// among them: the widest conv, the anchors, the head's conv) or removed: loading, fusing
+    /// and a forward give `Ok` or a clear `Err`, never a panic.
+    #[test]
+    fn yolov7_checkpoints_with_a_tensor_changed(
+        which in 0usize..600,
+        dims in prop::collection::vec(0usize..40, 0..5),
+        remove in any::<bool>(),
+    ) {
+        let mut state = yolov7_state().clone();
+        let keys: Vec<String> = state.tensors.keys().cloned().collect();
+        let key = match which % 8 {
+            0 => "model.50.conv.weight".to_owned(),
+            1 => "model.105.anchors".to_owned(),
+            2 => "model.105.m.0.weight".to_owned(),
+            _ => keys[which % keys.len()].clone(),
+        };
+        if remove {
+            state.tensors.remove(&key);
+        } else {
+            state.tensors.insert(key, ndarray::ArrayD::from_elem(dims, 0.5f32));
+        }
+        if let Ok(loaded) = rep::zoo::yolov7::checkpoint::from_state(&state) {
+            let _ = loaded.into_deploy().and_then(|fused| fused.forward(&ndarray::Array4::zeros((1, 3, 32, 32))));
+        }
+    }
+}

@@ -188,3 +188,28 @@ fn calibrated_networks_match_the_official_code_in_both_variants() {
         check("official fused z", &official_fused.forward(&x).unwrap(), &expect_deploy);
     }
 }
+
+/// The convolution weights a layout counts without building it are those the built network
+/// holds; a checkpoint whose shapes claim a far larger network than its values is refused
+/// before anything of that size is allocated.
+#[test]
+fn checkpoints_that_claim_more_than_they_hold_are_refused_before_building() {
+    for (variant, width) in [(Variant::Yolov7, 0.125), (Variant::Yolov7, 0.25), (Variant::Tiny, 0.5)] {
+        let config = Config::new(variant, width, 3).unwrap();
+        let fused = rep::zoo::yolov7::Yolov7Fused::new(config.clone()).unwrap();
+        let mut held = 0u64;
+        rep::layers::Parameters::visit(&fused.graph, "", &mut |_, t| {
+            if t.ndim() == 4 {
+                held += t.len() as u64;
+            }
+        });
+        assert_eq!(variant.layout().conv_weights(&config.scaling), held, "{variant:?} {width}");
+    }
+
+    // The official file, with its widest layer claiming width 2 (1024 → 2048 channels).
+    let mut state = StateDict::load(fixture("train.safetensors")).unwrap();
+    state.tensors.insert("model.50.conv.weight".into(), ndarray::ArrayD::zeros(vec![2048, 2048, 1, 1]));
+    let err = checkpoint::from_state(&state).unwrap_err().to_string();
+    assert!(err.contains("a yolov7 of width 2 has"), "{err}");
+    assert!(err.contains("its shapes claim a network it does not hold"), "{err}");
+}

@@ -71,6 +71,16 @@ pub fn load(path: impl AsRef<Path>) -> Result<Loaded> {
 /// Builds the network a state dict describes and loads it.
 pub fn from_state(state: &StateDict) -> Result<Loaded> {
     let (config, form) = configuration(state)?;
+    let held = state.tensors.values().fold(0u64, |sum, t| sum.saturating_add(t.len() as u64));
+    let needed = config.variant.layout().conv_weights(&config.scaling);
+    if held < needed {
+        return Err(Error::Checkpoint(format!(
+            "the checkpoint holds {held} values, but a {} of width {} has {needed} convolution weights; \
+             its shapes claim a network it does not hold",
+            config.variant.name(),
+            config.scaling.width
+        )));
+    }
     Ok(match form {
         Form::Train => {
             let mut model =

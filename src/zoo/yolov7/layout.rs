@@ -265,6 +265,43 @@ impl Layout {
         g.build(&self.detect_from)
     }
 
+    /// The convolution weights (`C_in · C_out · k²` summed over every conv before the head,
+    /// SPPCSPC's included) of the network at `scaling`, counted without building it: every
+    /// checkpoint of that network, train-time or fused, holds at least this many values, so a
+    /// file holding fewer cannot be it (and cannot make us allocate more than it justifies).
+    pub fn conv_weights(&self, scaling: &Scaling) -> u64 {
+        let mut channels: Vec<u64> = Vec::with_capacity(self.nodes.len());
+        let mut weights = 0u64;
+        for (i, &(from, module)) in self.nodes.iter().enumerate() {
+            let source = |f: isize| {
+                if f < 0 { i.checked_sub(f.unsigned_abs()).map_or(3, |j| channels[j]) } else { channels[f as usize] }
+            };
+            let c_in = source(from[0]);
+            let scaled = |c: usize| scaling.channels(c) as u64;
+            let out = match module {
+                Conv(c, k, _) => {
+                    weights = weights.saturating_add(c_in * scaled(c) * (k * k) as u64);
+                    scaled(c)
+                }
+                RepConv(c, _) => {
+                    weights = weights.saturating_add(c_in * scaled(c) * 9);
+                    scaled(c)
+                }
+                Sppcspc(c) => {
+                    let h = scaled(c);
+                    // cv1, cv2: c_in → h; cv3, cv6: 3×3 h → h; cv4: h → h; cv5: 4h → h; cv7: 2h → out.
+                    let sum = 2 * c_in * h + 2 * 9 * h * h + h * h + 4 * h * h + 2 * h * h;
+                    weights = weights.saturating_add(sum);
+                    h
+                }
+                Concat => from.iter().map(|&f| source(f)).sum(),
+                MaxPool2 | Sp(_) | Upsample2 => c_in,
+            };
+            channels.push(out);
+        }
+        weights
+    }
+
     /// The index of the detection head (`model.{head}.*`): one past the last node.
     pub fn head_index(&self) -> usize {
         self.nodes.len()
