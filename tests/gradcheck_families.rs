@@ -146,3 +146,88 @@ fn repvgg_with_squeeze_excitation() {
         y.iter().map(|v| v.max(0.0)).collect()
     });
 }
+
+/// A YOLOv7 graph with every node kind — YOLO `Conv`s, an addition, max pooling, upsampling,
+/// a concatenation reading an earlier node, a stride-2 conv — against central differences of
+/// an f64 forward of the same wiring: the graph backward sums every reader's gradient into
+/// each value and routes through each node's transpose.
+#[test]
+fn yolov7_graph_with_every_node_kind() {
+    use rep::graph::GraphBuilder;
+    use rep::layers::MaxPool2d;
+    use rep::zoo::yolov7::{LayerFactory, Random};
+    let mut r = rng(11);
+    let mut g = GraphBuilder::new(3);
+    {
+        let mut make = Random(&mut r);
+        g.layer("0", -1, make.conv(3, 4, 3, 1, false).unwrap()).unwrap();
+        g.layer("1", -1, make.conv(4, 4, 1, 1, false).unwrap()).unwrap();
+        g.add("2", &[-1, 0]).unwrap();
+        g.max_pool("3", -1, MaxPool2d::new(3, 2, 1)).unwrap();
+        g.upsample("4", -1, 2).unwrap();
+        g.concat("5", &[-1, 0]).unwrap();
+        g.layer("6", -1, make.conv(8, 4, 3, 2, false).unwrap()).unwrap();
+    }
+    let mut graph = g.build(&[6]).unwrap();
+    randomize_vectors(&mut graph, &mut r);
+    let x = random_input((2, 3, 6, 6), 12);
+    let silu = |v: Vec<f64>| v.into_iter().map(|v| v / (1.0 + (-v).exp())).collect::<Vec<_>>();
+    check_block("YOLOv7 graph", &mut graph, &x, |x, p, _| {
+        let conv = |x: &[f64], shape: [usize; 4], c_out: usize, k: usize, s: usize, name: &str| {
+            let g = ConvGeometry::new(shape[1], c_out, k).stride(s).padding(k / 2);
+            let (y, dims) = conv_bn(x, shape, &g, p, &format!("{name}.conv"), &format!("{name}.bn"), 1e-3);
+            (silu(y), dims)
+        };
+        let (a, sa) = conv(x, [2, 3, 6, 6], 4, 3, 1, "0");
+        let (b, _) = conv(&a, sa, 4, 1, 1, "1");
+        let mut sum = b.clone();
+        add(&mut sum, &a);
+        // Max pool 3×3, stride 2, padding 1 → 3×3, then nearest upsampling ×2 → 6×6.
+        let at = |n: usize, c: usize, i: usize, j: usize| ((n * 4 + c) * 6 + i) * 6 + j;
+        let mut up = vec![0.0; sum.len()];
+        for (n, c, i, j) in (0..2usize).flat_map(|n| {
+            (0..4usize).flat_map(move |c| (0..6usize).flat_map(move |i| (0..6usize).map(move |j| (n, c, i, j))))
+        }) {
+            let (pi, pj) = (i / 2, j / 2);
+            let mut best = f64::NEG_INFINITY;
+            for r in (2 * pi).saturating_sub(1)..(2 * pi + 2).min(6) {
+                for s in (2 * pj).saturating_sub(1)..(2 * pj + 2).min(6) {
+                    best = best.max(sum[at(n, c, r, s)]);
+                }
+            }
+            up[at(n, c, i, j)] = best;
+        }
+        // Concatenation [up, a] along channels.
+        let plane = 36;
+        let cat: Vec<f64> = (0..2)
+            .flat_map(|n| {
+                let (up, a) = (&up, &a);
+                (0..8).flat_map(move |c| {
+                    let src = if c < 4 { &up[(n * 4 + c) * plane..] } else { &a[(n * 4 + c - 4) * plane..] };
+                    src[..plane].to_vec()
+                })
+            })
+            .collect();
+        conv(&cat, [2, 8, 6, 6], 4, 3, 2, "6").0
+    });
+}
+
+/// The transpose of max pooling routes each output's gradient to its window's maximum:
+/// central differences of the pool (linear near inputs without ties) agree exactly.
+#[test]
+fn max_pool_gradient() {
+    use rep::layers::{Layer, MaxPool2d};
+    let pool = MaxPool2d::new((3, 2), (2, 1), (1, 1));
+    let x = random_input((2, 3, 5, 4), 13);
+    let y = pool.forward(&x).unwrap();
+    let dy = random_input(y.dim(), 14);
+    let dx = rep::train::max_pool_backward(&pool, &x, &dy).unwrap();
+    let loss = |x: &Array4<f32>| -> f64 { pool.forward(x).unwrap().iter().zip(&dy).map(|(a, b)| (a * b) as f64).sum() };
+    for (index, &analytic) in dx.indexed_iter() {
+        let (mut plus, mut minus) = (x.clone(), x.clone());
+        plus[index] += 1e-3;
+        minus[index] -= 1e-3;
+        let numeric = (loss(&plus) - loss(&minus)) / 2e-3;
+        assert!((numeric - analytic as f64).abs() < 1e-3, "{index:?}: {analytic} vs {numeric}");
+    }
+}

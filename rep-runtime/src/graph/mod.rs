@@ -141,12 +141,13 @@ impl<L> Graph<L> {
         })
     }
 
-    /// Runs the graph, `layer(k, x)` evaluating layer `k`; returns the outputs' values.
-    /// Each activation is dropped after its last reader.
-    fn evaluate(
+    /// Runs the graph, `compute(node, inputs)` evaluating each node (layers through their own
+    /// forward, the others usually through [`shape_op`]); returns the outputs' values. Each
+    /// activation is dropped after its last reader.
+    pub(crate) fn evaluate(
         &self,
         x: &Array4<f32>,
-        mut layer: impl FnMut(usize, &Array4<f32>) -> Result<Array4<f32>>,
+        mut compute: impl FnMut(&Node, &[&Array4<f32>]) -> Result<Array4<f32>>,
     ) -> Result<Vec<Array4<f32>>> {
         check_input(x, self.input_channels)?;
         let mut values: Vec<Option<Array4<f32>>> = Vec::with_capacity(self.nodes.len());
@@ -161,14 +162,7 @@ impl<L> Graph<L> {
                     }),
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let y = match node.op {
-                Op::Layer(k) => layer(k, inputs[0]),
-                Op::Concat => concat_channels(&inputs),
-                Op::Add => add_all(&inputs),
-                Op::Upsample(factor) => upsample_nearest(inputs[0], factor),
-                Op::MaxPool(pool) => pool.forward(inputs[0]),
-            }
-            .map_err(|e| in_node(e, i, &node.name))?;
+            let y = compute(node, &inputs).map_err(|e| in_node(e, i, &node.name))?;
             values.push(Some(y));
             for source in &node.from {
                 if let Source::Node(j) = *source
@@ -194,16 +188,40 @@ impl<L> Graph<L> {
 impl<L: Layer> Graph<L> {
     /// Eval-mode forward: the value of every output node, in order.
     pub fn forward_all(&self, x: &Array4<f32>) -> Result<Vec<Array4<f32>>> {
-        self.evaluate(x, |k, input| self.layers[k].forward(input))
+        self.evaluate(x, |node, inputs| match node.op {
+            Op::Layer(k) => self.layers[k].forward(inputs[0]),
+            op => shape_op(op, inputs),
+        })
     }
 
     /// Training-mode forward (BatchNorm on batch statistics, running statistics updated): the
     /// value of every output node.
     pub fn forward_train_all(&mut self, x: &Array4<f32>) -> Result<Vec<Array4<f32>>> {
+        self.with_layers_taken(|graph, layers| {
+            graph.evaluate(x, |node, inputs| match node.op {
+                Op::Layer(k) => layers[k].forward_train(inputs[0]),
+                op => shape_op(op, inputs),
+            })
+        })
+    }
+
+    /// Takes the layers out (to run them mutably while the wiring is read), and puts them back.
+    pub(crate) fn with_layers_taken<R>(&mut self, f: impl FnOnce(&Self, &mut Vec<L>) -> R) -> R {
         let mut layers = std::mem::take(&mut self.layers);
-        let result = self.evaluate(x, |k, input| layers[k].forward_train(input));
+        let result = f(self, &mut layers);
         self.layers = layers;
         result
+    }
+}
+
+/// A node that is not a layer, computed on its inputs.
+pub(crate) fn shape_op(op: Op, inputs: &[&Array4<f32>]) -> Result<Array4<f32>> {
+    match op {
+        Op::Layer(_) => Err(Error::Wiring("a layer node needs its layer".into())),
+        Op::Concat => concat_channels(inputs),
+        Op::Add => add_all(inputs),
+        Op::Upsample(factor) => upsample_nearest(inputs[0], factor),
+        Op::MaxPool(pool) => pool.forward(inputs[0]),
     }
 }
 

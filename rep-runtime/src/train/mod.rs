@@ -16,6 +16,7 @@
 //!
 //! Formulas follow PyTorch's autograd and `torch.optim` (the tests compare with both).
 
+mod graph;
 mod head;
 mod layers;
 mod loss;
@@ -23,6 +24,7 @@ mod online;
 mod optim;
 mod schedule;
 
+pub use graph::{GraphCache, NodeCache, max_pool_backward};
 pub use head::{concat_channels_backward, upsample_nearest_backward};
 pub use layers::{BatchNormCache, ConvCache, SqueezeExciteCache, TrainWithFill};
 pub use loss::{cross_entropy, mse};

@@ -69,7 +69,7 @@ impl AnchorBuffers {
 }
 
 /// `ia.implicit` of level `i` → `ia.{i}.implicit`: IDetect puts the level after the first part.
-fn level_key(prefix: &str, level: usize, name: &str) -> String {
+pub(super) fn level_key(prefix: &str, level: usize, name: &str) -> String {
     let (part, rest) = name.split_once('.').unwrap_or((name, ""));
     join(prefix, &join(&format!("{part}.{level}"), rest))
 }
@@ -133,7 +133,7 @@ impl IDetectFused {
 }
 
 /// `[B, na·o, H, W]` → `[B, na, H, W, o]` (the official `view(bs, na, no, ny, nx).permute(0, 1, 3, 4, 2)`).
-fn split_anchors(y: Array4<f32>, anchors: usize) -> Result<Array5<f32>> {
+pub(super) fn split_anchors(y: Array4<f32>, anchors: usize) -> Result<Array5<f32>> {
     let (b, c, h, w) = y.dim();
     let y = y.into_shape_with_order((b, anchors, c / anchors, h, w)).map_err(|_| Error::Shape {
         what: format!("detection head output ({anchors} anchors · outputs channels)"),
@@ -141,6 +141,13 @@ fn split_anchors(y: Array4<f32>, anchors: usize) -> Result<Array5<f32>> {
         found: vec![b, c, h, w],
     })?;
     Ok(y.permuted_axes([0, 1, 3, 4, 2]).as_standard_layout().into_owned())
+}
+
+/// `[B, na, H, W, o]` → `[B, na·o, H, W]`: the transpose of [`split_anchors`], for gradients.
+pub(super) fn merge_anchors(map: &Array5<f32>) -> Result<Array4<f32>> {
+    let (b, na, h, w, o) = map.dim();
+    let merged = map.view().permuted_axes([0, 1, 4, 2, 3]).as_standard_layout().into_owned();
+    merged.into_shape_with_order((b, na * o, h, w)).map_err(|e| Error::Geometry(format!("map gradient: {e}")))
 }
 
 impl Reparameterize for IDetect {

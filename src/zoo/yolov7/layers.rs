@@ -5,6 +5,7 @@ use crate::graph::{Graph, GraphBuilder, GraphLayer, INPUT};
 use crate::layers::{BatchNorm2d, Layer, MaxPool2d, Parameters};
 use crate::ndarray::{Array4, ArrayViewD, ArrayViewMutD};
 use crate::plan::{CompileNode, GraphPlanBuilder, Value};
+use crate::train::{Gradients, GraphCache, Train};
 use crate::zoo::yolo::{ConvBnSilu, ConvBnSiluFused, RepConv, RepConvFused};
 use crate::{Costs, Hw, Reparameterize, Result};
 
@@ -142,6 +143,56 @@ impl GraphLayer for Yolov7LayerFused {
             Yolov7LayerFused::ConvLeaky(l) => l.conv.geometry().out_channels,
             Yolov7LayerFused::RepConv(l) => l.conv.geometry().out_channels,
             Yolov7LayerFused::Sppcspc(g) => g.out_channels(),
+        }
+    }
+}
+
+/// What a [`Yolov7Layer`]'s training forward keeps for its backward.
+pub enum Yolov7LayerCache {
+    /// `Conv` with SiLU.
+    Conv(<Conv as Train>::Cache),
+    /// `Conv` with LeakyReLU(0.1).
+    ConvLeaky(<ConvLeaky as Train>::Cache),
+    /// RepConv.
+    RepConv(<RepConv3 as Train>::Cache),
+    /// SPPCSPC.
+    Sppcspc(GraphCache<Yolov7LayerCache>),
+}
+
+impl Train for Yolov7Layer {
+    type Cache = Yolov7LayerCache;
+
+    fn forward_cached(&mut self, x: &Array4<f32>) -> Result<(Array4<f32>, Yolov7LayerCache)> {
+        Ok(match self {
+            Yolov7Layer::Conv(l) => l.forward_cached(x).map(|(y, c)| (y, Yolov7LayerCache::Conv(c)))?,
+            Yolov7Layer::ConvLeaky(l) => l.forward_cached(x).map(|(y, c)| (y, Yolov7LayerCache::ConvLeaky(c)))?,
+            Yolov7Layer::RepConv(l) => l.forward_cached(x).map(|(y, c)| (y, Yolov7LayerCache::RepConv(c)))?,
+            Yolov7Layer::Sppcspc(g) => g.forward_cached(x).map(|(y, c)| (y, Yolov7LayerCache::Sppcspc(c)))?,
+        })
+    }
+
+    fn backward(
+        &self,
+        cache: Yolov7LayerCache,
+        dy: &Array4<f32>,
+        prefix: &str,
+        grads: &mut Gradients,
+    ) -> Result<Array4<f32>> {
+        match (self, cache) {
+            (Yolov7Layer::Conv(l), Yolov7LayerCache::Conv(c)) => l.backward(c, dy, prefix, grads),
+            (Yolov7Layer::ConvLeaky(l), Yolov7LayerCache::ConvLeaky(c)) => l.backward(c, dy, prefix, grads),
+            (Yolov7Layer::RepConv(l), Yolov7LayerCache::RepConv(c)) => l.backward(c, dy, prefix, grads),
+            (Yolov7Layer::Sppcspc(g), Yolov7LayerCache::Sppcspc(c)) => g.backward(c, dy, prefix, grads),
+            _ => Err(crate::Error::Wiring(format!("`{prefix}`: a cache of another layer kind"))),
+        }
+    }
+
+    fn freeze_batch_norm(&mut self, frozen: bool) {
+        match self {
+            Yolov7Layer::Conv(l) => l.freeze_batch_norm(frozen),
+            Yolov7Layer::ConvLeaky(l) => l.freeze_batch_norm(frozen),
+            Yolov7Layer::RepConv(l) => l.freeze_batch_norm(frozen),
+            Yolov7Layer::Sppcspc(g) => g.freeze_batch_norm(frozen),
         }
     }
 }

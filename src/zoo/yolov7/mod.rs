@@ -39,7 +39,7 @@ mod layout;
 pub use head::{AnchorBuffers, IDetect, IDetectFused};
 pub use layers::{
     Conv, ConvBnLeaky, ConvBnLeakyFused, ConvLeaky, LayerFactory, Random, RepConv3, Skeleton, Yolov7Layer,
-    Yolov7LayerFused, sppcspc,
+    Yolov7LayerCache, Yolov7LayerFused, sppcspc,
 };
 pub use layout::{Layout, Module, YOLOV7, YOLOV7_TINY};
 
@@ -47,6 +47,7 @@ use crate::graph::{Graph, GraphLayer};
 use crate::layers::{BatchNorm2d, Parameters, join};
 use crate::ndarray::{Array3, Array4, Array5, ArrayView4, ArrayViewD, ArrayViewMutD};
 use crate::plan::{GraphPlan, GraphPlanState, KernelChoice};
+use crate::train::{Gradients, Train};
 use crate::zoo::detect::{Anchors, decode};
 use crate::zoo::yolo::Scaling;
 use crate::{Costs, Error, Hw, Reparameterize, Result};
@@ -180,6 +181,48 @@ impl Yolov7 {
     pub fn forward_train_maps(&mut self, x: &Array4<f32>) -> Result<Vec<Array5<f32>>> {
         let features = self.graph.forward_train_all(x)?;
         self.head.forward(&features)
+    }
+}
+
+/// What [`Yolov7::forward_cached_maps`] keeps for [`Yolov7::backward_maps`].
+pub struct Yolov7Cache {
+    graph: crate::train::GraphCache<Yolov7LayerCache>,
+    heads: Vec<<crate::zoo::yolo::ImplicitHead<usize, usize> as Train>::Cache>,
+}
+
+impl Yolov7 {
+    /// Train-mode raw maps `[B, na, H, W, 5 + classes]` (BatchNorm on batch statistics, running
+    /// statistics updated) and what [`Yolov7::backward_maps`] needs.
+    pub fn forward_cached_maps(&mut self, x: &Array4<f32>) -> Result<(Vec<Array5<f32>>, Yolov7Cache)> {
+        let (features, graph) = self.graph.forward_cached_all(x)?;
+        let per_level = self.head.anchors.per_level();
+        let (mut maps, mut heads) = (Vec::new(), Vec::new());
+        for (level, feature) in self.head.levels.iter_mut().zip(&features) {
+            let (y, cache) = level.forward_cached(feature)?;
+            maps.push(head::split_anchors(y, per_level)?);
+            heads.push(cache);
+        }
+        Ok((maps, Yolov7Cache { graph, heads }))
+    }
+
+    /// Given `dL/d map` for each raw map of the forward that made `cache`, adds `dL/dθ` of every
+    /// parameter to `grads` under the official names (`model.N.*`, `model.105.m.0.weight`, …).
+    pub fn backward_maps(&self, cache: Yolov7Cache, dmaps: &[Array5<f32>], grads: &mut Gradients) -> Result<()> {
+        if dmaps.len() != cache.heads.len() {
+            return Err(Error::Wiring(format!("{} map gradients for {} head levels", dmaps.len(), cache.heads.len())));
+        }
+        let head = self.head_name();
+        let mut dfeatures = Vec::with_capacity(dmaps.len());
+        for (i, ((level, c), dmap)) in self.head.levels.iter().zip(cache.heads).zip(dmaps).enumerate() {
+            let dy = head::merge_anchors(dmap)?;
+            // The head's gradients under its level's names (`ia.{i}.implicit`, `m.{i}.weight`, …).
+            let mut own = Gradients::new();
+            dfeatures.push(level.backward(c, &dy, "", &mut own)?);
+            for (name, g) in own.iter() {
+                grads.accumulate(&head::level_key(&head, i, name), g.view())?;
+            }
+        }
+        self.graph.backward_all(cache.graph, &dfeatures, "model", grads).map(drop)
     }
 }
 
