@@ -32,9 +32,12 @@ pub struct GraphCache<C> {
     input: (usize, usize, usize, usize),
 }
 
+/// A graph's outputs and what its backward needs of the forward that made them.
+pub type CachedOutputs<C> = (Vec<Array4<f32>>, GraphCache<C>);
+
 impl<L: Train + Layer> Graph<L> {
     /// Train-mode forward keeping what [`Graph::backward_all`] needs: every output's value.
-    pub fn forward_cached_all(&mut self, x: &Array4<f32>) -> Result<(Vec<Array4<f32>>, GraphCache<L::Cache>)> {
+    pub fn forward_cached_all(&mut self, x: &Array4<f32>) -> Result<CachedOutputs<L::Cache>> {
         let mut caches = Vec::with_capacity(self.nodes().len());
         let outputs = self.with_layers_taken(|graph, layers| {
             graph.evaluate(x, |node, inputs| {

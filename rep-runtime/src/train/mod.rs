@@ -24,7 +24,7 @@ mod online;
 mod optim;
 mod schedule;
 
-pub use graph::{GraphCache, NodeCache, max_pool_backward};
+pub use graph::{CachedOutputs, GraphCache, NodeCache, max_pool_backward};
 pub use head::{concat_channels_backward, upsample_nearest_backward};
 pub use layers::{BatchNormCache, ConvCache, SqueezeExciteCache, TrainWithFill};
 pub use loss::{cross_entropy, mse};
