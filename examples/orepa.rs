@@ -7,13 +7,15 @@
 //! cargo run --release --example orepa -- bench
 //! ```
 
+#[path = "support/timing.rs"]
+mod timing;
 use rep::layers::randomize_vectors;
 use rep::ndarray::Array4;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
 use rep::train::{Gradients, Train};
 use rep::zoo::orepa::OrepaRelu;
 use rep::{Costs, Hw, Reparameterize};
-use std::time::Instant;
+use timing::median_ms;
 
 /// Counts live heap bytes and their peak, to measure activation memory.
 #[path = "support/counting.rs"]
@@ -79,17 +81,6 @@ pub fn demo(seed: u64) -> rep::Result<Demo> {
         params: (online.parameter_count(), fused.parameter_count()),
         macs: (online.macs(input)?.0, fused.macs(input)?.0),
     })
-}
-
-fn median_ms(runs: usize, mut f: impl FnMut() -> rep::Result<()>) -> rep::Result<f64> {
-    let mut times = Vec::new();
-    for _ in 0..runs {
-        let start = Instant::now();
-        f()?;
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
 }
 
 /// One training step of the block without the optimizer: the training forward (online or

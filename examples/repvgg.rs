@@ -13,6 +13,8 @@
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/timing.rs"]
+mod timing;
 use clap::{Parser, Subcommand};
 use cli::InferFiles;
 use rep::kernels::Tile;
@@ -24,7 +26,7 @@ use rep::zoo::repvgg::{self, Arch, Checkpoint, Form, Naming, RepVgg};
 use rep::{Costs, Hw, Reparameterize};
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Instant;
+use timing::median_ms;
 
 type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -149,17 +151,6 @@ fn random_model(arch: &Arch, rng: &mut StdRng) -> rep::Result<RepVgg> {
 
 fn random_input(shape: (usize, usize, usize, usize), rng: &mut StdRng) -> Array4<f32> {
     Array4::from_shape_simple_fn(shape, || rng.random_range(-1.0f32..1.0))
-}
-
-fn median_ms(runs: usize, mut f: impl FnMut() -> rep::Result<()>) -> rep::Result<f64> {
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
-        let start = Instant::now();
-        f()?;
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
 }
 
 fn demo(out: &mut dyn Write) -> CliResult {

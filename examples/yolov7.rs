@@ -16,6 +16,8 @@
 #[path = "support/counting.rs"]
 mod counting;
 
+#[path = "support/timing.rs"]
+mod timing;
 use clap::{Parser, Subcommand, ValueEnum};
 use rep::graph::{Graph, Op, Source};
 use rep::layers::{Activation, Conv2d, join};
@@ -26,7 +28,7 @@ use rep::zoo::yolov7::{Config, Variant, Yolov7, Yolov7Fused, Yolov7LayerFused};
 use rep::{Costs, Hw, Reparameterize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use timing::median_ms;
 
 type CliResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -71,17 +73,6 @@ enum Command {
         #[arg(long)]
         kernels: bool,
     },
-}
-
-fn median_ms(runs: usize, mut f: impl FnMut() -> rep::Result<()>) -> rep::Result<f64> {
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
-        let start = Instant::now();
-        f()?;
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
 }
 
 struct Bench {

@@ -110,8 +110,7 @@ impl IDetect {
     /// The raw maps `[B, na, H, W, 5 + classes]` of the head's inputs, one per level (what the
     /// official model returns in training mode).
     pub fn forward(&self, inputs: &[Array4<f32>]) -> Result<Vec<Array5<f32>>> {
-        let outputs = self.levels.iter().zip(inputs).map(|(head, x)| head.forward(x));
-        outputs.map(|y| split_anchors(y?, self.anchors.per_level())).collect()
+        level_maps(&self.levels, self.anchors.per_level(), inputs)
     }
 }
 
@@ -127,9 +126,16 @@ impl IDetectFused {
 
     /// The raw maps `[B, na, H, W, 5 + classes]`, one per level.
     pub fn forward(&self, inputs: &[Array4<f32>]) -> Result<Vec<Array5<f32>>> {
-        let outputs = self.levels.iter().zip(inputs).map(|(head, x)| head.forward(x));
-        outputs.map(|y| split_anchors(y?, self.anchors.per_level())).collect()
+        level_maps(&self.levels, self.anchors.per_level(), inputs)
     }
+}
+
+/// Each level's head on its input, its output split into the raw map of each anchor.
+fn level_maps<H: Layer>(levels: &[H], per_level: usize, inputs: &[Array4<f32>]) -> Result<Vec<Array5<f32>>> {
+    if inputs.len() != levels.len() {
+        return Err(Error::Wiring(format!("{} head inputs for {} levels", inputs.len(), levels.len())));
+    }
+    levels.iter().zip(inputs).map(|(head, x)| split_anchors(head.forward(x)?, per_level)).collect()
 }
 
 /// `[B, na·o, H, W]` → `[B, na, H, W, o]` (the official `view(bs, na, no, ny, nx).permute(0, 1, 3, 4, 2)`).

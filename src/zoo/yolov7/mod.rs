@@ -141,33 +141,26 @@ pub trait DetectionHead: Parameters {
     fn costs(&self, inputs: &[Hw]) -> Result<(usize, u64)>;
 }
 
-impl DetectionHead for IDetect {
-    fn maps(&self, inputs: &[Array4<f32>]) -> Result<Vec<Array5<f32>>> {
-        self.forward(inputs)
-    }
+/// Implements [`DetectionHead`] for a head type with `levels` and `anchors` and a `forward`.
+macro_rules! detection_head {
+    ($($head:ty),*) => {$(
+        impl DetectionHead for $head {
+            fn maps(&self, inputs: &[Array4<f32>]) -> Result<Vec<Array5<f32>>> {
+                self.forward(inputs)
+            }
 
-    fn anchor_buffers(&self) -> &AnchorBuffers {
-        &self.anchors
-    }
+            fn anchor_buffers(&self) -> &AnchorBuffers {
+                &self.anchors
+            }
 
-    fn costs(&self, inputs: &[Hw]) -> Result<(usize, u64)> {
-        head::head_costs(&self.levels, inputs)
-    }
+            fn costs(&self, inputs: &[Hw]) -> Result<(usize, u64)> {
+                head::head_costs(&self.levels, inputs)
+            }
+        }
+    )*};
 }
 
-impl DetectionHead for IDetectFused {
-    fn maps(&self, inputs: &[Array4<f32>]) -> Result<Vec<Array5<f32>>> {
-        self.forward(inputs)
-    }
-
-    fn anchor_buffers(&self) -> &AnchorBuffers {
-        &self.anchors
-    }
-
-    fn costs(&self, inputs: &[Hw]) -> Result<(usize, u64)> {
-        head::head_costs(&self.levels, inputs)
-    }
-}
+detection_head!(IDetect, IDetectFused);
 
 impl Yolov7 {
     /// A randomly initialized network (PyTorch's initialization; BN ε 1e-3, momentum 0.03).
