@@ -19,6 +19,7 @@ mod say;
 use clap::Parser;
 use image::{Rgb, RgbImage, imageops};
 use rep::ndarray::{Array2, Array4};
+use rep::plan::KernelChoice;
 use rep::zoo::detect::{LETTERBOX_GREY, Letterbox, NmsOptions, non_max_suppression};
 use rep::zoo::yolov7::checkpoint;
 use std::path::PathBuf;
@@ -107,7 +108,9 @@ fn run(cli: Cli) -> CliResult {
     let mut image = image::open(&cli.image).map_err(|e| format!("{}: {e}", cli.image.display()))?.to_rgb8();
     let (width, height) = (image.width() as usize, image.height() as usize);
     let letterbox = Letterbox::new(height, width, cli.size as usize, 32)?;
-    let z = network.forward(&network_input(&image, &letterbox))?;
+    let x = network_input(&image, &letterbox);
+    let plan = network.plan(x.dim().into(), KernelChoice::Auto)?;
+    let z = network.forward_planned(&plan, &mut plan.state()?, x.view())?;
     let options = NmsOptions { confidence: cli.conf, iou: cli.iou, ..NmsOptions::default() };
     let mut detections = non_max_suppression(z.view(), &options)?.remove(0);
     letterbox.to_image(&mut detections, height, width);

@@ -211,15 +211,18 @@ pub fn convert(input: &Path, output: &Path) -> Result<Conversion> {
     Ok(Conversion { config: model.config().clone(), check })
 }
 
-/// Runs the checkpoint `weights` (either form) on the NCHW `f32` `.npy` file `input` and writes
-/// the detections `z` `[B, Σ 3·H·W, 5 + classes]` to `output`; returns the configuration and form.
+/// Runs the checkpoint `weights` (either form; fused, then planned for the input's shape) on the
+/// NCHW `f32` `.npy` file `input` and writes the detections `z` `[B, Σ 3·H·W, 5 + classes]` to
+/// `output`; returns the configuration and form.
 pub fn infer(weights: &Path, input: &Path, output: &Path) -> Result<(Config, Form)> {
     crate::io::ensure_distinct(output, &[input, weights])?;
     let loaded = load(weights)?;
     let form = if matches!(loaded, Loaded::Train(_)) { Form::Train } else { Form::Deploy };
     let config = loaded.config().clone();
     let x: Array4<f32> = crate::io::read_npy(input)?;
-    let z = loaded.into_deploy()?.forward(&x)?;
+    let fused = loaded.into_deploy()?;
+    let plan = fused.plan(x.dim().into(), crate::plan::KernelChoice::Auto)?;
+    let z = fused.forward_planned(&plan, &mut plan.state()?, x.view())?;
     crate::io::write_npy(output, &z)?;
     Ok((config, form))
 }
