@@ -4,10 +4,11 @@
 //!
 //! ```text
 //! cargo run --release --example yolov7 -- bench [--variant yolov7] [--width 1.0] [--res 640] \
-//!     [--threads 1] [--iters 10] [--json] [--export DIR]
+//!     [--threads 1] [--iters 10] [--json] [--export DIR] [--kernels] [--steps]
 //! ```
 //!
-//! `--export DIR` writes what the ONNX Runtime peer benchmark (`scripts/ort_yolov7.py`) needs to
+//! `--kernels` adds the time of each kind of step (Winograd, im2col, pointwise, max pool, …)
+//! summed over the plan, `--steps` every step's. `--export DIR` writes what the ONNX Runtime peer benchmark (`scripts/ort_yolov7.py`) needs to
 //! run the same network: the fused weights under the official names (`deploy.safetensors`), the
 //! planned graph (`graph.json`: every convolution with its weights' key, geometry and
 //! activation, every concatenation, pool and upsampling, in plan order), the input and the
@@ -72,6 +73,9 @@ enum Command {
         /// Also print the time of each kind of step (kernel), summed over the plan.
         #[arg(long)]
         kernels: bool,
+        /// Also print the time of every step of the plan.
+        #[arg(long)]
+        steps: bool,
     },
 }
 
@@ -83,6 +87,7 @@ struct Bench {
     json: bool,
     export: Option<PathBuf>,
     kernels: bool,
+    steps: bool,
 }
 
 fn bench(options: &Bench) -> CliResult<String> {
@@ -103,7 +108,8 @@ fn bench(options: &Bench) -> CliResult<String> {
     let plan_error = rep::compare::difference(&planned, &fused.forward(&x)?)?.relative();
     let fused_ms = median_ms(iters, || fused.forward(&x).map(drop))?;
     let train_ms = median_ms(iters.min(3), || model.forward(&x).map(drop))?;
-    let profile = if options.kernels { plan.profile(&mut state, x.view(), iters)? } else { Vec::new() };
+    let profile =
+        if options.kernels || options.steps { plan.profile(&mut state, x.view(), iters)? } else { Vec::new() };
     if let Some(dir) = &options.export {
         export(&fused, &plan, &mut state, &x, dir)?;
     }
@@ -142,6 +148,18 @@ fn bench(options: &Bench) -> CliResult<String> {
             plan.buffer_bytes() as f64 / 1e6,
             plan.value_bytes() as f64 / 1e6
         )?;
+    }
+    if options.steps {
+        for step in &profile {
+            let ms = step.time.as_secs_f64() * 1e3;
+            writeln!(
+                out,
+                "  {:<16} {:<10} {ms:>8.2} ms {:>8.1} GFLOPS",
+                step.name,
+                step.kernel,
+                2.0 * step.macs as f64 / (ms * 1e6)
+            )?;
+        }
     }
     let mut kinds: Vec<(&str, f64, u64)> = Vec::new();
     for step in &profile {
@@ -259,12 +277,12 @@ fn graph_json(graph: &Graph<Yolov7LayerFused>, input: String, prefix: &str, node
 }
 
 fn main() {
-    let Command::Bench { variant, width, res, threads, iters, json, export, kernels } = Cli::parse().command;
+    let Command::Bench { variant, width, res, threads, iters, json, export, kernels, steps } = Cli::parse().command;
     let variant = match variant {
         VariantArg::Yolov7 => Variant::Yolov7,
         VariantArg::Tiny => Variant::Tiny,
     };
-    let options = Bench { variant, width, res: res as usize, iters: iters.into(), json, export, kernels };
+    let options = Bench { variant, width, res: res as usize, iters: iters.into(), json, export, kernels, steps };
     let result = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.map_or(0, usize::from))
         .build()
