@@ -48,4 +48,4 @@ pub mod zoo;
 
 extern crate self as rep;
 
-pub use rep_macros::{block, model};
+pub use rep_macros::{block, graph, model};

@@ -8,5 +8,6 @@ fn ui() {
     t.compile_fail("tests/ui/generic/*.rs");
     t.compile_fail("tests/ui/model/*.rs");
     t.compile_fail("tests/ui/names/*.rs");
+    t.compile_fail("tests/ui/graph/*.rs");
     t.pass("tests/ui/pass/*.rs");
 }

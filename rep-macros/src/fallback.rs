@@ -155,3 +155,26 @@ pub fn model(model: &crate::internals::model::Model, errors: TokenStream) -> Tok
         }
     }
 }
+
+/// Stand-ins for a graph that did not compile: the struct, its fused twin and `new`, so that
+/// uses of them add no errors of their own.
+pub fn graph(graph: &crate::internals::graph::Graph, errors: TokenStream) -> TokenStream {
+    let item = &graph.item;
+    let (name, vis, params) = (&item.ident, &item.vis, &graph.params);
+    let fused = format_ident!("{}Fused", name);
+    let attrs = item.attrs.iter().filter(|a| !a.path().is_ident("rep"));
+    quote! {
+        #errors
+        #(#attrs)*
+        #[derive(Clone, Debug)]
+        #vis struct #name {}
+        #[derive(Clone, Debug)]
+        #vis struct #fused {}
+        impl #name {
+            #[allow(unused_variables)]
+            pub fn new(#(#params,)* rng: &mut impl ::rep::rand::Rng) -> ::rep::Result<Self> {
+                ::core::unimplemented!("the graph did not compile")
+            }
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! Proc macros of `rep`: `#[rep::block]` declares a re-parameterizable block, `#[rep::model]`
-//! composes blocks into a network. Each flows parse → check → expand (`internals::ast`,
+//! composes blocks into a network, `#[rep::graph]` wires blocks into a graph. Each flows parse → check → expand (`internals::ast`,
 //! `internals::check`, `expand`); every mistake becomes a `compile_error!` at the offending
 //! token, all reported in one compile, and `fallback` keeps them from cascading. The generated
 //! code calls only `rep`'s runtime.
@@ -106,5 +106,54 @@ pub fn model(args: TokenStream, input: TokenStream) -> TokenStream {
     match cx.into_compile_errors() {
         None => expand::model::model(&model).into(),
         Some(errors) => fallback::model(&model, errors).into(),
+    }
+}
+
+/// Declares a graph network: one field per node, in order, each reading earlier nodes.
+///
+/// ```ignore
+/// /// One ELAN block of YOLOv7: two 1×1 branches, a chain of 3×3 convs, four outputs concatenated.
+/// #[rep::graph(new(c: usize))]
+/// pub struct Elan {
+///     cv1: ConvBnSilu<{ c }, { c / 2 }, 1, 1>,
+///     #[rep(from = input)]
+///     cv2: ConvBnSilu<{ c }, { c / 2 }, 1, 1>,
+///     cv3: ConvBnSilu<{ c / 2 }, { c / 2 }, 3, 1>,
+///     cv4: ConvBnSilu<{ c / 2 }, { c / 2 }, 3, 1>,
+///     #[rep(from = (-1, -2, -3, 0))]
+///     cat: Concat,
+///     out: ConvBnSilu<{ 2 * c }, { c }, 1, 1>,
+/// }
+/// ```
+///
+/// A node is a block with its sizes (literals become `Const<N>`, expressions `usize`),
+/// `Concat`, `Add`, `Upsample<F>` (nearest) or `MaxPool<K, S[, P]>`. `#[rep(from = …)]` names
+/// its sources: `-1` the previous node (the default; the input for the first node), `-k` the
+/// k-th node back, `i` node `i`, `input` the graph's input, or a tuple of those;
+/// `#[rep(rename = "7")]` sets its weight prefix (the field name by default). The last node is
+/// the output.
+///
+/// **Generated:** the struct (holding a runtime `rep::graph::Graph` of the layer enum
+/// `<Name>Layer`, one variant per layer field), `new(args…, rng)`, `Layer`, `Train`,
+/// `<Name>Fused` with `plan` (a `GraphPlan`), `Reparameterize`, `Parameters`, `Costs`,
+/// `GraphLayer` and `CompileNode`.
+///
+/// **Checks:** sources in range and one source for a layer, pool or upsampling (compile errors
+/// at the token); a layer's input channels against its source's and added channels equal
+/// (`const` assertions when the sizes are static, errors from `new` otherwise); and planned
+/// re-parameterization: a block with an identity branch (`rep::Block::IDENTITY_BRANCH`) whose
+/// input also reaches, around it, a concatenation or addition its output reaches is refused —
+/// use RepConvN there.
+#[proc_macro_attribute]
+pub fn graph(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = match syn::parse::<syn::ItemStruct>(input) {
+        Ok(item) => item,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    let cx = Ctxt::default();
+    let graph = internals::graph::Graph::parse(&cx, args.into(), item);
+    match cx.into_compile_errors() {
+        None => expand::graph::graph(&graph).into(),
+        Some(errors) => fallback::graph(&graph, errors).into(),
     }
 }

@@ -1,4 +1,4 @@
-//! Helpers the code `#[rep::block]` and `#[rep::model]` generate calls; not part of the API
+//! Helpers the code `#[rep::block]`, `#[rep::model]` and `#[rep::graph]` generate calls; not part of the API
 //! (serde's `__private` convention).
 
 use crate::error::{Error, Result};
@@ -52,4 +52,50 @@ pub fn zero_squeeze_excite(channels: usize, hidden: usize) -> Result<SqueezeExci
 /// A linear layer `[out, in]` of zeros, with a zero bias.
 pub fn zero_linear(inputs: usize, outputs: usize) -> Linear {
     Linear { weight: ndarray::Array2::zeros((outputs, inputs)), bias: Some(Array1::zeros(outputs)) }
+}
+
+/// Whether two channel counts can meet: they are equal, or one is decided only at run time.
+pub const fn channels_meet(a: Option<usize>, b: Option<usize>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
+/// The channels of a concatenation of `parts`, when every part's is static.
+pub const fn channels_sum(parts: &[Option<usize>]) -> Option<usize> {
+    let mut total = 0usize;
+    let mut i = 0;
+    while i < parts.len() {
+        match parts[i] {
+            Some(c) => total += c,
+            None => return None,
+        }
+        i += 1;
+    }
+    Some(total)
+}
+
+/// The channels of an addition of `parts`: the first static one (the others must meet it).
+pub const fn channels_any(parts: &[Option<usize>]) -> Option<usize> {
+    let mut i = 0;
+    while i < parts.len() {
+        if parts[i].is_some() {
+            return parts[i];
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Whether every static one of `parts` meets `first`.
+pub const fn all_meet(first: Option<usize>, parts: &[Option<usize>]) -> bool {
+    let mut i = 0;
+    while i < parts.len() {
+        if !channels_meet(first, parts[i]) {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }

@@ -48,6 +48,17 @@ pub trait Block: Sized + Layer + Parameters + Reparameterize + Costs {
 
     /// Output channels.
     fn out_channels(&self) -> usize;
+
+    /// Whether the block has an identity branch (a branch that is the input itself, or a BN of
+    /// it: RepVGG's and RepConv's `rbr_identity`) when its type decides it — `Some(true)`,
+    /// `Some(false)` — or `None` when run-time sizes decide (see [`Block::has_identity_branch`]).
+    /// Graphs refuse such a block on a shortcut path at compile time ([`crate::graph`]).
+    const IDENTITY_BRANCH: Option<bool> = None;
+
+    /// Whether this block has an identity branch.
+    fn has_identity_branch(&self) -> bool {
+        false
+    }
 }
 
 /// The positions, among a block's `Dim` sizes, of its input channels, output channels and

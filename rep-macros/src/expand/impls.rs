@@ -154,6 +154,7 @@ pub(super) fn block_trait(block: &Block, g: &BlockGeometry) -> TokenStream {
     let (input, output, stride) = (role(&main.cin), role(&main.cout), role(&main.stride.h));
     let static_stride = main.stride.h.statik();
     let mismatch = format!("`{name}` takes {count} sizes, found {{}}");
+    let (identity_const, identity_now) = identity_branch(block);
     quote! {
         impl #impl_generics ::rep::Block for #name #ty_generics #where_clause {
             const IN: ::core::option::Option<usize> = #cin;
@@ -184,6 +185,49 @@ pub(super) fn block_trait(block: &Block, g: &BlockGeometry) -> TokenStream {
             fn out_channels(&self) -> usize {
                 self._channels.1
             }
+
+            #[allow(non_snake_case, unused_variables, irrefutable_let_patterns)]
+            const IDENTITY_BRANCH: ::core::option::Option<bool> = #identity_const;
+
+            fn has_identity_branch(&self) -> bool {
+                #identity_now
+            }
         }
     }
+}
+
+/// `IDENTITY_BRANCH` (decided at compile time when the sizes are static) and the body of
+/// `has_identity_branch`: a branch that is one `Identity` or `Bn` op is an identity branch,
+/// present always, or when its `when` condition holds.
+fn identity_branch(block: &Block) -> (TokenStream, TokenStream) {
+    let identities: Vec<_> = block
+        .branches
+        .iter()
+        .filter(|b| matches!(b.ops.as_slice(), [op] if matches!(op.kind, OpKind::Identity(_) | OpKind::Bn(..))))
+        .collect();
+    let now = identities.iter().map(|b| {
+        let field = &b.field;
+        if b.optional { quote!(self.#field.is_some()) } else { quote!(true) }
+    });
+    let now = quote!(false #(|| #now)*);
+    if identities.is_empty() {
+        return (quote!(::core::option::Option::Some(false)), now);
+    }
+    if identities.iter().any(|b| b.when.is_none()) {
+        return (quote!(::core::option::Option::Some(true)), now);
+    }
+    let conditions = identities.iter().filter_map(|b| b.when.as_ref()).map(|when| {
+        let cond = super::construct::runtime_condition(block, quote!(#when));
+        quote!((#cond))
+    });
+    let dims = &block.dims;
+    let locals: Vec<_> = dims.iter().map(Geo::dim_local).collect();
+    let decided = quote! {
+        if let (#(::core::option::Option::Some(#locals),)*) = (#(<#dims as ::rep::Dim>::STATIC,)*) {
+            ::core::option::Option::Some(false #(|| #conditions)*)
+        } else {
+            ::core::option::Option::None
+        }
+    };
+    (decided, now)
 }

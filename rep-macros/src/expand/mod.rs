@@ -1,10 +1,11 @@
 //! Code generation, calling only `rep`'s runtime: for a block, the train-time struct,
 //! `<Name>Fused` and their impls (`construct`: `new` and its checks; `branch`: forward and
-//! fuse; `impls`: parameters, costs, `rep::Block`); for a model, `model`.
+//! fuse; `impls`: parameters, costs, `rep::Block`); for a model, `model`; for a graph, `graph`.
 
 mod branch;
 mod construct;
 mod fused;
+pub mod graph;
 pub(crate) mod impls;
 #[cfg(test)]
 mod law;

@@ -15,7 +15,7 @@ pub enum Size {
 }
 
 impl Size {
-    fn parse(arg: &GenericArgument) -> syn::Result<Size> {
+    pub(crate) fn parse(arg: &GenericArgument) -> syn::Result<Size> {
         match arg {
             GenericArgument::Const(Expr::Lit(syn::ExprLit { lit: Lit::Int(int), .. })) => {
                 Ok(Size::Lit(int.base10_parse()?, int.span()))
@@ -253,7 +253,7 @@ fn parse_field(cx: &Ctxt, field: &syn::Field) -> Option<Field> {
     Some(Field { ident, name, name_span, kind, span: field.ty.span(), attrs })
 }
 
-fn type_args(path: &syn::TypePath) -> syn::Result<(syn::Path, Vec<&GenericArgument>)> {
+pub(crate) fn type_args(path: &syn::TypePath) -> syn::Result<(syn::Path, Vec<&GenericArgument>)> {
     let mut bare = path.path.clone();
     let last = bare.segments.last_mut().expect("non-empty path");
     let args = match &path.path.segments.last().expect("non-empty").arguments {

@@ -123,7 +123,7 @@ impl GraphLayer for Yolov7Layer {
     }
 
     fn has_identity_branch(&self) -> bool {
-        matches!(self, Yolov7Layer::RepConv(l) if l.rbr_identity.is_some())
+        matches!(self, Yolov7Layer::RepConv(l) if crate::Block::has_identity_branch(l.as_ref()))
     }
 }
 

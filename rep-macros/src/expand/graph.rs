@@ -1,0 +1,446 @@
+//! `#[rep::graph]`: the struct becomes a runtime `rep::graph::Graph` of a generated layer enum
+//! (one variant per layer field), built node by node in `new`; forward, training, fusing,
+//! planning, parameters and costs are the runtime graph's. Channel agreement and planned
+//! re-parameterization are checked as `const` assertions when the sizes are static (and by the
+//! runtime's `GraphBuilder` in `new` otherwise).
+
+use crate::internals::graph::{Graph, Node, NodeKind, Source};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+
+/// Everything generated for one graph.
+pub fn graph(g: &Graph) -> TokenStream {
+    let layers: Vec<&Node> = g.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Layer { .. })).collect();
+    let aliases = layers.iter().map(|n| alias_decl(g, n));
+    let enums = layer_enums(g, &layers);
+    let structs = structs(g);
+    let checks = static_checks(g);
+    quote! {
+        #(#aliases)*
+        #enums
+        #structs
+        #checks
+    }
+}
+
+fn alias(g: &Graph, node: &Node) -> syn::Ident {
+    format_ident!("__rep_{}_{}", g.item.ident, node.ident)
+}
+
+/// `type __rep_Graph_field = Block<sizes…>;` spelled with the user's tokens, so that a wrong
+/// block type is one error at the field.
+fn alias_decl(g: &Graph, node: &Node) -> TokenStream {
+    let NodeKind::Layer { path, sizes } = &node.kind else { return quote!() };
+    let (alias, vis) = (alias(g, node), &g.item.vis);
+    let dims = sizes.iter().map(|s| s.dim_type());
+    quote_spanned! {node.span=>
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        #vis type #alias = #path<#(#dims),*>;
+    }
+}
+
+/// The layer enums (train-time, fused, cache) and their delegating impls.
+fn layer_enums(g: &Graph, layers: &[&Node]) -> TokenStream {
+    let name = &g.item.ident;
+    let vis = &g.item.vis;
+    let (layer, fused, cache) =
+        (format_ident!("{}Layer", name), format_ident!("{}LayerFused", name), format_ident!("{}LayerCache", name));
+    let variants: Vec<&syn::Ident> = layers.iter().map(|n| &n.ident).collect();
+    let types: Vec<syn::Ident> = layers.iter().map(|n| alias(g, n)).collect();
+    let doc = format!("The layers of [`{name}`], one variant per layer field.");
+    let fused_doc = format!("The fused layers of [`{name}Fused`].");
+    let each = |body: TokenStream| quote!(#(Self::#variants(l) => #body,)*);
+    let visit = parameters(&each);
+    let forward = each(quote!(::rep::layers::Layer::forward(l, x)));
+    let forward_train = each(quote!(::rep::layers::Layer::forward_train(l, x)));
+    let count = each(quote!(::rep::Costs::parameter_count(l)));
+    let macs = each(quote!(::rep::Costs::macs(l, input)));
+    let train_in = each(quote!(::rep::Block::in_channels(l)));
+    let train_out = each(quote!(::rep::Block::out_channels(l)));
+    let identity = each(quote!(::rep::Block::has_identity_branch(l)));
+    let fused_in = each(quote!(l.conv.geometry().in_channels));
+    let fused_out = each(quote!(l.conv.geometry().out_channels));
+    let compile = each(quote!(plan.layer(input, l, name)));
+    let freeze = each(quote!(::rep::train::Train::freeze_batch_norm(l, frozen)));
+    quote! {
+        #[doc = #doc]
+        #[allow(non_camel_case_types, clippy::large_enum_variant)]
+        #[derive(Clone, Debug)]
+        #vis enum #layer { #(#[doc = "A layer field."] #variants(#types),)* }
+
+        #[doc = #fused_doc]
+        #[allow(non_camel_case_types, clippy::large_enum_variant)]
+        #[derive(Clone, Debug)]
+        #vis enum #fused { #(#[doc = "A fused layer field."] #variants(<#types as ::rep::Reparameterize>::Fused),)* }
+
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, clippy::large_enum_variant)]
+        #vis enum #cache { #(#variants(<#types as ::rep::train::Train>::Cache),)* }
+
+        impl ::rep::layers::Layer for #layer {
+            fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
+                match self { #forward }
+            }
+            fn forward_train(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
+                match self { #forward_train }
+            }
+        }
+        impl ::rep::layers::Layer for #fused {
+            fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
+                match self { #forward }
+            }
+        }
+        impl ::rep::layers::Parameters for #layer { #visit }
+        impl ::rep::layers::Parameters for #fused { #visit }
+        impl ::rep::Costs for #layer {
+            fn parameter_count(&self) -> usize { match self { #count } }
+            fn macs(&self, input: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> { match self { #macs } }
+        }
+        impl ::rep::Costs for #fused {
+            fn parameter_count(&self) -> usize { match self { #count } }
+            fn macs(&self, input: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> { match self { #macs } }
+        }
+        impl ::rep::graph::GraphLayer for #layer {
+            fn in_channels(&self) -> usize { match self { #train_in } }
+            fn out_channels(&self) -> usize { match self { #train_out } }
+            fn has_identity_branch(&self) -> bool { match self { #identity } }
+        }
+        impl ::rep::graph::GraphLayer for #fused {
+            fn in_channels(&self) -> usize { match self { #fused_in } }
+            fn out_channels(&self) -> usize { match self { #fused_out } }
+        }
+        impl ::rep::plan::CompileNode for #fused {
+            fn compile_node(
+                &self,
+                plan: &mut ::rep::plan::GraphPlanBuilder,
+                input: ::rep::plan::Value,
+                name: &str,
+            ) -> ::rep::Result<::rep::plan::Value> {
+                match self { #compile }
+            }
+        }
+        impl ::rep::Reparameterize for #layer {
+            type Fused = #fused;
+            fn fuse(&self) -> ::rep::Result<#fused> {
+                ::core::result::Result::Ok(match self {
+                    #(Self::#variants(l) => #fused::#variants(::rep::Reparameterize::fuse(l)?),)*
+                })
+            }
+        }
+        impl ::rep::train::Train for #layer {
+            type Cache = #cache;
+            fn forward_cached(
+                &mut self,
+                x: &::rep::ndarray::Array4<f32>,
+            ) -> ::rep::Result<(::rep::ndarray::Array4<f32>, #cache)> {
+                ::core::result::Result::Ok(match self {
+                    #(Self::#variants(l) => {
+                        let (y, c) = ::rep::train::Train::forward_cached(l, x)?;
+                        (y, #cache::#variants(c))
+                    })*
+                })
+            }
+            fn backward(
+                &self,
+                cache: #cache,
+                dy: &::rep::ndarray::Array4<f32>,
+                prefix: &str,
+                grads: &mut ::rep::train::Gradients,
+            ) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
+                match (self, cache) {
+                    #((Self::#variants(l), #cache::#variants(c)) => ::rep::train::Train::backward(l, c, dy, prefix, grads),)*
+                    #[allow(unreachable_patterns)]
+                    _ => ::core::result::Result::Err(::rep::Error::Wiring(::std::format!("`{prefix}`: a cache of another layer"))),
+                }
+            }
+            fn freeze_batch_norm(&mut self, frozen: bool) {
+                match self { #freeze }
+            }
+        }
+    }
+}
+
+/// The five `Parameters` methods, delegating to the variant.
+fn parameters(each: &dyn Fn(TokenStream) -> TokenStream) -> TokenStream {
+    let visit = each(quote!(::rep::layers::Parameters::visit(l, prefix, f)));
+    let visit_mut = each(quote!(::rep::layers::Parameters::visit_mut(l, prefix, f)));
+    let counters = each(quote!(::rep::layers::Parameters::visit_counters(l, prefix, f)));
+    let counters_mut = each(quote!(::rep::layers::Parameters::visit_counters_mut(l, prefix, f)));
+    let bns = each(quote!(::rep::layers::Parameters::visit_batch_norms(l, f)));
+    quote! {
+        fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) { match self { #visit } }
+        fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {
+            match self { #visit_mut }
+        }
+        fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) { match self { #counters } }
+        fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) { match self { #counters_mut } }
+        fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut ::rep::layers::BatchNorm2d)) { match self { #bns } }
+    }
+}
+
+/// The source of a node as the runtime builder takes it.
+fn source(s: &Source) -> TokenStream {
+    match s {
+        Source::Input => quote!(::rep::graph::INPUT),
+        Source::Node(j) => {
+            let j = *j as isize;
+            quote!(#j)
+        }
+    }
+}
+
+/// The graph struct, its fused twin, `new` and their impls (all through the runtime graph).
+fn structs(g: &Graph) -> TokenStream {
+    let name = &g.item.ident;
+    let vis = &g.item.vis;
+    let (layer, fused_layer, cache) =
+        (format_ident!("{}Layer", name), format_ident!("{}LayerFused", name), format_ident!("{}LayerCache", name));
+    let fused = format_ident!("{}Fused", name);
+    let params = &g.params;
+    let attrs = g.item.attrs.iter().filter(|a| !a.path().is_ident("rep"));
+    let fused_doc = format!("The fused form of [`{name}`]: every layer fused, the same wiring.");
+    let make = g.nodes.iter().filter_map(|n| {
+        let NodeKind::Layer { sizes, .. } = &n.kind else { return None };
+        let (ident, ty) = (format_ident!("__rep_layer_{}", n.ident), alias(g, n));
+        let variant = &n.ident;
+        let sizes = sizes.iter().map(|s| s.runtime());
+        Some(quote! {
+            let #ident = #layer::#variant(<#ty as ::rep::Block>::from_sizes(&[#(#sizes),*], rng)?);
+        })
+    });
+    // The graph's input channels: those of the first layer that reads the input.
+    let first = g.nodes.iter().find(|n| matches!(n.kind, NodeKind::Layer { .. }) && n.sources.contains(&Source::Input));
+    let input = match first {
+        Some(n) => {
+            let ident = format_ident!("__rep_layer_{}", n.ident);
+            quote!(::rep::graph::GraphLayer::in_channels(&#ident))
+        }
+        None => quote_spanned!(name.span()=> ::core::compile_error!("the graph's input must be read by a layer")),
+    };
+    let add = g.nodes.iter().map(|n| {
+        let node_name = &n.name;
+        let sources: Vec<TokenStream> = n.sources.iter().map(source).collect();
+        match &n.kind {
+            NodeKind::Layer { .. } => {
+                let ident = format_ident!("__rep_layer_{}", n.ident);
+                let s = &sources[0];
+                quote!(__g.layer(#node_name, #s, #ident)?;)
+            }
+            NodeKind::Concat => quote!(__g.concat(#node_name, &[#(#sources),*])?;),
+            NodeKind::Add => quote!(__g.add(#node_name, &[#(#sources),*])?;),
+            NodeKind::Upsample(f) => {
+                let (s, f) = (&sources[0], f.runtime());
+                quote!(__g.upsample(#node_name, #s, #f)?;)
+            }
+            NodeKind::MaxPool(sizes) => {
+                let [k, st, p] = sizes.as_ref();
+                let (s, k, st, p) = (&sources[0], k.runtime(), st.runtime(), p.runtime());
+                quote!(__g.max_pool(#node_name, #s, ::rep::layers::MaxPool2d::new(#k, #st, #p))?;)
+            }
+        }
+    });
+    let last = g.nodes.len().saturating_sub(1);
+    let delegate = |ty: &syn::Ident| {
+        quote! {
+            impl ::rep::layers::Parameters for #ty {
+                fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {
+                    self.graph.visit(prefix, f)
+                }
+                fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {
+                    self.graph.visit_mut(prefix, f)
+                }
+                fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) { self.graph.visit_counters(prefix, f) }
+                fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) {
+                    self.graph.visit_counters_mut(prefix, f)
+                }
+                fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut ::rep::layers::BatchNorm2d)) {
+                    self.graph.visit_batch_norms(f)
+                }
+            }
+            impl ::rep::Costs for #ty {
+                fn parameter_count(&self) -> usize { ::rep::Costs::parameter_count(&self.graph) }
+                fn macs(&self, input: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> { ::rep::Costs::macs(&self.graph, input) }
+            }
+            impl ::rep::graph::GraphLayer for #ty {
+                fn in_channels(&self) -> usize { ::rep::graph::GraphLayer::in_channels(&self.graph) }
+                fn out_channels(&self) -> usize { ::rep::graph::GraphLayer::out_channels(&self.graph) }
+            }
+        }
+    };
+    let (train_delegates, fused_delegates) = (delegate(name), delegate(&fused));
+    quote! {
+        #(#attrs)*
+        #[derive(Clone, Debug)]
+        #vis struct #name {
+            graph: ::rep::graph::Graph<#layer>,
+        }
+
+        #[doc = #fused_doc]
+        #[derive(Clone, Debug)]
+        #vis struct #fused {
+            graph: ::rep::graph::Graph<#fused_layer>,
+        }
+
+        impl #name {
+            /// Builds the graph with PyTorch's initialization, checking its wiring (sources,
+            /// channels, planned re-parameterization) for the sizes given.
+            #[allow(clippy::identity_op, clippy::erasing_op)]
+            pub fn new(#(#params,)* rng: &mut impl ::rep::rand::Rng) -> ::rep::Result<Self> {
+                #(#make)*
+                let mut __g = ::rep::graph::GraphBuilder::new(#input);
+                #(#add)*
+                ::core::result::Result::Ok(Self { graph: __g.build(&[#last])? })
+            }
+
+            /// The runtime graph.
+            pub fn graph(&self) -> &::rep::graph::Graph<#layer> {
+                &self.graph
+            }
+
+            /// The runtime graph, mutably.
+            pub fn graph_mut(&mut self) -> &mut ::rep::graph::Graph<#layer> {
+                &mut self.graph
+            }
+        }
+
+        impl #fused {
+            /// The runtime graph.
+            pub fn graph(&self) -> &::rep::graph::Graph<#fused_layer> {
+                &self.graph
+            }
+
+            /// Plans the fused graph for inputs of shape `[N, C, H, W]` ([`rep::plan::GraphPlan`]).
+            pub fn plan(&self, input: [usize; 4], choice: ::rep::plan::KernelChoice) -> ::rep::Result<::rep::plan::GraphPlan> {
+                ::rep::plan::GraphPlan::for_graph(&self.graph, input, choice)
+            }
+        }
+
+        impl ::rep::layers::Layer for #name {
+            fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
+                ::rep::layers::Layer::forward(&self.graph, x)
+            }
+            fn forward_train(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
+                ::rep::layers::Layer::forward_train(&mut self.graph, x)
+            }
+        }
+
+        impl ::rep::layers::Layer for #fused {
+            fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
+                ::rep::layers::Layer::forward(&self.graph, x)
+            }
+        }
+
+        #train_delegates
+        #fused_delegates
+
+        impl ::rep::Reparameterize for #name {
+            type Fused = #fused;
+            fn fuse(&self) -> ::rep::Result<#fused> {
+                ::rep::io::check_finite(self)?;
+                ::core::result::Result::Ok(#fused { graph: ::rep::Reparameterize::fuse(&self.graph)? })
+            }
+        }
+
+        impl ::rep::train::Train for #name {
+            type Cache = ::rep::train::GraphCache<#cache>;
+            fn forward_cached(
+                &mut self,
+                x: &::rep::ndarray::Array4<f32>,
+            ) -> ::rep::Result<(::rep::ndarray::Array4<f32>, Self::Cache)> {
+                ::rep::train::Train::forward_cached(&mut self.graph, x)
+            }
+            fn backward(
+                &self,
+                cache: Self::Cache,
+                dy: &::rep::ndarray::Array4<f32>,
+                prefix: &str,
+                grads: &mut ::rep::train::Gradients,
+            ) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
+                ::rep::train::Train::backward(&self.graph, cache, dy, prefix, grads)
+            }
+            fn freeze_batch_norm(&mut self, frozen: bool) {
+                ::rep::train::Train::freeze_batch_norm(&mut self.graph, frozen)
+            }
+        }
+
+        impl ::rep::plan::CompileNode for #fused {
+            fn compile_node(
+                &self,
+                plan: &mut ::rep::plan::GraphPlanBuilder,
+                input: ::rep::plan::Value,
+                name: &str,
+            ) -> ::rep::Result<::rep::plan::Value> {
+                ::rep::plan::CompileNode::compile_node(&self.graph, plan, input, name)
+            }
+        }
+    }
+}
+
+/// Channel agreement and planned re-parameterization as `const` assertions on the types'
+/// static sizes, spanned at the offending field (decided when every size involved is static).
+fn static_checks(g: &Graph) -> TokenStream {
+    let channels: Vec<syn::Ident> = (0..g.nodes.len())
+        .map(|i| format_ident!("__REP_{}_CHANNELS_{}", g.item.ident.to_string().to_uppercase(), i))
+        .collect();
+    let of = |s: &Source| match s {
+        Source::Input => quote!(::core::option::Option::None),
+        Source::Node(j) => {
+            let c = &channels[*j];
+            quote!(#c)
+        }
+    };
+    let mut items = Vec::new();
+    for (i, node) in g.nodes.iter().enumerate() {
+        let c = &channels[i];
+        let sources: Vec<TokenStream> = node.sources.iter().map(of).collect();
+        let value = match &node.kind {
+            NodeKind::Layer { .. } => {
+                let ty = alias(g, node);
+                quote!(<#ty as ::rep::Block>::OUT)
+            }
+            NodeKind::Concat => quote!(::rep::__private::channels_sum(&[#(#sources),*])),
+            NodeKind::Add => quote!(::rep::__private::channels_any(&[#(#sources),*])),
+            NodeKind::Upsample(_) | NodeKind::MaxPool(..) => sources[0].clone(),
+        };
+        items.push(quote! {
+            #[doc(hidden)]
+            #[allow(dead_code)]
+            const #c: ::core::option::Option<usize> = #value;
+        });
+        let ident = &node.ident;
+        match &node.kind {
+            NodeKind::Layer { .. } => {
+                let (ty, source) = (alias(g, node), &sources[0]);
+                let message = format!("graph node `{ident}` takes other input channels than its source gives");
+                items.push(quote_spanned! {node.span=>
+                    const _: () = ::core::assert!(::rep::__private::channels_meet(<#ty as ::rep::Block>::IN, #source), #message);
+                });
+                if let Some(merge) = &node.on_shortcut {
+                    let message = format!(
+                        "graph node `{ident}` has an identity branch on a shortcut path: its input also reaches \
+                         `{merge}`, which its output reaches, so the identity duplicates that shortcut; use a block \
+                         without one there (RepConvN), as YOLOv7's planned re-parameterization prescribes"
+                    );
+                    items.push(quote_spanned! {node.span=>
+                        const _: () = ::core::assert!(
+                            !::core::matches!(<#ty as ::rep::Block>::IDENTITY_BRANCH, ::core::option::Option::Some(true)),
+                            #message
+                        );
+                    });
+                }
+            }
+            NodeKind::Add => {
+                let message = format!("graph node `{ident}` adds sources of different channels");
+                items.push(quote_spanned! {node.from_span=>
+                    const _: () = ::core::assert!(
+                        ::rep::__private::all_meet(::rep::__private::channels_any(&[#(#sources),*]), &[#(#sources),*]),
+                        #message
+                    );
+                });
+            }
+            _ => {}
+        }
+    }
+    quote!(#(#items)*)
+}

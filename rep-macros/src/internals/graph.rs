@@ -1,0 +1,287 @@
+//! The graph IR: fields that are layers (blocks with their sizes) or graph ops (`Concat`, `Add`,
+//! `Upsample<F>`, `MaxPool<K, S[, P]>`), in node order, each reading earlier nodes through
+//! `#[rep(from = …)]`; parsed, then checked for the wiring: sources in range, one source for a
+//! layer, pool or upsampling, unique names, and which layers sit on a shortcut path (planned
+//! re-parameterization: their identity branch is refused at compile time when the type decides
+//! it).
+
+use super::ctxt::Ctxt;
+use super::model::{Size, type_args};
+use proc_macro2::Span;
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{Expr, Ident, ItemStruct, Lit, Type, UnOp};
+
+/// Where a node reads from, as written.
+#[derive(Clone, Copy)]
+pub enum From {
+    /// `input`: the graph's input.
+    Input,
+    /// `-k`: the k-th node back (`-1` the previous one, the input for the first node).
+    Back(usize),
+    /// `i`: node `i`.
+    Node(usize),
+}
+
+/// A resolved source.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Input,
+    Node(usize),
+}
+
+/// What a node computes.
+pub enum NodeKind {
+    /// A block with its sizes.
+    Layer {
+        path: syn::Path,
+        sizes: Vec<Size>,
+    },
+    Concat,
+    Add,
+    Upsample(Size),
+    /// Kernel, stride, padding (boxed: three sizes make it the largest kind).
+    MaxPool(Box<[Size; 3]>),
+}
+
+pub struct Node {
+    pub ident: Ident,
+    pub name: String,
+    pub name_span: Span,
+    pub kind: NodeKind,
+    /// Sources as written, with their spans.
+    pub from: Vec<(From, Span)>,
+    /// Resolved by [`Graph::check`].
+    pub sources: Vec<Source>,
+    /// The type's span (errors about the node point there).
+    pub span: Span,
+    /// The `from` attribute's span, or the type's.
+    pub from_span: Span,
+    /// True when the layer's input also reaches, around it, a merge its output reaches.
+    pub on_shortcut: Option<String>,
+}
+
+pub struct Graph {
+    pub item: ItemStruct,
+    /// Arguments of `new`, as in a function signature.
+    pub params: Vec<syn::FnArg>,
+    pub nodes: Vec<Node>,
+}
+
+impl Graph {
+    pub fn parse(cx: &Ctxt, args: proc_macro2::TokenStream, item: ItemStruct) -> Graph {
+        let mut params = Vec::new();
+        let parser = syn::meta::parser(|meta| {
+            if meta.path.is_ident("new") {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                params = content
+                    .parse_terminated(<syn::FnArg as syn::parse::Parse>::parse, syn::Token![,])?
+                    .into_iter()
+                    .collect();
+                Ok(())
+            } else {
+                Err(meta.error("unknown graph argument; expected new(name: Type, …)"))
+            }
+        });
+        if let Err(e) = parser.parse2(args) {
+            cx.syn_error(e);
+        }
+        if !item.generics.params.is_empty() {
+            cx.error_at(item.generics.span(), "a rep graph takes its sizes as arguments of `new`, not generics");
+        }
+        let mut nodes = Vec::new();
+        match &item.fields {
+            syn::Fields::Named(named) => nodes.extend(named.named.iter().filter_map(|f| parse_node(cx, f))),
+            other => cx.error_at(other.span(), "a rep graph is a struct with named fields, one node each, in order"),
+        }
+        if nodes.is_empty() && matches!(item.fields, syn::Fields::Named(_)) {
+            cx.error_at(item.ident.span(), "a rep graph needs at least one node");
+        }
+        let mut graph = Graph { item, params, nodes };
+        graph.check(cx);
+        graph
+    }
+
+    /// Resolves sources (in range, the right number of them), checks names, and marks the
+    /// layers that sit on a shortcut path.
+    fn check(&mut self, cx: &Ctxt) {
+        let mut names: Vec<String> = Vec::new();
+        for i in 0..self.nodes.len() {
+            let node = &self.nodes[i];
+            if names.contains(&node.name) {
+                cx.error_at(node.name_span, format!("weight name `{}` is used twice; rename one", node.name));
+            }
+            names.push(node.name.clone());
+            let mut sources = Vec::new();
+            for &(from, span) in &node.from {
+                match (from, i) {
+                    (From::Input, _) | (From::Back(1), 0) => sources.push(Source::Input),
+                    (From::Back(k), i) if k >= 1 && k <= i => sources.push(Source::Node(i - k)),
+                    (From::Node(j), i) if j < i => sources.push(Source::Node(j)),
+                    (From::Back(k), i) => cx.error_at(
+                        span,
+                        format!("source -{k} of `{}` is out of range: {i} node(s) come before it", node.ident),
+                    ),
+                    (From::Node(j), i) => cx.error_at(
+                        span,
+                        format!(
+                            "source {j} of `{}` is not an earlier node: it is node {i} (nodes count from 0)",
+                            node.ident
+                        ),
+                    ),
+                }
+            }
+            let single = matches!(node.kind, NodeKind::Layer { .. } | NodeKind::Upsample(_) | NodeKind::MaxPool(..));
+            if single && node.from.len() != 1 {
+                cx.error_at(node.from_span, format!("`{}` reads one source, found {}", node.ident, node.from.len()));
+            }
+            self.nodes[i].sources = sources;
+        }
+        if cx.is_clean() {
+            self.mark_shortcuts();
+        }
+    }
+
+    /// For each layer: a merge node reachable from its output and, around it, from its input.
+    fn mark_shortcuts(&mut self) {
+        let n = self.nodes.len();
+        // consumers[0]: readers of the input; consumers[j + 1]: readers of node j.
+        let mut consumers = vec![Vec::new(); n + 1];
+        for (i, node) in self.nodes.iter().enumerate() {
+            for s in &node.sources {
+                consumers[slot(*s)].push(i);
+            }
+        }
+        for l in 0..n {
+            if !matches!(self.nodes[l].kind, NodeKind::Layer { .. }) || self.nodes[l].sources.len() != 1 {
+                continue;
+            }
+            let after = reachable(&consumers, l + 1, None);
+            let around = reachable(&consumers, slot(self.nodes[l].sources[0]), Some(l));
+            let merge = (0..n).find(|&m| {
+                after[m]
+                    && around[m]
+                    && matches!(self.nodes[m].kind, NodeKind::Concat | NodeKind::Add)
+                    && self.nodes[m].sources.len() > 1
+            });
+            self.nodes[l].on_shortcut = merge.map(|m| self.nodes[m].ident.to_string());
+        }
+    }
+}
+
+fn slot(source: Source) -> usize {
+    match source {
+        Source::Input => 0,
+        Source::Node(j) => j + 1,
+    }
+}
+
+fn reachable(consumers: &[Vec<usize>], start: usize, avoid: Option<usize>) -> Vec<bool> {
+    let mut seen = vec![false; consumers.len() - 1];
+    let mut stack = vec![start];
+    while let Some(s) = stack.pop() {
+        for &next in &consumers[s] {
+            if Some(next) != avoid && !seen[next] {
+                seen[next] = true;
+                stack.push(next + 1);
+            }
+        }
+    }
+    seen
+}
+
+fn parse_node(cx: &Ctxt, field: &syn::Field) -> Option<Node> {
+    let ident = field.ident.clone()?;
+    let mut rename = None;
+    let mut from = None;
+    for attr in field.attrs.iter().filter(|a| a.path().is_ident("rep")) {
+        let result = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("rename") {
+                let name: syn::LitStr = meta.value()?.parse()?;
+                rename = Some((name.value(), name.span()));
+            } else if meta.path.is_ident("from") {
+                let expr: Expr = meta.value()?.parse()?;
+                from = Some((parse_from(&expr)?, expr.span()));
+            } else {
+                return Err(meta.error("unknown node argument; expected from = SOURCES or rename = \"name\""));
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            cx.syn_error(e);
+        }
+    }
+    let (name, name_span) = rename.unwrap_or((ident.to_string(), ident.span()));
+    let kind = match parse_kind(&field.ty) {
+        Ok(kind) => kind,
+        Err(e) => {
+            cx.syn_error(e);
+            return None;
+        }
+    };
+    let (from, from_span) = from.unwrap_or_else(|| (vec![(From::Back(1), field.ty.span())], field.ty.span()));
+    let span = field.ty.span();
+    Some(Node { ident, name, name_span, kind, from, sources: Vec::new(), span, from_span, on_shortcut: None })
+}
+
+/// `-1`, `3`, `input` or a tuple of those.
+fn parse_from(expr: &Expr) -> syn::Result<Vec<(From, Span)>> {
+    let one = |e: &Expr| -> syn::Result<(From, Span)> {
+        let int = |lit: &syn::ExprLit| match &lit.lit {
+            Lit::Int(i) => i.base10_parse::<usize>(),
+            other => Err(syn::Error::new(other.span(), "a source is an integer, `-k` or `input`")),
+        };
+        match e {
+            Expr::Path(p) if p.path.is_ident("input") => Ok((From::Input, e.span())),
+            Expr::Lit(lit) => Ok((From::Node(int(lit)?), e.span())),
+            Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => match &*u.expr {
+                Expr::Lit(lit) => match int(lit)? {
+                    0 => Err(syn::Error::new(e.span(), "source -0 is the node itself; use -1 for the previous node")),
+                    k => Ok((From::Back(k), e.span())),
+                },
+                other => Err(syn::Error::new(other.span(), "a source is an integer, `-k` or `input`")),
+            },
+            other => Err(syn::Error::new(other.span(), "a source is an integer, `-k` or `input`")),
+        }
+    };
+    match expr {
+        Expr::Tuple(t) => t.elems.iter().map(one).collect(),
+        Expr::Paren(p) => Ok(vec![one(&p.expr)?]),
+        e => Ok(vec![one(e)?]),
+    }
+}
+
+fn parse_kind(ty: &Type) -> syn::Result<NodeKind> {
+    let Type::Path(path) = ty else {
+        return Err(syn::Error::new(
+            ty.span(),
+            "a graph node is a block, `Concat`, `Add`, `Upsample<F>` or `MaxPool<K, S[, P]>`",
+        ));
+    };
+    let (bare, args) = type_args(path)?;
+    let last = bare.segments.last().expect("non-empty").ident.to_string();
+    let mut sizes = args.iter().map(|a| Size::parse(a)).collect::<syn::Result<Vec<_>>>()?;
+    let zero = || Size::Lit(0, Span::call_site());
+    match (last.as_str(), sizes.len()) {
+        ("Concat", 0) => Ok(NodeKind::Concat),
+        ("Add", 0) => Ok(NodeKind::Add),
+        ("Upsample", 1) => Ok(NodeKind::Upsample(sizes.remove(0))),
+        ("MaxPool", 2) => {
+            let (k, s) = (sizes.remove(0), sizes.remove(0));
+            Ok(NodeKind::MaxPool(Box::new([k, s, zero()])))
+        }
+        ("MaxPool", 3) => {
+            let (k, s, p) = (sizes.remove(0), sizes.remove(0), sizes.remove(0));
+            Ok(NodeKind::MaxPool(Box::new([k, s, p])))
+        }
+        ("Concat" | "Add", _) => Err(syn::Error::new(ty.span(), format!("`{last}` takes no sizes"))),
+        ("Upsample", _) => Err(syn::Error::new(ty.span(), "`Upsample` takes its factor: `Upsample<2>`")),
+        ("MaxPool", _) => Err(syn::Error::new(ty.span(), "`MaxPool` takes <KERNEL, STRIDE[, PADDING]>")),
+        (name, _) if super::ops::NON_LINEAR.contains(&name) => Err(syn::Error::new(
+            ty.span(),
+            format!("`{name}` is not a graph node: activations run inside blocks (`#[rep::block(post(silu))]`)"),
+        )),
+        _ => Ok(NodeKind::Layer { path: bare, sizes }),
+    }
+}
