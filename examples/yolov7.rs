@@ -25,7 +25,7 @@ use rep::layers::{Activation, Conv2d, join};
 use rep::ndarray::Array4;
 use rep::plan::KernelChoice;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
-use rep::zoo::yolov7::{Config, Variant, Yolov7, Yolov7Fused, Yolov7LayerFused};
+use rep::zoo::yolov7::{Config, SppcspcLayerFused, Variant, Yolov7, Yolov7Fused, Yolov7LayerFused};
 use rep::{Costs, Hw, Reparameterize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -218,8 +218,37 @@ fn conv_json(conv: &Conv2d, input: &str, output: &str, key: &str, activation: Ac
     )
 }
 
+/// How a fused layer appends itself to the JSON nodes; returns its output's name.
+trait JsonLayer {
+    fn json(&self, input: &str, name: String, nodes: &mut Vec<String>) -> String;
+}
+
+impl JsonLayer for Yolov7LayerFused {
+    fn json(&self, input: &str, name: String, nodes: &mut Vec<String>) -> String {
+        let (conv, key, activation) = match self {
+            Yolov7LayerFused::Conv(l) => (&l.conv, join(&name, "conv"), Activation::Silu),
+            Yolov7LayerFused::ConvLeaky(l) => (&l.conv, join(&name, "conv"), Activation::LeakyRelu(0.1)),
+            Yolov7LayerFused::RepConv(l) => (&l.conv, join(&name, "rbr_reparam"), Activation::Silu),
+            Yolov7LayerFused::Sppcspc(inner) => {
+                return graph_json(inner.graph(), input.to_owned(), &name, nodes).remove(0);
+            }
+        };
+        nodes.push(conv_json(conv, input, &name, &key, activation));
+        name
+    }
+}
+
+impl JsonLayer for SppcspcLayerFused {
+    fn json(&self, input: &str, name: String, nodes: &mut Vec<String>) -> String {
+        use SppcspcLayerFused::*;
+        let (cv1(l) | cv2(l) | cv3(l) | cv4(l) | cv5(l) | cv6(l) | cv7(l)) = self;
+        nodes.push(conv_json(&l.conv, input, &name, &join(&name, "conv"), Activation::Silu));
+        name
+    }
+}
+
 /// Appends a graph's nodes as JSON (recursing into SPPCSPC) and returns its outputs' names.
-fn graph_json(graph: &Graph<Yolov7LayerFused>, input: String, prefix: &str, nodes: &mut Vec<String>) -> Vec<String> {
+fn graph_json<L: JsonLayer>(graph: &Graph<L>, input: String, prefix: &str, nodes: &mut Vec<String>) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for node in graph.nodes() {
         let sources: Vec<String> = node
@@ -233,22 +262,7 @@ fn graph_json(graph: &Graph<Yolov7LayerFused>, input: String, prefix: &str, node
         let name = join(prefix, &node.name);
         let quoted = sources.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(",");
         let output = match node.op {
-            Op::Layer(k) => match &graph.layers()[k] {
-                Yolov7LayerFused::Conv(l) => {
-                    nodes.push(conv_json(&l.conv, &sources[0], &name, &join(&name, "conv"), Activation::Silu));
-                    name
-                }
-                Yolov7LayerFused::ConvLeaky(l) => {
-                    let leaky = Activation::LeakyRelu(0.1);
-                    nodes.push(conv_json(&l.conv, &sources[0], &name, &join(&name, "conv"), leaky));
-                    name
-                }
-                Yolov7LayerFused::RepConv(l) => {
-                    nodes.push(conv_json(&l.conv, &sources[0], &name, &join(&name, "rbr_reparam"), Activation::Silu));
-                    name
-                }
-                Yolov7LayerFused::Sppcspc(inner) => graph_json(inner, sources[0].clone(), &name, nodes).remove(0),
-            },
+            Op::Layer(k) => graph.layers()[k].json(&sources[0], name, nodes),
             Op::Concat => {
                 nodes.push(format!("{{\"op\":\"concat\",\"inputs\":[{quoted}],\"output\":\"{name}\"}}"));
                 name

@@ -240,6 +240,16 @@ fn structs(g: &Graph) -> TokenStream {
             }
         }
     });
+    let make_fused = g.nodes.iter().filter_map(|n| {
+        let NodeKind::Layer { sizes, .. } = &n.kind else { return None };
+        let (ident, ty) = (format_ident!("__rep_layer_{}", n.ident), alias(g, n));
+        let variant = &n.ident;
+        let sizes = sizes.iter().map(|s| s.runtime());
+        Some(quote! {
+            let #ident = #fused_layer::#variant(<#ty as ::rep::Block>::fused_from_sizes(&[#(#sizes),*])?);
+        })
+    });
+    let add: Vec<TokenStream> = add.collect();
     let last = g.nodes.len().saturating_sub(1);
     let delegate = |ty: &syn::Ident| {
         quote! {
@@ -305,6 +315,16 @@ fn structs(g: &Graph) -> TokenStream {
         }
 
         impl #fused {
+            /// The fused graph of these sizes with zero weights: the skeleton a deploy checkpoint
+            /// loads into.
+            #[allow(clippy::identity_op, clippy::erasing_op)]
+            pub fn new(#(#params),*) -> ::rep::Result<Self> {
+                #(#make_fused)*
+                let mut __g = ::rep::graph::GraphBuilder::new(#input);
+                #(#add)*
+                ::core::result::Result::Ok(Self { graph: __g.build(&[#last])? })
+            }
+
             /// The runtime graph.
             pub fn graph(&self) -> &::rep::graph::Graph<#fused_layer> {
                 &self.graph

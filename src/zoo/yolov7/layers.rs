@@ -1,11 +1,11 @@
 //! The layers of a YOLOv7 graph, train-time and fused: YOLO's `Conv` (Conv-BN-SiLU, or
 //! Conv-BN-LeakyReLU(0.1) in YOLOv7-tiny), RepConv and SPPCSPC (itself a small graph).
 
-use crate::graph::{Graph, GraphBuilder, GraphLayer, INPUT};
-use crate::layers::{BatchNorm2d, Layer, MaxPool2d, Parameters};
+use crate::graph::GraphLayer;
+use crate::layers::{BatchNorm2d, Layer, Parameters};
 use crate::ndarray::{Array4, ArrayViewD, ArrayViewMutD};
 use crate::plan::{CompileNode, GraphPlanBuilder, Value};
-use crate::train::{Gradients, GraphCache, Train};
+use crate::train::{Gradients, Train};
 use crate::zoo::yolo::{ConvBnSilu, ConvBnSiluFused, RepConv, RepConvFused};
 use crate::{Costs, Hw, Reparameterize, Result};
 
@@ -15,6 +15,31 @@ use crate::{Costs, Hw, Reparameterize, Result};
 pub struct ConvBnLeaky<Cin, Cout, K, S> {
     #[rep(rename = "")]
     conv: crate::layers::ConvBn<Cin, Cout, K, S, Eps<1e-3>, Momentum<0.03>>,
+}
+
+/// SPPCSPC (`c_in → c`, hidden `c_ = c`, pools 5, 9, 13, SiLU), declared as a graph:
+/// `x₁ = cv4(cv3(cv1(x)))`, `y₁ = cv6(cv5([x₁, m₅(x₁), m₉(x₁), m₁₃(x₁)]))`, `y₂ = cv2(x)`,
+/// output `cv7([y₁, y₂])`. Weights under `cv1`…`cv7`, as the official module names them.
+#[crate::graph(new(c_in: usize, c: usize))]
+pub struct Sppcspc {
+    cv1: ConvBnSilu<{ c_in }, { c }, 1, 1>,
+    cv3: ConvBnSilu<{ c }, { c }, 3, 1>,
+    cv4: ConvBnSilu<{ c }, { c }, 1, 1>,
+    #[rep(rename = "m.0")]
+    m0: MaxPool<5, 1, 2>,
+    #[rep(rename = "m.1", from = 2)]
+    m1: MaxPool<9, 1, 4>,
+    #[rep(rename = "m.2", from = 2)]
+    m2: MaxPool<13, 1, 6>,
+    #[rep(from = (2, 3, 4, 5))]
+    cat1: Concat,
+    cv5: ConvBnSilu<{ 4 * c }, { c }, 1, 1>,
+    cv6: ConvBnSilu<{ c }, { c }, 3, 1>,
+    #[rep(from = input)]
+    cv2: ConvBnSilu<{ c_in }, { c }, 1, 1>,
+    #[rep(from = (8, 9))]
+    cat2: Concat,
+    cv7: ConvBnSilu<{ 2 * c }, { c }, 1, 1>,
 }
 
 /// YOLO's `Conv` with run-time sizes, SiLU.
@@ -34,7 +59,7 @@ pub enum Yolov7Layer {
     /// RepConv (boxed: three branches make it far larger than a `Conv`).
     RepConv(Box<RepConv3>),
     /// SPPCSPC: `cv1`…`cv7` and three max pools, a graph of its own.
-    Sppcspc(Box<Graph<Yolov7Layer>>),
+    Sppcspc(Box<Sppcspc>),
 }
 
 /// A fused layer of a YOLOv7 graph: one conv with bias and its activation, or a fused SPPCSPC.
@@ -47,7 +72,7 @@ pub enum Yolov7LayerFused {
     /// RepConv as one conv (`rbr_reparam`).
     RepConv(RepConvFused),
     /// SPPCSPC with every `Conv` fused.
-    Sppcspc(Box<Graph<Yolov7LayerFused>>),
+    Sppcspc(Box<SppcspcFused>),
 }
 
 /// Implements `Layer`, `Parameters` and `Costs` for an enum of layers by delegating to the
@@ -156,7 +181,7 @@ pub enum Yolov7LayerCache {
     /// RepConv.
     RepConv(<RepConv3 as Train>::Cache),
     /// SPPCSPC.
-    Sppcspc(GraphCache<Yolov7LayerCache>),
+    Sppcspc(<Sppcspc as Train>::Cache),
 }
 
 impl Train for Yolov7Layer {
@@ -233,8 +258,8 @@ pub trait LayerFactory {
     /// RepConv, 3×3, stride `stride`, one group.
     fn rep_conv(&mut self, c_in: usize, c_out: usize, stride: usize) -> Result<Self::Layer>;
 
-    /// An SPPCSPC graph as one layer.
-    fn sppcspc(&mut self, graph: Graph<Self::Layer>) -> Self::Layer;
+    /// SPPCSPC, `c_in → c`.
+    fn sppcspc(&mut self, c_in: usize, c: usize) -> Result<Self::Layer>;
 }
 
 /// Train-time layers with PyTorch's initialization, drawn from `rng`.
@@ -254,8 +279,8 @@ impl<R: crate::rand::Rng> LayerFactory for Random<'_, R> {
         Ok(Yolov7Layer::RepConv(Box::new(RepConv3::new(c_in, c_out, stride, 1, self.0)?)))
     }
 
-    fn sppcspc(&mut self, graph: Graph<Yolov7Layer>) -> Yolov7Layer {
-        Yolov7Layer::Sppcspc(Box::new(graph))
+    fn sppcspc(&mut self, c_in: usize, c: usize) -> Result<Yolov7Layer> {
+        Ok(Yolov7Layer::Sppcspc(Box::new(Sppcspc::new(c_in, c, self.0)?)))
     }
 }
 
@@ -283,28 +308,7 @@ impl LayerFactory for Skeleton {
         Ok(Yolov7LayerFused::RepConv(RepConvFused::new(c_in, c_out, stride, 1usize)?))
     }
 
-    fn sppcspc(&mut self, graph: Graph<Yolov7LayerFused>) -> Yolov7LayerFused {
-        Yolov7LayerFused::Sppcspc(Box::new(graph))
+    fn sppcspc(&mut self, c_in: usize, c: usize) -> Result<Yolov7LayerFused> {
+        Ok(Yolov7LayerFused::Sppcspc(Box::new(SppcspcFused::new(c_in, c)?)))
     }
-}
-
-/// SPPCSPC (`c_in → c_out`, hidden `c_ = c_out`, pools 5, 9, 13) as a graph:
-/// `x₁ = cv4(cv3(cv1(x)))`, `y₁ = cv6(cv5([x₁, m₅(x₁), m₉(x₁), m₁₃(x₁)]))`, `y₂ = cv2(x)`,
-/// output `cv7([y₁, y₂])`. Weights under `cv1`…`cv7`, as the official module names them.
-pub fn sppcspc<F: LayerFactory>(make: &mut F, c_in: usize, c_out: usize, leaky: bool) -> Result<Graph<F::Layer>> {
-    let hidden = c_out; // int(2 · c2 · e) with e = 0.5
-    let mut g = GraphBuilder::new(c_in);
-    g.layer("cv1", -1, make.conv(c_in, hidden, 1, 1, leaky)?)?; // 0
-    g.layer("cv3", -1, make.conv(hidden, hidden, 3, 1, leaky)?)?; // 1
-    let x1 = g.layer("cv4", -1, make.conv(hidden, hidden, 1, 1, leaky)?)? as isize; // 2
-    for (i, k) in [5, 9, 13].into_iter().enumerate() {
-        g.max_pool(&format!("m.{i}"), x1, MaxPool2d::new(k, 1, k / 2))?; // 3, 4, 5
-    }
-    g.concat("cat1", &[x1, 3, 4, 5])?; // 6
-    g.layer("cv5", -1, make.conv(4 * hidden, hidden, 1, 1, leaky)?)?; // 7
-    let y1 = g.layer("cv6", -1, make.conv(hidden, hidden, 3, 1, leaky)?)? as isize; // 8
-    let y2 = g.layer("cv2", INPUT, make.conv(c_in, hidden, 1, 1, leaky)?)? as isize; // 9
-    let cat = g.concat("cat2", &[y1, y2])?; // 10
-    let out = g.layer("cv7", cat as isize, make.conv(2 * hidden, c_out, 1, 1, leaky)?)?; // 11
-    g.build(&[out])
 }

@@ -2,7 +2,7 @@
 //! and `yolov7-tiny.yaml` declare them (`[from, module(args)]`, base widths before scaling), and
 //! the walk that builds a graph from one, as the official `parse_model` does.
 
-use super::layers::{LayerFactory, sppcspc};
+use super::layers::LayerFactory;
 use crate::Result;
 use crate::graph::{Graph, GraphBuilder};
 use crate::layers::MaxPool2d;
@@ -252,10 +252,7 @@ impl Layout {
             match module {
                 Conv(c, k, s) => g.layer(&name, from[0], make.conv(c_in, scaling.channels(c), k, s, self.leaky)?)?,
                 RepConv(c, s) => g.layer(&name, from[0], make.rep_conv(c_in, scaling.channels(c), s)?)?,
-                Sppcspc(c) => {
-                    let block = sppcspc(make, c_in, scaling.channels(c), self.leaky)?;
-                    g.layer(&name, from[0], make.sppcspc(block))?
-                }
+                Sppcspc(c) => g.layer(&name, from[0], make.sppcspc(c_in, scaling.channels(c))?)?,
                 MaxPool2 => g.max_pool(&name, from[0], MaxPool2d::new(2, 2, 0))?,
                 Sp(k) => g.max_pool(&name, from[0], MaxPool2d::new(k, 1, k / 2))?,
                 Concat => g.concat(&name, from)?,

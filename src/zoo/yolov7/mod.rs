@@ -38,8 +38,8 @@ mod layout;
 
 pub use head::{AnchorBuffers, IDetect, IDetectFused};
 pub use layers::{
-    Conv, ConvBnLeaky, ConvBnLeakyFused, ConvLeaky, LayerFactory, Random, RepConv3, Skeleton, Yolov7Layer,
-    Yolov7LayerCache, Yolov7LayerFused, sppcspc,
+    Conv, ConvBnLeaky, ConvBnLeakyFused, ConvLeaky, LayerFactory, Random, RepConv3, Skeleton, Sppcspc, SppcspcFused,
+    SppcspcLayer, SppcspcLayerFused, Yolov7Layer, Yolov7LayerCache, Yolov7LayerFused,
 };
 pub use layout::{Layout, Module, YOLOV7, YOLOV7_TINY};
 
