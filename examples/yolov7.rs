@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example yolov7 -- bench [--variant yolov7] [--width 1.0] [--res 640] \
-//!     [--threads 1] [--iters 10] [--json] [--export DIR] [--kernels] [--steps]
+//!     [--threads 1] [--iters 10] [--json] [--export DIR] [--kernels] [--steps] [--conv auto]
 //! ```
 //!
 //! `--kernels` adds the time of each kind of step (Winograd, im2col, pointwise, max pool, …)
@@ -76,6 +76,10 @@ enum Command {
         /// Also print the time of every step of the plan.
         #[arg(long)]
         steps: bool,
+        /// Convolution kernels: auto (default), direct, winograd (F(2×2) everywhere it applies)
+        /// or winograd4 (F(4×4), faster, about ten times the rounding error per layer).
+        #[arg(long, default_value = "auto")]
+        conv: String,
     },
 }
 
@@ -88,6 +92,7 @@ struct Bench {
     export: Option<PathBuf>,
     kernels: bool,
     steps: bool,
+    choice: KernelChoice,
 }
 
 fn bench(options: &Bench) -> CliResult<String> {
@@ -98,7 +103,7 @@ fn bench(options: &Bench) -> CliResult<String> {
     rep::layers::randomize_vectors(&mut model, &mut rng);
     let fused = model.fuse()?;
     let x = Array4::from_shape_simple_fn((1, 3, res, res), || rng.random_range(0.0f32..1.0));
-    let plan = fused.plan([1, 3, res, res], KernelChoice::Auto)?;
+    let plan = fused.plan([1, 3, res, res], options.choice)?;
     let mut state = plan.state()?;
     let iters = options.iters;
     let planned_ms = median_ms(iters, || fused.forward_planned(&plan, &mut state, x.view()).map(drop))?;
@@ -291,12 +296,24 @@ fn graph_json<L: JsonLayer>(graph: &Graph<L>, input: String, prefix: &str, nodes
 }
 
 fn main() {
-    let Command::Bench { variant, width, res, threads, iters, json, export, kernels, steps } = Cli::parse().command;
+    let Command::Bench { variant, width, res, threads, iters, json, export, kernels, steps, conv } =
+        Cli::parse().command;
+    let choice = match conv.as_str() {
+        "auto" => KernelChoice::Auto,
+        "direct" => KernelChoice::Direct,
+        "winograd" => KernelChoice::Winograd(rep::kernels::Tile::F2),
+        "winograd4" => KernelChoice::Winograd(rep::kernels::Tile::F4),
+        other => {
+            eprintln!("error: --conv {other}: expected auto, direct, winograd or winograd4");
+            std::process::exit(2);
+        }
+    };
     let variant = match variant {
         VariantArg::Yolov7 => Variant::Yolov7,
         VariantArg::Tiny => Variant::Tiny,
     };
-    let options = Bench { variant, width, res: res as usize, iters: iters.into(), json, export, kernels, steps };
+    let options =
+        Bench { variant, width, res: res as usize, iters: iters.into(), json, export, kernels, steps, choice };
     let result = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.map_or(0, usize::from))
         .build()
