@@ -134,3 +134,35 @@ fn a_graph_of_every_node_kind_fuses_trains_and_checks_identity_statically() {
     assert_eq!(<RepConv<usize, usize, Const<1>, Const<1>> as Block>::IDENTITY_BRANCH, None);
     assert_eq!(<RepConvN<Const<8>, Const<8>, Const<1>, Const<1>> as Block>::IDENTITY_BRANCH, Some(false));
 }
+
+/// Two outputs at two scales, as a detection neck has: `forward_all` and a plan return them in
+/// the order `outputs(…)` names them.
+#[rep::graph(outputs(fine, coarse))]
+pub struct TwoLevels {
+    stem: ConvBnSilu<3, 8, 3, 1>,
+    down: ConvBnSilu<8, 16, 3, 2>,
+    coarse: ConvBnSilu<16, 16, 1, 1>,
+    up: Upsample<2>,
+    #[rep(from = (-1, 0))]
+    cat: Concat,
+    fine: ConvBnSilu<24, 8, 1, 1>,
+}
+
+#[test]
+fn a_graph_with_two_outputs_returns_both_in_order() {
+    let mut net = TwoLevels::new(&mut rng(7)).unwrap();
+    randomize_vectors(&mut net, &mut rng(8));
+    let x = random_tensor((1, 3, 8, 10), &mut rng(9));
+    let outputs = net.forward_all(&x).unwrap();
+    assert_eq!(outputs.iter().map(|y| y.dim()).collect::<Vec<_>>(), [(1, 8, 8, 10), (1, 16, 4, 5)]);
+    let fused = net.fuse().unwrap();
+    let plan = fused.plan([1, 3, 8, 10], KernelChoice::Auto).unwrap();
+    let mut state = plan.state().unwrap();
+    plan.run(&mut state, x.view()).unwrap();
+    for (i, expected) in outputs.iter().enumerate() {
+        let planned = plan.output(&state, i).unwrap().into_dimensionality().unwrap().to_owned();
+        assert!(relative_error(&planned, expected) <= 1e-5, "output {i}");
+    }
+    // A graph with two outputs is not one layer.
+    assert!(net.forward(&x).is_err());
+}

@@ -131,7 +131,8 @@ pub fn model(args: TokenStream, input: TokenStream) -> TokenStream {
 /// its sources: `-1` the previous node (the default; the input for the first node), `-k` the
 /// k-th node back, `i` node `i`, `input` the graph's input, or a tuple of those;
 /// `#[rep(rename = "7")]` sets its weight prefix (the field name by default). The last node is
-/// the output.
+/// the output, or the nodes of `#[rep::graph(outputs(p3, p4, p5))]` (read them with
+/// `forward_all`; a plan returns them in that order).
 ///
 /// **Generated:** the struct (holding a runtime `rep::graph::Graph` of the layer enum
 /// `<Name>Layer`, one variant per layer field), `new(args…, rng)`, `Layer`, `Train`,

@@ -250,7 +250,7 @@ fn structs(g: &Graph) -> TokenStream {
         })
     });
     let add: Vec<TokenStream> = add.collect();
-    let last = g.nodes.len().saturating_sub(1);
+    let outputs = &g.outputs;
     let delegate = |ty: &syn::Ident| {
         quote! {
             impl ::rep::layers::Parameters for #ty {
@@ -300,12 +300,17 @@ fn structs(g: &Graph) -> TokenStream {
                 #(#make)*
                 let mut __g = ::rep::graph::GraphBuilder::new(#input);
                 #(#add)*
-                ::core::result::Result::Ok(Self { graph: __g.build(&[#last])? })
+                ::core::result::Result::Ok(Self { graph: __g.build(&[#(#outputs),*])? })
             }
 
             /// The runtime graph.
             pub fn graph(&self) -> &::rep::graph::Graph<#layer> {
                 &self.graph
+            }
+
+            /// Eval-mode forward: every output's value, in the order of `outputs(…)`.
+            pub fn forward_all(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::std::vec::Vec<::rep::ndarray::Array4<f32>>> {
+                self.graph.forward_all(x)
             }
 
             /// The runtime graph, mutably.
@@ -315,6 +320,11 @@ fn structs(g: &Graph) -> TokenStream {
         }
 
         impl #fused {
+            /// Eval-mode forward: every output's value, in the order of `outputs(…)`.
+            pub fn forward_all(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::std::vec::Vec<::rep::ndarray::Array4<f32>>> {
+                self.graph.forward_all(x)
+            }
+
             /// The fused graph of these sizes with zero weights: the skeleton a deploy checkpoint
             /// loads into.
             #[allow(clippy::identity_op, clippy::erasing_op)]
@@ -322,7 +332,7 @@ fn structs(g: &Graph) -> TokenStream {
                 #(#make_fused)*
                 let mut __g = ::rep::graph::GraphBuilder::new(#input);
                 #(#add)*
-                ::core::result::Result::Ok(Self { graph: __g.build(&[#last])? })
+                ::core::result::Result::Ok(Self { graph: __g.build(&[#(#outputs),*])? })
             }
 
             /// The runtime graph.

@@ -8,6 +8,7 @@
 use super::ctxt::Ctxt;
 use super::model::{Size, type_args};
 use proc_macro2::Span;
+use syn::ext::IdentExt;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, ItemStruct, Lit, Type, UnOp};
@@ -66,11 +67,15 @@ pub struct Graph {
     /// Arguments of `new`, as in a function signature.
     pub params: Vec<syn::FnArg>,
     pub nodes: Vec<Node>,
+    /// `outputs(a, b, …)` as written (the last node when empty).
+    pub output_names: Vec<Ident>,
+    /// The output nodes, resolved.
+    pub outputs: Vec<usize>,
 }
 
 impl Graph {
     pub fn parse(cx: &Ctxt, args: proc_macro2::TokenStream, item: ItemStruct) -> Graph {
-        let mut params = Vec::new();
+        let (mut params, mut output_names) = (Vec::new(), Vec::new());
         let parser = syn::meta::parser(|meta| {
             if meta.path.is_ident("new") {
                 let content;
@@ -80,8 +85,13 @@ impl Graph {
                     .into_iter()
                     .collect();
                 Ok(())
+            } else if meta.path.is_ident("outputs") {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                output_names = content.parse_terminated(Ident::parse_any, syn::Token![,])?.into_iter().collect();
+                Ok(())
             } else {
-                Err(meta.error("unknown graph argument; expected new(name: Type, …)"))
+                Err(meta.error("unknown graph argument; expected new(name: Type, …) or outputs(node, …)"))
             }
         });
         if let Err(e) = parser.parse2(args) {
@@ -98,8 +108,9 @@ impl Graph {
         if nodes.is_empty() && matches!(item.fields, syn::Fields::Named(_)) {
             cx.error_at(item.ident.span(), "a rep graph needs at least one node");
         }
-        let mut graph = Graph { item, params, nodes };
+        let mut graph = Graph { item, params, nodes, output_names, outputs: Vec::new() };
         graph.check(cx);
+        graph.resolve_outputs(cx);
         graph
     }
 
@@ -140,6 +151,23 @@ impl Graph {
         }
         if cx.is_clean() {
             self.mark_shortcuts();
+        }
+    }
+
+    /// The output nodes: those `outputs(…)` names, or the last node.
+    fn resolve_outputs(&mut self, cx: &Ctxt) {
+        if self.output_names.is_empty() {
+            self.outputs = self.nodes.len().checked_sub(1).into_iter().collect();
+            return;
+        }
+        for name in &self.output_names {
+            match self.nodes.iter().position(|n| n.ident == *name) {
+                Some(i) if self.outputs.contains(&i) => {
+                    cx.error_at(name.span(), format!("output `{name}` is named twice"))
+                }
+                Some(i) => self.outputs.push(i),
+                None => cx.error_at(name.span(), format!("no node `{name}` to output")),
+            }
         }
     }
 
