@@ -35,3 +35,11 @@ pub fn dim_generics(generics: &syn::Generics) -> syn::Generics {
     }
     generics
 }
+
+/// The arguments of `new(name: Type, …)` in a model's or graph's attribute, as written in a
+/// function signature.
+pub fn new_params(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<Vec<syn::FnArg>> {
+    let content;
+    syn::parenthesized!(content in meta.input);
+    Ok(content.parse_terminated(<syn::FnArg as syn::parse::Parse>::parse, syn::Token![,])?.into_iter().collect())
+}

@@ -78,12 +78,7 @@ impl Graph {
         let (mut params, mut output_names) = (Vec::new(), Vec::new());
         let parser = syn::meta::parser(|meta| {
             if meta.path.is_ident("new") {
-                let content;
-                syn::parenthesized!(content in meta.input);
-                params = content
-                    .parse_terminated(<syn::FnArg as syn::parse::Parse>::parse, syn::Token![,])?
-                    .into_iter()
-                    .collect();
+                params = super::attrs::new_params(&meta)?;
                 Ok(())
             } else if meta.path.is_ident("outputs") {
                 let content;
@@ -171,52 +166,34 @@ impl Graph {
         }
     }
 
-    /// For each layer: a merge node reachable from its output and, around it, from its input.
+    /// For each layer: the merge node that makes an identity branch of it duplicate a shortcut
+    /// (`rep_rules::shortcut_merge`, the rule the runtime applies too).
     fn mark_shortcuts(&mut self) {
-        let n = self.nodes.len();
-        // consumers[0]: readers of the input; consumers[j + 1]: readers of node j.
-        let mut consumers = vec![Vec::new(); n + 1];
-        for (i, node) in self.nodes.iter().enumerate() {
-            for s in &node.sources {
-                consumers[slot(*s)].push(i);
-            }
-        }
-        for l in 0..n {
-            if !matches!(self.nodes[l].kind, NodeKind::Layer { .. }) || self.nodes[l].sources.len() != 1 {
-                continue;
-            }
-            let after = reachable(&consumers, l + 1, None);
-            let around = reachable(&consumers, slot(self.nodes[l].sources[0]), Some(l));
-            let merge = (0..n).find(|&m| {
-                after[m]
-                    && around[m]
-                    && matches!(self.nodes[m].kind, NodeKind::Concat | NodeKind::Add)
-                    && self.nodes[m].sources.len() > 1
-            });
-            self.nodes[l].on_shortcut = merge.map(|m| self.nodes[m].ident.to_string());
-        }
-    }
-}
-
-fn slot(source: Source) -> usize {
-    match source {
-        Source::Input => 0,
-        Source::Node(j) => j + 1,
-    }
-}
-
-fn reachable(consumers: &[Vec<usize>], start: usize, avoid: Option<usize>) -> Vec<bool> {
-    let mut seen = vec![false; consumers.len() - 1];
-    let mut stack = vec![start];
-    while let Some(s) = stack.pop() {
-        for &next in &consumers[s] {
-            if Some(next) != avoid && !seen[next] {
-                seen[next] = true;
-                stack.push(next + 1);
+        let sources: Vec<Vec<rep_rules::Source>> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                n.sources
+                    .iter()
+                    .map(|s| match *s {
+                        Source::Input => rep_rules::Source::Input,
+                        Source::Node(j) => rep_rules::Source::Node(j),
+                    })
+                    .collect()
+            })
+            .collect();
+        let is_merge: Vec<bool> = self
+            .nodes
+            .iter()
+            .map(|n| matches!(n.kind, NodeKind::Concat | NodeKind::Add) && n.sources.len() > 1)
+            .collect();
+        for l in 0..self.nodes.len() {
+            if matches!(self.nodes[l].kind, NodeKind::Layer { .. }) {
+                let merge = rep_rules::shortcut_merge(&sources, &is_merge, l);
+                self.nodes[l].on_shortcut = merge.map(|m| self.nodes[m].ident.to_string());
             }
         }
     }
-    seen
 }
 
 fn parse_node(cx: &Ctxt, field: &syn::Field) -> Option<Node> {

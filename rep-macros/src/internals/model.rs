@@ -140,12 +140,7 @@ impl Model {
         let mut params = Vec::new();
         let parser = syn::meta::parser(|meta| {
             if meta.path.is_ident("new") {
-                let content;
-                syn::parenthesized!(content in meta.input);
-                params = content
-                    .parse_terminated(<syn::FnArg as syn::parse::Parse>::parse, syn::Token![,])?
-                    .into_iter()
-                    .collect();
+                params = super::attrs::new_params(&meta)?;
                 Ok(())
             } else {
                 Err(meta.error("unknown model argument; expected new(name: Type, …)"))

@@ -11,28 +11,30 @@
 use super::{Graph, GraphLayer, Op, Source};
 use crate::error::{Error, Result};
 
-/// Refuses a layer with an identity branch on a shortcut path (the rule in this module's docs),
+/// Refuses a layer with an identity branch on a shortcut path (the rule in this module's docs,
+/// `rep_rules::shortcut_merge`, which the `#[rep::graph]` macro applies at compile time),
 /// naming the layer, its source and the merge node both reach.
 pub fn check_planned_reparameterization<L: GraphLayer>(graph: &Graph<L>) -> Result<()> {
     let nodes = graph.nodes();
-    // consumers[0] reads the input; consumers[j + 1] read node j.
-    let mut consumers = vec![Vec::new(); nodes.len() + 1];
-    for (i, node) in nodes.iter().enumerate() {
-        for source in &node.from {
-            consumers[slot(*source)].push(i);
-        }
-    }
+    let sources: Vec<Vec<rep_rules::Source>> = nodes
+        .iter()
+        .map(|n| {
+            n.from
+                .iter()
+                .map(|s| match *s {
+                    Source::Input => rep_rules::Source::Input,
+                    Source::Node(j) => rep_rules::Source::Node(j),
+                })
+                .collect()
+        })
+        .collect();
+    let is_merge: Vec<bool> = nodes.iter().map(|n| matches!(n.op, Op::Concat | Op::Add) && n.from.len() > 1).collect();
     for (l, node) in nodes.iter().enumerate() {
         let Op::Layer(k) = node.op else { continue };
         if !graph.layers()[k].has_identity_branch() {
             continue;
         }
-        let after_output = reachable(&consumers, l + 1, None);
-        let around = reachable(&consumers, slot(node.from[0]), Some(l));
-        let merge = (0..nodes.len()).find(|&m| {
-            after_output[m] && around[m] && matches!(nodes[m].op, Op::Concat | Op::Add) && nodes[m].from.len() > 1
-        });
-        if let Some(m) = merge {
+        if let Some(m) = rep_rules::shortcut_merge(&sources, &is_merge, l) {
             let source = match node.from[0] {
                 Source::Input => "the graph's input".to_owned(),
                 Source::Node(j) => format!("node {j} `{}`", nodes[j].name),
@@ -48,28 +50,4 @@ pub fn check_planned_reparameterization<L: GraphLayer>(graph: &Graph<L>) -> Resu
         }
     }
     Ok(())
-}
-
-/// The consumer-list slot of a source: 0 for the input, `j + 1` for node `j`.
-fn slot(source: Source) -> usize {
-    match source {
-        Source::Input => 0,
-        Source::Node(j) => j + 1,
-    }
-}
-
-/// Which nodes are reachable from `start` (a slot) by following consumers, never entering
-/// `avoid`; `start` itself is not counted.
-fn reachable(consumers: &[Vec<usize>], start: usize, avoid: Option<usize>) -> Vec<bool> {
-    let mut seen = vec![false; consumers.len() - 1];
-    let mut stack = vec![start];
-    while let Some(slot) = stack.pop() {
-        for &next in &consumers[slot] {
-            if Some(next) != avoid && !seen[next] {
-                seen[next] = true;
-                stack.push(next + 1);
-            }
-        }
-    }
-    seen
 }
