@@ -14,11 +14,13 @@ pub fn graph(g: &Graph) -> TokenStream {
     let aliases = layers.iter().map(|n| alias_decl(g, n));
     let enums = layer_enums(g, &layers);
     let structs = structs(g);
+    let impls = struct_impls(g);
     let checks = static_checks(g);
     quote! {
         #(#aliases)*
         #enums
         #structs
+        #impls
         #checks
     }
 }
@@ -190,12 +192,11 @@ fn source(s: &Source) -> TokenStream {
     }
 }
 
-/// The graph struct, its fused twin, `new` and their impls (all through the runtime graph).
+/// The graph struct and its fused twin, with `new`, `graph` and `forward_all`.
 fn structs(g: &Graph) -> TokenStream {
     let name = &g.item.ident;
     let vis = &g.item.vis;
-    let (layer, fused_layer, cache) =
-        (format_ident!("{}Layer", name), format_ident!("{}LayerFused", name), format_ident!("{}LayerCache", name));
+    let (layer, fused_layer) = (format_ident!("{}Layer", name), format_ident!("{}LayerFused", name));
     let fused = format_ident!("{}Fused", name);
     let params = &g.params;
     let attrs = g.item.attrs.iter().filter(|a| !a.path().is_ident("rep"));
@@ -251,34 +252,6 @@ fn structs(g: &Graph) -> TokenStream {
     });
     let add: Vec<TokenStream> = add.collect();
     let outputs = &g.outputs;
-    let delegate = |ty: &syn::Ident| {
-        quote! {
-            impl ::rep::layers::Parameters for #ty {
-                fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {
-                    self.graph.visit(prefix, f)
-                }
-                fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {
-                    self.graph.visit_mut(prefix, f)
-                }
-                fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) { self.graph.visit_counters(prefix, f) }
-                fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) {
-                    self.graph.visit_counters_mut(prefix, f)
-                }
-                fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut ::rep::layers::BatchNorm2d)) {
-                    self.graph.visit_batch_norms(f)
-                }
-            }
-            impl ::rep::Costs for #ty {
-                fn parameter_count(&self) -> usize { ::rep::Costs::parameter_count(&self.graph) }
-                fn macs(&self, input: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> { ::rep::Costs::macs(&self.graph, input) }
-            }
-            impl ::rep::graph::GraphLayer for #ty {
-                fn in_channels(&self) -> usize { ::rep::graph::GraphLayer::in_channels(&self.graph) }
-                fn out_channels(&self) -> usize { ::rep::graph::GraphLayer::out_channels(&self.graph) }
-            }
-        }
-    };
-    let (train_delegates, fused_delegates) = (delegate(name), delegate(&fused));
     quote! {
         #(#attrs)*
         #[derive(Clone, Debug)]
@@ -346,6 +319,42 @@ fn structs(g: &Graph) -> TokenStream {
             }
         }
 
+    }
+}
+
+/// The graph struct's and its fused twin's trait impls, all through the runtime graph.
+fn struct_impls(g: &Graph) -> TokenStream {
+    let name = &g.item.ident;
+    let (fused, cache) = (format_ident!("{}Fused", name), format_ident!("{}LayerCache", name));
+    let delegate = |ty: &syn::Ident| {
+        quote! {
+            impl ::rep::layers::Parameters for #ty {
+                fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {
+                    self.graph.visit(prefix, f)
+                }
+                fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {
+                    self.graph.visit_mut(prefix, f)
+                }
+                fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) { self.graph.visit_counters(prefix, f) }
+                fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) {
+                    self.graph.visit_counters_mut(prefix, f)
+                }
+                fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut ::rep::layers::BatchNorm2d)) {
+                    self.graph.visit_batch_norms(f)
+                }
+            }
+            impl ::rep::Costs for #ty {
+                fn parameter_count(&self) -> usize { ::rep::Costs::parameter_count(&self.graph) }
+                fn macs(&self, input: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> { ::rep::Costs::macs(&self.graph, input) }
+            }
+            impl ::rep::graph::GraphLayer for #ty {
+                fn in_channels(&self) -> usize { ::rep::graph::GraphLayer::in_channels(&self.graph) }
+                fn out_channels(&self) -> usize { ::rep::graph::GraphLayer::out_channels(&self.graph) }
+            }
+        }
+    };
+    let (train_delegates, fused_delegates) = (delegate(name), delegate(&fused));
+    quote! {
         impl ::rep::layers::Layer for #name {
             fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
                 ::rep::layers::Layer::forward(&self.graph, x)
