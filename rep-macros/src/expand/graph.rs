@@ -201,15 +201,7 @@ fn structs(g: &Graph) -> TokenStream {
     let params = &g.params;
     let attrs = g.item.attrs.iter().filter(|a| !a.path().is_ident("rep"));
     let fused_doc = format!("The fused form of [`{name}`]: every layer fused, the same wiring.");
-    let make = g.nodes.iter().filter_map(|n| {
-        let NodeKind::Layer { sizes, .. } = &n.kind else { return None };
-        let (ident, ty) = (format_ident!("__rep_layer_{}", n.ident), alias(g, n));
-        let variant = &n.ident;
-        let sizes = sizes.iter().map(|s| s.runtime());
-        Some(quote! {
-            let #ident = #layer::#variant(<#ty as ::rep::Block>::from_sizes(&[#(#sizes),*], rng)?);
-        })
-    });
+    let make = layer_values(g, &layer, |ty, sizes| quote!(<#ty as ::rep::Block>::from_sizes(&[#(#sizes),*], rng)?));
     // The graph's input channels: those of the first layer that reads the input.
     let first = g.nodes.iter().find(|n| matches!(n.kind, NodeKind::Layer { .. }) && n.sources.contains(&Source::Input));
     let input = match first {
@@ -241,15 +233,8 @@ fn structs(g: &Graph) -> TokenStream {
             }
         }
     });
-    let make_fused = g.nodes.iter().filter_map(|n| {
-        let NodeKind::Layer { sizes, .. } = &n.kind else { return None };
-        let (ident, ty) = (format_ident!("__rep_layer_{}", n.ident), alias(g, n));
-        let variant = &n.ident;
-        let sizes = sizes.iter().map(|s| s.runtime());
-        Some(quote! {
-            let #ident = #fused_layer::#variant(<#ty as ::rep::Block>::fused_from_sizes(&[#(#sizes),*])?);
-        })
-    });
+    let make_fused =
+        layer_values(g, &fused_layer, |ty, sizes| quote!(<#ty as ::rep::Block>::fused_from_sizes(&[#(#sizes),*])?));
     let add: Vec<TokenStream> = add.collect();
     let outputs = &g.outputs;
     quote! {
@@ -320,6 +305,26 @@ fn structs(g: &Graph) -> TokenStream {
         }
 
     }
+}
+
+/// `let __rep_layer_field = Enum::field(make(type, sizes));` for every layer field: the layers
+/// `new` (train-time, `from_sizes`) or the fused skeleton (`fused_from_sizes`) wires.
+fn layer_values(
+    g: &Graph,
+    enumeration: &syn::Ident,
+    make: impl Fn(&syn::Ident, Vec<TokenStream>) -> TokenStream,
+) -> Vec<TokenStream> {
+    let layers = g.nodes.iter().filter_map(|n| match &n.kind {
+        NodeKind::Layer { sizes, .. } => Some((n, sizes)),
+        _ => None,
+    });
+    layers
+        .map(|(n, sizes)| {
+            let (ident, variant) = (format_ident!("__rep_layer_{}", n.ident), &n.ident);
+            let value = make(&alias(g, n), sizes.iter().map(|s| s.runtime()).collect());
+            quote!(let #ident = #enumeration::#variant(#value);)
+        })
+        .collect()
 }
 
 /// The graph struct's and its fused twin's trait impls, all through the runtime graph.

@@ -24,12 +24,8 @@ pub enum From {
     Node(usize),
 }
 
-/// A resolved source.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Input,
-    Node(usize),
-}
+/// A resolved source (the type `rep_rules::shortcut_merge` reads).
+pub use rep_rules::Source;
 
 /// What a node computes.
 pub enum NodeKind {
@@ -169,19 +165,7 @@ impl Graph {
     /// For each layer: the merge node that makes an identity branch of it duplicate a shortcut
     /// (`rep_rules::shortcut_merge`, the rule the runtime applies too).
     fn mark_shortcuts(&mut self) {
-        let sources: Vec<Vec<rep_rules::Source>> = self
-            .nodes
-            .iter()
-            .map(|n| {
-                n.sources
-                    .iter()
-                    .map(|s| match *s {
-                        Source::Input => rep_rules::Source::Input,
-                        Source::Node(j) => rep_rules::Source::Node(j),
-                    })
-                    .collect()
-            })
-            .collect();
+        let sources: Vec<Vec<Source>> = self.nodes.iter().map(|n| n.sources.clone()).collect();
         let is_merge: Vec<bool> = self
             .nodes
             .iter()

@@ -5,7 +5,7 @@
 //! `from` convention: `-1` is the previous node (the graph's input for the first node), `-k`
 //! the k-th node back, and `i ≥ 0` node `i`. Every node is checked as it is added — sources in
 //! range, channels that meet — and [`GraphBuilder::build`] checks planned re-parameterization
-//! ([`planned`]). Each layer's weights are named under its node's name (`"0"`, `"51"`, or
+//! ([`check_planned_reparameterization`]). Each layer's weights are named under its node's name (`"0"`, `"51"`, or
 //! `"cv1"`), so a graph visited under `"model"` has YOLO's `model.N.*` names.
 //!
 //! ```
@@ -57,14 +57,9 @@ pub trait GraphLayer: Layer + Parameters + Costs {
     }
 }
 
-/// Where a node reads from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// The graph's input.
-    Input,
-    /// The output of node `i`.
-    Node(usize),
-}
+/// Where a node reads from: the graph's input or node `i` (the type the planned
+/// re-parameterization rule of `rep-rules` reads, shared with the graph macro).
+pub use rep_rules::Source;
 
 /// What a node computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,18 +16,7 @@ use crate::error::{Error, Result};
 /// naming the layer, its source and the merge node both reach.
 pub fn check_planned_reparameterization<L: GraphLayer>(graph: &Graph<L>) -> Result<()> {
     let nodes = graph.nodes();
-    let sources: Vec<Vec<rep_rules::Source>> = nodes
-        .iter()
-        .map(|n| {
-            n.from
-                .iter()
-                .map(|s| match *s {
-                    Source::Input => rep_rules::Source::Input,
-                    Source::Node(j) => rep_rules::Source::Node(j),
-                })
-                .collect()
-        })
-        .collect();
+    let sources: Vec<Vec<Source>> = nodes.iter().map(|n| n.from.clone()).collect();
     let is_merge: Vec<bool> = nodes.iter().map(|n| matches!(n.op, Op::Concat | Op::Add) && n.from.len() > 1).collect();
     for (l, node) in nodes.iter().enumerate() {
         let Op::Layer(k) = node.op else { continue };
