@@ -212,6 +212,13 @@ fn a_graph_plan_computes_the_graph() {
             assert!(relative_error(&ours, expected) <= 1e-5, "{choice:?}, output {i}");
         }
         assert!(plan.output(&state, 2).is_err());
+        // The same input through a view that is not row-major (every other column of a wider
+        // array): copied into the state, the same outputs.
+        let mut wide = Array4::<f32>::zeros((2, 4, 12, 20));
+        wide.slice_mut(ndarray::s![.., .., .., ..;2]).assign(&x);
+        plan.run(&mut state, wide.slice(ndarray::s![.., .., .., ..;2])).unwrap();
+        let strided = plan.output(&state, 0).unwrap().into_dimensionality().unwrap().to_owned();
+        assert!(relative_error(&strided, &expected[0]) <= 1e-5);
     }
 
     // In-place steps (an activation after a conv that has one) on a value that is read again

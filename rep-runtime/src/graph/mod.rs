@@ -168,7 +168,12 @@ impl<L> Graph<L> {
                 }
             }
         }
-        Ok(self.outputs.iter().map(|&o| values[o].clone().expect("outputs are kept")).collect())
+        // Each output moves out of `values`; one named twice is copied for all but its last use.
+        let outputs = self.outputs.iter().enumerate().map(|(k, &o)| {
+            let value = if self.outputs[k + 1..].contains(&o) { values[o].clone() } else { values[o].take() };
+            value.expect("outputs are kept")
+        });
+        Ok(outputs.collect())
     }
 
     /// The single output, or an error naming how many there are.

@@ -243,6 +243,17 @@ impl GraphPlan {
     /// Runs the network on `x` (of the planned shape) in `state`; allocates nothing. Read the
     /// results with [`GraphPlan::output`].
     pub fn run(&self, state: &mut GraphPlanState, x: ArrayView4<'_, f32>) -> Result<()> {
+        self.run_timed(state, x, |_, _| {})
+    }
+
+    /// Runs every step, reading a row-major `x` where it lies (copying it into the state only
+    /// when it is not row-major, or is itself an output), and reports each step's time.
+    fn run_timed(
+        &self,
+        state: &mut GraphPlanState,
+        x: ArrayView4<'_, f32>,
+        mut record: impl FnMut(usize, std::time::Duration),
+    ) -> Result<()> {
         if x.shape() != self.input {
             return Err(Error::shape("plan input", &self.input, x.shape()));
         }
@@ -253,15 +264,19 @@ impl GraphPlan {
         if !lens_ok {
             return Err(Error::Geometry("graph plan state made by another plan".into()));
         }
-        match x.as_slice() {
-            Some(values) => state.input[..values.len()].copy_from_slice(values),
-            None => {
-                ndarray::ArrayViewMut4::from_shape(x.raw_dim(), &mut state.input[..x.len()]).expect("sized").assign(&x)
+        let GraphPlanState { buffers, input, workspace } = state;
+        let values: &[f32] = match x.as_slice() {
+            Some(values) if !self.outputs.contains(&Value(0)) => values,
+            _ => {
+                ndarray::ArrayViewMut4::from_shape(x.raw_dim(), &mut input[..x.len()]).expect("sized").assign(&x);
+                &input[..x.len()]
             }
-        }
-        let finite = !self.winograd || all_finite(&state.input[..x.len()]);
-        for step in &self.steps {
-            self.run_step(step, state, finite)?;
+        };
+        let finite = !self.winograd || all_finite(values);
+        for (i, step) in self.steps.iter().enumerate() {
+            let start = Instant::now();
+            self.run_step(step, buffers, workspace, values, finite)?;
+            record(i, start.elapsed());
         }
         Ok(())
     }
@@ -270,15 +285,9 @@ impl GraphPlan {
     /// under their layer's name and kernel; the others as `concat`, `add`, `upsample`,
     /// `max-pool`).
     pub fn profile(&self, state: &mut GraphPlanState, x: ArrayView4<'_, f32>, runs: usize) -> Result<Vec<StepTime>> {
-        self.run(state, x)?;
-        let finite = !self.winograd || all_finite(&state.input[..x.len()]);
         let mut times = vec![Vec::with_capacity(runs.clamp(1, 1 << 16)); self.steps.len()];
         for _ in 0..runs.max(1) {
-            for (step, times) in self.steps.iter().zip(&mut times) {
-                let start = Instant::now();
-                self.run_step(step, state, finite)?;
-                times.push(start.elapsed());
-            }
+            self.run_timed(state, x, |i, t| times[i].push(t))?;
         }
         let profile = self.steps.iter().zip(times).map(|(step, mut t)| {
             t.sort();
@@ -294,13 +303,20 @@ impl GraphPlan {
         Ok(profile.collect())
     }
 
-    fn run_step(&self, step: &GraphStep, state: &mut GraphPlanState, finite: bool) -> Result<()> {
+    /// One step: its output buffer is taken out while the step writes it (no allocation), so
+    /// that its inputs (`input`: the network's) can be borrowed.
+    fn run_step(
+        &self,
+        step: &GraphStep,
+        buffers: &mut [Vec<f32>],
+        workspace: &mut [f32],
+        input: &[f32],
+        finite: bool,
+    ) -> Result<()> {
         let out_shape = self.shapes[step.output.0];
         let out_len = Shape::Map(out_shape).len();
         let out_buffer = self.buffer_of[step.output.0];
-        // Taken out while the step writes it (no allocation), so that inputs can be borrowed.
-        let mut out = std::mem::take(&mut state.buffers[out_buffer]);
-        let GraphPlanState { buffers, input, workspace } = state;
+        let mut out = std::mem::take(&mut buffers[out_buffer]);
         let read = |v: Value| -> &[f32] {
             let len = Shape::Map(self.shapes[v.0]).len();
             match self.buffer_of[v.0] {
@@ -346,7 +362,7 @@ impl GraphPlan {
             }
             GraphOp::MaxPool(pool) => pool.pool_into(read(step.inputs[0]), self.shapes[step.inputs[0].0], y),
         };
-        state.buffers[out_buffer] = out;
+        buffers[out_buffer] = out;
         result
     }
 }
