@@ -154,8 +154,14 @@ fn bench(options: &Bench) -> CliResult<String> {
             plan.value_bytes() as f64 / 1e6
         )?;
     }
-    if options.steps {
-        for step in &profile {
+    write_profile(&mut out, &profile, options.steps)?;
+    Ok(out)
+}
+
+/// The profile's time and rate per kind of kernel, preceded by every step's when `steps`.
+fn write_profile(out: &mut String, profile: &[rep::plan::StepTime], steps: bool) -> CliResult<()> {
+    if steps {
+        for step in profile {
             let ms = step.time.as_secs_f64() * 1e3;
             writeln!(
                 out,
@@ -167,7 +173,7 @@ fn bench(options: &Bench) -> CliResult<String> {
         }
     }
     let mut kinds: Vec<(&str, f64, u64)> = Vec::new();
-    for step in &profile {
+    for step in profile {
         match kinds.iter_mut().find(|(kind, ..)| *kind == step.kernel) {
             Some((_, ms, macs)) => (*ms, *macs) = (*ms + step.time.as_secs_f64() * 1e3, *macs + step.macs),
             None => kinds.push((step.kernel, step.time.as_secs_f64() * 1e3, step.macs)),
@@ -176,7 +182,7 @@ fn bench(options: &Bench) -> CliResult<String> {
     for (kind, ms, macs) in kinds {
         writeln!(out, "  {kind:<12} {ms:>10.2} ms {:>8.1} GFLOPS", 2.0 * macs as f64 / (ms * 1e6))?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Writes the fused weights, the planned graph as JSON, the input and the planned head outputs.

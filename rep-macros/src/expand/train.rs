@@ -304,40 +304,8 @@ pub fn network(model: &crate::internals::model::Model) -> TokenStream {
         Kind::Pool => quote!((usize, usize)),
         Kind::Linear { .. } => quote!(::rep::ndarray::Array2<f32>),
     });
-    let forward = model.fields.iter().zip(&caches).map(|(f, cache)| {
-        let ident = &f.ident;
-        match &f.kind {
-            Kind::Block { .. } => quote!(let (__x, #cache) = #train::forward_cached(&mut self.#ident, &__x)?;),
-            Kind::Stage { .. } => quote! {
-                let mut __x = __x;
-                let mut #cache = ::std::vec::Vec::with_capacity(self.#ident.len());
-                for __b in self.#ident.iter_mut() {
-                    let (__y, __k) = #train::forward_cached(__b, &__x)?;
-                    #cache.push(__k);
-                    __x = __y;
-                }
-            },
-            Kind::Pool => quote! {
-                let #cache = (__x.shape()[2], __x.shape()[3]);
-                let __x = self.#ident.forward(&__x)?;
-            },
-            Kind::Linear { .. } => quote!(let #cache = __x.clone(); let __x = self.#ident.forward(&__x)?;),
-        }
-    });
-    let backward = model.fields.iter().zip(&caches).rev().map(|(f, cache)| {
-        let (ident, field_name) = (&f.ident, &f.name);
-        match &f.kind {
-            Kind::Block { .. } => quote!(let __d = #train::backward(&self.#ident, #cache, &__d, #field_name, grads)?;),
-            Kind::Stage { .. } => quote! {
-                let mut __d = __d;
-                for (__i, (__b, __k)) in self.#ident.iter().zip(#cache).enumerate().rev() {
-                    __d = #train::backward(__b, __k, &__d, &::std::format!("{}.{}", #field_name, __i), grads)?;
-                }
-            },
-            Kind::Pool => quote!(let __d = self.#ident.backward(#cache, &__d);),
-            Kind::Linear { .. } => quote!(let __d = self.#ident.backward(&#cache, &__d, #field_name, grads)?;),
-        }
-    });
+    let forward = model.fields.iter().zip(&caches).map(|(f, cache)| forward_step(f, cache, &train));
+    let backward = model.fields.iter().zip(&caches).rev().map(|(f, cache)| backward_step(f, cache, &train));
     let freeze = model.fields.iter().filter_map(|f| {
         let ident = &f.ident;
         match &f.kind {
@@ -371,5 +339,45 @@ pub fn network(model: &crate::internals::model::Model) -> TokenStream {
                 ::core::result::Result::Ok(())
             }
         }
+    }
+}
+
+/// One field's statements in a model's `forward_cached`: run it on `__x`, keep its cache.
+fn forward_step(f: &crate::internals::model::Field, cache: &syn::Ident, train: &TokenStream) -> TokenStream {
+    use crate::internals::model::Kind;
+    let ident = &f.ident;
+    match &f.kind {
+        Kind::Block { .. } => quote!(let (__x, #cache) = #train::forward_cached(&mut self.#ident, &__x)?;),
+        Kind::Stage { .. } => quote! {
+            let mut __x = __x;
+            let mut #cache = ::std::vec::Vec::with_capacity(self.#ident.len());
+            for __b in self.#ident.iter_mut() {
+                let (__y, __k) = #train::forward_cached(__b, &__x)?;
+                #cache.push(__k);
+                __x = __y;
+            }
+        },
+        Kind::Pool => quote! {
+            let #cache = (__x.shape()[2], __x.shape()[3]);
+            let __x = self.#ident.forward(&__x)?;
+        },
+        Kind::Linear { .. } => quote!(let #cache = __x.clone(); let __x = self.#ident.forward(&__x)?;),
+    }
+}
+
+/// One field's statements in a model's `backward`: `__d` through it, in reverse order.
+fn backward_step(f: &crate::internals::model::Field, cache: &syn::Ident, train: &TokenStream) -> TokenStream {
+    use crate::internals::model::Kind;
+    let (ident, field_name) = (&f.ident, &f.name);
+    match &f.kind {
+        Kind::Block { .. } => quote!(let __d = #train::backward(&self.#ident, #cache, &__d, #field_name, grads)?;),
+        Kind::Stage { .. } => quote! {
+            let mut __d = __d;
+            for (__i, (__b, __k)) in self.#ident.iter().zip(#cache).enumerate().rev() {
+                __d = #train::backward(__b, __k, &__d, &::std::format!("{}.{}", #field_name, __i), grads)?;
+            }
+        },
+        Kind::Pool => quote!(let __d = self.#ident.backward(#cache, &__d);),
+        Kind::Linear { .. } => quote!(let __d = self.#ident.backward(&#cache, &__d, #field_name, grads)?;),
     }
 }

@@ -8,6 +8,10 @@ use crate::internals::graph::{Graph, Node, NodeKind, Source};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 
+mod layers;
+
+use layers::{LayerEnums, layer_enums};
+
 /// Everything generated for one graph.
 pub fn graph(g: &Graph) -> TokenStream {
     let layers: Vec<&Node> = g.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Layer { .. })).collect();
@@ -42,145 +46,6 @@ fn alias_decl(g: &Graph, node: &Node) -> TokenStream {
     }
 }
 
-/// The layer enums (train-time, fused, cache) and their delegating impls.
-fn layer_enums(g: &Graph, layers: &[&Node]) -> TokenStream {
-    let name = &g.item.ident;
-    let vis = &g.item.vis;
-    let (layer, fused, cache) =
-        (format_ident!("{}Layer", name), format_ident!("{}LayerFused", name), format_ident!("{}LayerCache", name));
-    let variants: Vec<&syn::Ident> = layers.iter().map(|n| &n.ident).collect();
-    let types: Vec<syn::Ident> = layers.iter().map(|n| alias(g, n)).collect();
-    let doc = format!("The layers of [`{name}`], one variant per layer field.");
-    let fused_doc = format!("The fused layers of [`{name}Fused`].");
-    let each = |body: TokenStream| quote!(#(Self::#variants(l) => #body,)*);
-    let visit = parameters(&each);
-    let forward = each(quote!(::rep::layers::Layer::forward(l, x)));
-    let forward_train = each(quote!(::rep::layers::Layer::forward_train(l, x)));
-    let count = each(quote!(::rep::Costs::parameter_count(l)));
-    let macs = each(quote!(::rep::Costs::macs(l, input)));
-    let train_in = each(quote!(::rep::Block::in_channels(l)));
-    let train_out = each(quote!(::rep::Block::out_channels(l)));
-    let identity = each(quote!(::rep::Block::has_identity_branch(l)));
-    let fused_in = each(quote!(l.conv.geometry().in_channels));
-    let fused_out = each(quote!(l.conv.geometry().out_channels));
-    let compile = each(quote!(plan.layer(input, l, name)));
-    let freeze = each(quote!(::rep::train::Train::freeze_batch_norm(l, frozen)));
-    quote! {
-        #[doc = #doc]
-        #[allow(non_camel_case_types, clippy::large_enum_variant)]
-        #[derive(Clone, Debug)]
-        #vis enum #layer { #(#[doc = "A layer field."] #variants(#types),)* }
-
-        #[doc = #fused_doc]
-        #[allow(non_camel_case_types, clippy::large_enum_variant)]
-        #[derive(Clone, Debug)]
-        #vis enum #fused { #(#[doc = "A fused layer field."] #variants(<#types as ::rep::Reparameterize>::Fused),)* }
-
-        #[doc(hidden)]
-        #[allow(non_camel_case_types, clippy::large_enum_variant)]
-        #vis enum #cache { #(#variants(<#types as ::rep::train::Train>::Cache),)* }
-
-        impl ::rep::layers::Layer for #layer {
-            fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
-                match self { #forward }
-            }
-            fn forward_train(&mut self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
-                match self { #forward_train }
-            }
-        }
-        impl ::rep::layers::Layer for #fused {
-            fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
-                match self { #forward }
-            }
-        }
-        impl ::rep::layers::Parameters for #layer { #visit }
-        impl ::rep::layers::Parameters for #fused { #visit }
-        impl ::rep::Costs for #layer {
-            fn parameter_count(&self) -> usize { match self { #count } }
-            fn macs(&self, input: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> { match self { #macs } }
-        }
-        impl ::rep::Costs for #fused {
-            fn parameter_count(&self) -> usize { match self { #count } }
-            fn macs(&self, input: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> { match self { #macs } }
-        }
-        impl ::rep::graph::GraphLayer for #layer {
-            fn in_channels(&self) -> usize { match self { #train_in } }
-            fn out_channels(&self) -> usize { match self { #train_out } }
-            fn has_identity_branch(&self) -> bool { match self { #identity } }
-        }
-        impl ::rep::graph::GraphLayer for #fused {
-            fn in_channels(&self) -> usize { match self { #fused_in } }
-            fn out_channels(&self) -> usize { match self { #fused_out } }
-        }
-        impl ::rep::plan::CompileNode for #fused {
-            fn compile_node(
-                &self,
-                plan: &mut ::rep::plan::GraphPlanBuilder,
-                input: ::rep::plan::Value,
-                name: &str,
-            ) -> ::rep::Result<::rep::plan::Value> {
-                match self { #compile }
-            }
-        }
-        impl ::rep::Reparameterize for #layer {
-            type Fused = #fused;
-            fn fuse(&self) -> ::rep::Result<#fused> {
-                ::core::result::Result::Ok(match self {
-                    #(Self::#variants(l) => #fused::#variants(::rep::Reparameterize::fuse(l)?),)*
-                })
-            }
-        }
-        impl ::rep::train::Train for #layer {
-            type Cache = #cache;
-            fn forward_cached(
-                &mut self,
-                x: &::rep::ndarray::Array4<f32>,
-            ) -> ::rep::Result<(::rep::ndarray::Array4<f32>, #cache)> {
-                ::core::result::Result::Ok(match self {
-                    #(Self::#variants(l) => {
-                        let (y, c) = ::rep::train::Train::forward_cached(l, x)?;
-                        (y, #cache::#variants(c))
-                    })*
-                })
-            }
-            fn backward(
-                &self,
-                cache: #cache,
-                dy: &::rep::ndarray::Array4<f32>,
-                prefix: &str,
-                grads: &mut ::rep::train::Gradients,
-            ) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
-                match (self, cache) {
-                    #((Self::#variants(l), #cache::#variants(c)) => ::rep::train::Train::backward(l, c, dy, prefix, grads),)*
-                    #[allow(unreachable_patterns)]
-                    _ => ::core::result::Result::Err(::rep::Error::Wiring(::std::format!("`{prefix}`: a cache of another layer"))),
-                }
-            }
-            fn freeze_batch_norm(&mut self, frozen: bool) {
-                match self { #freeze }
-            }
-        }
-    }
-}
-
-/// The five `Parameters` methods, delegating to the variant.
-fn parameters(each: &dyn Fn(TokenStream) -> TokenStream) -> TokenStream {
-    let visit = each(quote!(::rep::layers::Parameters::visit(l, prefix, f)));
-    let visit_mut = each(quote!(::rep::layers::Parameters::visit_mut(l, prefix, f)));
-    let counters = each(quote!(::rep::layers::Parameters::visit_counters(l, prefix, f)));
-    let counters_mut = each(quote!(::rep::layers::Parameters::visit_counters_mut(l, prefix, f)));
-    let bns = each(quote!(::rep::layers::Parameters::visit_batch_norms(l, f)));
-    quote! {
-        fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) { match self { #visit } }
-        fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {
-            match self { #visit_mut }
-        }
-        fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) { match self { #counters } }
-        fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) { match self { #counters_mut } }
-        fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut ::rep::layers::BatchNorm2d)) { match self { #bns } }
-    }
-}
-
 /// The source of a node as the runtime builder takes it.
 fn source(s: &Source) -> TokenStream {
     match s {
@@ -196,46 +61,15 @@ fn source(s: &Source) -> TokenStream {
 fn structs(g: &Graph) -> TokenStream {
     let name = &g.item.ident;
     let vis = &g.item.vis;
-    let (layer, fused_layer) = (format_ident!("{}Layer", name), format_ident!("{}LayerFused", name));
+    let LayerEnums { layer, fused: fused_layer, .. } = LayerEnums::of(g);
     let fused = format_ident!("{}Fused", name);
     let params = &g.params;
     let attrs = g.item.attrs.iter().filter(|a| !a.path().is_ident("rep"));
     let fused_doc = format!("The fused form of [`{name}`]: every layer fused, the same wiring.");
     let make = layer_values(g, &layer, |ty, sizes| quote!(<#ty as ::rep::Block>::from_sizes(&[#(#sizes),*], rng)?));
-    // The graph's input channels: those of the first layer that reads the input.
-    let first = g.nodes.iter().find(|n| matches!(n.kind, NodeKind::Layer { .. }) && n.sources.contains(&Source::Input));
-    let input = match first {
-        Some(n) => {
-            let ident = format_ident!("__rep_layer_{}", n.ident);
-            quote!(::rep::graph::GraphLayer::in_channels(&#ident))
-        }
-        None => quote_spanned!(name.span()=> ::core::compile_error!("the graph's input must be read by a layer")),
-    };
-    let add = g.nodes.iter().map(|n| {
-        let node_name = &n.name;
-        let sources: Vec<TokenStream> = n.sources.iter().map(source).collect();
-        match &n.kind {
-            NodeKind::Layer { .. } => {
-                let ident = format_ident!("__rep_layer_{}", n.ident);
-                let s = &sources[0];
-                quote!(__g.layer(#node_name, #s, #ident)?;)
-            }
-            NodeKind::Concat => quote!(__g.concat(#node_name, &[#(#sources),*])?;),
-            NodeKind::Add => quote!(__g.add(#node_name, &[#(#sources),*])?;),
-            NodeKind::Upsample(f) => {
-                let (s, f) = (&sources[0], f.runtime());
-                quote!(__g.upsample(#node_name, #s, #f)?;)
-            }
-            NodeKind::MaxPool(sizes) => {
-                let [k, st, p] = sizes.as_ref();
-                let (s, k, st, p) = (&sources[0], k.runtime(), st.runtime(), p.runtime());
-                quote!(__g.max_pool(#node_name, #s, ::rep::layers::MaxPool2d::new(#k, #st, #p))?;)
-            }
-        }
-    });
+    let (input, add) = (input_channels(g), node_additions(g));
     let make_fused =
         layer_values(g, &fused_layer, |ty, sizes| quote!(<#ty as ::rep::Block>::fused_from_sizes(&[#(#sizes),*])?));
-    let add: Vec<TokenStream> = add.collect();
     let outputs = &g.outputs;
     quote! {
         #(#attrs)*
@@ -307,6 +141,51 @@ fn structs(g: &Graph) -> TokenStream {
     }
 }
 
+/// The graph's input channels, as `new` computes them: those of the first layer that reads
+/// the input (a compile error, at the struct's name, when no layer does).
+fn input_channels(g: &Graph) -> TokenStream {
+    let first = g.nodes.iter().find(|n| matches!(n.kind, NodeKind::Layer { .. }) && n.sources.contains(&Source::Input));
+    match first {
+        Some(n) => {
+            let ident = format_ident!("__rep_layer_{}", n.ident);
+            quote!(::rep::graph::GraphLayer::in_channels(&#ident))
+        }
+        None => {
+            quote_spanned!(g.item.ident.span()=> ::core::compile_error!("the graph's input must be read by a layer"))
+        }
+    }
+}
+
+/// `__g.layer(…)?;`, `__g.concat(…)?;`, … for every node in order: the runtime builder calls
+/// that wire the layers `layer_values` made.
+fn node_additions(g: &Graph) -> Vec<TokenStream> {
+    g.nodes
+        .iter()
+        .map(|n| {
+            let node_name = &n.name;
+            let sources: Vec<TokenStream> = n.sources.iter().map(source).collect();
+            match &n.kind {
+                NodeKind::Layer { .. } => {
+                    let ident = format_ident!("__rep_layer_{}", n.ident);
+                    let s = &sources[0];
+                    quote!(__g.layer(#node_name, #s, #ident)?;)
+                }
+                NodeKind::Concat => quote!(__g.concat(#node_name, &[#(#sources),*])?;),
+                NodeKind::Add => quote!(__g.add(#node_name, &[#(#sources),*])?;),
+                NodeKind::Upsample(f) => {
+                    let (s, f) = (&sources[0], f.runtime());
+                    quote!(__g.upsample(#node_name, #s, #f)?;)
+                }
+                NodeKind::MaxPool(sizes) => {
+                    let [k, st, p] = sizes.as_ref();
+                    let (s, k, st, p) = (&sources[0], k.runtime(), st.runtime(), p.runtime());
+                    quote!(__g.max_pool(#node_name, #s, ::rep::layers::MaxPool2d::new(#k, #st, #p))?;)
+                }
+            }
+        })
+        .collect()
+}
+
 /// `let __rep_layer_field = Enum::field(make(type, sizes));` for every layer field: the layers
 /// `new` (train-time, `from_sizes`) or the fused skeleton (`fused_from_sizes`) wires.
 fn layer_values(
@@ -331,34 +210,7 @@ fn layer_values(
 fn struct_impls(g: &Graph) -> TokenStream {
     let name = &g.item.ident;
     let (fused, cache) = (format_ident!("{}Fused", name), format_ident!("{}LayerCache", name));
-    let delegate = |ty: &syn::Ident| {
-        quote! {
-            impl ::rep::layers::Parameters for #ty {
-                fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {
-                    self.graph.visit(prefix, f)
-                }
-                fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {
-                    self.graph.visit_mut(prefix, f)
-                }
-                fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) { self.graph.visit_counters(prefix, f) }
-                fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) {
-                    self.graph.visit_counters_mut(prefix, f)
-                }
-                fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut ::rep::layers::BatchNorm2d)) {
-                    self.graph.visit_batch_norms(f)
-                }
-            }
-            impl ::rep::Costs for #ty {
-                fn parameter_count(&self) -> usize { ::rep::Costs::parameter_count(&self.graph) }
-                fn macs(&self, input: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> { ::rep::Costs::macs(&self.graph, input) }
-            }
-            impl ::rep::graph::GraphLayer for #ty {
-                fn in_channels(&self) -> usize { ::rep::graph::GraphLayer::in_channels(&self.graph) }
-                fn out_channels(&self) -> usize { ::rep::graph::GraphLayer::out_channels(&self.graph) }
-            }
-        }
-    };
-    let (train_delegates, fused_delegates) = (delegate(name), delegate(&fused));
+    let (train_delegates, fused_delegates) = (graph_delegates(name), graph_delegates(&fused));
     quote! {
         impl ::rep::layers::Layer for #name {
             fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
@@ -417,6 +269,35 @@ fn struct_impls(g: &Graph) -> TokenStream {
             ) -> ::rep::Result<::rep::plan::Value> {
                 ::rep::plan::CompileNode::compile_node(&self.graph, plan, input, name)
             }
+        }
+    }
+}
+
+/// `Parameters`, `Costs` and `GraphLayer` for a graph struct (`ty`), through its runtime graph.
+fn graph_delegates(ty: &syn::Ident) -> TokenStream {
+    quote! {
+        impl ::rep::layers::Parameters for #ty {
+            fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewD<'_, f32>)) {
+                self.graph.visit(prefix, f)
+            }
+            fn visit_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, ::rep::ndarray::ArrayViewMutD<'_, f32>)) {
+                self.graph.visit_mut(prefix, f)
+            }
+            fn visit_counters(&self, prefix: &str, f: &mut dyn FnMut(&str, u64)) { self.graph.visit_counters(prefix, f) }
+            fn visit_counters_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut u64)) {
+                self.graph.visit_counters_mut(prefix, f)
+            }
+            fn visit_batch_norms(&mut self, f: &mut dyn FnMut(&mut ::rep::layers::BatchNorm2d)) {
+                self.graph.visit_batch_norms(f)
+            }
+        }
+        impl ::rep::Costs for #ty {
+            fn parameter_count(&self) -> usize { ::rep::Costs::parameter_count(&self.graph) }
+            fn macs(&self, input: ::rep::Hw) -> ::rep::Result<(u64, ::rep::Hw)> { ::rep::Costs::macs(&self.graph, input) }
+        }
+        impl ::rep::graph::GraphLayer for #ty {
+            fn in_channels(&self) -> usize { ::rep::graph::GraphLayer::in_channels(&self.graph) }
+            fn out_channels(&self) -> usize { ::rep::graph::GraphLayer::out_channels(&self.graph) }
         }
     }
 }
