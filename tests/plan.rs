@@ -91,7 +91,7 @@ fn a_plan_reads_non_contiguous_input_and_profiles_every_step() {
     let profile = plan.profile(&mut state, x, 3).unwrap();
     let names: Vec<(&str, &str)> = profile.iter().map(|s| (s.name.as_str(), s.kernel)).collect();
     // Each activation runs inside the conv before it.
-    assert_eq!(names, [("0.0", "im2col"), ("1.0", "winograd")]);
+    assert_eq!(names, [("0.0", "im2col"), ("1.0", "winograd4")]);
     assert_eq!(profile[1].macs, 2 * 64 * 64 * 9 * 11 * 9);
 }
 

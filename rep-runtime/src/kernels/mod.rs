@@ -33,7 +33,7 @@ pub(crate) use dense::dense_into;
 pub use gemm::PackedMatrix;
 pub(crate) use gemm::matmul_f64;
 pub(crate) use pool::{PoolWindow, max_pool_into};
-pub use winograd::{F4_TOLERANCE, Tile, WinogradConv};
+pub use winograd::{Tile, WinogradConv};
 
 use crate::error::{Error, Result};
 use ndarray::{Array2, ArrayView1, ArrayView2};

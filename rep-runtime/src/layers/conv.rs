@@ -136,10 +136,10 @@ impl Layer for Conv2d {
 tensor_parameters!(Conv2d { weight; optional bias });
 
 impl WinogradConv {
-    /// Transforms `conv`'s kernel for F(2×2, 3×3). Refuses geometries
+    /// Transforms `conv`'s kernel for the default tile, F(4×4, 3×3). Refuses geometries
     /// [`WinogradConv::supports`] does not, and a conv that pads with anything but zeros.
     pub fn new(conv: &Conv2d) -> Result<Self> {
-        WinogradConv::with_tile(conv, Tile::F2)
+        WinogradConv::with_tile(conv, Tile::default())
     }
 
     /// As [`WinogradConv::new`], for the given output tile.

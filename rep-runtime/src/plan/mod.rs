@@ -58,8 +58,9 @@ pub trait Compile {
 /// at about ten times the rounding error per layer (see [`Tile::F4`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum KernelChoice {
-    /// Winograd where it is measured to pay: stride-1 3×3 convolutions with at least
-    /// [`WINOGRAD_MIN_CHANNELS`] input and output channels per group; im2col elsewhere.
+    /// Winograd with the default tile (F(4×4), [`Tile::default`]) where it is measured to pay:
+    /// stride-1 3×3 convolutions with at least [`WINOGRAD_MIN_CHANNELS`] input and output
+    /// channels per group; im2col elsewhere.
     #[default]
     Auto,
     /// im2col + GEMM everywhere (the reference path [`crate::layers::Layer::forward`] takes).
@@ -158,7 +159,7 @@ impl PlanBuilder {
         let wide = g.in_per_group() >= WINOGRAD_MIN_CHANNELS && g.out_per_group() >= WINOGRAD_MIN_CHANNELS;
         let kernel = match self.choice {
             KernelChoice::Winograd(tile) if winograd => ConvKernel::winograd(conv, tile)?,
-            KernelChoice::Auto if winograd && wide => ConvKernel::winograd(conv, Tile::F2)?,
+            KernelChoice::Auto if winograd && wide => ConvKernel::winograd(conv, Tile::default())?,
             _ => ConvKernel::direct(conv),
         };
         let output = Shape::Map([input[0], g.out_channels, out.h, out.w]);

@@ -5,19 +5,22 @@ use crate::kernels::lane_mask;
 use crate::kernels::winograd::{Tiling, pad_channel};
 use std::arch::x86_64::*;
 
-/// `Bᵀ d` for six registers of sixteen tiles each.
+/// `Bᵀ d` for six registers of sixteen tiles each; rows 1–4 are even parts ± odd parts.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn input_1d(d: [__m512; 6]) -> [__m512; 6] {
-    let (four, five, two) = (_mm512_set1_ps(4.0), _mm512_set1_ps(5.0), _mm512_set1_ps(2.0));
-    let (d13, d42) = (_mm512_sub_ps(d[3], d[1]), _mm512_sub_ps(d[4], d[2]));
+    let k = _mm512_set1_ps;
+    // a·x − b·y
+    let difference = |a: f32, x: __m512, b: f32, y: __m512| _mm512_fmsub_ps(k(a), x, _mm512_mul_ps(k(b), y));
+    let (even1, odd1) = (difference(12.0, d[4], 27.0, d[2]), difference(18.0, d[1], 8.0, d[3]));
+    let (even2, odd2) = (difference(18.0, d[4], 8.0, d[2]), difference(12.0, d[1], 27.0, d[3]));
     [
-        _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4])),
-        _mm512_fnmadd_ps(four, _mm512_add_ps(d[1], d[2]), _mm512_add_ps(d[3], d[4])),
-        _mm512_fmadd_ps(four, _mm512_sub_ps(d[1], d[2]), _mm512_sub_ps(d[4], d[3])),
-        _mm512_fmadd_ps(two, d13, d42),
-        _mm512_fnmadd_ps(two, d13, d42),
-        _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5])),
+        difference(36.0, _mm512_add_ps(d[0], d[4]), 97.0, d[2]),
+        _mm512_sub_ps(even1, odd1),
+        _mm512_add_ps(even1, odd1),
+        _mm512_sub_ps(even2, odd2),
+        _mm512_add_ps(even2, odd2),
+        difference(36.0, _mm512_add_ps(d[1], d[5]), 97.0, d[3]),
     ]
 }
 
@@ -25,13 +28,14 @@ fn input_1d(d: [__m512; 6]) -> [__m512; 6] {
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn output_1d(m: [__m512; 6]) -> [__m512; 4] {
+    let k = _mm512_set1_ps;
     let (a, b) = (_mm512_add_ps(m[1], m[2]), _mm512_sub_ps(m[1], m[2]));
     let (c, d) = (_mm512_add_ps(m[3], m[4]), _mm512_sub_ps(m[3], m[4]));
     [
-        _mm512_add_ps(_mm512_add_ps(m[0], a), c),
-        _mm512_fmadd_ps(_mm512_set1_ps(2.0), d, b),
-        _mm512_fmadd_ps(_mm512_set1_ps(4.0), c, a),
-        _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0), d, b), m[5]),
+        _mm512_fmadd_ps(k(27.0), a, _mm512_fmadd_ps(k(8.0), c, m[0])),
+        _mm512_fmadd_ps(k(18.0), b, _mm512_mul_ps(k(12.0), d)),
+        _mm512_fmadd_ps(k(12.0), a, _mm512_mul_ps(k(18.0), c)),
+        _mm512_fmadd_ps(k(8.0), b, _mm512_fmadd_ps(k(27.0), d, m[5])),
     ]
 }
 
