@@ -2,7 +2,7 @@
 //! `<Graph>LayerCache`, one variant per layer field, whose trait impls delegate each call to
 //! the variant's layer.
 
-use super::alias;
+use super::{alias, compile_node_impl};
 use crate::internals::graph::{Graph, Node};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -72,6 +72,7 @@ fn layer_inference_impls(g: &Graph, variants: &[&syn::Ident]) -> TokenStream {
     let fused_in = each(quote!(l.conv.geometry().in_channels));
     let fused_out = each(quote!(l.conv.geometry().out_channels));
     let compile = each(quote!(plan.layer(input, l, name)));
+    let compile = compile_node_impl(&fused, quote!(match self { #compile }));
     quote! {
         impl ::rep::layers::Layer for #layer {
             fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
@@ -105,16 +106,7 @@ fn layer_inference_impls(g: &Graph, variants: &[&syn::Ident]) -> TokenStream {
             fn in_channels(&self) -> usize { match self { #fused_in } }
             fn out_channels(&self) -> usize { match self { #fused_out } }
         }
-        impl ::rep::plan::CompileNode for #fused {
-            fn compile_node(
-                &self,
-                plan: &mut ::rep::plan::GraphPlanBuilder,
-                input: ::rep::plan::Value,
-                name: &str,
-            ) -> ::rep::Result<::rep::plan::Value> {
-                match self { #compile }
-            }
-        }
+        #compile
     }
 }
 

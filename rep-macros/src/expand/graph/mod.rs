@@ -211,6 +211,8 @@ fn struct_impls(g: &Graph) -> TokenStream {
     let name = &g.item.ident;
     let (fused, cache) = (format_ident!("{}Fused", name), format_ident!("{}LayerCache", name));
     let (train_delegates, fused_delegates) = (graph_delegates(name), graph_delegates(&fused));
+    let compile =
+        compile_node_impl(&fused, quote!(::rep::plan::CompileNode::compile_node(&self.graph, plan, input, name)));
     quote! {
         impl ::rep::layers::Layer for #name {
             fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
@@ -260,14 +262,22 @@ fn struct_impls(g: &Graph) -> TokenStream {
             }
         }
 
-        impl ::rep::plan::CompileNode for #fused {
+        #compile
+    }
+}
+
+/// `CompileNode` for `ty`, whose `compile_node` is `body` (with `plan`, `input` and `name` in
+/// scope).
+fn compile_node_impl(ty: &syn::Ident, body: TokenStream) -> TokenStream {
+    quote! {
+        impl ::rep::plan::CompileNode for #ty {
             fn compile_node(
                 &self,
                 plan: &mut ::rep::plan::GraphPlanBuilder,
                 input: ::rep::plan::Value,
                 name: &str,
             ) -> ::rep::Result<::rep::plan::Value> {
-                ::rep::plan::CompileNode::compile_node(&self.graph, plan, input, name)
+                #body
             }
         }
     }
