@@ -5,8 +5,16 @@
 //! dependency-free, so that the two cannot drift apart.
 //!
 //! * [`shortcut_merge`]: planned re-parameterization (YOLOv7, section 3.2).
+//! * The geometry of fusion: a window's [`reach`] and [`centre_offset2`] (branches fuse when
+//!   their window centres agree), the [`merged_groups`] of two stacked convolutions, and timm's
+//!   [`make_divisible`] width rounding. `const fn`s, so that the macros' generated checks can
+//!   evaluate them on static sizes.
 
 #![warn(missing_docs)]
+
+mod geometry;
+
+pub use geometry::{centre_offset2, make_divisible, merged_groups, reach};
 
 /// Where a graph node reads from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -117,17 +117,7 @@ pub const fn stage_size(role: Option<usize>, sizes: &[Option<usize>]) -> Option<
     }
 }
 
-/// timm's `make_divisible(v, divisor)` on integers, the width rule of its SE layers: `v`
-/// rounded to the nearest multiple of `divisor`, at least `divisor`, and one `divisor` more when
-/// rounding down lost over 10 % (`divisor = 0` leaves `v`).
-pub const fn make_divisible(v: usize, divisor: usize) -> usize {
-    if divisor == 0 {
-        return v;
-    }
-    let rounded = (v + divisor / 2) / divisor * divisor;
-    let rounded = if rounded < divisor { divisor } else { rounded };
-    if 10 * rounded < 9 * v { rounded + divisor } else { rounded }
-}
+pub use rep_rules::{make_divisible, reach};
 
 /// `⌈a / b⌉`, 0 when `b` is 0 (as `/` in generated code).
 pub const fn div_ceil(a: usize, b: usize) -> usize {
@@ -138,6 +128,14 @@ pub const fn div_ceil(a: usize, b: usize) -> usize {
 pub const fn option_make_divisible(a: Option<usize>, b: Option<usize>) -> Option<usize> {
     match (a, b) {
         (Some(a), Some(b)) => Some(make_divisible(a, b)),
+        _ => None,
+    }
+}
+
+/// [`reach`] when both are known.
+pub const fn option_reach(dilation: Option<usize>, kernel: Option<usize>) -> Option<usize> {
+    match (dilation, kernel) {
+        (Some(d), Some(k)) => Some(reach(d, k)),
         _ => None,
     }
 }

@@ -106,7 +106,8 @@ impl ConvGeometry {
     /// Sets the padding to `d·(k − 1)/2` per axis, which keeps the window centred on the
     /// input pixel ("same" padding at stride 1) for odd kernels.
     pub fn same_padding(mut self) -> Self {
-        self.padding = Hw::new(self.dilation.h * (self.kernel.h - 1) / 2, self.dilation.w * (self.kernel.w - 1) / 2);
+        let (d, k) = (self.dilation, self.kernel);
+        self.padding = Hw::new(rep_rules::reach(d.h, k.h) / 2, rep_rules::reach(d.w, k.w) / 2);
         self
     }
 
@@ -145,15 +146,18 @@ impl ConvGeometry {
 
     /// The dilated kernel extent `d·(k − 1) + 1` per axis.
     pub fn effective_kernel(&self) -> Hw {
-        Hw::new(self.dilation.h * (self.kernel.h.max(1) - 1) + 1, self.dilation.w * (self.kernel.w.max(1) - 1) + 1)
+        Hw::new(
+            rep_rules::reach(self.dilation.h, self.kernel.h) + 1,
+            rep_rules::reach(self.dilation.w, self.kernel.w) + 1,
+        )
     }
 
     /// Twice the offset between the window centre and the output position, per axis:
-    /// `2p − d·(k − 1)`. Two convolutions read the same input window centres exactly when
-    /// these agree (and their strides do).
+    /// `2p − d·(k − 1)` ([`rep_rules::centre_offset2`], the centre law). Two convolutions read
+    /// the same input window centres exactly when these agree (and their strides do).
     pub fn centre_offset2(&self) -> [isize; 2] {
-        let axis = |p: usize, d: usize, k: usize| 2 * p as isize - (d * (k - 1)) as isize;
-        [axis(self.padding.h, self.dilation.h, self.kernel.h), axis(self.padding.w, self.dilation.w, self.kernel.w)]
+        let (p, d, k) = (self.padding, self.dilation, self.kernel);
+        [rep_rules::centre_offset2(p.h, d.h, k.h), rep_rules::centre_offset2(p.w, d.w, k.w)]
     }
 
     /// Checks that the geometry makes sense on its own: non-zero sizes, channels divisible by

@@ -37,7 +37,7 @@ pub(super) fn hw(p: &Pair) -> TokenStream {
 /// `(2·P + d·(k − 1) − D·(K − 1)) / 2` per axis.
 pub(super) fn aligned_padding(g: &BlockGeometry, main_kernel: &Pair, kernel: &Pair, dilation: &Pair) -> Pair {
     let axis = |p: &Geo, d: &Geo, k: &Geo, md: &Geo, mk: &Geo| {
-        let reach = |d: &Geo, k: &Geo| Geo::bin(d.clone(), GeoOp::Mul, Geo::bin(k.clone(), GeoOp::Sub, Geo::lit(1)));
+        let reach = crate::internals::check::reach;
         let twice = Geo::bin(Geo::lit(2), GeoOp::Mul, p.clone());
         let num = Geo::bin(Geo::bin(twice, GeoOp::Add, reach(d, k)), GeoOp::Sub, reach(md, mk));
         Geo::bin(num, GeoOp::Div, Geo::lit(2))

@@ -38,8 +38,11 @@ pub enum Op {
     Max,
     /// `div_ceil(a, b)`: `⌈a / b⌉`.
     DivCeil,
-    /// `make_divisible(a, b)`: timm's width rounding ([`rep_runtime::dim::make_divisible`]).
+    /// `make_divisible(a, b)`: timm's width rounding ([`rep_rules::make_divisible`]).
     MakeDivisible,
+    /// `reach(d, k)`: how far a kernel `k` with dilation `d` reaches ([`rep_rules::reach`]);
+    /// built by the checks, not written by users.
+    Reach,
 }
 
 impl Op {
@@ -49,6 +52,7 @@ impl Op {
             Op::Max => Some("max"),
             Op::DivCeil => Some("div_ceil"),
             Op::MakeDivisible => Some("make_divisible"),
+            Op::Reach => Some("reach"),
             _ => None,
         }
     }
@@ -62,19 +66,10 @@ impl Op {
             Op::Div => a.checked_div(b),
             Op::Max => Some(a.max(b)),
             Op::DivCeil => a.checked_div(b).map(|_| a.div_ceil(b)),
-            Op::MakeDivisible => Some(rep_runtime_make_divisible(a, b)),
+            Op::MakeDivisible => Some(rep_rules::make_divisible(a, b)),
+            Op::Reach => Some(rep_rules::reach(a, b)),
         }
     }
-}
-
-/// timm's `make_divisible` on integers (the runtime's `dim::make_divisible`, which the generated
-/// code calls; the macro crate does not depend on the runtime).
-fn rep_runtime_make_divisible(v: usize, divisor: usize) -> usize {
-    if divisor == 0 {
-        return v;
-    }
-    let rounded = ((v + divisor / 2) / divisor * divisor).max(divisor);
-    if 10 * rounded < 9 * v { rounded + divisor } else { rounded }
 }
 
 /// A geometry expression.
@@ -222,6 +217,7 @@ impl Geo {
                     Op::Max => quote!(::core::cmp::max(#a, #b)),
                     Op::DivCeil => quote!(::rep::dim::div_ceil(#a, #b)),
                     Op::MakeDivisible => quote!(::rep::dim::make_divisible(#a, #b)),
+                    Op::Reach => quote!(::rep::dim::reach(#a, #b)),
                 }
             }
         }
@@ -243,6 +239,7 @@ impl Geo {
                     Op::Max => quote!(option_max),
                     Op::DivCeil => quote!(option_div_ceil),
                     Op::MakeDivisible => quote!(option_make_divisible),
+                    Op::Reach => quote!(option_reach),
                 };
                 quote!(::rep::dim::#f(#a, #b))
             }
@@ -270,21 +267,6 @@ impl fmt::Display for Geo {
                     _ => g.to_string(),
                 };
                 write!(f, "{} {op} {}", side(a), side(b))
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Op;
-
-    /// The macro's rounding (for literal sizes) is the runtime's (for the others).
-    #[test]
-    fn make_divisible_agrees_with_the_runtime() {
-        for v in 0..300 {
-            for d in [0, 1, 4, 8, 16] {
-                assert_eq!(Op::MakeDivisible.apply(v, d), Some(rep_runtime::dim::make_divisible(v, d)), "{v} {d}");
             }
         }
     }

@@ -104,13 +104,8 @@ pub(super) fn merged_geometry(first: ConvGeometry, second: ConvGeometry) -> Resu
             ),
         ));
     };
-    let groups = merged_groups(first.groups, second.groups);
+    let groups = rep_rules::merged_groups(first.groups, second.groups);
     Ok(ConvGeometry { groups, ..geometry })
-}
-
-/// Groups of a composition: equal ones stay, nested ones give the smaller, others none.
-fn merged_groups(g1: usize, g2: usize) -> usize {
-    if g1.is_multiple_of(g2) || g2.is_multiple_of(g1) { g1.min(g2) } else { 1 }
 }
 
 /// The merged kernel `W[o,i,u₁+u₂] = Σ_m W₂[o,m,u₂]·W₁[m,i,u₁]` in `geometry`'s grouped layout:

@@ -118,9 +118,10 @@ pub(super) fn two(g: &Geo) -> Geo {
     Geo::bin(Geo::lit(2), Op::Mul, g.clone())
 }
 
-/// `d·(k − 1)`: the dilated kernel's extent minus one.
-pub(super) fn reach(d: &Geo, k: &Geo) -> Geo {
-    Geo::bin(d.clone(), Op::Mul, Geo::bin(k.clone(), Op::Sub, Geo::lit(1)))
+/// `d·(k − 1)`: the dilated kernel's extent minus one ([`rep_rules::reach`], evaluated by the
+/// macro on literal sizes and by the generated code on the others).
+pub(crate) fn reach(d: &Geo, k: &Geo) -> Geo {
+    Geo::bin(d.clone(), Op::Reach, k.clone())
 }
 
 /// The axes to check: one unnamed axis when both pairs are square, else height and width.

@@ -63,8 +63,8 @@ impl<'a> OpGeometry<'a> {
 }
 
 /// The groups of a sequence's convs merged as the runtime merges them: a depthwise conv
-/// (groups = its input channels) nests inside any grouping; literal counts that nest give the
-/// smaller; anything else makes the merged conv dense (1 group).
+/// (groups = its input channels) nests inside any grouping; literal counts merge by
+/// [`rep_rules::merged_groups`]; symbolic counts that differ make the merged conv dense (1 group).
 #[derive(Default)]
 struct MergedGroups {
     groups: Option<(Geo, bool)>,
@@ -80,7 +80,7 @@ impl MergedGroups {
             Some((prev, was_depthwise)) if depthwise => (prev, was_depthwise),
             Some((_, true)) => (g.clone(), false),
             Some((prev, _)) => match (prev.value(), g.value()) {
-                (Some(a), Some(b)) if a % b == 0 || b % a == 0 => (Geo::lit(a.min(b)), false),
+                (Some(a), Some(b)) => (Geo::lit(rep_rules::merged_groups(a, b)), false),
                 _ => {
                     self.dense = true;
                     (prev, false)
