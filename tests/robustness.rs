@@ -162,7 +162,7 @@ fn zero_element_tensors_cannot_claim_huge_architectures() {
     entries.push(("linear.weight".to_owned(), vec![0, huge]));
     let bytes = empty_tensors_file(&entries);
     let state = StateDict::from_bytes(&bytes, "<huge>").unwrap();
-    let err = Checkpoint::from_state(state).unwrap().build(None).err().expect("refused");
+    let err = Checkpoint::from_state(state).unwrap().build(None).expect_err("refused");
     assert!(err.to_string().contains("kernel of `stage0` has shape [68719476736, 3, 3, 0]"), "{err}");
 }
 

@@ -10,9 +10,12 @@
 //! * [`dbb`] — the Diverse Branch Block in every variant its code builds;
 //! * [`acnet`] — ACNet's asymmetric-convolution block;
 //! * [`mobileone`] — Apple's MobileOne block.
+//!
+//! [`adapter`] gives the block families one checkpoint shape, [`checkpoint`] the networks.
 
 pub mod acnet;
 pub mod adapter;
+pub mod checkpoint;
 pub mod dbb;
 pub mod detect;
 pub mod mobileone;

@@ -4,7 +4,7 @@
 use super::{Arch, RepVgg, RepVggFused};
 use crate::io::StateDict;
 use crate::ndarray::{Array2, Array4};
-use crate::{Error, Reparameterize, Result};
+use crate::{Error, Result};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -109,14 +109,7 @@ impl FromStr for Naming {
     }
 }
 
-/// Train-time (three branches per block) or deploy (one conv per block) weights.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Form {
-    /// `rbr_dense`, `rbr_1x1`, `rbr_identity` per block.
-    Train,
-    /// `rbr_reparam` per block.
-    Deploy,
-}
+pub use crate::zoo::checkpoint::Form;
 
 /// A RepVGG checkpoint, its keys in the official naming.
 #[derive(Clone, Debug)]
@@ -129,13 +122,9 @@ pub struct Checkpoint {
     pub form: Form,
 }
 
-/// A model built from a checkpoint, in the form the checkpoint had.
-pub enum Loaded {
-    /// Train-time weights.
-    Train(Box<RepVgg>),
-    /// Deploy weights.
-    Deploy(Box<RepVggFused>),
-}
+/// A RepVGG built from a checkpoint, in the form the checkpoint had (train-time: `rbr_dense`,
+/// `rbr_1x1`, `rbr_identity` per block; deploy: `rbr_reparam`).
+pub type Loaded = crate::zoo::checkpoint::Loaded<RepVgg>;
 
 impl Loaded {
     /// Logits `[N, classes]` (eval mode).
@@ -143,14 +132,6 @@ impl Loaded {
         match self {
             Loaded::Train(model) => model.forward(x),
             Loaded::Deploy(model) => model.forward(x),
-        }
-    }
-
-    /// The deploy form: fused when the weights were train-time.
-    pub fn into_deploy(self) -> Result<RepVggFused> {
-        match self {
-            Loaded::Train(model) => model.fuse(),
-            Loaded::Deploy(model) => Ok(*model),
         }
     }
 }

@@ -18,23 +18,11 @@ use crate::ndarray::Array4;
 use crate::{Error, Reparameterize, Result};
 use std::path::Path;
 
-/// Train-time (`Conv` with `bn`, RepConv branches) or fused (`conv.bias`, `rbr_reparam`) weights.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Form {
-    /// `model.0.bn.*` present.
-    Train,
-    /// `model.0.conv.bias` present, no BN.
-    Deploy,
-}
+pub use crate::zoo::checkpoint::Form;
 
-/// A network built from a checkpoint, in the form the checkpoint had.
-#[derive(Clone, Debug)]
-pub enum Loaded {
-    /// Train-time weights.
-    Train(Box<Yolov7>),
-    /// Fused weights.
-    Deploy(Box<Yolov7Fused>),
-}
+/// A YOLOv7 built from a checkpoint, in the form the checkpoint had (train-time: `Conv` with
+/// `bn`, RepConv branches; fused: `conv.bias`, `rbr_reparam`).
+pub type Loaded = crate::zoo::checkpoint::Loaded<Yolov7>;
 
 impl Loaded {
     /// Eval-mode detections `z` `[B, Σ 3·H·W, 5 + classes]`.
@@ -50,14 +38,6 @@ impl Loaded {
         match self {
             Loaded::Train(model) => model.config(),
             Loaded::Deploy(model) => model.config(),
-        }
-    }
-
-    /// The fused form: fused now when the weights were train-time.
-    pub fn into_deploy(self) -> Result<Yolov7Fused> {
-        match self {
-            Loaded::Train(model) => model.fuse(),
-            Loaded::Deploy(model) => Ok(*model),
         }
     }
 }
@@ -217,7 +197,7 @@ pub fn convert(input: &Path, output: &Path) -> Result<Conversion> {
 pub fn infer(weights: &Path, input: &Path, output: &Path) -> Result<(Config, Form)> {
     crate::io::ensure_distinct(output, &[input, weights])?;
     let loaded = load(weights)?;
-    let form = if matches!(loaded, Loaded::Train(_)) { Form::Train } else { Form::Deploy };
+    let form = loaded.form();
     let config = loaded.config().clone();
     let x: Array4<f32> = crate::io::read_npy(input)?;
     let fused = loaded.into_deploy()?;
