@@ -12,14 +12,14 @@
 //!      ⎣0  1  0 -1⎦        ⎣ 0    0    1 ⎦
 //! ```
 //!
-//! and for F(4×4, 3×3) (interpolation points 0, ±1, ±2, ∞) the matrices in [`f4`].
+//! and for F(4×4, 3×3) (interpolation points 0, ±2/3, ±3/2, ∞) the matrices in [`f4`].
 //!
 //! Summed over input channels, the element-wise products become `α²` independent GEMMs, one
 //! per position ξ of the transformed tile: `M[ξ] = U[ξ] · V[ξ]` with `U[ξ]` `[C_out, C_in]`
 //! (the transformed kernel, computed once, in f64, and packed for `gemm_packed`) and
 //! `V[ξ]` `[C_in, tiles]`: 16 multiplications per 4 outputs instead of 36 (2.25× fewer) for
-//! F(2×2, 3×3), 36 per 16 instead of 144 (4×) for F(4×4, 3×3), whose larger transform
-//! coefficients cost some precision (≈ 1e-6 relative instead of ≈ 1e-7).
+//! F(2×2, 3×3), 36 per 16 instead of 144 (4×) for F(4×4, 3×3), whose larger transforms cost
+//! some precision (≈ 2e-6 relative instead of ≈ 5e-7 per layer).
 //!
 //! Layouts: `V` is `[C_in][α²][tiles]` and `M` is `[C_out][α²][tiles]`, so that the input
 //! transform of one channel and the output transform of one output channel each own a
