@@ -5,7 +5,7 @@
 //! cargo run --release --example repvgg -- convert [--arch A0] train.safetensors deploy.safetensors [--to official|timm]
 //! cargo run --release --example repvgg -- infer [--arch A0] --weights w.safetensors --input x.npy --output y.npy
 //! cargo run --release --example repvgg -- summary [--arch A0 | --weights w.safetensors] [--res 224]
-//! cargo run --release --example repvgg -- bench --arch A0 [--batch 1] [--threads 2] [--iters 10] [--json] [--layers] [--kernels auto]
+//! cargo run --release --example repvgg -- bench --arch A0 [--batch 1] [--res 224] [--threads 2] [--iters 10] [--json] [--layers] [--kernels auto]
 //! ```
 //!
 //! Checkpoints may use the official naming or timm's, train-time or deploy form, f32/f16/bf16;
@@ -77,6 +77,9 @@ enum Command {
         /// Images per forward, 1 to 256.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         batch: u16,
+        /// Input height and width, 32 to 1024.
+        #[arg(long, default_value_t = 224, value_parser = clap::value_parser!(u16).range(32..=1024))]
+        res: u16,
         /// Worker threads, 1 to 256 (default: all cores).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
         threads: Option<u16>,
@@ -109,7 +112,7 @@ fn run(args: &[&str], out: &mut dyn Write) -> CliResult {
         Some(Command::Convert { arch, input, output, to }) => convert(arch, &input, &output, &to, out),
         Some(Command::Infer { arch, files }) => infer(arch, &files.weights, &files.input, &files.output, out),
         Some(Command::Summary { arch, weights, res }) => summary(arch, weights, res, out),
-        Some(Command::Bench { arch, batch, threads, iters, json, layers, peak, kernels }) => {
+        Some(Command::Bench { arch, batch, res, threads, iters, json, layers, peak, kernels }) => {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.map_or(0, usize::from)).build()?;
             let (batch, iters) = (usize::from(batch), usize::from(iters));
             let kernels = match kernels.as_str() {
@@ -123,7 +126,7 @@ fn run(args: &[&str], out: &mut dyn Write) -> CliResult {
                     );
                 }
             };
-            let options = BenchOptions { batch, iters, json, layers, peak, kernels };
+            let options = BenchOptions { batch, res: usize::from(res), iters, json, layers, peak, kernels };
             let report = pool.install(|| bench(&arch, &options))?;
             Ok(out.write_all(report.as_bytes())?)
         }
@@ -285,6 +288,7 @@ fn summary(arch: Option<String>, weights: Option<PathBuf>, res: usize, out: &mut
 /// What `repvgg bench` measures and prints.
 struct BenchOptions {
     batch: usize,
+    res: usize,
     iters: usize,
     json: bool,
     layers: bool,
@@ -294,16 +298,16 @@ struct BenchOptions {
 
 fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
     use std::fmt::Write;
-    let BenchOptions { batch, iters, json, .. } = *options;
+    let BenchOptions { batch, res, iters, json, .. } = *options;
     let mut out = String::new();
     let arch = Arch::named(arch, 1000)?;
     let mut rng = StdRng::seed_from_u64(0);
     eprintln!("building RepVGG-{}", arch.name());
     let model = random_model(&arch, &mut rng)?;
     let fused = model.fuse()?;
-    let x = random_input((batch, 3, 224, 224), &mut rng);
-    let macs = fused.macs(Hw::square(224))?.0 as f64 * batch as f64;
-    let plan = Plan::with_kernels(&fused, [batch, 3, 224, 224], options.kernels)?;
+    let x = random_input((batch, 3, res, res), &mut rng);
+    let macs = fused.macs(Hw::square(res))?.0 as f64 * batch as f64;
+    let plan = Plan::with_kernels(&fused, [batch, 3, res, res], options.kernels)?;
     let mut state = plan.state()?;
     let timed = |label: &str, f: &mut dyn FnMut() -> rep::Result<()>| {
         let mut done = 0;
@@ -330,14 +334,18 @@ fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::erro
     if json {
         writeln!(
             &mut out,
-            "{{\"arch\":\"{}\",\"batch\":{batch},\"threads\":{threads},\"fused_ms\":{planned_ms:.3},\"fused_layers_ms\":{fused_ms:.3},\"train_ms\":{train_ms:.3},\"fused_gflops\":{:.1},\"peak_percent\":{:.1},\"speedup\":{:.3},\"allocations\":{allocations},\"plan_relative_error\":{plan_error:.2e}}}",
+            "{{\"arch\":\"{}\",\"batch\":{batch},\"res\":{res},\"threads\":{threads},\"fused_ms\":{planned_ms:.3},\"fused_layers_ms\":{fused_ms:.3},\"train_ms\":{train_ms:.3},\"fused_gflops\":{:.1},\"peak_percent\":{:.1},\"speedup\":{:.3},\"allocations\":{allocations},\"plan_relative_error\":{plan_error:.2e}}}",
             arch.name(),
             gflops(planned_ms),
             100.0 * gflops(planned_ms) / peak,
             train_ms / planned_ms
         )?;
     } else {
-        writeln!(&mut out, "RepVGG-{} batch {batch}, {threads} thread(s), median of {iters}", arch.name())?;
+        writeln!(
+            &mut out,
+            "RepVGG-{} at {res}x{res}, batch {batch}, {threads} thread(s), median of {iters}",
+            arch.name()
+        )?;
         writeln!(&mut out, "  {:<24} {:>9} {:>8} {:>8}", "form", "ms", "GFLOPS", "% peak")?;
         for (form, ms) in
             [("fused, planned", planned_ms), ("fused, layer by layer", fused_ms), ("train-time", train_ms)]
