@@ -159,7 +159,7 @@ fn summary_and_bench_report() {
     let output = run(&[&"bench", &"--arch", &"A0", &"--iters", &"1", &"--threads", &"1", &"--json"]);
     let json = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(json.starts_with("{\"arch\":\"A0\",\"batch\":1,\"threads\":1,"), "{json}");
+    assert!(json.starts_with("{\"arch\":\"A0\",\"batch\":1,\"res\":224,\"threads\":1,"), "{json}");
     assert!(json.contains("\"allocations\":0,"), "a planned forward allocates nothing: {json}");
 
     let output =
