@@ -119,22 +119,15 @@ pub fn model(model: &crate::internals::model::Model, errors: TokenStream) -> Tok
     let none = quote!();
     let common = |ty: &syn::Ident| parameters_and_costs(&quote!(#ty), (&none, &none), &unreachable);
     let (train_impls, fused_impls) = (common(name), common(&fused));
+    let structs = stand_in_structs(&quote!(#(#attrs)*), vis, name, params, &unreachable);
     quote! {
         #errors
-        #(#attrs)*
-        #[derive(Clone, Debug)]
-        #vis struct #name {}
-        #[derive(Clone, Debug)]
-        #vis struct #fused {}
+        #structs
         impl #name {
-            #[allow(unused_variables)]
-            pub fn new(#(#params,)* rng: &mut impl ::rep::rand::Rng) -> ::rep::Result<Self> { #unreachable }
             pub fn forward(&self, _: #input) -> ::rep::Result<#output> { #unreachable }
             pub fn forward_train(&mut self, _: #input) -> ::rep::Result<#output> { #unreachable }
         }
         impl #fused {
-            #[allow(unused_variables)]
-            pub fn new(#(#params,)*) -> ::rep::Result<Self> { #unreachable }
             pub fn forward(&self, _: #input) -> ::rep::Result<#output> { #unreachable }
         }
         #train_impls
@@ -156,25 +149,42 @@ pub fn model(model: &crate::internals::model::Model, errors: TokenStream) -> Tok
     }
 }
 
-/// Stand-ins for a graph that did not compile: the struct, its fused twin and `new`, so that
-/// uses of them add no errors of their own.
+/// Stand-ins for a graph that did not compile: the struct, its fused twin and their `new`, so
+/// that uses of them add no errors of their own.
 pub fn graph(graph: &crate::internals::graph::Graph, errors: TokenStream) -> TokenStream {
     let item = &graph.item;
-    let (name, vis, params) = (&item.ident, &item.vis, &graph.params);
-    let fused = format_ident!("{}Fused", name);
     let attrs = item.attrs.iter().filter(|a| !a.path().is_ident("rep"));
+    let unreachable = quote!(::core::unimplemented!("the graph did not compile"));
+    let structs = stand_in_structs(&quote!(#(#attrs)*), &item.vis, &item.ident, &graph.params, &unreachable);
     quote! {
         #errors
-        #(#attrs)*
+        #structs
+    }
+}
+
+/// A model's or graph's struct and its fused twin with no fields (`attrs` on the first), each
+/// with the `new` the success path generates (train-time: sizes and an RNG; fused: sizes).
+fn stand_in_structs(
+    attrs: &TokenStream,
+    vis: &syn::Visibility,
+    name: &syn::Ident,
+    params: &[syn::FnArg],
+    unreachable: &TokenStream,
+) -> TokenStream {
+    let fused = format_ident!("{}Fused", name);
+    quote! {
+        #attrs
         #[derive(Clone, Debug)]
         #vis struct #name {}
         #[derive(Clone, Debug)]
         #vis struct #fused {}
         impl #name {
             #[allow(unused_variables)]
-            pub fn new(#(#params,)* rng: &mut impl ::rep::rand::Rng) -> ::rep::Result<Self> {
-                ::core::unimplemented!("the graph did not compile")
-            }
+            pub fn new(#(#params,)* rng: &mut impl ::rep::rand::Rng) -> ::rep::Result<Self> { #unreachable }
+        }
+        impl #fused {
+            #[allow(unused_variables)]
+            pub fn new(#(#params,)*) -> ::rep::Result<Self> { #unreachable }
         }
     }
 }
