@@ -1,8 +1,8 @@
 //! The generated backward of each family of the zoo against central differences of an f64
 //! reference forward written out here from the paper's structure, reading the block's own
 //! parameters by their original names: ACNet, YOLOv7's RepConvN, MobileOne (depthwise), DBB
-//! (identity-based 1×1, BN-and-pad, avg pool, groups) and RepVGG with squeeze-and-excitation,
-//! at strides 1 and 2 on odd sizes. Every input gradient is checked, and a sample of every
+//! (identity-based 1×1, BN-and-pad, avg pool, groups), RepVGG with squeeze-and-excitation and
+//! YOLOR's implicit head, at strides 1 and 2 on odd sizes. Every input gradient is checked, and a sample of every
 //! parameter's.
 
 mod common;
@@ -144,6 +144,24 @@ fn repvgg_with_squeeze_excitation() {
             }
         }
         y.iter().map(|v| v.max(0.0)).collect()
+    });
+}
+
+/// YOLOR's implicit head (one IDetect level): `y = m ⊙ (W·(x + a) + b)`, the implicit vectors
+/// `a` (ImplicitA, per input channel) and `m` (ImplicitM, per output channel) learned with the
+/// 1×1 conv between them, on a non-square map.
+#[test]
+fn implicit_head() {
+    let mut r = rng(13);
+    let mut block = rep::zoo::yolo::ImplicitHead::new(5usize, 7usize, &mut r).unwrap();
+    randomize_vectors(&mut block, &mut r);
+    let x = random_input((2, 5, 3, 4), 14);
+    check_block("implicit head", &mut block, &x, |x, p, _| {
+        let (a, m, plane) = (get(p, "ia.implicit"), get(p, "im.implicit"), 12);
+        let shifted: Vec<f64> = x.iter().enumerate().map(|(i, v)| v + a[(i / plane) % 5]).collect();
+        let g = ConvGeometry::new(5, 7, 1);
+        let y = conv64(&shifted, [2, 5, 3, 4], get(p, "m.weight"), Some(get(p, "m.bias")), &g, None);
+        y.iter().enumerate().map(|(i, v)| v * m[(i / plane) % 7]).collect()
     });
 }
 
