@@ -5,7 +5,7 @@
 mod common;
 
 use common::{random_tensor, relative_error, rng};
-use rep::graph::{GraphBuilder, GraphLayer};
+use rep::graph::GraphBuilder;
 use rep::layers::{Layer, Parameters, concat_channels, randomize_vectors};
 use rep::plan::KernelChoice;
 use rep::train::{Gradients, Train};

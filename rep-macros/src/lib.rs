@@ -134,10 +134,16 @@ pub fn model(args: TokenStream, input: TokenStream) -> TokenStream {
 /// the output, or the nodes of `#[rep::graph(outputs(p3, p4, p5))]` (read them with
 /// `forward_all`; a plan returns them in that order).
 ///
+/// A node can be another graph: `#[rep(graph)] sppcspc: Sppcspc<{ c }, { c / 2 }>` holds a
+/// `#[rep::graph(new(c_in: usize, c: usize))]` struct built with those arguments of its `new`;
+/// its weights sit under the node's name (`sppcspc.cv1.conv.weight`), and it fuses and plans
+/// inside the outer graph.
+///
 /// **Generated:** the struct (holding a runtime `rep::graph::Graph` of the layer enum
 /// `<Name>Layer`, one variant per layer field), `new(args…, rng)`, `Layer`, `Train`,
 /// `<Name>Fused` with `plan` (a `GraphPlan`), `Reparameterize`, `Parameters`, `Costs`,
-/// `GraphLayer` and `CompileNode`.
+/// `GraphLayer` and `CompileNode`; and, when `new` takes only `usize` sizes, `rep::Block`
+/// (the sizes in `new`'s order), so that another graph can hold it as a node.
 ///
 /// **Checks:** sources in range and one source for a layer, pool or upsampling (compile errors
 /// at the token); a layer's input channels against its source's and added channels equal

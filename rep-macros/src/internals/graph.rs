@@ -1,4 +1,5 @@
-//! The graph IR: fields that are layers (blocks with their sizes) or graph ops (`Concat`, `Add`,
+//! The graph IR: fields that are layers (blocks with their sizes, or nested graphs with the
+//! arguments of their `new`) or graph ops (`Concat`, `Add`,
 //! `Upsample<F>`, `MaxPool<K, S[, P]>`), in node order, each reading earlier nodes through
 //! `#[rep(from = …)]`; parsed, then checked for the wiring: sources in range, one source for a
 //! layer, pool or upsampling, unique names, and which layers sit on a shortcut path (planned
@@ -29,10 +30,12 @@ pub use rep_rules::Source;
 
 /// What a node computes.
 pub enum NodeKind {
-    /// A block with its sizes.
+    /// A block with its sizes, or (`nested`, marked `#[rep(graph)]`) another `#[rep::graph]`
+    /// with the arguments of its `new`.
     Layer {
         path: syn::Path,
         sizes: Vec<Size>,
+        nested: bool,
     },
     Concat,
     Add,
@@ -184,6 +187,7 @@ fn parse_node(cx: &Ctxt, field: &syn::Field) -> Option<Node> {
     let ident = field.ident.clone()?;
     let mut rename = None;
     let mut from = None;
+    let mut nested = None;
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("rep")) {
         let result = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("rename") {
@@ -192,8 +196,12 @@ fn parse_node(cx: &Ctxt, field: &syn::Field) -> Option<Node> {
             } else if meta.path.is_ident("from") {
                 let expr: Expr = meta.value()?.parse()?;
                 from = Some((parse_from(&expr)?, expr.span()));
+            } else if meta.path.is_ident("graph") {
+                nested = Some(meta.path.span());
             } else {
-                return Err(meta.error("unknown node argument; expected from = SOURCES or rename = \"name\""));
+                return Err(meta.error(
+                    "unknown node argument; expected from = SOURCES, rename = \"name\" or graph (a nested graph)",
+                ));
             }
             Ok(())
         });
@@ -202,9 +210,14 @@ fn parse_node(cx: &Ctxt, field: &syn::Field) -> Option<Node> {
         }
     }
     let (name, name_span) = rename.unwrap_or((ident.to_string(), ident.span()));
-    let kind = match parse_kind(&field.ty) {
-        Ok(kind) => kind,
-        Err(e) => {
+    let kind = match (parse_kind(&field.ty), nested) {
+        (Ok(NodeKind::Layer { path, sizes, .. }), Some(_)) => NodeKind::Layer { path, sizes, nested: true },
+        (Ok(_), Some(span)) => {
+            cx.error_at(span, "`graph` marks a node whose type is another `#[rep::graph]`, not a graph op");
+            return None;
+        }
+        (Ok(kind), None) => kind,
+        (Err(e), _) => {
             cx.syn_error(e);
             return None;
         }
@@ -271,6 +284,6 @@ fn parse_kind(ty: &Type) -> syn::Result<NodeKind> {
             ty.span(),
             format!("`{name}` is not a graph node: activations run inside blocks (`#[rep::block(post(silu))]`)"),
         )),
-        _ => Ok(NodeKind::Layer { path: bare, sizes }),
+        _ => Ok(NodeKind::Layer { path: bare, sizes, nested: false }),
     }
 }

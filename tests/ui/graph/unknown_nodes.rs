@@ -7,6 +7,8 @@ pub struct Net {
     up: Upsample,
     #[rep(form = -1)]
     pool: MaxPool<2>,
+    #[rep(graph)]
+    cat: Concat,
 }
 
 fn main() {}

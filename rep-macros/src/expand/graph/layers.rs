@@ -3,7 +3,7 @@
 //! the variant's layer.
 
 use super::{alias, compile_node_impl};
-use crate::internals::graph::{Graph, Node};
+use crate::internals::graph::{Graph, Node, NodeKind};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
@@ -34,7 +34,7 @@ pub(super) fn layer_enums(g: &Graph, layers: &[&Node]) -> TokenStream {
     let types: Vec<syn::Ident> = layers.iter().map(|n| alias(g, n)).collect();
     let doc = format!("The layers of [`{name}`], one variant per layer field.");
     let fused_doc = format!("The fused layers of [`{name}Fused`].");
-    let inference = layer_inference_impls(g, &variants);
+    let inference = layer_inference_impls(g, layers);
     let training = layer_training_impls(g, &variants);
     quote! {
         #[doc = #doc]
@@ -57,10 +57,21 @@ pub(super) fn layer_enums(g: &Graph, layers: &[&Node]) -> TokenStream {
 }
 
 /// The layer enums' `Layer`, `Parameters`, `Costs`, `GraphLayer` and `CompileNode` impls, each
-/// arm delegating to the variant's layer.
-fn layer_inference_impls(g: &Graph, variants: &[&syn::Ident]) -> TokenStream {
+/// arm delegating to the variant's layer: a fused block's conv and chain plan, or a nested
+/// graph's own channels and graph plan.
+fn layer_inference_impls(g: &Graph, layers: &[&Node]) -> TokenStream {
     let LayerEnums { layer, fused, .. } = LayerEnums::of(g);
+    let variants: Vec<&syn::Ident> = layers.iter().map(|n| &n.ident).collect();
     let each = |body: TokenStream| quote!(#(Self::#variants(l) => #body,)*);
+    // Per variant: a nested graph's fused form is a graph, not a block with a conv.
+    let each_fused = |block: TokenStream, graph: TokenStream| {
+        let arms = layers.iter().map(|n| {
+            let (variant, nested) = (&n.ident, matches!(n.kind, NodeKind::Layer { nested: true, .. }));
+            let body = if nested { &graph } else { &block };
+            quote!(Self::#variant(l) => #body,)
+        });
+        quote!(#(#arms)*)
+    };
     let visit = parameters(&each);
     let forward = each(quote!(::rep::layers::Layer::forward(l, x)));
     let forward_train = each(quote!(::rep::layers::Layer::forward_train(l, x)));
@@ -69,9 +80,13 @@ fn layer_inference_impls(g: &Graph, variants: &[&syn::Ident]) -> TokenStream {
     let train_in = each(quote!(::rep::Block::in_channels(l)));
     let train_out = each(quote!(::rep::Block::out_channels(l)));
     let identity = each(quote!(::rep::Block::has_identity_branch(l)));
-    let fused_in = each(quote!(l.conv.geometry().in_channels));
-    let fused_out = each(quote!(l.conv.geometry().out_channels));
-    let compile = each(quote!(plan.layer(input, l, name)));
+    let fused_in = each_fused(quote!(l.conv.geometry().in_channels), quote!(::rep::graph::GraphLayer::in_channels(l)));
+    let fused_out =
+        each_fused(quote!(l.conv.geometry().out_channels), quote!(::rep::graph::GraphLayer::out_channels(l)));
+    let compile = each_fused(
+        quote!(plan.layer(input, l, name)),
+        quote!(::rep::plan::CompileNode::compile_node(l, plan, input, name)),
+    );
     let compile = compile_node_impl(&fused, quote!(match self { #compile }));
     quote! {
         impl ::rep::layers::Layer for #layer {

@@ -34,15 +34,17 @@ fn alias(g: &Graph, node: &Node) -> syn::Ident {
 }
 
 /// `type __rep_Graph_field = Block<sizes…>;` spelled with the user's tokens, so that a wrong
-/// block type is one error at the field.
+/// block type is one error at the field; a nested graph's alias is the graph itself (its sizes
+/// are arguments of its `new`).
 fn alias_decl(g: &Graph, node: &Node) -> TokenStream {
-    let NodeKind::Layer { path, sizes } = &node.kind else { return quote!() };
+    let NodeKind::Layer { path, sizes, nested } = &node.kind else { return quote!() };
     let (alias, vis) = (alias(g, node), &g.item.vis);
     let dims = sizes.iter().map(|s| s.dim_type());
+    let ty = if *nested { quote!(#path) } else { quote!(#path<#(#dims),*>) };
     quote_spanned! {node.span=>
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
-        #vis type #alias = #path<#(#dims),*>;
+        #vis type #alias = #ty;
     }
 }
 
@@ -108,6 +110,16 @@ fn structs(g: &Graph) -> TokenStream {
             /// The runtime graph, mutably.
             pub fn graph_mut(&mut self) -> &mut ::rep::graph::Graph<#layer> {
                 &mut self.graph
+            }
+
+            /// Input channels (those of the first layer that reads the input).
+            pub fn in_channels(&self) -> usize {
+                ::rep::graph::GraphLayer::in_channels(&self.graph)
+            }
+
+            /// Output channels (those of the first output).
+            pub fn out_channels(&self) -> usize {
+                ::rep::graph::GraphLayer::out_channels(&self.graph)
             }
         }
 
@@ -213,6 +225,7 @@ fn struct_impls(g: &Graph) -> TokenStream {
     let (train_delegates, fused_delegates) = (graph_delegates(name), graph_delegates(&fused));
     let compile =
         compile_node_impl(&fused, quote!(::rep::plan::CompileNode::compile_node(&self.graph, plan, input, name)));
+    let block = block_impl(g);
     quote! {
         impl ::rep::layers::Layer for #name {
             fn forward(&self, x: &::rep::ndarray::Array4<f32>) -> ::rep::Result<::rep::ndarray::Array4<f32>> {
@@ -263,6 +276,55 @@ fn struct_impls(g: &Graph) -> TokenStream {
         }
 
         #compile
+        #block
+    }
+}
+
+/// `Block` for a graph whose `new` takes only `usize` sizes, so that another graph can hold it
+/// as a node (`#[rep(graph)] field: Graph<sizes…>`): its sizes are `new`'s arguments in order,
+/// and its channels are known at run time only.
+fn block_impl(g: &Graph) -> TokenStream {
+    let name = &g.item.ident;
+    let fused = format_ident!("{}Fused", name);
+    let is_usize = |arg: &syn::FnArg| match arg {
+        syn::FnArg::Typed(t) => matches!(&*t.ty, syn::Type::Path(p) if p.path.is_ident("usize")),
+        syn::FnArg::Receiver(_) => false,
+    };
+    if !g.params.iter().all(is_usize) {
+        return quote!();
+    }
+    let count = g.params.len();
+    let args: Vec<TokenStream> = (0..count).map(|i| quote!(sizes[#i])).collect();
+    let wrong = format!("graph `{name}` takes {count} sizes (the arguments of its `new`), found {{}}");
+    quote! {
+        impl ::rep::Block for #name {
+            const IN: ::core::option::Option<usize> = ::core::option::Option::None;
+            const OUT: ::core::option::Option<usize> = ::core::option::Option::None;
+            const STAGE: ::rep::StageRoles = ::rep::StageRoles {
+                input: ::core::option::Option::None,
+                output: ::core::option::Option::None,
+                stride: ::core::option::Option::None,
+            };
+            const STRIDE: ::core::option::Option<usize> = ::core::option::Option::None;
+            fn from_sizes<R: ::rep::rand::Rng>(sizes: &[usize], rng: &mut R) -> ::rep::Result<Self> {
+                if sizes.len() != #count {
+                    return ::core::result::Result::Err(::rep::Error::Wiring(::std::format!(#wrong, sizes.len())));
+                }
+                Self::new(#(#args,)* rng)
+            }
+            fn fused_from_sizes(sizes: &[usize]) -> ::rep::Result<#fused> {
+                if sizes.len() != #count {
+                    return ::core::result::Result::Err(::rep::Error::Wiring(::std::format!(#wrong, sizes.len())));
+                }
+                #fused::new(#(#args),*)
+            }
+            fn in_channels(&self) -> usize {
+                ::rep::graph::GraphLayer::in_channels(&self.graph)
+            }
+            fn out_channels(&self) -> usize {
+                ::rep::graph::GraphLayer::out_channels(&self.graph)
+            }
+        }
     }
 }
 
