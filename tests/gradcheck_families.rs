@@ -173,18 +173,20 @@ fn implicit_head() {
 fn yolov7_graph_with_every_node_kind() {
     use rep::graph::GraphBuilder;
     use rep::layers::MaxPool2d;
-    use rep::zoo::yolov7::{LayerFactory, Random};
+    use rep::zoo::yolov7::{Conv, Yolov7Layer};
     let mut r = rng(11);
     let mut g = GraphBuilder::new(3);
     {
-        let mut make = Random(&mut r);
-        g.layer("0", -1, make.conv(3, 4, 3, 1, false).unwrap()).unwrap();
-        g.layer("1", -1, make.conv(4, 4, 1, 1, false).unwrap()).unwrap();
+        let mut conv = |c_in: usize, c_out: usize, k: usize, s: usize| -> Yolov7Layer {
+            Conv::new(c_in, c_out, k, s, &mut r).unwrap().into()
+        };
+        g.layer("0", -1, conv(3, 4, 3, 1)).unwrap();
+        g.layer("1", -1, conv(4, 4, 1, 1)).unwrap();
         g.add("2", &[-1, 0]).unwrap();
         g.max_pool("3", -1, MaxPool2d::new(3, 2, 1)).unwrap();
         g.upsample("4", -1, 2).unwrap();
         g.concat("5", &[-1, 0]).unwrap();
-        g.layer("6", -1, make.conv(8, 4, 3, 2, false).unwrap()).unwrap();
+        g.layer("6", -1, conv(8, 4, 3, 2)).unwrap();
     }
     let mut graph = g.build(&[6]).unwrap();
     randomize_vectors(&mut graph, &mut r);

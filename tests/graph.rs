@@ -99,8 +99,7 @@ fn rep_conv(c_in: usize, c_out: usize) -> Yolov7Layer {
 }
 
 fn yolo_conv(c_in: usize, c_out: usize) -> Yolov7Layer {
-    let mut make = rep::zoo::yolov7::Random(&mut rng(6));
-    rep::zoo::yolov7::LayerFactory::conv(&mut make, c_in, c_out, 1, 1, false).unwrap()
+    rep::zoo::yolov7::Conv::new(c_in, c_out, 1usize, 1usize, &mut rng(6)).unwrap().into()
 }
 
 #[test]

@@ -139,6 +139,11 @@ pub fn model(args: TokenStream, input: TokenStream) -> TokenStream {
 /// its weights sit under the node's name (`sppcspc.cv1.conv.weight`), and it fuses and plans
 /// inside the outer graph.
 ///
+/// `#[rep::graph(layers = MyLayer)]` makes the runtime graph hold `MyLayer` instead of a
+/// generated enum: each layer is built with `usize` sizes and converted with `From`, its fused
+/// form into `<MyLayer as Reparameterize>::Fused` (several graphs can then share one layer
+/// type, as YOLOv7 and YOLOv7-tiny do in the zoo).
+///
 /// **Generated:** the struct (holding a runtime `rep::graph::Graph` of the layer enum
 /// `<Name>Layer`, one variant per layer field), `new(args…, rng)`, `Layer`, `Train`,
 /// `<Name>Fused` with `plan` (a `GraphPlan`), `Reparameterize`, `Parameters`, `Costs`,

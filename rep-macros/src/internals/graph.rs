@@ -70,11 +70,14 @@ pub struct Graph {
     pub output_names: Vec<Ident>,
     /// The output nodes, resolved.
     pub outputs: Vec<usize>,
+    /// `layers = Enum`: the layer type the runtime graph holds, instead of a generated enum;
+    /// every layer converts into it with `From` (its fused form into `Enum`'s fused type).
+    pub layers: Option<syn::Path>,
 }
 
 impl Graph {
     pub fn parse(cx: &Ctxt, args: proc_macro2::TokenStream, item: ItemStruct) -> Graph {
-        let (mut params, mut output_names) = (Vec::new(), Vec::new());
+        let (mut params, mut output_names, mut layers) = (Vec::new(), Vec::new(), None);
         let parser = syn::meta::parser(|meta| {
             if meta.path.is_ident("new") {
                 params = super::attrs::new_params(&meta)?;
@@ -84,8 +87,12 @@ impl Graph {
                 syn::parenthesized!(content in meta.input);
                 output_names = content.parse_terminated(Ident::parse_any, syn::Token![,])?.into_iter().collect();
                 Ok(())
+            } else if meta.path.is_ident("layers") {
+                layers = Some(meta.value()?.parse()?);
+                Ok(())
             } else {
-                Err(meta.error("unknown graph argument; expected new(name: Type, …) or outputs(node, …)"))
+                Err(meta
+                    .error("unknown graph argument; expected new(name: Type, …), outputs(node, …) or layers = Type"))
             }
         });
         if let Err(e) = parser.parse2(args) {
@@ -102,7 +109,7 @@ impl Graph {
         if nodes.is_empty() && matches!(item.fields, syn::Fields::Named(_)) {
             cx.error_at(item.ident.span(), "a rep graph needs at least one node");
         }
-        let mut graph = Graph { item, params, nodes, output_names, outputs: Vec::new() };
+        let mut graph = Graph { item, params, nodes, output_names, outputs: Vec::new(), layers };
         graph.check(cx);
         graph.resolve_outputs(cx);
         graph

@@ -246,69 +246,22 @@ impl Reparameterize for Yolov7Layer {
     }
 }
 
-/// Makes the layers of a YOLOv7 graph: random train-time layers, or fused skeletons with zero
-/// weights for a deploy checkpoint to load into.
-pub trait LayerFactory {
-    /// The layer type made.
-    type Layer: GraphLayer;
-
-    /// YOLO's `Conv` (`leaky`: LeakyReLU(0.1) instead of SiLU); padding `k / 2`.
-    fn conv(&mut self, c_in: usize, c_out: usize, kernel: usize, stride: usize, leaky: bool) -> Result<Self::Layer>;
-
-    /// RepConv, 3×3, stride `stride`, one group.
-    fn rep_conv(&mut self, c_in: usize, c_out: usize, stride: usize) -> Result<Self::Layer>;
-
-    /// SPPCSPC, `c_in → c`.
-    fn sppcspc(&mut self, c_in: usize, c: usize) -> Result<Self::Layer>;
+/// `From` each layer type into its variant of a YOLOv7 layer enum (`into` boxes where the
+/// variant is boxed): how the declared networks ([`super::networks`]) build their graphs.
+macro_rules! into_variant {
+    ($enum:ident { $($variant:ident($ty:ty)),* }) => {$(
+        impl From<$ty> for $enum {
+            fn from(layer: $ty) -> $enum {
+                $enum::$variant(layer.into())
+            }
+        }
+    )*};
 }
 
-/// Train-time layers with PyTorch's initialization, drawn from `rng`.
-pub struct Random<'r, R>(pub &'r mut R);
-
-impl<R: crate::rand::Rng> LayerFactory for Random<'_, R> {
-    type Layer = Yolov7Layer;
-
-    fn conv(&mut self, c_in: usize, c_out: usize, kernel: usize, stride: usize, leaky: bool) -> Result<Yolov7Layer> {
-        Ok(match leaky {
-            false => Yolov7Layer::Conv(Conv::new(c_in, c_out, kernel, stride, self.0)?),
-            true => Yolov7Layer::ConvLeaky(ConvLeaky::new(c_in, c_out, kernel, stride, self.0)?),
-        })
-    }
-
-    fn rep_conv(&mut self, c_in: usize, c_out: usize, stride: usize) -> Result<Yolov7Layer> {
-        Ok(Yolov7Layer::RepConv(Box::new(RepConv3::new(c_in, c_out, stride, 1, self.0)?)))
-    }
-
-    fn sppcspc(&mut self, c_in: usize, c: usize) -> Result<Yolov7Layer> {
-        Ok(Yolov7Layer::Sppcspc(Box::new(Sppcspc::new(c_in, c, self.0)?)))
-    }
-}
-
-/// Fused layers with zero weights (`…Fused::new`), the skeleton a deploy checkpoint loads into.
-pub struct Skeleton;
-
-impl LayerFactory for Skeleton {
-    type Layer = Yolov7LayerFused;
-
-    fn conv(
-        &mut self,
-        c_in: usize,
-        c_out: usize,
-        kernel: usize,
-        stride: usize,
-        leaky: bool,
-    ) -> Result<Yolov7LayerFused> {
-        Ok(match leaky {
-            false => Yolov7LayerFused::Conv(ConvBnSiluFused::new(c_in, c_out, kernel, stride)?),
-            true => Yolov7LayerFused::ConvLeaky(ConvBnLeakyFused::new(c_in, c_out, kernel, stride)?),
-        })
-    }
-
-    fn rep_conv(&mut self, c_in: usize, c_out: usize, stride: usize) -> Result<Yolov7LayerFused> {
-        Ok(Yolov7LayerFused::RepConv(RepConvFused::new(c_in, c_out, stride, 1usize)?))
-    }
-
-    fn sppcspc(&mut self, c_in: usize, c: usize) -> Result<Yolov7LayerFused> {
-        Ok(Yolov7LayerFused::Sppcspc(Box::new(SppcspcFused::new(c_in, c)?)))
-    }
-}
+into_variant!(Yolov7Layer { Conv(Conv), ConvLeaky(ConvLeaky), RepConv(RepConv3), Sppcspc(Sppcspc) });
+into_variant!(Yolov7LayerFused {
+    Conv(ConvBnSiluFused),
+    ConvLeaky(ConvBnLeakyFused),
+    RepConv(RepConvFused),
+    Sppcspc(SppcspcFused)
+});

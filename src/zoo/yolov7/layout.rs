@@ -1,11 +1,11 @@
-//! The YOLOv7 and YOLOv7-tiny layouts, node for node as the official `cfg/training/yolov7.yaml`
-//! and `yolov7-tiny.yaml` declare them (`[from, module(args)]`, base widths before scaling), and
-//! the walk that builds a graph from one, as the official `parse_model` does.
+//! The YOLOv7 and YOLOv7-tiny layouts as data, node for node as the official
+//! `cfg/training/yolov7.yaml` and `yolov7-tiny.yaml` list them (`[from, module(args)]`, base
+//! widths before scaling). The networks are built from their declarations
+//! ([`super::networks`]); these tables answer what must be known *before* building one: how
+//! many convolution weights a checkpoint of a given width must hold (so that a file cannot make
+//! us allocate more than it justifies), which layer gives the width, and what `summary` prints
+//! per node. `tests/yolov7.rs` checks them against the declared networks at several widths.
 
-use super::layers::LayerFactory;
-use crate::Result;
-use crate::graph::{Graph, GraphBuilder};
-use crate::layers::MaxPool2d;
 use crate::zoo::yolo::Scaling;
 
 /// One module of a layout, with its base (unscaled) output channels.
@@ -29,27 +29,21 @@ pub enum Module {
 
 use Module::*;
 
-/// A layout: its nodes (`from`, module) and the three nodes IDetect reads.
+/// A layout: its nodes (`from`, module).
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
     /// The nodes before the detection head, in order.
     pub nodes: &'static [(&'static [isize], Module)],
-    /// The nodes the head reads (P3, P4, P5).
-    pub detect_from: [usize; 3],
-    /// Whether every `Conv` uses LeakyReLU(0.1) instead of SiLU.
-    pub leaky: bool,
     /// A 1×1 `Conv` of the largest base width: its node, base output and base input channels.
     /// Its channels in a checkpoint give the width multiplier.
     pub widest: (usize, usize, usize),
 }
 
 /// `cfg/training/yolov7.yaml`: ELAN backbone, SPPCSPC, PANet neck, RepConv before IDetect.
-pub const YOLOV7: Layout =
-    Layout { nodes: YOLOV7_NODES, detect_from: [102, 103, 104], leaky: false, widest: (50, 1024, 1024) };
+pub const YOLOV7: Layout = Layout { nodes: YOLOV7_NODES, widest: (50, 1024, 1024) };
 
 /// `cfg/training/yolov7-tiny.yaml`: LeakyReLU(0.1), SP pools instead of SPPCSPC, no RepConv.
-pub const YOLOV7_TINY: Layout =
-    Layout { nodes: YOLOV7_TINY_NODES, detect_from: [74, 75, 76], leaky: true, widest: (28, 512, 1024) };
+pub const YOLOV7_TINY: Layout = Layout { nodes: YOLOV7_TINY_NODES, widest: (28, 512, 1024) };
 
 #[rustfmt::skip]
 const YOLOV7_NODES: &[(&[isize], Module)] = &[
@@ -242,26 +236,6 @@ const YOLOV7_TINY_NODES: &[(&[isize], Module)] = &[
 ];
 
 impl Layout {
-    /// Builds the graph: channels `make_divisible(c · width, 8)` ([`Scaling::channels`]), each
-    /// node named by its index, so that its weights are `N.*` (`model.N.*` under `model`).
-    pub fn build<F: LayerFactory>(&self, scaling: &Scaling, make: &mut F) -> Result<Graph<F::Layer>> {
-        let mut g = GraphBuilder::new(3);
-        for (i, &(from, module)) in self.nodes.iter().enumerate() {
-            let name = i.to_string();
-            let c_in = g.channels_of(from[0])?;
-            match module {
-                Conv(c, k, s) => g.layer(&name, from[0], make.conv(c_in, scaling.channels(c), k, s, self.leaky)?)?,
-                RepConv(c, s) => g.layer(&name, from[0], make.rep_conv(c_in, scaling.channels(c), s)?)?,
-                Sppcspc(c) => g.layer(&name, from[0], make.sppcspc(c_in, scaling.channels(c))?)?,
-                MaxPool2 => g.max_pool(&name, from[0], MaxPool2d::new(2, 2, 0))?,
-                Sp(k) => g.max_pool(&name, from[0], MaxPool2d::new(k, 1, k / 2))?,
-                Concat => g.concat(&name, from)?,
-                Upsample2 => g.upsample(&name, from[0], 2)?,
-            };
-        }
-        g.build(&self.detect_from)
-    }
-
     /// The convolution weights (`C_in · C_out · k²` summed over every conv before the head,
     /// SPPCSPC's included) of the network at `scaling`, counted without building it: every
     /// checkpoint of that network, train-time or fused, holds at least this many values, so a

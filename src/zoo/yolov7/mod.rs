@@ -35,13 +35,15 @@ pub mod checkpoint;
 mod head;
 mod layers;
 mod layout;
+mod networks;
 
 pub use head::{AnchorBuffers, IDetect, IDetectFused};
 pub use layers::{
-    Conv, ConvBnLeaky, ConvBnLeakyFused, ConvLeaky, LayerFactory, Random, RepConv3, Skeleton, Sppcspc, SppcspcFused,
-    SppcspcLayer, SppcspcLayerFused, Yolov7Layer, Yolov7LayerCache, Yolov7LayerFused,
+    Conv, ConvBnLeaky, ConvBnLeakyFused, ConvLeaky, RepConv3, Sppcspc, SppcspcFused, SppcspcLayer, SppcspcLayerFused,
+    Yolov7Layer, Yolov7LayerCache, Yolov7LayerFused,
 };
 pub use layout::{Layout, Module, YOLOV7, YOLOV7_TINY};
+pub use networks::{Yolov7Body, Yolov7BodyFused, Yolov7TinyBody, Yolov7TinyBodyFused};
 
 use crate::graph::{Graph, GraphLayer};
 use crate::layers::{BatchNorm2d, Parameters, join};
@@ -163,9 +165,14 @@ macro_rules! detection_head {
 detection_head!(IDetect, IDetectFused);
 
 impl Yolov7 {
-    /// A randomly initialized network (PyTorch's initialization; BN ε 1e-3, momentum 0.03).
+    /// A randomly initialized network (PyTorch's initialization; BN ε 1e-3, momentum 0.03),
+    /// built from its declaration ([`Yolov7Body`] or [`Yolov7TinyBody`]).
     pub fn new(config: Config, rng: &mut impl crate::rand::Rng) -> Result<Yolov7> {
-        let graph = config.variant.layout().build(&config.scaling, &mut Random(rng))?;
+        let c = |base| config.scaling.channels(base);
+        let graph = match config.variant {
+            Variant::Yolov7 => Yolov7Body::new(c(32), c(64), c(128), c(256), c(512), c(1024), rng)?.into_graph(),
+            Variant::Tiny => Yolov7TinyBody::new(c(32), c(64), c(128), c(256), c(512), rng)?.into_graph(),
+        };
         let head = IDetect::new(&head_channels(&graph), config.classes, &config.anchors, rng)?;
         Ok(Yolo { config, graph, head })
     }
@@ -222,7 +229,11 @@ impl Yolov7 {
 impl Yolov7Fused {
     /// The fused network of `config` with zero weights: the skeleton a deploy checkpoint loads into.
     pub fn new(config: Config) -> Result<Yolov7Fused> {
-        let graph = config.variant.layout().build(&config.scaling, &mut Skeleton)?;
+        let c = |base| config.scaling.channels(base);
+        let graph = match config.variant {
+            Variant::Yolov7 => Yolov7BodyFused::new(c(32), c(64), c(128), c(256), c(512), c(1024))?.into_graph(),
+            Variant::Tiny => Yolov7TinyBodyFused::new(c(32), c(64), c(128), c(256), c(512))?.into_graph(),
+        };
         let head = IDetectFused::new(&head_channels(&graph), config.classes, &config.anchors)?;
         Ok(Yolo { config, graph, head })
     }

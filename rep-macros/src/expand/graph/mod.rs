@@ -16,7 +16,8 @@ use layers::{LayerEnums, layer_enums};
 pub fn graph(g: &Graph) -> TokenStream {
     let layers: Vec<&Node> = g.nodes.iter().filter(|n| matches!(n.kind, NodeKind::Layer { .. })).collect();
     let aliases = layers.iter().map(|n| alias_decl(g, n));
-    let enums = layer_enums(g, &layers);
+    // With `layers = Enum` the runtime graph holds the user's enum: no generated one.
+    let enums = if g.layers.is_some() { quote!() } else { layer_enums(g, &layers) };
     let structs = structs(g);
     let impls = struct_impls(g);
     let checks = static_checks(g);
@@ -48,6 +49,48 @@ fn alias_decl(g: &Graph, node: &Node) -> TokenStream {
     }
 }
 
+/// The types the runtime graphs hold: the train-time layer, its fused form and its training
+/// cache (the generated enums, or the user's `layers = Enum` and its associated types).
+fn layer_types(g: &Graph) -> [TokenStream; 3] {
+    match &g.layers {
+        Some(path) => [
+            quote!(#path),
+            quote!(<#path as ::rep::Reparameterize>::Fused),
+            quote!(<#path as ::rep::train::Train>::Cache),
+        ],
+        None => {
+            let LayerEnums { layer, fused, cache } = LayerEnums::of(g);
+            [quote!(#layer), quote!(#fused), quote!(#cache)]
+        }
+    }
+}
+
+/// The layer's value in the runtime graph: the generated enum's variant, or (with
+/// `layers = Enum`) `From` into the user's enum.
+fn into_layer(g: &Graph, node: &Node, enumeration: &TokenStream, value: TokenStream) -> TokenStream {
+    let variant = &node.ident;
+    match g.layers {
+        Some(_) => quote!(<#enumeration as ::core::convert::From<_>>::from(#value)),
+        None => quote!(#enumeration::#variant(#value)),
+    }
+}
+
+/// The type a layer is built as: the field's type (`Const` sizes where literal) for the
+/// generated enum; with `layers = Enum`, every size `usize` (`Block<usize, …>`), the one type
+/// the user's enum converts from.
+fn build_type(g: &Graph, node: &Node) -> TokenStream {
+    match (&g.layers, &node.kind) {
+        (Some(_), NodeKind::Layer { path, sizes, nested: false }) => {
+            let dims = sizes.iter().map(|_| quote!(usize));
+            quote!(#path<#(#dims),*>)
+        }
+        _ => {
+            let alias = alias(g, node);
+            quote!(#alias)
+        }
+    }
+}
+
 /// The source of a node as the runtime builder takes it.
 fn source(s: &Source) -> TokenStream {
     match s {
@@ -63,7 +106,7 @@ fn source(s: &Source) -> TokenStream {
 fn structs(g: &Graph) -> TokenStream {
     let name = &g.item.ident;
     let vis = &g.item.vis;
-    let LayerEnums { layer, fused: fused_layer, .. } = LayerEnums::of(g);
+    let [layer, fused_layer, _] = layer_types(g);
     let fused = format_ident!("{}Fused", name);
     let params = &g.params;
     let attrs = g.item.attrs.iter().filter(|a| !a.path().is_ident("rep"));
@@ -112,6 +155,11 @@ fn structs(g: &Graph) -> TokenStream {
                 &mut self.graph
             }
 
+            /// The runtime graph, by value.
+            pub fn into_graph(self) -> ::rep::graph::Graph<#layer> {
+                self.graph
+            }
+
             /// Input channels (those of the first layer that reads the input).
             pub fn in_channels(&self) -> usize {
                 ::rep::graph::GraphLayer::in_channels(&self.graph)
@@ -142,6 +190,11 @@ fn structs(g: &Graph) -> TokenStream {
             /// The runtime graph.
             pub fn graph(&self) -> &::rep::graph::Graph<#fused_layer> {
                 &self.graph
+            }
+
+            /// The runtime graph, by value.
+            pub fn into_graph(self) -> ::rep::graph::Graph<#fused_layer> {
+                self.graph
             }
 
             /// Plans the fused graph for inputs of shape `[N, C, H, W]` ([`rep::plan::GraphPlan`]).
@@ -202,8 +255,8 @@ fn node_additions(g: &Graph) -> Vec<TokenStream> {
 /// `new` (train-time, `from_sizes`) or the fused skeleton (`fused_from_sizes`) wires.
 fn layer_values(
     g: &Graph,
-    enumeration: &syn::Ident,
-    make: impl Fn(&syn::Ident, Vec<TokenStream>) -> TokenStream,
+    enumeration: &TokenStream,
+    make: impl Fn(&TokenStream, Vec<TokenStream>) -> TokenStream,
 ) -> Vec<TokenStream> {
     let layers = g.nodes.iter().filter_map(|n| match &n.kind {
         NodeKind::Layer { sizes, .. } => Some((n, sizes)),
@@ -211,9 +264,10 @@ fn layer_values(
     });
     layers
         .map(|(n, sizes)| {
-            let (ident, variant) = (format_ident!("__rep_layer_{}", n.ident), &n.ident);
-            let value = make(&alias(g, n), sizes.iter().map(|s| s.runtime()).collect());
-            quote!(let #ident = #enumeration::#variant(#value);)
+            let ident = format_ident!("__rep_layer_{}", n.ident);
+            let value = make(&build_type(g, n), sizes.iter().map(|s| s.runtime()).collect());
+            let value = into_layer(g, n, enumeration, value);
+            quote!(let #ident = #value;)
         })
         .collect()
 }
@@ -221,7 +275,7 @@ fn layer_values(
 /// The graph struct's and its fused twin's trait impls, all through the runtime graph.
 fn struct_impls(g: &Graph) -> TokenStream {
     let name = &g.item.ident;
-    let (fused, cache) = (format_ident!("{}Fused", name), format_ident!("{}LayerCache", name));
+    let (fused, [_, _, cache]) = (format_ident!("{}Fused", name), layer_types(g));
     let (train_delegates, fused_delegates) = (graph_delegates(name), graph_delegates(&fused));
     let compile =
         compile_node_impl(&fused, quote!(::rep::plan::CompileNode::compile_node(&self.graph, plan, input, name)));
