@@ -20,8 +20,15 @@ pub(crate) const MR: usize = 12;
 pub(crate) const NR: usize = 32;
 /// Columns of a narrow last panel: one 16-lane register.
 pub(crate) const NR_NARROW: usize = 16;
-/// Depth of one pass over a packed panel of `B` (`KC × NR` floats = 32 KiB, half of L1).
+/// Most depth of one pass over a packed panel of `B` (`KC × NR` floats = 32 KiB, half of L1).
 pub(crate) const KC: usize = 256;
+
+/// The depth of every pass of a GEMM of depth `depth` (the last one may be shorter): as few
+/// passes as [`KC`] allows, of equal depth, so that no pass is a short remainder that reloads
+/// and stores `C` for a few products.
+pub(crate) fn depth_block(depth: usize) -> usize {
+    depth.div_ceil(depth.div_ceil(KC).max(1)).max(1)
+}
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -73,12 +80,13 @@ pub(crate) unsafe fn gemm_packed(
     // much as the products, and the kernel reads `B` in place instead.
     let pack = rows > PACK_MIN_ROWS;
     scratch::with(Buffer::PackedB, |packed| {
-        if pack && packed.len() < KC.min(depth) * layout.padded {
-            packed.resize(KC.min(depth) * layout.padded, 0.0);
+        let step = depth_block(depth);
+        if pack && packed.len() < step * layout.padded {
+            packed.resize(step * layout.padded, 0.0);
         }
         let mut k0 = 0;
         while k0 < depth {
-            let kc = KC.min(depth - k0);
+            let kc = step.min(depth - k0);
             if pack {
                 pack_b(b, ldb, k0..k0 + kc, &layout, &mut packed[..kc * layout.padded]);
             }
@@ -215,6 +223,17 @@ mod tests {
         (0..len)
             .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2001) as f32 / 1000.0 - 1.0)
             .collect()
+    }
+
+    #[test]
+    fn depth_blocks_are_even_and_at_most_kc() {
+        for (depth, block) in [(1, 1), (256, 256), (257, 129), (288, 144), (576, 192), (1152, 231), (0, 1)] {
+            assert_eq!(depth_block(depth), block, "depth {depth}");
+        }
+        for depth in 1..2000 {
+            let block = depth_block(depth);
+            assert!(block <= KC && depth.div_ceil(block) == depth.div_ceil(KC), "depth {depth}: block {block}");
+        }
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Matrices packed into panels of `MR` rows, depth block by depth block.
 
-use super::{KC, MR};
+use super::{MR, depth_block};
 use std::ops::Range;
 
 /// A row-major `[rows, depth]` matrix packed into panels of `MR` rows, depth block by depth
-/// block: block `b` (depths `b·KC ..`, `kc` of them) holds every panel `p` in turn, and panel
+/// block: block `b` (depths `b·kc ..`, `kc` = [`depth_block`] of them, fewer in the last) holds every panel `p` in turn, and panel
 /// `p` holds, for each `k` of the block, `A[p·MR .. p·MR + MR, k]` (zeros past the last row).
 /// A GEMM pass over one depth block thus reads one contiguous stream.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,8 +25,9 @@ impl PackedMatrix {
         }
         let panels = rows.div_ceil(MR);
         let mut data = vec![0.0; panels * depth * MR];
-        for k0 in (0..depth).step_by(KC) {
-            let kc = KC.min(depth - k0);
+        let step = depth_block(depth);
+        for k0 in (0..depth).step_by(step) {
+            let kc = step.min(depth - k0);
             let block = &mut data[k0 * panels * MR..(k0 + kc) * panels * MR];
             for (p, panel) in block.chunks_exact_mut(kc * MR).enumerate() {
                 for i in 0..MR.min(rows - p * MR) {
@@ -43,7 +44,8 @@ impl PackedMatrix {
     /// The value at `row`, `col` of the matrix that was packed.
     pub(crate) fn get(&self, row: usize, col: usize) -> f32 {
         let (p, i) = (row / MR, row % MR);
-        let (k0, kc) = (col / KC * KC, KC.min(self.depth - col / KC * KC));
+        let step = depth_block(self.depth);
+        let (k0, kc) = (col / step * step, step.min(self.depth - col / step * step));
         self.data[k0 * self.panels() * MR + (p * kc + col - k0) * MR + i]
     }
 
@@ -67,9 +69,10 @@ impl PackedMatrix {
         self.rows.div_ceil(MR)
     }
 
-    /// Panel `p` over the depth block `k` (which starts at a multiple of [`KC`]).
+    /// Panel `p` over the depth block `k` (one of [`depth_block`]'s blocks).
     pub(super) fn panel(&self, p: usize, k: Range<usize>) -> &[f32] {
-        debug_assert!(k.start.is_multiple_of(KC) && k.end == self.depth.min(k.start + KC));
+        let step = depth_block(self.depth);
+        debug_assert!(k.start.is_multiple_of(step) && k.end == self.depth.min(k.start + step));
         let start = k.start * self.panels() * MR + p * k.len() * MR;
         &self.data[start..start + k.len() * MR]
     }
