@@ -58,8 +58,10 @@ impl Plane<'_> {
                 |(band, mut c)| {
                     let first_row = band * band_rows;
                     let columns = c.ncols();
-                    for (o, row) in c.outer_iter_mut().enumerate() {
-                        row.into_slice().expect("contiguous row").fill(bias_g.map_or(0.0, |b| b[o]));
+                    if packed.is_none() {
+                        for (o, row) in c.outer_iter_mut().enumerate() {
+                            row.into_slice().expect("contiguous row").fill(bias_g.map_or(0.0, |b| b[o]));
+                        }
                     }
                     let mut cols = scratch::take(Buffer::Im2col);
                     let b = if g.is_pointwise() {
@@ -85,7 +87,7 @@ impl Plane<'_> {
                     // Too few bands to keep every thread busy: split the output channels too.
                     let splits = (rayon::current_num_threads() / bands).max(1).min(cout_g / MIN_SPLIT_ROWS).max(1);
                     match packed {
-                        Some(packed) => self.packed_gemm(&packed[group], b, &mut c, splits),
+                        Some(packed) => self.packed_gemm(&packed[group], b, &mut c, bias_g, splits),
                         None => {
                             let split_rows = cout_g.div_ceil(splits);
                             c.axis_chunks_iter_mut(Axis(0), split_rows)
@@ -145,11 +147,9 @@ impl Plane<'_> {
             });
             let mut c =
                 ArrayViewMut2::from_shape((cout_g, columns), &mut products[..cout_g * columns]).expect("sized above");
-            for (o, row) in c.outer_iter_mut().enumerate() {
-                row.into_slice().expect("contiguous row").fill(bias.map_or(0.0, |b| b[group * cout_g + o]));
-            }
             let b = ArrayView2::from_shape((rows, columns), &cols[..rows * columns]).expect("sized above");
-            self.packed_gemm(&packed[group], b, &mut c, splits);
+            let bias_g = bias.map(|b| &b[group * cout_g..(group + 1) * cout_g]);
+            self.packed_gemm(&packed[group], b, &mut c, bias_g, splits);
             let products = &products[..cout_g * columns];
             out.par_chunks_mut(out_plane).enumerate().for_each(|(plane, y)| {
                 let (image, o) = (plane / g.out_channels, plane % g.out_channels);
@@ -163,23 +163,25 @@ impl Plane<'_> {
         scratch::put_back(Buffer::BatchedProducts, products);
     }
 
-    /// `c += a · b` then the activation, with `a` pre-packed, in `splits` parallel blocks of
-    /// whole [`MR`]-row panels.
+    /// `c = a · b + bias` then the activation, with `a` pre-packed, in `splits` parallel blocks
+    /// of whole [`MR`]-row panels; `bias` (one value per row of `c`) and the activation are
+    /// applied row by row while each row is still in cache.
     pub(super) fn packed_gemm(
         &self,
         a: &PackedMatrix,
         b: ArrayView2<'_, f32>,
         c: &mut ArrayViewMut2<'_, f32>,
+        bias: Option<&[f32]>,
         splits: usize,
     ) {
         let (columns, ldb, ldc) = (c.ncols(), b.strides()[0] as usize, c.strides()[0] as usize);
-        if b.nrows() == 0 || columns == 0 {
+        if columns == 0 {
             return;
         }
         // SAFETY: a view of `b.nrows()` rows of `columns` floats, `ldb` apart.
-        let b = unsafe { std::slice::from_raw_parts(b.as_ptr(), (b.nrows() - 1) * ldb + columns) };
+        let b = unsafe { std::slice::from_raw_parts(b.as_ptr(), b.nrows().saturating_sub(1) * ldb + columns) };
         let panels = a.panels();
-        let per_split = panels.div_ceil(splits.max(1));
+        let per_split = panels.div_ceil(splits.max(1)).max(1);
         let c_ptr = SendPtr(c.as_mut_ptr());
         (0..panels.div_ceil(per_split)).into_par_iter().for_each(|split| {
             let range = split * per_split..((split + 1) * per_split).min(panels);
@@ -188,9 +190,13 @@ impl Plane<'_> {
             // no other split touches.
             unsafe {
                 let first = c_ptr.get().add(rows.start * ldc);
-                gemm_packed(a, range, b, ldb, columns, first, ldc, true);
-                for row in 0..rows.len() {
-                    self.activation.apply_slice(std::slice::from_raw_parts_mut(first.add(row * ldc), columns));
+                gemm_packed(a, range, b, ldb, columns, first, ldc, false);
+                for (row, o) in rows.enumerate() {
+                    let values = std::slice::from_raw_parts_mut(first.add(row * ldc), columns);
+                    if let Some(bias) = bias {
+                        values.iter_mut().for_each(|v| *v += bias[o]);
+                    }
+                    self.activation.apply_slice(values);
                 }
             }
         });
