@@ -9,6 +9,7 @@
 //! cargo run --release --example rep -- convert --family orepa --stride 2 orepa.safetensors orepa-deploy.safetensors
 //! cargo run --release --example rep -- infer --family acnet --stride 2 --weights acb.safetensors --input x.npy --output y.npy
 //! cargo run --release --example rep -- convert --family yolov7 yolov7.safetensors yolov7-deploy.safetensors
+//! cargo run --release --example rep -- convert --family yolov7 --to onnx [--size 640] yolov7.safetensors yolov7.onnx
 //! cargo run --release --example rep -- infer --family yolov7 --weights yolov7.safetensors --input x.npy --output z.npy
 //! cargo run --release --example rep -- summary --family yolov7 --weights yolov7.safetensors [--res 640]
 //! ```
@@ -84,9 +85,13 @@ enum Command {
         /// RepVGG only: the architecture (inferred when omitted).
         #[arg(long)]
         arch: Option<String>,
-        /// RepVGG only: naming of the written file (official or timm).
+        /// What to write: RepVGG's naming (official or timm), or onnx (YOLOv7: the fused network
+        /// as an ONNX model).
         #[arg(long, default_value = "official")]
         to: String,
+        /// `--to onnx` only: the model's square input size.
+        #[arg(long, default_value_t = 640)]
+        size: u32,
         /// The train-time checkpoint.
         input: PathBuf,
         /// Where to write the deploy checkpoint.
@@ -160,6 +165,13 @@ macro_rules! for_family {
 
 fn run(cli: Cli) -> CliResult {
     match cli.command {
+        Command::Convert { block, to, size, input, output, .. }
+            if matches!(block.family, Family::Yolov7) && to == "onnx" =>
+        {
+            let config = yolov7::checkpoint::export_onnx(&input, &output, size as usize)?;
+            say!("{} -> {} ({}, ONNX for 1x3x{size}x{size})", input.display(), output.display(), describe(&config));
+            Ok(())
+        }
         Command::Convert { block, input, output, .. } if matches!(block.family, Family::Yolov7) => {
             let report = yolov7::checkpoint::convert(&input, &output)?;
             say!(
@@ -179,7 +191,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Summary { block, weights, res } if matches!(block.family, Family::Yolov7) => {
             yolov7_summary(&weights, res as usize)
         }
-        Command::Convert { block, arch, to, input, output } => match block.family {
+        Command::Convert { block, arch, to, input, output, .. } => match block.family {
             Family::Repvgg => {
                 let naming = match to.as_str() {
                     "official" => Naming::Official,

@@ -8,11 +8,10 @@
 //! ```
 //!
 //! `--kernels` adds the time of each kind of step (Winograd, im2col, pointwise, max pool, …)
-//! summed over the plan, `--steps` every step's. `--export DIR` writes what the ONNX Runtime peer benchmark (`scripts/ort_yolov7.py`) needs to
-//! run the same network: the fused weights under the official names (`deploy.safetensors`), the
-//! planned graph (`graph.json`: every convolution with its weights' key, geometry and
-//! activation, every concatenation, pool and upsampling, in plan order), the input and the
-//! planned head outputs (`input.npy`, `head_{0,1,2}.npy`).
+//! summed over the plan, `--steps` every step's. `--export DIR` writes what the ONNX Runtime
+//! peer benchmark (`scripts/ort_yolov7.py`) needs to run the same network: the fused network as
+//! ONNX (`model.onnx`, the weights under the official names), the input and the planned head
+//! outputs (`input.npy`, `head_{0,1,2}.npy`).
 
 #[path = "support/counting.rs"]
 mod counting;
@@ -20,12 +19,10 @@ mod counting;
 #[path = "support/timing.rs"]
 mod timing;
 use clap::{Parser, Subcommand, ValueEnum};
-use rep::graph::{Graph, Op, Source};
-use rep::layers::{Activation, Conv2d, join};
 use rep::ndarray::Array4;
 use rep::plan::KernelChoice;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
-use rep::zoo::yolov7::{Config, SppcspcLayerFused, Variant, Yolov7, Yolov7Fused, Yolov7LayerFused};
+use rep::zoo::yolov7::{Config, Variant, Yolov7, Yolov7Fused};
 use rep::{Costs, Hw, Reparameterize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -185,7 +182,8 @@ fn write_profile(out: &mut String, profile: &[rep::plan::StepTime], steps: bool)
     Ok(())
 }
 
-/// Writes the fused weights, the planned graph as JSON, the input and the planned head outputs.
+/// Writes the fused network as ONNX (`model.onnx`, [`Yolov7Fused::to_onnx`]), the input and
+/// the planned head outputs, for ONNX Runtime to run the same graph and weights.
 fn export(
     fused: &Yolov7Fused,
     plan: &rep::plan::GraphPlan,
@@ -194,18 +192,8 @@ fn export(
     dir: &Path,
 ) -> CliResult {
     std::fs::create_dir_all(dir)?;
-    rep::StateDict::from_parameters(fused).save(dir.join("deploy.safetensors"))?;
-    let mut nodes = Vec::new();
-    let features = graph_json(&fused.graph, "input".into(), "model", &mut nodes);
-    let head = fused.head_name();
-    let mut outputs = Vec::new();
-    for (i, (feature, level)) in features.iter().zip(&fused.head.levels).enumerate() {
-        let name = format!("{head}.m.{i}");
-        nodes.push(conv_json(&level.conv, feature, &name, &name, Activation::Identity));
-        outputs.push(format!("\"{name}\""));
-    }
-    let json = format!("{{\"nodes\":[\n{}\n],\"outputs\":[{}]}}\n", nodes.join(",\n"), outputs.join(","));
-    rep::io::write_atomic(&dir.join("graph.json"), |w| std::io::Write::write_all(w, json.as_bytes()))?;
+    let &[n, c, h, w] = x.shape() else { unreachable!("4-D input") };
+    rep::onnx::save(&fused.to_onnx([n, c, h, w])?, dir.join("model.onnx"))?;
     rep::io::write_npy(dir.join("input.npy"), x)?;
     plan.run(state, x.view())?;
     for i in 0..plan.outputs() {
@@ -213,92 +201,6 @@ fn export(
     }
     eprintln!("exported to {}", dir.display());
     Ok(())
-}
-
-/// One convolution as JSON: its input and output value names, its weights' key and geometry.
-fn conv_json(conv: &Conv2d, input: &str, output: &str, key: &str, activation: Activation) -> String {
-    let g = conv.geometry();
-    let activation = match activation {
-        Activation::Silu => "\"silu\"".to_owned(),
-        Activation::LeakyRelu(slope) => format!("\"leaky {slope}\""),
-        _ => "null".to_owned(),
-    };
-    format!(
-        "{{\"op\":\"conv\",\"inputs\":[\"{input}\"],\"output\":\"{output}\",\"weights\":\"{key}\",\"kernel\":{},\"stride\":{},\"padding\":{},\"groups\":{},\"activation\":{activation}}}",
-        g.kernel.h, g.stride.h, g.padding.h, g.groups
-    )
-}
-
-/// How a fused layer appends itself to the JSON nodes; returns its output's name.
-trait JsonLayer {
-    fn json(&self, input: &str, name: String, nodes: &mut Vec<String>) -> String;
-}
-
-impl JsonLayer for Yolov7LayerFused {
-    fn json(&self, input: &str, name: String, nodes: &mut Vec<String>) -> String {
-        let (conv, key, activation) = match self {
-            Yolov7LayerFused::Conv(l) => (&l.conv, join(&name, "conv"), Activation::Silu),
-            Yolov7LayerFused::ConvLeaky(l) => (&l.conv, join(&name, "conv"), Activation::LeakyRelu(0.1)),
-            Yolov7LayerFused::RepConv(l) => (&l.conv, join(&name, "rbr_reparam"), Activation::Silu),
-            Yolov7LayerFused::Sppcspc(inner) => {
-                return graph_json(inner.graph(), input.to_owned(), &name, nodes).remove(0);
-            }
-        };
-        nodes.push(conv_json(conv, input, &name, &key, activation));
-        name
-    }
-}
-
-impl JsonLayer for SppcspcLayerFused {
-    fn json(&self, input: &str, name: String, nodes: &mut Vec<String>) -> String {
-        use SppcspcLayerFused::*;
-        let (cv1(l) | cv2(l) | cv3(l) | cv4(l) | cv5(l) | cv6(l) | cv7(l)) = self;
-        nodes.push(conv_json(&l.conv, input, &name, &join(&name, "conv"), Activation::Silu));
-        name
-    }
-}
-
-/// Appends a graph's nodes as JSON (recursing into SPPCSPC) and returns its outputs' names.
-fn graph_json<L: JsonLayer>(graph: &Graph<L>, input: String, prefix: &str, nodes: &mut Vec<String>) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for node in graph.nodes() {
-        let sources: Vec<String> = node
-            .from
-            .iter()
-            .map(|s| match *s {
-                Source::Input => input.clone(),
-                Source::Node(j) => names[j].clone(),
-            })
-            .collect();
-        let name = join(prefix, &node.name);
-        let quoted = sources.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(",");
-        let output = match node.op {
-            Op::Layer(k) => graph.layers()[k].json(&sources[0], name, nodes),
-            Op::Concat => {
-                nodes.push(format!("{{\"op\":\"concat\",\"inputs\":[{quoted}],\"output\":\"{name}\"}}"));
-                name
-            }
-            Op::Add => {
-                nodes.push(format!("{{\"op\":\"add\",\"inputs\":[{quoted}],\"output\":\"{name}\"}}"));
-                name
-            }
-            Op::Upsample(factor) => {
-                nodes.push(format!(
-                    "{{\"op\":\"upsample\",\"inputs\":[{quoted}],\"output\":\"{name}\",\"factor\":{factor}}}"
-                ));
-                name
-            }
-            Op::MaxPool(pool) => {
-                nodes.push(format!(
-                    "{{\"op\":\"maxpool\",\"inputs\":[{quoted}],\"output\":\"{name}\",\"kernel\":{},\"stride\":{},\"padding\":{}}}",
-                    pool.kernel.h, pool.stride.h, pool.padding.h
-                ));
-                name
-            }
-        };
-        names.push(output);
-    }
-    graph.outputs().iter().map(|&o| names[o].clone()).collect()
 }
 
 fn main() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fused YOLOv7: rep's planned form vs ONNX Runtime on the same graph and weights, back to back.
-# Needs `pip install numpy onnx onnxruntime safetensors`.
+# Needs `pip install numpy onnx onnxruntime`.
 # Usage: scripts/bench_yolov7.sh [WIDTH] [RES] [ITERS]   (prints a markdown table)
 set -euo pipefail
 cd "$(dirname "$0")/.."

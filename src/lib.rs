@@ -44,6 +44,7 @@
 
 pub use rep_runtime::*;
 
+pub mod onnx;
 pub mod zoo;
 
 extern crate self as rep;

@@ -1,0 +1,78 @@
+//! ONNX export: the fused YOLOv7 written as ONNX holds the fused weights under their official
+//! names, and its nodes, read back and run by tract (an independent ONNX runtime), give the
+//! planned network's head outputs.
+
+mod common;
+
+use common::relative_error;
+use ndarray::{Array4, ArrayD};
+use ndarray_npy::read_npy;
+use rep::plan::KernelChoice;
+use rep::zoo::yolov7::{Yolov7Fused, checkpoint};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use tract_onnx::prelude::*;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yolov7_w125_nc2_64x64").join(name)
+}
+
+fn fused() -> Yolov7Fused {
+    checkpoint::load(fixture("train.safetensors")).unwrap().into_deploy().unwrap()
+}
+
+#[test]
+fn the_exported_yolov7_holds_the_fused_weights_under_their_official_names() {
+    let fused = fused();
+    let model = fused.to_onnx([1, 3, 64, 64]).unwrap();
+    let graph = model.graph.as_ref().unwrap();
+    let exported: BTreeSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).filter(|n| !n.ends_with(".scales")).collect();
+    // Every conv's weight and bias; the implicit vectors are folded into the head's convs.
+    let state = rep::StateDict::from_parameters(&fused);
+    let convs: BTreeSet<&str> =
+        state.tensors.keys().map(String::as_str).filter(|k| !k.contains(".ia.") && !k.contains(".im.")).collect();
+    let anchors: BTreeSet<&str> = convs.iter().copied().filter(|k| k.contains("anchor")).collect();
+    assert_eq!(exported, &convs - &anchors);
+    for t in &graph.initializer {
+        if let Some(ours) = state.tensors.get(&t.name) {
+            let values: Vec<f32> =
+                t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+            assert_eq!(values, ours.iter().copied().collect::<Vec<_>>(), "{}", t.name);
+        }
+    }
+    let ops: BTreeSet<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+    assert_eq!(ops, BTreeSet::from(["Concat", "Conv", "MaxPool", "Mul", "Resize", "Sigmoid"]));
+    let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(outputs, ["model.105.m.0", "model.105.m.1", "model.105.m.2"]);
+}
+
+#[test]
+fn the_exported_yolov7_runs_in_tract_as_the_planned_network() {
+    let fused = fused();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("onnx_export");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("yolov7_w125.onnx");
+    let _ = std::fs::remove_file(&path);
+    rep::onnx::save(&fused.to_onnx([1, 3, 64, 64]).unwrap(), &path).unwrap();
+    assert_eq!(rep::onnx::load(&path).unwrap(), fused.to_onnx([1, 3, 64, 64]).unwrap());
+
+    let x: Array4<f32> = read_npy(fixture("input.npy")).unwrap();
+    let x = x.slice(ndarray::s![..1, .., .., ..]).to_owned();
+    let plan = fused.plan([1, 3, 64, 64], KernelChoice::Auto).unwrap();
+    let mut state = plan.state().unwrap();
+    plan.run(&mut state, x.view()).unwrap();
+
+    let model = tract_onnx::onnx().model_for_path(&path).unwrap().into_optimized().unwrap().into_runnable().unwrap();
+    let input = Tensor::from_shape(&[1, 3, 64, 64], x.as_slice().unwrap()).unwrap();
+    let outputs = model.run(tvec!(input.into())).unwrap();
+    assert_eq!(outputs.len(), 3);
+    for (i, theirs) in outputs.iter().enumerate() {
+        let view = theirs.to_plain_array_view::<f32>().unwrap();
+        let theirs = ArrayD::from_shape_vec(view.shape().to_vec(), view.iter().copied().collect()).unwrap();
+        let ours = plan.output(&state, i).unwrap().to_owned();
+        assert_eq!(theirs.shape(), ours.shape(), "level {i}");
+        let err = relative_error(&theirs, &ours);
+        assert!(err <= 1e-5, "level {i}: tract vs planned {err:e}");
+    }
+}
