@@ -16,7 +16,8 @@
 
 use crate::graph::{Graph, Op, Source};
 use crate::kernels::Activation;
-use crate::layers::{Conv2d, MaxPool2d, join};
+use crate::layers::{Conv2d, Linear, MaxPool2d, SqueezeExcite, join};
+use crate::plan::{Compile, Traced};
 use crate::{Error, Result};
 use prost::Message;
 use std::path::Path;
@@ -141,14 +142,72 @@ impl OnnxGraph {
         Ok(graph.outputs().iter().map(|&o| names[o].clone()).collect())
     }
 
-    /// The model: one float input `[N, C, H, W]` named `input`, the given outputs.
-    pub fn model(self, input: (&str, [usize; 4]), outputs: &[String]) -> ModelProto {
+    /// The nodes of a chain model's trace ([`crate::plan::trace`]) reading `input`; returns the
+    /// name of its output. Weights keep their checkpoint names; every value is named after its
+    /// step (made unique where two steps share a name).
+    pub fn chain(&mut self, trace: &[(String, Traced)], input: &str) -> String {
+        let mut used = std::collections::HashSet::new();
+        let mut unique = |name: &str| {
+            let base = if name.is_empty() { "output".to_owned() } else { name.to_owned() };
+            let mut candidate = base.clone();
+            for k in 1.. {
+                if used.insert(candidate.clone()) {
+                    break;
+                }
+                candidate = format!("{base}.{k}");
+            }
+            candidate
+        };
+        let mut value = input.to_owned();
+        for (name, layer) in trace {
+            let output = unique(name);
+            value = match layer {
+                Traced::Conv(conv, activation) => self.conv(&value, conv, name, &output, *activation),
+                Traced::Activation(activation) => self.activation(&value, *activation, &output),
+                Traced::SqueezeExcite(se) => self.squeeze_excite(&value, se, name, &output),
+                Traced::GlobalAvgPool => {
+                    let pooled = format!("{output}.pooled");
+                    self.node("GlobalAveragePool", &[&value], &pooled, vec![]);
+                    self.node("Flatten", &[&pooled], &output, vec![int("axis", 1)]);
+                    output
+                }
+                Traced::Linear(linear) => self.linear(&value, linear, name, &output),
+            };
+        }
+        value
+    }
+
+    /// Squeeze-and-excitation: `x · σ(up(relu(down(mean(x)))))`, its convs under
+    /// `name.down`/`name.up` (or the names the block gives them).
+    pub fn squeeze_excite(&mut self, input: &str, se: &SqueezeExcite, name: &str, output: &str) -> String {
+        let pooled = self.node_out("GlobalAveragePool", &[input], &format!("{output}.pooled"), vec![]);
+        let (down, up) = (join(name, se.names.0), join(name, se.names.1));
+        let hidden = self.conv(&pooled, &se.down, &down, &format!("{output}.down"), Activation::Relu);
+        let gate = self.conv(&hidden, &se.up, &up, &format!("{output}.gate"), Activation::Sigmoid);
+        self.node("Mul", &[input, &gate], output, vec![]);
+        output.to_owned()
+    }
+
+    /// A fully connected layer (`Gemm`, `y = x·Wᵀ + b`), weights under `name.weight`/`name.bias`.
+    pub fn linear(&mut self, input: &str, linear: &Linear, name: &str, output: &str) -> String {
+        let (weight, bias) = (join(name, "weight"), join(name, "bias"));
+        self.initializer(&weight, linear.weight.shape(), linear.weight.iter().copied());
+        let zeros = vec![0.0; linear.out_features()];
+        self.initializer(&bias, &[linear.out_features()], linear.bias.as_ref().map_or(zeros, |b| b.to_vec()));
+        self.node("Gemm", &[input, &weight, &bias], output, vec![int("transB", 1)]);
+        output.to_owned()
+    }
+
+    /// The model: one float input `[N, C, H, W]` named `input`, the given outputs with their
+    /// ranks (`[N, C, H, W]` maps or `[N, features]`), their sizes left to the consumer.
+    pub fn model(self, input: (&str, [usize; 4]), outputs: &[(String, usize)]) -> ModelProto {
+        let input_dims: Vec<Option<usize>> = input.1.iter().map(|&d| Some(d)).collect();
         let graph = GraphProto {
             name: "rep".into(),
             node: self.nodes,
             initializer: self.initializers,
-            input: vec![value_info(input.0, Some(input.1))],
-            output: outputs.iter().map(|o| value_info(o, None)).collect(),
+            input: vec![value_info(input.0, &input_dims)],
+            output: outputs.iter().map(|(o, rank)| value_info(o, &vec![None; *rank])).collect(),
             ..GraphProto::default()
         };
         ModelProto {
@@ -159,6 +218,11 @@ impl OnnxGraph {
             graph: Some(graph),
             ..ModelProto::default()
         }
+    }
+
+    fn node_out(&mut self, op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> String {
+        self.node(op, inputs, output, attribute);
+        output.to_owned()
     }
 
     fn node(&mut self, op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) {
@@ -183,6 +247,16 @@ impl OnnxGraph {
     }
 }
 
+/// A fused chain model (anything a [`crate::plan::Plan`] compiles: RepVGG, a `#[rep::model]`, a
+/// fused block) as an ONNX model for inputs of shape `input`, output named `output`.
+pub fn chain<M: Compile + ?Sized>(model: &M, input: [usize; 4]) -> Result<ModelProto> {
+    let trace = crate::plan::trace(model, input)?;
+    let mut graph = OnnxGraph::new();
+    let output = graph.chain(&trace, "input");
+    let rank = if trace.iter().any(|(_, layer)| matches!(layer, Traced::GlobalAvgPool)) { 2 } else { 4 };
+    Ok(graph.model(("input", input), &[(output, rank)]))
+}
+
 /// A fused layer that appends itself to an ONNX graph.
 pub trait ToOnnx {
     /// Appends this layer's nodes reading `input`, weights under `name`; returns its output's
@@ -204,19 +278,16 @@ pub fn load(path: impl AsRef<Path>) -> Result<ModelProto> {
         .map_err(|e| Error::Checkpoint(format!("{}: not an ONNX model: {e}", path.display())))
 }
 
-fn value_info(name: &str, shape: Option<[usize; 4]>) -> ValueInfoProto {
-    let dim = |d: tensor_shape_proto::dimension::Value| tensor_shape_proto::Dimension {
-        value: Some(d),
+/// A float tensor's name, type and shape; `None` dimensions are symbolic (`d0`, `d1`, …), for
+/// the consumer to infer.
+fn value_info(name: &str, dims: &[Option<usize>]) -> ValueInfoProto {
+    use tensor_shape_proto::dimension::Value;
+    let dim = |(i, d): (usize, &Option<usize>)| tensor_shape_proto::Dimension {
+        value: Some(d.map_or_else(|| Value::DimParam(format!("d{i}")), |d| Value::DimValue(d as i64))),
         ..Default::default()
     };
-    let dims = match shape {
-        Some(shape) => shape.iter().map(|&d| dim(tensor_shape_proto::dimension::Value::DimValue(d as i64))).collect(),
-        None => ["N", "C", "H", "W"]
-            .iter()
-            .map(|&d| dim(tensor_shape_proto::dimension::Value::DimParam(d.into())))
-            .collect(),
-    };
-    let tensor = type_proto::Tensor { elem_type: DataType::Float as i32, shape: Some(TensorShapeProto { dim: dims }) };
+    let shape = TensorShapeProto { dim: dims.iter().enumerate().map(dim).collect() };
+    let tensor = type_proto::Tensor { elem_type: DataType::Float as i32, shape: Some(shape) };
     ValueInfoProto {
         name: name.to_owned(),
         r#type: Some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() }),

@@ -323,6 +323,25 @@ fn rep_command_converts_runs_and_summarizes_yolov7() {
     assert!(text.contains("train-time: 591654 parameters"), "{text}");
     assert!(text.contains("compound scaling"), "{text}");
 
+    // RepVGG exports too, from the official train checkpoint: the fused weights and the logits.
+    let repvgg_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/official_a0_w25");
+    let repvgg_onnx = scratch("repvgg.onnx");
+    let output = rep(&[
+        &"convert",
+        &"--family",
+        &"repvgg",
+        &"--to",
+        &"onnx",
+        &"--size",
+        &"64",
+        &repvgg_dir.join("train.safetensors"),
+        &repvgg_onnx,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let graph = rep::onnx::load(&repvgg_onnx).unwrap().graph.unwrap();
+    assert!(graph.initializer.iter().any(|t| t.name == "stage0.rbr_reparam.weight"));
+    assert_eq!(graph.output.len(), 1);
+
     // Either form exports as ONNX; the official fused file gives the same model as ours.
     let onnx = |weights: &str, name: &str| {
         let path = scratch(name);

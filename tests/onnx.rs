@@ -76,3 +76,58 @@ fn the_exported_yolov7_runs_in_tract_as_the_planned_network() {
         assert!(err <= 1e-5, "level {i}: tract vs planned {err:e}");
     }
 }
+
+/// Runs an ONNX model in tract on `x`; returns its first output.
+fn run_in_tract(model: &rep::onnx::ModelProto, x: &Array4<f32>) -> ArrayD<f32> {
+    let bytes = prost::Message::encode_to_vec(model);
+    let runnable = tract_onnx::onnx()
+        .model_for_read(&mut bytes.as_slice())
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let input = Tensor::from_shape(x.shape(), x.as_standard_layout().as_slice().unwrap()).unwrap();
+    let outputs = runnable.run(tvec!(input.into())).unwrap();
+    let view = outputs[0].to_plain_array_view::<f32>().unwrap();
+    ArrayD::from_shape_vec(view.shape().to_vec(), view.iter().copied().collect()).unwrap()
+}
+
+/// The official RepVGG checkpoint (A0 layout at width ×0.25), fused: its ONNX export holds the
+/// fused weights under the official names (`stage0.rbr_reparam.weight`, …, `linear.weight`) and
+/// runs in tract to our logits.
+#[test]
+fn a_fused_repvgg_exports_and_runs_in_tract_as_our_forward() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/official_a0_w25");
+    let (_, loaded) = rep::zoo::repvgg::Checkpoint::load(dir.join("train.safetensors")).unwrap().build(None).unwrap();
+    let fused = loaded.into_deploy().unwrap();
+    let x: Array4<f32> = read_npy(dir.join("input.npy")).unwrap();
+    let model = rep::onnx::chain(&fused, [2, 3, 64, 64]).unwrap();
+    let graph = model.graph.as_ref().unwrap();
+    let exported: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let state = rep::StateDict::from_parameters(&fused);
+    assert_eq!(exported, state.tensors.keys().map(String::as_str).collect());
+    let theirs = run_in_tract(&model, &x);
+    let ours = fused.forward(&x).unwrap().into_dyn();
+    let err = relative_error(&theirs, &ours);
+    assert!(err <= 1e-5, "tract vs ours {err:e}");
+}
+
+/// Squeeze-and-excitation (RepVGG-D2se style blocks) exports too.
+#[test]
+fn repvgg_with_squeeze_excitation_exports_and_runs_in_tract() {
+    use rep::zoo::repvgg::{Arch, RepVgg};
+    let arch = Arch::custom([1, 1, 1, 1], (0.25, 0.25), 1, 5).unwrap().with_se(true);
+    let mut rng = <rep::rand::rngs::StdRng as rep::rand::SeedableRng>::seed_from_u64(3);
+    let mut model = RepVgg::new(&arch, &mut rng).unwrap();
+    rep::layers::randomize_vectors(&mut model, &mut rng);
+    let fused = rep::Reparameterize::fuse(&model).unwrap();
+    let x = Array4::from_shape_fn((1, 3, 32, 32), |(_, c, h, w)| ((c * 7 + h * 3 + w) % 11) as f32 / 11.0 - 0.5);
+    let onnx = rep::onnx::chain(&fused, [1, 3, 32, 32]).unwrap();
+    let ops: BTreeSet<&str> = onnx.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.as_str()).collect();
+    assert!(ops.contains("GlobalAveragePool") && ops.contains("Gemm") && ops.contains("Sigmoid"), "{ops:?}");
+    let theirs = run_in_tract(&onnx, &x);
+    let ours = fused.forward(&x).unwrap().into_dyn();
+    let err = relative_error(&theirs, &ours);
+    assert!(err <= 1e-5, "tract vs ours {err:e}");
+}

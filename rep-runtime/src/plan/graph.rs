@@ -75,7 +75,7 @@ impl GraphPlanBuilder {
 
     /// A chain layer (anything that compiles into a [`super::Plan`]) reading `input`.
     pub fn layer(&mut self, input: Value, layer: &(impl Compile + ?Sized), name: &str) -> Result<Value> {
-        let mut chain = PlanBuilder { steps: Vec::new(), shape: Shape::Map(self.shape(input)), choice: self.choice };
+        let mut chain = PlanBuilder::new(Shape::Map(self.shape(input)), self.choice);
         layer.compile(&mut chain, name)?;
         let mut value = input;
         for step in chain.steps {

@@ -126,9 +126,48 @@ pub struct PlanBuilder {
     steps: Vec<Step>,
     shape: Shape,
     choice: KernelChoice,
+    /// The layers compiled, in order, with their names, when tracing ([`trace`]).
+    trace: Option<Vec<(String, Traced)>>,
+}
+
+/// One layer a model compiles to, as [`trace`] records it (the layer itself, not its kernel):
+/// what an exporter writes.
+#[derive(Clone, Debug)]
+pub enum Traced {
+    /// A convolution followed by an activation.
+    Conv(Conv2d, Activation),
+    /// An element-wise activation.
+    Activation(Activation),
+    /// Squeeze-and-excitation (boxed: two convolutions make it the largest layer).
+    SqueezeExcite(Box<SqueezeExcite>),
+    /// Mean over the spatial axes: `[N, C, H, W] → [N, C]`.
+    GlobalAvgPool,
+    /// A fully connected layer on `[N, features]`.
+    Linear(Linear),
+}
+
+/// The layers `model` compiles to for inputs `[N, C, H, W]`, in order, each with its step name
+/// (a dotted weight-name prefix): a plan's structure without its kernels, for export.
+pub fn trace<M: Compile + ?Sized>(model: &M, input: [usize; 4]) -> Result<Vec<(String, Traced)>> {
+    Shape::Map(input).checked_len()?;
+    let mut builder = PlanBuilder::new(Shape::Map(input), KernelChoice::Direct);
+    builder.trace = Some(Vec::new());
+    model.compile(&mut builder, "")?;
+    Ok(builder.trace.unwrap_or_default())
 }
 
 impl PlanBuilder {
+    pub(crate) fn new(shape: Shape, choice: KernelChoice) -> Self {
+        PlanBuilder { steps: Vec::new(), shape, choice, trace: None }
+    }
+
+    /// Records `layer` under `name` when tracing.
+    fn record(&mut self, name: &str, layer: impl FnOnce() -> Traced) {
+        if let Some(trace) = &mut self.trace {
+            trace.push((name.to_owned(), layer()));
+        }
+    }
+
     /// The shape the next step receives.
     pub fn shape(&self) -> Shape {
         self.shape
@@ -162,12 +201,16 @@ impl PlanBuilder {
             _ => ConvKernel::direct(conv),
         };
         let output = Shape::Map([input[0], g.out_channels, out.h, out.w]);
+        self.record(name, || Traced::Conv(conv.clone(), activation));
         self.push(Step::new(name, steps::Op::Conv { kernel, activation }, self.shape, output))
     }
 
     /// An element-wise activation, in place — or inside the convolution just before it, when
     /// that one has none yet.
     pub fn activation(&mut self, activation: Activation, name: &str) -> Result<()> {
+        if activation != Activation::Identity {
+            self.record(name, || Traced::Activation(activation));
+        }
         if let Some(previous) = self.steps.last_mut()
             && previous.take_activation(activation)
         {
@@ -183,12 +226,14 @@ impl PlanBuilder {
     pub fn squeeze_excite(&mut self, se: &SqueezeExcite, name: &str) -> Result<()> {
         let input = self.shape.map(name)?;
         let op = steps::Op::squeeze_excite(se, input, name)?;
+        self.record(name, || Traced::SqueezeExcite(Box::new(se.clone())));
         self.push(Step::new(name, op, self.shape, self.shape))
     }
 
     /// Mean over the spatial axes: `[N, C, H, W] → [N, C]`.
     pub fn global_avg_pool(&mut self, name: &str) -> Result<()> {
         let [n, c, ..] = self.shape.map(name)?;
+        self.record(name, || Traced::GlobalAvgPool);
         self.push(Step::new(name, steps::Op::GlobalAvgPool, self.shape, Shape::Flat([n, c])))
     }
 
@@ -205,6 +250,7 @@ impl PlanBuilder {
             }
         };
         let output = Shape::Flat([n, linear.out_features()]);
+        self.record(name, || Traced::Linear(linear.clone()));
         self.push(Step::new(name, steps::Op::linear(linear)?, self.shape, output))
     }
 }

@@ -64,7 +64,7 @@ impl Plan {
     /// As [`Plan::new`], with the convolution kernels chosen by `choice`.
     pub fn with_kernels<M: Compile + ?Sized>(model: &M, input: [usize; 4], choice: KernelChoice) -> Result<Plan> {
         Shape::Map(input).checked_len()?;
-        let mut builder = PlanBuilder { steps: Vec::new(), shape: Shape::Map(input), choice };
+        let mut builder = PlanBuilder::new(Shape::Map(input), choice);
         model.compile(&mut builder, "")?;
         let buffer_len = builder.steps.iter().map(|s| s.output.len()).fold(Shape::Map(input).len(), usize::max);
         let workspace = builder.steps.iter().map(Step::workspace_len).collect::<Result<Vec<_>>>()?;

@@ -292,7 +292,7 @@ impl Yolov7Fused {
         let mut outputs = Vec::new();
         for (i, (feature, level)) in features.iter().zip(&self.head.levels).enumerate() {
             let name = format!("{head}.m.{i}");
-            outputs.push(onnx.conv(feature, &level.conv, &name, &name, crate::kernels::Activation::Identity));
+            outputs.push((onnx.conv(feature, &level.conv, &name, &name, crate::kernels::Activation::Identity), 4));
         }
         Ok(onnx.model(("input", input), &outputs))
     }
