@@ -171,7 +171,7 @@ fn run(cli: Cli) -> CliResult {
             if matches!(block.family, Family::Yolov7) && to == "onnx" =>
         {
             let size = size.unwrap_or(640);
-            let config = yolov7::checkpoint::export_onnx(&input, &output, size as usize)?;
+            let config = rep_onnx::export_yolov7(&input, &output, size as usize)?;
             say!("{} -> {} ({}, ONNX for 1x3x{size}x{size})", input.display(), output.display(), describe(&config));
             Ok(())
         }
@@ -197,7 +197,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Convert { block, arch, to, size, input, output } => match block.family {
             Family::Repvgg if to == "onnx" => {
                 let size = size.unwrap_or(224);
-                let arch = repvgg::export_onnx(&input, &output, arch.as_deref(), size as usize)?;
+                let arch = rep_onnx::export_repvgg(&input, &output, arch.as_deref(), size as usize)?;
                 say!(
                     "{} -> {} (RepVGG {}, ONNX for 1x3x{size}x{size})",
                     input.display(),

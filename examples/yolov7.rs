@@ -182,7 +182,7 @@ fn write_profile(out: &mut String, profile: &[rep::plan::StepTime], steps: bool)
     Ok(())
 }
 
-/// Writes the fused network as ONNX (`model.onnx`, [`Yolov7Fused::to_onnx`]), the input and
+/// Writes the fused network as ONNX (`model.onnx`, `rep_onnx::yolov7`), the input and
 /// the planned head outputs, for ONNX Runtime to run the same graph and weights.
 fn export(
     fused: &Yolov7Fused,
@@ -193,7 +193,7 @@ fn export(
 ) -> CliResult {
     std::fs::create_dir_all(dir)?;
     let &[n, c, h, w] = x.shape() else { unreachable!("4-D input") };
-    rep::onnx::save(&fused.to_onnx([n, c, h, w])?, dir.join("model.onnx"))?;
+    rep_onnx::save(&rep_onnx::yolov7(fused, [n, c, h, w])?, dir.join("model.onnx"))?;
     rep::io::write_npy(dir.join("input.npy"), x)?;
     plan.run(state, x.view())?;
     for i in 0..plan.outputs() {

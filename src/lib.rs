@@ -44,7 +44,6 @@
 
 pub use rep_runtime::*;
 
-pub mod onnx;
 pub mod zoo;
 
 extern crate self as rep;

@@ -338,7 +338,7 @@ fn rep_command_converts_runs_and_summarizes_yolov7() {
         &repvgg_onnx,
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let graph = rep::onnx::load(&repvgg_onnx).unwrap().graph.unwrap();
+    let graph = rep_onnx::load(&repvgg_onnx).unwrap().graph.unwrap();
     assert!(graph.initializer.iter().any(|t| t.name == "stage0.rbr_reparam.weight"));
     assert_eq!(graph.output.len(), 1);
 
@@ -348,7 +348,7 @@ fn rep_command_converts_runs_and_summarizes_yolov7() {
         let output =
             rep(&[&"convert", &"--family", &"yolov7", &"--to", &"onnx", &"--size", &"64", &dir.join(weights), &path]);
         assert!(output.status.success(), "{}", stderr(&output));
-        rep::onnx::load(&path).unwrap()
+        rep_onnx::load(&path).unwrap()
     };
     let (from_train, from_deploy) =
         (onnx("train.safetensors", "yolov7-a.onnx"), onnx("deploy.safetensors", "yolov7-b.onnx"));

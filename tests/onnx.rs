@@ -9,9 +9,10 @@ use ndarray::{Array4, ArrayD};
 use ndarray_npy::read_npy;
 use rep::plan::KernelChoice;
 use rep::zoo::yolov7::{Yolov7Fused, checkpoint};
+use rep_onnx::tract_onnx;
+use rep_onnx::tract_onnx::prelude::*;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use tract_onnx::prelude::*;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yolov7_w125_nc2_64x64").join(name)
@@ -24,7 +25,7 @@ fn fused() -> Yolov7Fused {
 #[test]
 fn the_exported_yolov7_holds_the_fused_weights_under_their_official_names() {
     let fused = fused();
-    let model = fused.to_onnx([1, 3, 64, 64]).unwrap();
+    let model = rep_onnx::yolov7(&fused, [1, 3, 64, 64]).unwrap();
     let graph = model.graph.as_ref().unwrap();
     let exported: BTreeSet<&str> =
         graph.initializer.iter().map(|t| t.name.as_str()).filter(|n| !n.ends_with(".scales")).collect();
@@ -54,8 +55,8 @@ fn the_exported_yolov7_runs_in_tract_as_the_planned_network() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("yolov7_w125.onnx");
     let _ = std::fs::remove_file(&path);
-    rep::onnx::save(&fused.to_onnx([1, 3, 64, 64]).unwrap(), &path).unwrap();
-    assert_eq!(rep::onnx::load(&path).unwrap(), fused.to_onnx([1, 3, 64, 64]).unwrap());
+    rep_onnx::save(&rep_onnx::yolov7(&fused, [1, 3, 64, 64]).unwrap(), &path).unwrap();
+    assert_eq!(rep_onnx::load(&path).unwrap(), rep_onnx::yolov7(&fused, [1, 3, 64, 64]).unwrap());
 
     let x: Array4<f32> = read_npy(fixture("input.npy")).unwrap();
     let x = x.slice(ndarray::s![..1, .., .., ..]).to_owned();
@@ -78,8 +79,8 @@ fn the_exported_yolov7_runs_in_tract_as_the_planned_network() {
 }
 
 /// Runs an ONNX model in tract on `x`; returns its first output.
-fn run_in_tract(model: &rep::onnx::ModelProto, x: &Array4<f32>) -> ArrayD<f32> {
-    let bytes = prost::Message::encode_to_vec(model);
+fn run_in_tract(model: &rep_onnx::ModelProto, x: &Array4<f32>) -> ArrayD<f32> {
+    let bytes = rep_onnx::to_bytes(model);
     let runnable = tract_onnx::onnx()
         .model_for_read(&mut bytes.as_slice())
         .unwrap()
@@ -102,7 +103,7 @@ fn a_fused_repvgg_exports_and_runs_in_tract_as_our_forward() {
     let (_, loaded) = rep::zoo::repvgg::Checkpoint::load(dir.join("train.safetensors")).unwrap().build(None).unwrap();
     let fused = loaded.into_deploy().unwrap();
     let x: Array4<f32> = read_npy(dir.join("input.npy")).unwrap();
-    let model = rep::onnx::chain(&fused, [2, 3, 64, 64]).unwrap();
+    let model = rep_onnx::chain(&fused, [2, 3, 64, 64]).unwrap();
     let graph = model.graph.as_ref().unwrap();
     let exported: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let state = rep::StateDict::from_parameters(&fused);
@@ -123,7 +124,7 @@ fn repvgg_with_squeeze_excitation_exports_and_runs_in_tract() {
     rep::layers::randomize_vectors(&mut model, &mut rng);
     let fused = rep::Reparameterize::fuse(&model).unwrap();
     let x = Array4::from_shape_fn((1, 3, 32, 32), |(_, c, h, w)| ((c * 7 + h * 3 + w) % 11) as f32 / 11.0 - 0.5);
-    let onnx = rep::onnx::chain(&fused, [1, 3, 32, 32]).unwrap();
+    let onnx = rep_onnx::chain(&fused, [1, 3, 32, 32]).unwrap();
     let ops: BTreeSet<&str> = onnx.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.as_str()).collect();
     assert!(ops.contains("GlobalAveragePool") && ops.contains("Gemm") && ops.contains("Sigmoid"), "{ops:?}");
     let theirs = run_in_tract(&onnx, &x);

@@ -71,19 +71,6 @@ pub fn convert(input: &Path, output: &Path, arch: Option<&str>, naming: Naming) 
     Ok(Conversion { arch, naming, check })
 }
 
-/// Writes the checkpoint `input` (either form; a train-time one is fused first) as an ONNX model
-/// for inputs `[1, 3, size, size]` ([`crate::onnx::chain`]: the fused weights under the official
-/// names, the logits as output); returns its architecture.
-pub fn export_onnx(input: &Path, output: &Path, arch: Option<&str>, size: usize) -> Result<Arch> {
-    crate::io::ensure_distinct(output, &[input])?;
-    if size == 0 || size > 1 << 14 {
-        return Err(Error::Architecture(format!("the input size must be in 1..=16384, found {size}")));
-    }
-    let Opened { arch, model, .. } = open(input, arch)?;
-    crate::onnx::save(&crate::onnx::chain(&model.into_deploy()?, [1, 3, size, size])?, output)?;
-    Ok(arch)
-}
-
 /// What [`infer`] did.
 #[derive(Clone, Debug)]
 pub struct Inference {

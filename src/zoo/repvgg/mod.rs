@@ -19,7 +19,7 @@ mod commands;
 
 pub use arch::Arch;
 pub use checkpoint::{Checkpoint, Form, Loaded, Naming, save_deploy};
-pub use commands::{CONVERT_TOLERANCE, Conversion, Inference, Opened, convert, export_onnx, infer, open};
+pub use commands::{CONVERT_TOLERANCE, Conversion, Inference, Opened, convert, infer, open};
 
 /// RepVGG block: 3×3+BN, 1×1+BN and — when shapes allow — an identity BN, summed, then (when
 /// `Se` is 1, RepVGG-D2se style) squeeze-and-excitation with `C_out / 16` hidden channels, then

@@ -191,20 +191,6 @@ pub fn convert(input: &Path, output: &Path) -> Result<Conversion> {
     Ok(Conversion { config: model.config().clone(), check })
 }
 
-/// Writes the checkpoint `input` (either form; a train-time one is fused first) as an ONNX model
-/// for inputs `[1, 3, size, size]` ([`super::Yolov7Fused::to_onnx`]); returns its configuration.
-pub fn export_onnx(input: &Path, output: &Path, size: usize) -> Result<Config> {
-    crate::io::ensure_distinct(output, &[input])?;
-    if size == 0 || !size.is_multiple_of(32) || size > 1 << 14 {
-        return Err(Error::Architecture(format!(
-            "the input size must be a positive multiple of 32 up to 16384, found {size}"
-        )));
-    }
-    let fused = load(input)?.into_deploy()?;
-    crate::onnx::save(&fused.to_onnx([1, 3, size, size])?, output)?;
-    Ok(fused.config().clone())
-}
-
 /// Runs the checkpoint `weights` (either form; fused, then planned for the input's shape) on the
 /// NCHW `f32` `.npy` file `input` and writes the detections `z` `[B, Σ 3·H·W, 5 + classes]` to
 /// `output`; returns the configuration and form.

@@ -265,31 +265,3 @@ into_variant!(Yolov7LayerFused {
     RepConv(RepConvFused),
     Sppcspc(SppcspcFused)
 });
-
-/// Each fused layer as ONNX nodes: its conv with bias (`conv` or `rbr_reparam`) and activation,
-/// or SPPCSPC's own graph.
-impl crate::onnx::ToOnnx for Yolov7LayerFused {
-    fn to_onnx(&self, graph: &mut crate::onnx::OnnxGraph, input: &str, name: &str) -> Result<String> {
-        use crate::kernels::Activation;
-        let (conv, key, activation) = match self {
-            Yolov7LayerFused::Conv(l) => (&l.conv, "conv", Activation::Silu),
-            Yolov7LayerFused::ConvLeaky(l) => (&l.conv, "conv", Activation::LeakyRelu(0.1)),
-            Yolov7LayerFused::RepConv(l) => (&l.conv, "rbr_reparam", Activation::Silu),
-            Yolov7LayerFused::Sppcspc(inner) => {
-                let outputs = graph.graph(inner.graph(), input, name)?;
-                return Ok(outputs.into_iter().next().expect("SPPCSPC has one output"));
-            }
-        };
-        Ok(graph.conv(input, conv, &crate::layers::join(name, key), name, activation))
-    }
-}
-
-/// SPPCSPC's fused layers: every one a YOLO `Conv` (SiLU).
-impl crate::onnx::ToOnnx for SppcspcLayerFused {
-    fn to_onnx(&self, graph: &mut crate::onnx::OnnxGraph, input: &str, name: &str) -> Result<String> {
-        use SppcspcLayerFused::*;
-        let (cv1(l) | cv2(l) | cv3(l) | cv4(l) | cv5(l) | cv6(l) | cv7(l)) = self;
-        let key = crate::layers::join(name, "conv");
-        Ok(graph.conv(input, &l.conv, &key, name, crate::kernels::Activation::Silu))
-    }
-}

@@ -279,25 +279,6 @@ impl Yolov7Fused {
     }
 }
 
-impl Yolov7Fused {
-    /// The fused network as an ONNX model for inputs `[N, 3, H, W]` (opset
-    /// [`crate::onnx::OPSET`]), under the official weight names: every layer and the head's
-    /// three 1×1 convs (implicit vectors folded in). Its outputs are the head's raw maps
-    /// `model.{N}.m.0` … `m.2` (`[B, na·(5 + classes), H, W]` per level, before the sigmoid and
-    /// the decoding that [`Yolo::forward`] adds).
-    pub fn to_onnx(&self, input: [usize; 4]) -> Result<crate::onnx::ModelProto> {
-        let mut onnx = crate::onnx::OnnxGraph::new();
-        let features = onnx.graph(&self.graph, "input", "model")?;
-        let head = self.head_name();
-        let mut outputs = Vec::new();
-        for (i, (feature, level)) in features.iter().zip(&self.head.levels).enumerate() {
-            let name = format!("{head}.m.{i}");
-            outputs.push((onnx.conv(feature, &level.conv, &name, &name, crate::kernels::Activation::Identity), 4));
-        }
-        Ok(onnx.model(("input", input), &outputs))
-    }
-}
-
 /// The channels of the nodes the head reads.
 fn head_channels<L: GraphLayer>(graph: &Graph<L>) -> Vec<usize> {
     graph.outputs().iter().map(|&o| graph.nodes()[o].channels).collect()

@@ -9,17 +9,22 @@
 //! # fn main() -> rep::Result<()> {
 //! use rep::zoo::yolov7::checkpoint;
 //! let fused = checkpoint::load("yolov7.safetensors")?.into_deploy()?;
-//! rep::onnx::save(&fused.to_onnx([1, 3, 640, 640])?, "yolov7.onnx")?;
+//! rep_onnx::save(&rep_onnx::yolov7(&fused, [1, 3, 640, 640])?, "yolov7.onnx")?;
 //! # Ok(())
 //! # }
 //! ```
 
-use crate::graph::{Graph, Op, Source};
-use crate::kernels::Activation;
-use crate::layers::{Conv2d, Linear, MaxPool2d, SqueezeExcite, join};
-use crate::plan::{Compile, Traced};
-use crate::{Error, Result};
+mod zoo;
+
+pub use tract_onnx;
+pub use zoo::{export_repvgg, export_yolov7, yolov7};
+
 use prost::Message;
+use rep::graph::{Graph, Op, Source};
+use rep::kernels::Activation;
+use rep::layers::{Conv2d, Linear, MaxPool2d, SqueezeExcite, join};
+use rep::plan::{Compile, Traced};
+use rep::{Error, Result};
 use std::path::Path;
 pub use tract_onnx::pb::ModelProto;
 use tract_onnx::pb::{
@@ -142,7 +147,7 @@ impl OnnxGraph {
         Ok(graph.outputs().iter().map(|&o| names[o].clone()).collect())
     }
 
-    /// The nodes of a chain model's trace ([`crate::plan::trace`]) reading `input`; returns the
+    /// The nodes of a chain model's trace ([`rep::plan::trace`]) reading `input`; returns the
     /// name of its output. Weights keep their checkpoint names; every value is named after its
     /// step (made unique where two steps share a name).
     pub fn chain(&mut self, trace: &[(String, Traced)], input: &str) -> String {
@@ -247,10 +252,10 @@ impl OnnxGraph {
     }
 }
 
-/// A fused chain model (anything a [`crate::plan::Plan`] compiles: RepVGG, a `#[rep::model]`, a
+/// A fused chain model (anything a [`rep::plan::Plan`] compiles: RepVGG, a `#[rep::model]`, a
 /// fused block) as an ONNX model for inputs of shape `input`, output named `output`.
 pub fn chain<M: Compile + ?Sized>(model: &M, input: [usize; 4]) -> Result<ModelProto> {
-    let trace = crate::plan::trace(model, input)?;
+    let trace = rep::plan::trace(model, input)?;
     let mut graph = OnnxGraph::new();
     let output = graph.chain(&trace, "input");
     let rank = if trace.iter().any(|(_, layer)| matches!(layer, Traced::GlobalAvgPool)) { 2 } else { 4 };
@@ -264,10 +269,15 @@ pub trait ToOnnx {
     fn to_onnx(&self, graph: &mut OnnxGraph, input: &str, name: &str) -> Result<String>;
 }
 
+/// The model's protobuf encoding (what [`save`] writes).
+pub fn to_bytes(model: &ModelProto) -> Vec<u8> {
+    model.encode_to_vec()
+}
+
 /// Writes `model` to `path` atomically (a temporary file, then a rename).
 pub fn save(model: &ModelProto, path: impl AsRef<Path>) -> Result<()> {
-    let bytes = model.encode_to_vec();
-    crate::io::write_atomic(path.as_ref(), |w| std::io::Write::write_all(w, &bytes))
+    let bytes = to_bytes(model);
+    rep::io::write_atomic(path.as_ref(), |w| std::io::Write::write_all(w, &bytes))
 }
 
 /// Reads an ONNX model (for checking an export; running it is ONNX Runtime's or tract's job).
