@@ -5,12 +5,10 @@
 //! ```text
 //! cargo run --release --example rep -- convert --family dbb --stride 2 dbb.safetensors dbb-deploy.safetensors
 //! cargo run --release --example rep -- convert --family repvgg [--arch A0] [--to timm] train.safetensors deploy.safetensors
-//! cargo run --release --example rep -- convert --family repvgg --to onnx [--size 224] train.safetensors repvgg.onnx
 //! cargo run --release --example rep -- summary --family mobileone --groups 12 --weights m1.safetensors [--res 56]
 //! cargo run --release --example rep -- convert --family orepa --stride 2 orepa.safetensors orepa-deploy.safetensors
 //! cargo run --release --example rep -- infer --family acnet --stride 2 --weights acb.safetensors --input x.npy --output y.npy
 //! cargo run --release --example rep -- convert --family yolov7 yolov7.safetensors yolov7-deploy.safetensors
-//! cargo run --release --example rep -- convert --family yolov7 --to onnx [--size 640] yolov7.safetensors yolov7.onnx
 //! cargo run --release --example rep -- infer --family yolov7 --weights yolov7.safetensors --input x.npy --output z.npy
 //! cargo run --release --example rep -- summary --family yolov7 --weights yolov7.safetensors [--res 640]
 //! ```
@@ -86,14 +84,9 @@ enum Command {
         /// RepVGG only: the architecture (inferred when omitted).
         #[arg(long)]
         arch: Option<String>,
-        /// What to write: RepVGG's naming (official or timm), or onnx (RepVGG and YOLOv7: the
-        /// fused network as an ONNX model).
+        /// RepVGG only: naming of the written file (official or timm).
         #[arg(long, default_value = "official")]
         to: String,
-        /// `--to onnx` only: the model's square input size (default 640 for YOLOv7, 224 for
-        /// RepVGG).
-        #[arg(long)]
-        size: Option<u32>,
         /// The train-time checkpoint.
         input: PathBuf,
         /// Where to write the deploy checkpoint.
@@ -167,14 +160,6 @@ macro_rules! for_family {
 
 fn run(cli: Cli) -> CliResult {
     match cli.command {
-        Command::Convert { block, to, size, input, output, .. }
-            if matches!(block.family, Family::Yolov7) && to == "onnx" =>
-        {
-            let size = size.unwrap_or(640);
-            let config = rep_onnx::export_yolov7(&input, &output, size as usize)?;
-            say!("{} -> {} ({}, ONNX for 1x3x{size}x{size})", input.display(), output.display(), describe(&config));
-            Ok(())
-        }
         Command::Convert { block, input, output, .. } if matches!(block.family, Family::Yolov7) => {
             let report = yolov7::checkpoint::convert(&input, &output)?;
             say!(
@@ -194,23 +179,12 @@ fn run(cli: Cli) -> CliResult {
         Command::Summary { block, weights, res } if matches!(block.family, Family::Yolov7) => {
             yolov7_summary(&weights, res as usize)
         }
-        Command::Convert { block, arch, to, size, input, output } => match block.family {
-            Family::Repvgg if to == "onnx" => {
-                let size = size.unwrap_or(224);
-                let arch = rep_onnx::export_repvgg(&input, &output, arch.as_deref(), size as usize)?;
-                say!(
-                    "{} -> {} (RepVGG {}, ONNX for 1x3x{size}x{size})",
-                    input.display(),
-                    output.display(),
-                    arch.name()
-                );
-                Ok(())
-            }
+        Command::Convert { block, arch, to, input, output } => match block.family {
             Family::Repvgg => {
                 let naming = match to.as_str() {
                     "official" => Naming::Official,
                     "timm" => Naming::Timm,
-                    other => return Err(format!("--to {other}: expected official, timm or onnx").into()),
+                    other => return Err(format!("--to {other}: expected official or timm").into()),
                 };
                 let report = repvgg::convert(&input, &output, arch.as_deref(), naming)?;
                 say!(

@@ -9,9 +9,10 @@
 //!
 //! `--kernels` adds the time of each kind of step (Winograd, im2col, pointwise, max pool, …)
 //! summed over the plan, `--steps` every step's. `--export DIR` writes what the ONNX Runtime
-//! peer benchmark (`scripts/ort_yolov7.py`) needs to run the same network: the fused network as
-//! ONNX (`model.onnx`, the weights under the official names), the input and the planned head
-//! outputs (`input.npy`, `head_{0,1,2}.npy`).
+//! peer benchmark (`scripts/ort_yolov7.py`) needs to run the same network: the fused weights
+//! under the official names (`deploy.safetensors`, exported as ONNX by
+//! `cargo run -p rep-onnx --example onnx`), the input and the planned head outputs (`input.npy`,
+//! `head_{0,1,2}.npy`).
 
 #[path = "support/counting.rs"]
 mod counting;
@@ -182,8 +183,9 @@ fn write_profile(out: &mut String, profile: &[rep::plan::StepTime], steps: bool)
     Ok(())
 }
 
-/// Writes the fused network as ONNX (`model.onnx`, `rep_onnx::yolov7`), the input and
-/// the planned head outputs, for ONNX Runtime to run the same graph and weights.
+/// Writes the fused weights (`deploy.safetensors`, which `rep-onnx`'s `onnx` example turns into
+/// `model.onnx`), the input and the planned head outputs, for ONNX Runtime to run the same graph
+/// and weights.
 fn export(
     fused: &Yolov7Fused,
     plan: &rep::plan::GraphPlan,
@@ -192,8 +194,7 @@ fn export(
     dir: &Path,
 ) -> CliResult {
     std::fs::create_dir_all(dir)?;
-    let &[n, c, h, w] = x.shape() else { unreachable!("4-D input") };
-    rep_onnx::save(&rep_onnx::yolov7(fused, [n, c, h, w])?, dir.join("model.onnx"))?;
+    rep::StateDict::from_parameters(fused).save(dir.join("deploy.safetensors"))?;
     rep::io::write_npy(dir.join("input.npy"), x)?;
     plan.run(state, x.view())?;
     for i in 0..plan.outputs() {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Fused YOLOv7: rep's planned form vs ONNX Runtime on the same graph and weights, back to back.
+# ONNX Runtime runs our ONNX export (rep-onnx) of the same fused network.
 # Needs `pip install numpy onnx onnxruntime`.
 # Usage: scripts/bench_yolov7.sh [WIDTH] [RES] [ITERS]   (prints a markdown table)
 set -euo pipefail
@@ -10,10 +11,12 @@ iters=${3:-10}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 cargo build --release --example yolov7 >&2
+cargo build --release -p rep-onnx --example onnx >&2
 echo "| model | threads | rep planned | ONNX Runtime | rep / ORT | rep layer by layer | rep train-time | planned vs train | ORT vs rep outputs |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for threads in 1 2; do
   ours=$(./target/release/examples/yolov7 bench --width "$width" --res "$res" --threads "$threads" --iters "$iters" --json --export "$dir" 2>/dev/null)
+  ./target/release/examples/onnx yolov7 "$dir/deploy.safetensors" "$dir/model.onnx" "$res" >&2
   ort=$(python3 scripts/ort_yolov7.py "$dir" --threads "$threads" --iters "$iters" 2>/dev/null | tail -1)
   python3 - "$ours" "$ort" "$threads" <<'PY'
 import json, sys

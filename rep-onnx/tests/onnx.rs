@@ -2,9 +2,6 @@
 //! names, and its nodes, read back and run by tract (an independent ONNX runtime), give the
 //! planned network's head outputs.
 
-mod common;
-
-use common::relative_error;
 use ndarray::{Array4, ArrayD};
 use ndarray_npy::read_npy;
 use rep::plan::KernelChoice;
@@ -14,8 +11,20 @@ use rep_onnx::tract_onnx::prelude::*;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+/// The project's fixtures (in the root crate's `tests/fixtures`).
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yolov7_w125_nc2_64x64").join(name)
+    fixtures().join("yolov7_w125_nc2_64x64").join(name)
+}
+
+/// `max |a − b| / max |b|`.
+fn relative_error(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    let largest = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / largest
 }
 
 fn fused() -> Yolov7Fused {
@@ -71,7 +80,7 @@ fn the_exported_yolov7_runs_in_tract_as_the_planned_network() {
     for (i, theirs) in outputs.iter().enumerate() {
         let view = theirs.to_plain_array_view::<f32>().unwrap();
         let theirs = ArrayD::from_shape_vec(view.shape().to_vec(), view.iter().copied().collect()).unwrap();
-        let ours = plan.output(&state, i).unwrap().to_owned();
+        let ours = plan.output(&state, i).unwrap().to_owned().into_dyn();
         assert_eq!(theirs.shape(), ours.shape(), "level {i}");
         let err = relative_error(&theirs, &ours);
         assert!(err <= 1e-5, "level {i}: tract vs planned {err:e}");
@@ -99,7 +108,7 @@ fn run_in_tract(model: &rep_onnx::ModelProto, x: &Array4<f32>) -> ArrayD<f32> {
 /// runs in tract to our logits.
 #[test]
 fn a_fused_repvgg_exports_and_runs_in_tract_as_our_forward() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/official_a0_w25");
+    let dir = fixtures().join("official_a0_w25");
     let (_, loaded) = rep::zoo::repvgg::Checkpoint::load(dir.join("train.safetensors")).unwrap().build(None).unwrap();
     let fused = loaded.into_deploy().unwrap();
     let x: Array4<f32> = read_npy(dir.join("input.npy")).unwrap();
@@ -131,4 +140,32 @@ fn repvgg_with_squeeze_excitation_exports_and_runs_in_tract() {
     let ours = fused.forward(&x).unwrap().into_dyn();
     let err = relative_error(&theirs, &ours);
     assert!(err <= 1e-5, "tract vs ours {err:e}");
+}
+
+/// The command-line exports: either YOLOv7 form, and RepVGG; a size YOLOv7 cannot take is
+/// refused, and nothing is written over the input.
+#[test]
+fn checkpoints_export_from_either_form() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("onnx_cli");
+    std::fs::create_dir_all(&out).unwrap();
+    let dir = fixtures().join("yolov7_w125_nc2_64x64");
+    let mut counts = Vec::new();
+    for form in ["train", "deploy"] {
+        let path = out.join(format!("yolov7-{form}.onnx"));
+        rep_onnx::export_yolov7(&dir.join(format!("{form}.safetensors")), &path, 64).unwrap();
+        counts.push(rep_onnx::load(&path).unwrap().graph.unwrap().node.len());
+    }
+    assert_eq!(counts[0], counts[1]);
+    let err = rep_onnx::export_yolov7(&dir.join("train.safetensors"), &out.join("bad.onnx"), 65).unwrap_err();
+    assert!(err.to_string().contains("multiple of 32"), "{err}");
+    let input = dir.join("train.safetensors");
+    assert!(rep_onnx::export_yolov7(&input, &input, 64).is_err());
+
+    let repvgg = out.join("repvgg.onnx");
+    let arch =
+        rep_onnx::export_repvgg(&fixtures().join("official_a0_w25/train.safetensors"), &repvgg, None, 64).unwrap();
+    assert_eq!(arch.classes(), 10);
+    let graph = rep_onnx::load(&repvgg).unwrap().graph.unwrap();
+    assert!(graph.initializer.iter().any(|t| t.name == "stage0.rbr_reparam.weight"));
+    assert_eq!(graph.output.len(), 1);
 }
