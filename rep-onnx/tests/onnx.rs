@@ -103,6 +103,12 @@ fn run_in_tract(model: &rep_onnx::ModelProto, x: &Array4<f32>) -> ArrayD<f32> {
     ArrayD::from_shape_vec(view.shape().to_vec(), view.iter().copied().collect()).unwrap()
 }
 
+/// `model` run in tract on `x` gives `ours` within 1e-5 relative.
+fn assert_tract_agrees(model: &rep_onnx::ModelProto, x: &Array4<f32>, ours: ArrayD<f32>) {
+    let err = relative_error(&run_in_tract(model, x), &ours);
+    assert!(err <= 1e-5, "tract vs ours {err:e}");
+}
+
 /// The official RepVGG checkpoint (A0 layout at width ×0.25), fused: its ONNX export holds the
 /// fused weights under the official names (`stage0.rbr_reparam.weight`, …, `linear.weight`) and
 /// runs in tract to our logits.
@@ -117,10 +123,7 @@ fn a_fused_repvgg_exports_and_runs_in_tract_as_our_forward() {
     let exported: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let state = rep::StateDict::from_parameters(&fused);
     assert_eq!(exported, state.tensors.keys().map(String::as_str).collect());
-    let theirs = run_in_tract(&model, &x);
-    let ours = fused.forward(&x).unwrap().into_dyn();
-    let err = relative_error(&theirs, &ours);
-    assert!(err <= 1e-5, "tract vs ours {err:e}");
+    assert_tract_agrees(&model, &x, fused.forward(&x).unwrap().into_dyn());
 }
 
 /// Squeeze-and-excitation (RepVGG-D2se style blocks) exports too.
@@ -136,10 +139,7 @@ fn repvgg_with_squeeze_excitation_exports_and_runs_in_tract() {
     let onnx = rep_onnx::chain(&fused, [1, 3, 32, 32]).unwrap();
     let ops: BTreeSet<&str> = onnx.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.as_str()).collect();
     assert!(ops.contains("GlobalAveragePool") && ops.contains("Gemm") && ops.contains("Sigmoid"), "{ops:?}");
-    let theirs = run_in_tract(&onnx, &x);
-    let ours = fused.forward(&x).unwrap().into_dyn();
-    let err = relative_error(&theirs, &ours);
-    assert!(err <= 1e-5, "tract vs ours {err:e}");
+    assert_tract_agrees(&onnx, &x, fused.forward(&x).unwrap().into_dyn());
 }
 
 /// The command-line exports: either YOLOv7 form, and RepVGG; a size YOLOv7 cannot take is
