@@ -2,7 +2,8 @@
 //! classifier (batch 1), for kernel work.
 //!
 //! ```text
-//! cargo run --release --example conv_layers
+//! cargo run --release --example conv_layers                          # every A0 layer shape
+//! cargo run --release --example conv_layers -- 32 64 640 2 [RUNS]   # one shape: C_in C_out size stride
 //! ```
 
 use rep::ConvGeometry;
@@ -23,6 +24,20 @@ fn mean_ms(runs: usize, mut f: impl FnMut() -> rep::Result<()>) -> rep::Result<f
     Ok(start.elapsed().as_secs_f64() * 1e3 / runs as f64)
 }
 
+/// RepVGG-A0's 3×3 layer shapes: `(C_in, C_out, input size, stride)`.
+const A0_LAYERS: [(usize, usize, usize, usize); 10] = [
+    (3, 48, 224, 2),
+    (48, 48, 112, 2),
+    (16, 16, 56, 1),
+    (32, 32, 56, 1),
+    (48, 48, 56, 1),
+    (48, 96, 56, 2),
+    (96, 96, 28, 1),
+    (96, 192, 28, 2),
+    (192, 192, 14, 1),
+    (192, 1280, 14, 2),
+];
+
 fn main() -> rep::Result<()> {
     let mut rng = StdRng::seed_from_u64(0);
     println!("Planned single conv + ReLU, batch 1, {} thread(s)", rayon::current_num_threads());
@@ -30,18 +45,16 @@ fn main() -> rep::Result<()> {
         "{:>14} {:>8} {:>10} {:>9} {:>12} {:>11} {:>12} {:>11}",
         "layer", "input", "im2col ms", "GFLOPS", "F(2x2) ms", "eff.GFLOPS", "F(4x4) ms", "eff.GFLOPS"
     );
-    for (cin, cout, size, stride) in [
-        (3, 48, 224, 2),
-        (48, 48, 112, 2),
-        (16, 16, 56, 1),
-        (32, 32, 56, 1),
-        (48, 48, 56, 1),
-        (48, 96, 56, 2),
-        (96, 96, 28, 1),
-        (96, 192, 28, 2),
-        (192, 192, 14, 1),
-        (192, 1280, 14, 2),
-    ] {
+    // One shape from the command line (timed `runs` times: long enough to profile), or A0's.
+    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("sizes are numbers")).collect();
+    let (shapes, runs) = match args[..] {
+        [cin, cout, size, stride, ref runs @ ..] => {
+            (vec![(cin, cout, size, stride)], runs.first().copied().unwrap_or(50))
+        }
+        [] => (A0_LAYERS.to_vec(), 50),
+        _ => panic!("usage: conv_layers [C_IN C_OUT SIZE STRIDE [RUNS]]"),
+    };
+    for (cin, cout, size, stride) in shapes {
         let g = ConvGeometry::new(cin, cout, 3).stride(stride).padding(1);
         let layer = (Conv2d::new_with_bias(g, &mut rng)?, Activation::Relu);
         let x = Array4::from_shape_simple_fn((1, cin, size, size), || rng.random_range(-1.0f32..1.0));
@@ -49,7 +62,7 @@ fn main() -> rep::Result<()> {
         let time = |choice| -> rep::Result<f64> {
             let plan = Plan::with_kernels(&layer, [1, cin, size, size], choice)?;
             let mut state = plan.state()?;
-            mean_ms(50, || plan.run(&mut state, x.view()).map(drop))
+            mean_ms(runs, || plan.run(&mut state, x.view()).map(drop))
         };
         let direct = time(KernelChoice::Direct)?;
         let winograd = if WinogradConv::supports(&g) {
