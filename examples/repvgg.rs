@@ -5,8 +5,13 @@
 //! cargo run --release --example repvgg -- convert [--arch A0] train.safetensors deploy.safetensors [--to official|timm]
 //! cargo run --release --example repvgg -- infer [--arch A0] --weights w.safetensors --input x.npy --output y.npy
 //! cargo run --release --example repvgg -- summary [--arch A0 | --weights w.safetensors] [--res 224]
-//! cargo run --release --example repvgg -- bench --arch A0 [--batch 1] [--res 224] [--threads 2] [--iters 10] [--json] [--layers] [--kernels auto]
+//! cargo run --release --example repvgg -- bench --arch A0 [--batch 1] [--res 224] [--threads 2] [--iters 10] [--json] [--layers] [--kernels auto] [--export DIR]
 //! ```
+//!
+//! `bench --export DIR` writes what the ONNX Runtime peer benchmark (`scripts/ort_export.py`)
+//! needs to run the same network: the fused weights (`deploy.safetensors`, official names;
+//! `cargo run -p rep-onnx --example onnx -- repvgg` exports them as ONNX), the input and the
+//! planned logits (`input.npy`, `output_0.npy`).
 //!
 //! Checkpoints may use the official naming or timm's, train-time or deploy form, f32/f16/bf16;
 //! all are detected. Errors are one line on stderr and a non-zero exit status.
@@ -101,6 +106,9 @@ enum Command {
         /// winograd4 (F(4x4,3x3) there).
         #[arg(long, default_value = "auto")]
         kernels: String,
+        /// Write the fused weights, the input and the planned logits to this directory.
+        #[arg(long)]
+        export: Option<PathBuf>,
     },
 }
 
@@ -112,7 +120,7 @@ fn run(args: &[&str], out: &mut dyn Write) -> CliResult {
         Some(Command::Convert { arch, input, output, to }) => convert(arch, &input, &output, &to, out),
         Some(Command::Infer { arch, files }) => infer(arch, &files.weights, &files.input, &files.output, out),
         Some(Command::Summary { arch, weights, res }) => summary(arch, weights, res, out),
-        Some(Command::Bench { arch, batch, res, threads, iters, json, layers, peak, kernels }) => {
+        Some(Command::Bench { arch, batch, res, threads, iters, json, layers, peak, kernels, export }) => {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.map_or(0, usize::from)).build()?;
             let (batch, iters) = (usize::from(batch), usize::from(iters));
             let kernels = match kernels.as_str() {
@@ -126,7 +134,7 @@ fn run(args: &[&str], out: &mut dyn Write) -> CliResult {
                     );
                 }
             };
-            let options = BenchOptions { batch, res: usize::from(res), iters, json, layers, peak, kernels };
+            let options = BenchOptions { batch, res: usize::from(res), iters, json, layers, peak, kernels, export };
             let report = pool.install(|| bench(&arch, &options))?;
             Ok(out.write_all(report.as_bytes())?)
         }
@@ -294,6 +302,7 @@ struct BenchOptions {
     layers: bool,
     peak: f64,
     kernels: KernelChoice,
+    export: Option<PathBuf>,
 }
 
 fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
@@ -319,6 +328,13 @@ fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::erro
         eprintln!();
         ms
     };
+    if let Some(dir) = &options.export {
+        std::fs::create_dir_all(dir)?;
+        rep::StateDict::from_parameters(&fused).save(dir.join("deploy.safetensors"))?;
+        rep::io::write_npy(dir.join("input.npy"), &x)?;
+        rep::io::write_npy(dir.join("output_0.npy"), &plan.run(&mut state, x.view())?.to_owned())?;
+        eprintln!("exported to {}", dir.display());
+    }
     let planned_ms = timed("fused, planned", &mut || plan.run(&mut state, x.view()).map(drop))?;
     let (run, heap) = counting::during(|| plan.run(&mut state, x.view()).map(drop));
     run?;

@@ -9,10 +9,10 @@
 //!
 //! `--kernels` adds the time of each kind of step (Winograd, im2col, pointwise, max pool, …)
 //! summed over the plan, `--steps` every step's. `--export DIR` writes what the ONNX Runtime
-//! peer benchmark (`scripts/ort_yolov7.py`) needs to run the same network: the fused weights
+//! peer benchmark (`scripts/ort_export.py`) needs to run the same network: the fused weights
 //! under the official names (`deploy.safetensors`, exported as ONNX by
 //! `cargo run -p rep-onnx --example onnx`), the input and the planned head outputs (`input.npy`,
-//! `head_{0,1,2}.npy`).
+//! `output_{0,1,2}.npy`).
 
 #[path = "support/counting.rs"]
 mod counting;
@@ -198,7 +198,7 @@ fn export(
     rep::io::write_npy(dir.join("input.npy"), x)?;
     plan.run(state, x.view())?;
     for i in 0..plan.outputs() {
-        rep::io::write_npy(dir.join(format!("head_{i}.npy")), &plan.output(state, i)?.to_owned())?;
+        rep::io::write_npy(dir.join(format!("output_{i}.npy")), &plan.output(state, i)?.to_owned())?;
     }
     eprintln!("exported to {}", dir.display());
     Ok(())

@@ -17,7 +17,7 @@ echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for threads in 1 2; do
   ours=$(./target/release/examples/yolov7 bench --width "$width" --res "$res" --threads "$threads" --iters "$iters" --json --export "$dir" 2>/dev/null)
   ./target/release/examples/onnx yolov7 "$dir/deploy.safetensors" "$dir/model.onnx" "$res" >&2
-  ort=$(python3 scripts/ort_yolov7.py "$dir" --threads "$threads" --iters "$iters" 2>/dev/null | tail -1)
+  ort=$(python3 scripts/ort_export.py "$dir" --threads "$threads" --iters "$iters" 2>/dev/null | tail -1)
   python3 - "$ours" "$ort" "$threads" <<'PY'
 import json, sys
 ours, ort = json.loads(sys.argv[1]), json.loads(sys.argv[2])

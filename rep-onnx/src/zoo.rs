@@ -67,14 +67,17 @@ pub fn export_yolov7(input: &Path, output: &Path, size: usize) -> Result<Config>
 }
 
 /// Writes the RepVGG checkpoint `input` (either form; a train-time one is fused first) as an
-/// ONNX model for inputs `[1, 3, size, size]` ([`chain`]: the fused weights under the official
-/// names, the logits as output); returns its architecture.
-pub fn export_repvgg(input: &Path, output: &Path, arch: Option<&str>, size: usize) -> Result<Arch> {
+/// ONNX model for inputs `[batch, 3, size, size]` ([`chain`]: the fused weights under the
+/// official names, the logits as output); returns its architecture.
+pub fn export_repvgg(input: &Path, output: &Path, arch: Option<&str>, size: usize, batch: usize) -> Result<Arch> {
     rep::io::ensure_distinct(output, &[input])?;
     if size == 0 || size > 1 << 14 {
         return Err(Error::Architecture(format!("the input size must be in 1..=16384, found {size}")));
     }
+    if batch == 0 || batch > 1 << 12 {
+        return Err(Error::Architecture(format!("the batch must be in 1..=4096, found {batch}")));
+    }
     let Opened { arch, model, .. } = repvgg::open(input, arch)?;
-    save(&chain(&model.into_deploy()?, [1, 3, size, size])?, output)?;
+    save(&chain(&model.into_deploy()?, [batch, 3, size, size])?, output)?;
     Ok(arch)
 }

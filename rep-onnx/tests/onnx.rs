@@ -162,10 +162,15 @@ fn checkpoints_export_from_either_form() {
     assert!(rep_onnx::export_yolov7(&input, &input, 64).is_err());
 
     let repvgg = out.join("repvgg.onnx");
-    let arch =
-        rep_onnx::export_repvgg(&fixtures().join("official_a0_w25/train.safetensors"), &repvgg, None, 64).unwrap();
+    let train = fixtures().join("official_a0_w25/train.safetensors");
+    let arch = rep_onnx::export_repvgg(&train, &repvgg, None, 64, 3).unwrap();
     assert_eq!(arch.classes(), 10);
     let graph = rep_onnx::load(&repvgg).unwrap().graph.unwrap();
     assert!(graph.initializer.iter().any(|t| t.name == "stage0.rbr_reparam.weight"));
     assert_eq!(graph.output.len(), 1);
+    // The batch given is the batch exported.
+    let x = Array4::from_shape_fn((3, 3, 64, 64), |(n, c, h, w)| ((n + 2 * c + 3 * h + 5 * w) % 7) as f32 / 7.0);
+    assert_eq!(run_in_tract(&rep_onnx::load(&repvgg).unwrap(), &x).shape(), &[3, 10]);
+    let err = rep_onnx::export_repvgg(&train, &out.join("none.onnx"), None, 64, 0).unwrap_err();
+    assert!(err.to_string().contains("batch"), "{err}");
 }

@@ -89,9 +89,12 @@ pub struct Inference {
 pub fn infer(weights: &Path, input: &Path, output: &Path, arch: Option<&str>) -> Result<Inference> {
     crate::io::ensure_distinct(output, &[input, weights])?;
     let Opened { arch, model, checkpoint } = open(weights, arch)?;
+    // The weights now live in `model`, and the plan takes its own copy: neither the file's
+    // tensors nor the model stay alive beside the plan (peak memory).
+    let (naming, form) = (checkpoint.naming, checkpoint.form);
+    drop(checkpoint);
     let x: Array4<f32> = crate::io::read_npy(input)?;
-    let fused = model.into_deploy()?;
-    let plan = Plan::new(&fused, x.dim().into())?;
+    let plan = Plan::new(&model.into_deploy()?, x.dim().into())?;
     let mut state = plan.state()?;
     let logits = plan
         .run(&mut state, x.view())?
@@ -99,5 +102,5 @@ pub fn infer(weights: &Path, input: &Path, output: &Path, arch: Option<&str>) ->
         .map_err(|e| Error::Checkpoint(format!("the network's output is not [N, classes]: {e}")))?;
     let logits = logits.to_owned();
     crate::io::write_npy(output, &logits)?;
-    Ok(Inference { arch, naming: checkpoint.naming, form: checkpoint.form, logits })
+    Ok(Inference { arch, naming, form, logits })
 }
