@@ -3,10 +3,10 @@
 
 use super::{depthwise, im2col};
 use crate::geometry::ConvGeometry;
-use crate::kernels::gemm::{MR, PackedMatrix, gemm_packed, sgemm};
+use crate::kernels::gemm::{MR, PackedMatrix, RightOperand, gemm_packed, resident_stride, sgemm};
 use crate::kernels::scratch::{self, Buffer};
 use crate::kernels::{Activation, SendPtr};
-use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{ArrayView2, ArrayViewMut2, Axis, ShapeBuilder};
 use rayon::prelude::*;
 
 /// The shapes of one image's convolution, and what follows it.
@@ -64,31 +64,30 @@ impl Plane<'_> {
                         }
                     }
                     let mut cols = scratch::take(Buffer::Im2col);
+                    // The unfolded rows are `ldb` apart: for the packed GEMM, which reads them
+                    // in place while they are in cache, a stride that spreads them over L1.
+                    let ldb = if packed.is_some() { resident_stride(columns) } else { columns };
+                    let len = rows.saturating_sub(1) * ldb + columns;
                     let b = if g.is_pointwise() {
-                        let x = ArrayView2::from_shape((cin_g, in_plane), x_g).expect("sizes checked");
                         let start = first_row * self.out_w;
-                        x.slice_move(ndarray::s![.., start..start + columns])
+                        RightOperand::Rows { values: &x_g[start..], ldb: in_plane }
                     } else {
                         // Every slot is written by `unfold`; only growth needs initializing.
-                        if cols.len() < rows * columns {
-                            cols.resize(rows * columns, 0.0);
+                        if cols.len() < len {
+                            cols.resize(len, 0.0);
                         }
-                        im2col::unfold(
-                            self,
-                            x_g,
-                            cin_g,
-                            fill_g,
-                            first_row..first_row + columns / self.out_w,
-                            &mut cols[..rows * columns],
-                            columns,
-                        );
-                        ArrayView2::from_shape((rows, columns), &cols[..rows * columns]).expect("sizes checked")
+                        let output_rows = first_row..first_row + columns / self.out_w;
+                        im2col::unfold(self, x_g, cin_g, fill_g, output_rows, &mut cols[..len], ldb);
+                        RightOperand::Resident { values: &cols[..len], ldb }
                     };
                     // Too few bands to keep every thread busy: split the output channels too.
                     let splits = (rayon::current_num_threads() / bands).max(1).min(cout_g / MIN_SPLIT_ROWS).max(1);
                     match packed {
                         Some(packed) => self.packed_gemm(&packed[group], b, &mut c, bias_g, splits),
                         None => {
+                            let (RightOperand::Rows { values, ldb } | RightOperand::Resident { values, ldb }) = b;
+                            let b = ArrayView2::from_shape((rows, columns).strides((ldb, 1)), values)
+                                .expect("sizes checked");
                             let split_rows = cout_g.div_ceil(splits);
                             c.axis_chunks_iter_mut(Axis(0), split_rows)
                                 .into_par_iter()
@@ -125,10 +124,11 @@ impl Plane<'_> {
         let (cin_g, cout_g, taps) = (g.in_per_group(), g.out_per_group(), g.kernel.h * g.kernel.w);
         let (in_plane, out_plane) = (self.height * self.width, self.out_h * self.out_w);
         let (rows, columns) = (cin_g * taps, n * out_plane);
+        let ldb = resident_stride(columns);
         let mut cols = scratch::take(Buffer::Im2col);
         let mut products = scratch::take(Buffer::BatchedProducts);
-        if cols.len() < rows * columns {
-            cols.resize(rows * columns, 0.0);
+        if cols.len() < rows * ldb {
+            cols.resize(rows * ldb, 0.0);
         }
         if products.len() < cout_g * columns {
             products.resize(cout_g * columns, 0.0);
@@ -136,18 +136,18 @@ impl Plane<'_> {
         let splits = rayon::current_num_threads().min(cout_g / MIN_SPLIT_ROWS).max(1);
         for group in 0..g.groups {
             // Channel by channel in parallel: its k_h·k_w rows of every image's columns.
-            cols[..rows * columns].par_chunks_mut(taps * columns).enumerate().for_each(|(c, rows_c)| {
+            cols[..rows * ldb].par_chunks_mut(taps * ldb).enumerate().for_each(|(c, rows_c)| {
                 let channel = group * cin_g + c;
                 for image in 0..n {
                     let x_c = &x[(image * g.in_channels + channel) * in_plane..][..in_plane];
                     let fill_c = fill.map(|f| &f[channel..channel + 1]);
                     let dst = &mut rows_c[image * out_plane..];
-                    im2col::unfold(self, x_c, 1, fill_c, 0..self.out_h, dst, columns);
+                    im2col::unfold(self, x_c, 1, fill_c, 0..self.out_h, dst, ldb);
                 }
             });
             let mut c =
                 ArrayViewMut2::from_shape((cout_g, columns), &mut products[..cout_g * columns]).expect("sized above");
-            let b = ArrayView2::from_shape((rows, columns), &cols[..rows * columns]).expect("sized above");
+            let b = RightOperand::Resident { values: &cols[..rows * ldb], ldb };
             let bias_g = bias.map(|b| &b[group * cout_g..(group + 1) * cout_g]);
             self.packed_gemm(&packed[group], b, &mut c, bias_g, splits);
             let products = &products[..cout_g * columns];
@@ -169,17 +169,15 @@ impl Plane<'_> {
     pub(super) fn packed_gemm(
         &self,
         a: &PackedMatrix,
-        b: ArrayView2<'_, f32>,
+        b: RightOperand<'_>,
         c: &mut ArrayViewMut2<'_, f32>,
         bias: Option<&[f32]>,
         splits: usize,
     ) {
-        let (columns, ldb, ldc) = (c.ncols(), b.strides()[0] as usize, c.strides()[0] as usize);
+        let (columns, ldc) = (c.ncols(), c.strides()[0] as usize);
         if columns == 0 {
             return;
         }
-        // SAFETY: a view of `b.nrows()` rows of `columns` floats, `ldb` apart.
-        let b = unsafe { std::slice::from_raw_parts(b.as_ptr(), b.nrows().saturating_sub(1) * ldb + columns) };
         let panels = a.panels();
         let per_split = panels.div_ceil(splits.max(1)).max(1);
         let c_ptr = SendPtr(c.as_mut_ptr());
@@ -190,7 +188,7 @@ impl Plane<'_> {
             // no other split touches.
             unsafe {
                 let first = c_ptr.get().add(rows.start * ldc);
-                gemm_packed(a, range, b, ldb, columns, first, ldc, false);
+                gemm_packed(a, range, b, columns, first, ldc, false);
                 for (row, o) in rows.enumerate() {
                     let values = std::slice::from_raw_parts_mut(first.add(row * ldc), columns);
                     if let Some(bias) = bias {
