@@ -263,7 +263,12 @@ mod tests {
     fn resident_strides_are_odd_lines_of_at_least_the_columns() {
         for columns in 0..3000 {
             let stride = resident_stride(columns);
-            assert!(stride >= columns && stride % 16 == 0 && (stride / 16) % 2 == 1 && stride < columns + 33);
+            assert!(
+                stride >= columns
+                    && stride.is_multiple_of(16)
+                    && !(stride / 16).is_multiple_of(2)
+                    && stride < columns + 33
+            );
         }
     }
 
