@@ -11,9 +11,10 @@ use super::steps::Step;
 use super::{Compile, KernelChoice, PlanBuilder, Shape, StepTime};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, Source};
-use crate::kernels::{all_finite, zeroed};
+use crate::kernels::{PARALLEL_ELEMENTS, all_finite, zeroed};
 use crate::layers::{Conv2d, MaxPool2d, join};
 use ndarray::{ArrayView4, ArrayViewD, IxDyn};
+use rayon::prelude::*;
 use std::time::Instant;
 
 /// A value of a graph plan: the input, or the output of a step.
@@ -342,16 +343,20 @@ impl GraphPlan {
                     let src = read(v);
                     for image in 0..n {
                         let start = image * per_image + offset;
-                        y[start..start + part].copy_from_slice(&src[image * part..(image + 1) * part]);
+                        copy_parallel(&src[image * part..(image + 1) * part], &mut y[start..start + part]);
                     }
                     offset += part;
                 }
                 Ok(())
             }
             GraphOp::Add => {
-                y.copy_from_slice(read(step.inputs[0]));
+                copy_parallel(read(step.inputs[0]), y);
                 for &v in &step.inputs[1..] {
-                    y.iter_mut().zip(read(v)).for_each(|(a, b)| *a += b);
+                    y.par_chunks_mut(PARALLEL_ELEMENTS).zip(read(v).par_chunks(PARALLEL_ELEMENTS)).for_each(
+                        |(y, x)| {
+                            y.iter_mut().zip(x).for_each(|(a, b)| *a += b);
+                        },
+                    );
                 }
                 Ok(())
             }
@@ -365,6 +370,17 @@ impl GraphPlan {
         buffers[out_buffer] = out;
         result
     }
+}
+
+/// `dst = src`, in blocks on rayon's threads when there are enough values (concatenations
+/// copy whole feature maps).
+fn copy_parallel(src: &[f32], dst: &mut [f32]) {
+    if dst.len() < PARALLEL_ELEMENTS {
+        return dst.copy_from_slice(src);
+    }
+    dst.par_chunks_mut(PARALLEL_ELEMENTS)
+        .zip(src.par_chunks(PARALLEL_ELEMENTS))
+        .for_each(|(d, s)| d.copy_from_slice(s));
 }
 
 /// Nearest upsampling of row-major planes of `h × w` by `factor` into `y`.
