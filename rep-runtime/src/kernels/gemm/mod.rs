@@ -201,14 +201,6 @@ fn pack_b(b: &[f32], ldb: usize, k: Range<usize>, layout: &ColumnPanels, packed:
         let (start, width) = layout.panel(q);
         let cols = width.min(layout.columns - start);
         let panel = &mut packed[start * kc..(start + width) * kc];
-        if cols == NR {
-            // Full panels (nearly all): fixed-size copies the compiler unrolls, no `memcpy` call.
-            for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
-                let src: &[f32; NR] = b[(k.start + kk) * ldb + start..][..NR].try_into().expect("NR values");
-                <&mut [f32; NR]>::try_from(dst).expect("NR slots").copy_from_slice(src);
-            }
-            continue;
-        }
         for (kk, dst) in panel.chunks_exact_mut(width).enumerate() {
             let src = &b[(k.start + kk) * ldb + start..][..cols];
             dst[..cols].copy_from_slice(src);
