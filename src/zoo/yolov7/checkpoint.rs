@@ -202,7 +202,10 @@ pub fn infer(weights: &Path, input: &Path, output: &Path) -> Result<(Config, For
     let x: Array4<f32> = crate::io::read_npy(input)?;
     let fused = loaded.into_deploy()?;
     let plan = fused.plan(x.dim().into(), crate::plan::KernelChoice::Auto)?;
-    let z = fused.forward_planned(&plan, &mut plan.state()?, x.view())?;
+    // The plan holds its own weights: only the anchors outlive the model (peak memory).
+    let anchors = fused.head.anchors.to_anchors();
+    drop(fused);
+    let z = super::planned_detections(&plan, &mut plan.state()?, x.view(), &anchors)?;
     crate::io::write_npy(output, &z)?;
     Ok((config, form))
 }

@@ -261,22 +261,33 @@ impl Yolov7Fused {
         state: &mut GraphPlanState,
         x: ArrayView4<'_, f32>,
     ) -> Result<Array3<f32>> {
-        plan.run(state, x)?;
-        let per_level = self.head.anchors.per_level();
-        let maps = (0..plan.outputs())
-            .map(|i| {
-                let y = plan.output(state, i)?;
-                let &[b, c, h, w] = y.shape() else { unreachable!("plans hold 4-D values") };
-                let y = y.into_shape_with_order((b, per_level, c / per_level, h, w)).map_err(|_| Error::Shape {
-                    what: "planned detection head output".into(),
-                    expected: vec![b, per_level * (c / per_level).max(1), h, w],
-                    found: vec![b, c, h, w],
-                })?;
-                Ok(y.permuted_axes([0, 1, 3, 4, 2]))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        decode(&maps, &self.head.anchors.to_anchors())
+        planned_detections(plan, state, x, &self.head.anchors.to_anchors())
     }
+}
+
+/// [`Yolov7Fused::forward_planned`] with the head's pixel anchors given, so that the fused
+/// model need not outlive its plan (which holds its own copy of every weight).
+pub fn planned_detections(
+    plan: &GraphPlan,
+    state: &mut GraphPlanState,
+    x: ArrayView4<'_, f32>,
+    anchors: &Anchors,
+) -> Result<Array3<f32>> {
+    plan.run(state, x)?;
+    let per_level = anchors.levels.first().map_or(1, |(_, a)| a.len()).max(1);
+    let maps = (0..plan.outputs())
+        .map(|i| {
+            let y = plan.output(state, i)?;
+            let &[b, c, h, w] = y.shape() else { unreachable!("plans hold 4-D values") };
+            let y = y.into_shape_with_order((b, per_level, c / per_level, h, w)).map_err(|_| Error::Shape {
+                what: "planned detection head output".into(),
+                expected: vec![b, per_level * (c / per_level).max(1), h, w],
+                found: vec![b, c, h, w],
+            })?;
+            Ok(y.permuted_axes([0, 1, 3, 4, 2]))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    decode(&maps, anchors)
 }
 
 /// The channels of the nodes the head reads.
