@@ -18,6 +18,8 @@
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/peer.rs"]
+mod peer;
 #[path = "support/timing.rs"]
 mod timing;
 use clap::{Parser, Subcommand};
@@ -329,11 +331,7 @@ fn bench(arch: &str, options: &BenchOptions) -> Result<String, Box<dyn std::erro
         ms
     };
     if let Some(dir) = &options.export {
-        std::fs::create_dir_all(dir)?;
-        rep::StateDict::from_parameters(&fused).save(dir.join("deploy.safetensors"))?;
-        rep::io::write_npy(dir.join("input.npy"), &x)?;
-        rep::io::write_npy(dir.join("output_0.npy"), &plan.run(&mut state, x.view())?.to_owned())?;
-        eprintln!("exported to {}", dir.display());
+        peer::export(dir, &fused, &x, &[plan.run(&mut state, x.view())?.to_owned()])?;
     }
     let planned_ms = timed("fused, planned", &mut || plan.run(&mut state, x.view()).map(drop))?;
     let (run, heap) = counting::during(|| plan.run(&mut state, x.view()).map(drop));

@@ -17,16 +17,18 @@
 #[path = "support/counting.rs"]
 mod counting;
 
+#[path = "support/peer.rs"]
+mod peer;
 #[path = "support/timing.rs"]
 mod timing;
 use clap::{Parser, Subcommand, ValueEnum};
 use rep::ndarray::Array4;
 use rep::plan::KernelChoice;
 use rep::rand::{Rng, SeedableRng, rngs::StdRng};
-use rep::zoo::yolov7::{Config, Variant, Yolov7, Yolov7Fused};
+use rep::zoo::yolov7::{Config, Variant, Yolov7};
 use rep::{Costs, Hw, Reparameterize};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use timing::median_ms;
 
 type CliResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -114,7 +116,10 @@ fn bench(options: &Bench) -> CliResult<String> {
     let profile =
         if options.kernels || options.steps { plan.profile(&mut state, x.view(), iters)? } else { Vec::new() };
     if let Some(dir) = &options.export {
-        export(&fused, &plan, &mut state, &x, dir)?;
+        plan.run(&mut state, x.view())?;
+        let heads =
+            (0..plan.outputs()).map(|i| Ok(plan.output(&state, i)?.to_owned())).collect::<CliResult<Vec<_>>>()?;
+        peer::export(dir, &fused, &x, &heads)?;
     }
     let (macs, threads) = (fused.macs(Hw::square(res))?.0, rayon::current_num_threads());
     let name = options.variant.name();
@@ -180,27 +185,6 @@ fn write_profile(out: &mut String, profile: &[rep::plan::StepTime], steps: bool)
     for (kind, ms, macs) in kinds {
         writeln!(out, "  {kind:<12} {ms:>10.2} ms {:>8.1} GFLOPS", 2.0 * macs as f64 / (ms * 1e6))?;
     }
-    Ok(())
-}
-
-/// Writes the fused weights (`deploy.safetensors`, which `rep-onnx`'s `onnx` example turns into
-/// `model.onnx`), the input and the planned head outputs, for ONNX Runtime to run the same graph
-/// and weights.
-fn export(
-    fused: &Yolov7Fused,
-    plan: &rep::plan::GraphPlan,
-    state: &mut rep::plan::GraphPlanState,
-    x: &Array4<f32>,
-    dir: &Path,
-) -> CliResult {
-    std::fs::create_dir_all(dir)?;
-    rep::StateDict::from_parameters(fused).save(dir.join("deploy.safetensors"))?;
-    rep::io::write_npy(dir.join("input.npy"), x)?;
-    plan.run(state, x.view())?;
-    for i in 0..plan.outputs() {
-        rep::io::write_npy(dir.join(format!("output_{i}.npy")), &plan.output(state, i)?.to_owned())?;
-    }
-    eprintln!("exported to {}", dir.display());
     Ok(())
 }
 

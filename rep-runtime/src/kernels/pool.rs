@@ -89,11 +89,11 @@ mod tests {
         x[63 + 40] = f32::NAN;
         let mut fast = vec![0.0; 2 * 12];
         let two = Hw { h: 2, w: 2 };
-        max_pool_into(&x, input, out, PoolWindow { kernel: two, stride: two, padding: Hw { h: 0, w: 0 } }, &mut fast);
+        let window = PoolWindow { kernel: two, stride: two, padding: Hw { h: 0, w: 0 } };
+        max_pool_into(&x, input, out, window, &mut fast);
         for (plane, y) in x.chunks(63).zip(fast.chunks(12)) {
             let mut rows = vec![f32::NEG_INFINITY; input.h * out.w];
             let mut general = vec![0.0; 12];
-            let window = PoolWindow { kernel: two, stride: two, padding: Hw { h: 0, w: 0 } };
             pool_rows(plane, input, out.w, window, &mut rows);
             pool_columns(&rows, input.h, out, window, &mut general);
             assert_eq!(format!("{y:?}"), format!("{general:?}"));

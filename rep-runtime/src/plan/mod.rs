@@ -193,6 +193,14 @@ impl PlanBuilder {
         crate::kernels::check_operands(g, &conv.operands())
             .map_err(|e| Error::Geometry(format!("plan step `{name}`: {e}")))?;
         let out = g.output_size(input[2], input[3])?;
+        let output = Shape::Map([input[0], g.out_channels, out.h, out.w]);
+        if self.trace.is_some() {
+            // Tracing keeps the layer, not a kernel: nothing to pack or transform.
+            output.checked_len()?;
+            self.record(name, || Traced::Conv(conv.clone(), activation));
+            self.shape = output;
+            return Ok(());
+        }
         let winograd = crate::kernels::WinogradConv::supports(g) && conv.pad_fill.is_none();
         let wide = g.in_per_group() >= WINOGRAD_MIN_CHANNELS && g.out_per_group() >= WINOGRAD_MIN_CHANNELS;
         let kernel = match self.choice {
@@ -200,8 +208,6 @@ impl PlanBuilder {
             KernelChoice::Auto if winograd && wide => ConvKernel::winograd(conv, Tile::default())?,
             _ => ConvKernel::direct(conv),
         };
-        let output = Shape::Map([input[0], g.out_channels, out.h, out.w]);
-        self.record(name, || Traced::Conv(conv.clone(), activation));
         self.push(Step::new(name, steps::Op::Conv { kernel, activation }, self.shape, output))
     }
 
