@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release --example conv_layers                          # every A0 layer shape
-//! cargo run --release --example conv_layers -- 32 64 640 2 [RUNS]   # one shape: C_in C_out size stride
+//! cargo run --release --example conv_layers -- 32 64 640 2 [RUNS [K]]   # one shape: C_in C_out size stride
+//!                                                                        # (kernel K×K, default 3)
 //! ```
 
 use rep::ConvGeometry;
@@ -47,15 +48,15 @@ fn main() -> rep::Result<()> {
     );
     // One shape from the command line (timed `runs` times: long enough to profile), or A0's.
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("sizes are numbers")).collect();
-    let (shapes, runs) = match args[..] {
-        [cin, cout, size, stride, ref runs @ ..] => {
-            (vec![(cin, cout, size, stride)], runs.first().copied().unwrap_or(50))
+    let (shapes, runs, kernel) = match args[..] {
+        [cin, cout, size, stride, ref rest @ ..] if rest.len() <= 2 => {
+            (vec![(cin, cout, size, stride)], rest.first().copied().unwrap_or(50), rest.get(1).copied().unwrap_or(3))
         }
-        [] => (A0_LAYERS.to_vec(), 50),
-        _ => panic!("usage: conv_layers [C_IN C_OUT SIZE STRIDE [RUNS]]"),
+        [] => (A0_LAYERS.to_vec(), 50, 3),
+        _ => panic!("usage: conv_layers [C_IN C_OUT SIZE STRIDE [RUNS [KERNEL]]]"),
     };
     for (cin, cout, size, stride) in shapes {
-        let g = ConvGeometry::new(cin, cout, 3).stride(stride).padding(1);
+        let g = ConvGeometry::new(cin, cout, kernel).stride(stride).padding(kernel / 2);
         let layer = (Conv2d::new_with_bias(g, &mut rng)?, Activation::Relu);
         let x = Array4::from_shape_simple_fn((1, cin, size, size), || rng.random_range(-1.0f32..1.0));
         let flops = 2.0 * g.macs(g.output_size(size, size)?)? as f64;

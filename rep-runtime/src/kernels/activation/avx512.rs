@@ -4,6 +4,7 @@
 //! clamped to [−104, 89] (beyond which `eˣ` is 0 or ∞ in f32) in the operand order that keeps
 //! NaN, so NaN stays NaN and ±∞ give the limits.
 
+use super::Activation;
 use std::arch::x86_64::*;
 
 const LOG2_E: f32 = std::f32::consts::LOG2_E;
@@ -30,18 +31,41 @@ fn exp(x: __m512) -> __m512 {
     _mm512_scalef_ps(e_r, n)
 }
 
+/// `x / (1 + e^(−x))` (SiLU) or `1 / (1 + e^(−x))` (the sigmoid) per lane.
+#[target_feature(enable = "avx512f")]
+fn over_one_plus_exp_neg(x: __m512, silu: bool) -> __m512 {
+    let one = _mm512_set1_ps(1.0);
+    let denominator = _mm512_add_ps(one, exp(_mm512_sub_ps(_mm512_setzero_ps(), x)));
+    _mm512_div_ps(if silu { x } else { one }, denominator)
+}
+
+/// The activation of sixteen lanes, as [`Activation::apply`] computes each (NaN stays NaN:
+/// the comparisons are ordered, so NaN lanes keep `x`).
+#[target_feature(enable = "avx512f")]
+pub(crate) fn lanes(activation: Activation, x: __m512) -> __m512 {
+    match activation {
+        Activation::Identity => x,
+        Activation::Relu => {
+            let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
+            _mm512_mask_mov_ps(x, negative, _mm512_setzero_ps())
+        }
+        Activation::LeakyRelu(slope) => {
+            let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
+            _mm512_mask_mul_ps(x, negative, x, _mm512_set1_ps(slope))
+        }
+        Activation::Silu => over_one_plus_exp_neg(x, true),
+        Activation::Sigmoid => over_one_plus_exp_neg(x, false),
+    }
+}
+
 /// `f(x, e^(−x))` over `values` in place: SiLU is `x / (1 + e^(−x))`, the sigmoid `1 / (1 + e^(−x))`.
 ///
 /// # Safety
 /// The CPU supports AVX-512F.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn map_with_exp_neg(values: &mut [f32], silu: bool) {
-    let one = _mm512_set1_ps(1.0);
     let mut chunks = values.chunks_exact_mut(16);
-    let apply = |x: __m512| {
-        let denominator = _mm512_add_ps(one, exp(_mm512_sub_ps(_mm512_setzero_ps(), x)));
-        _mm512_div_ps(if silu { x } else { one }, denominator)
-    };
+    let apply = |x: __m512| over_one_plus_exp_neg(x, silu);
     for chunk in &mut chunks {
         // SAFETY: a chunk of exactly 16 floats.
         unsafe { _mm512_storeu_ps(chunk.as_mut_ptr(), apply(_mm512_loadu_ps(chunk.as_ptr()))) };

@@ -6,6 +6,8 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx512::lanes as avx512_lanes;
 
 /// An element-wise activation.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

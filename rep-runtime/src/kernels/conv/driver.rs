@@ -3,7 +3,7 @@
 
 use super::{depthwise, im2col};
 use crate::geometry::ConvGeometry;
-use crate::kernels::gemm::{MR, PackedMatrix, RightOperand, gemm_packed, resident_stride, sgemm};
+use crate::kernels::gemm::{Epilogue, MR, PackedMatrix, RightOperand, gemm_packed, resident_stride, sgemm};
 use crate::kernels::scratch::{self, Buffer};
 use crate::kernels::{Activation, SendPtr};
 use ndarray::{ArrayView2, ArrayViewMut2, Axis, ShapeBuilder};
@@ -41,11 +41,8 @@ impl Plane<'_> {
         let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
         let rows = cin_g * g.kernel.h * g.kernel.w;
         let (in_plane, out_plane) = (self.height * self.width, self.out_h * self.out_w);
-        // Enough bands to keep every thread busy, and small enough that a band's unfolded
-        // columns are still in cache when its GEMM reads them.
-        let parallel = 2 * rayon::current_num_threads();
-        let bands = (out_plane / MIN_BAND_COLUMNS).clamp(1, parallel.max(out_plane / MAX_BAND_COLUMNS)).min(self.out_h);
-        let band_rows = self.out_h.div_ceil(bands);
+        let band_rows = self.band_rows(rows, cout_g);
+        let bands = self.out_h.div_ceil(band_rows);
         for group in 0..g.groups {
             let x_g = &x[group * cin_g * in_plane..(group + 1) * cin_g * in_plane];
             let fill_g = fill.map(|f| &f[group * cin_g..(group + 1) * cin_g]);
@@ -104,6 +101,17 @@ impl Plane<'_> {
                 },
             );
         }
+    }
+
+    /// Output rows per band: few enough that a band's working set (its columns of `B`, unfolded
+    /// or packed, with the input they come from, and of `C`: `(2·depth + C_out)` floats per
+    /// column) stays within [`BAND_BYTES`], and enough bands to keep every thread busy when
+    /// the plane is large enough to share.
+    fn band_rows(&self, depth: usize, rows_of_c: usize) -> usize {
+        let out_plane = self.out_h * self.out_w;
+        let columns = (BAND_BYTES / (4 * (2 * depth + rows_of_c))).max(MIN_BAND_COLUMNS);
+        let parallel = (2 * rayon::current_num_threads()).min(out_plane / MIN_BAND_COLUMNS).max(1);
+        (columns / self.out_w).clamp(1, self.out_h).min(self.out_h.div_ceil(parallel))
     }
 
     /// All `n` images of a batch at once, for small output planes: their unfolded columns
@@ -165,7 +173,7 @@ impl Plane<'_> {
 
     /// `c = a · b + bias` then the activation, with `a` pre-packed, in `splits` parallel blocks
     /// of whole [`MR`]-row panels; `bias` (one value per row of `c`) and the activation are
-    /// applied row by row while each row is still in cache.
+    /// applied by the GEMM's micro-kernel before it stores each block.
     pub(super) fn packed_gemm(
         &self,
         a: &PackedMatrix,
@@ -188,14 +196,7 @@ impl Plane<'_> {
             // no other split touches.
             unsafe {
                 let first = c_ptr.get().add(rows.start * ldc);
-                gemm_packed(a, range, b, columns, first, ldc, false);
-                for (row, o) in rows.enumerate() {
-                    let values = std::slice::from_raw_parts_mut(first.add(row * ldc), columns);
-                    if let Some(bias) = bias {
-                        values.iter_mut().for_each(|v| *v += bias[o]);
-                    }
-                    self.activation.apply_slice(values);
-                }
+                gemm_packed(a, range, b, columns, first, ldc, false, Epilogue { bias, activation: self.activation });
             }
         });
     }
@@ -208,9 +209,10 @@ pub(super) const BATCHED_PLANE: usize = 256;
 /// Fewest output positions worth a parallel band of their own.
 const MIN_BAND_COLUMNS: usize = 96;
 
-/// Most output positions per band once every thread has one: a band's columns (`C_in·k_h·k_w`
-/// rows of them) then stay within L2 between the unfold and the GEMM.
-const MAX_BAND_COLUMNS: usize = 512;
+/// Most bytes of a band's working set (see [`Plane::band_rows`]): half of a 1 MiB L2, so that
+/// the unfolded or packed columns are still in cache when the GEMM reads them, and the
+/// block of `C` when its epilogue is done.
+const BAND_BYTES: usize = 512 << 10;
 
 /// Fewest output channels worth a parallel GEMM of their own.
 const MIN_SPLIT_ROWS: usize = 16;

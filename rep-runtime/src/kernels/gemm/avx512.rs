@@ -1,14 +1,13 @@
 //! The AVX-512 micro-kernel: a 12 × 32 block of `C` in 24 registers (12 × 16 for a narrow panel).
-use super::MR;
-use crate::kernels::lane_mask;
+use super::{BlockOutput, MR};
+use crate::kernels::{activation, lane_mask};
 use std::arch::x86_64::*;
 
 /// The AVX-512 micro-kernel: 12 rows × `R` registers of 16 columns (`R` = 2 for full
-/// panels, 1 for narrow ones).
+/// panels, 1 for narrow ones), finished in registers (bias, activation) before its one store.
 ///
 /// # Safety
 /// The CPU supports AVX-512F; sizes as for [`super::portable_kernel`] with `W = 16·R`.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn kernel<const R: usize>(
     k: usize,
@@ -16,13 +15,9 @@ pub(super) unsafe fn kernel<const R: usize>(
     prefetch: *const f32,
     b: *const f32,
     b_stride: usize,
-    c: *mut f32,
-    ldc: usize,
-    rows: usize,
-    cols: usize,
-    accumulate: bool,
+    out: &BlockOutput,
 ) {
-    let masks: [__mmask16; R] = std::array::from_fn(|r| lane_mask(cols.saturating_sub(16 * r)));
+    let masks: [__mmask16; R] = std::array::from_fn(|r| lane_mask(out.cols.saturating_sub(16 * r)));
     let mut acc = [[_mm512_setzero_ps(); R]; MR];
     for p in 0..k {
         // SAFETY: `p < k`, so both panels hold these values; the masks keep to `cols`.
@@ -40,16 +35,17 @@ pub(super) unsafe fn kernel<const R: usize>(
             }
         }
     }
-    for (i, acc_i) in acc.iter().enumerate() {
-        if i < rows {
-            for (r, &value) in acc_i.iter().enumerate() {
-                let m = masks[r];
-                // SAFETY: row `i < rows` of the block; the mask keeps to its `cols` columns.
-                unsafe {
-                    let out = c.add(i * ldc + 16 * r);
-                    let value = if accumulate { _mm512_add_ps(value, _mm512_maskz_loadu_ps(m, out)) } else { value };
-                    _mm512_mask_storeu_ps(out, m, value);
-                }
+    for (i, acc_i) in acc.iter().enumerate().take(out.rows) {
+        // SAFETY: row `i < rows` of the block and its bias (when not null).
+        let bias = (!out.bias.is_null()).then(|| _mm512_set1_ps(unsafe { *out.bias.add(i) }));
+        for (r, &value) in acc_i.iter().enumerate() {
+            let m = masks[r];
+            // SAFETY: row `i < rows` of the block; the mask keeps to its `cols` columns.
+            unsafe {
+                let slot = out.c.add(i * out.ldc + 16 * r);
+                let value = if out.accumulate { _mm512_add_ps(_mm512_maskz_loadu_ps(m, slot), value) } else { value };
+                let value = bias.map_or(value, |bias| _mm512_add_ps(value, bias));
+                _mm512_mask_storeu_ps(slot, m, activation::avx512_lanes(out.activation, value));
             }
         }
     }

@@ -9,8 +9,10 @@
 //!
 //! The micro-kernel uses AVX-512 (12 × 32 block: 24 accumulators; 12 × 16 for a last panel
 //! of at most 16 columns) when the CPU has it, and a portable loop otherwise; both give the
-//! same sums in the same order per element.
+//! same sums in the same order per element. After the last depth block it adds a per-row bias
+//! and applies the activation in registers ([`Epilogue`]), so `C` is stored once, finished.
 
+use crate::kernels::Activation;
 use crate::kernels::scratch::{self, Buffer};
 use std::ops::Range;
 
@@ -62,13 +64,42 @@ pub(crate) fn resident_stride(columns: usize) -> usize {
     (columns.div_ceil(LINE) | 1) * LINE
 }
 
-/// `C = A · B` (`accumulate == false`) or `C += A · B` for the rows of `a` in `panels`
-/// (`C`'s first row is row `panels.start · MR` of `A`); `B` is `[a.depth(), columns]`, `C` has
-/// rows `ldc` apart.
+/// What becomes of `C` once its products are summed:
+/// `C[i][j] = activation(C[i][j] + bias[i])`, `i` a row of `A`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Epilogue<'a> {
+    /// One value per row of `A` (all of them, not just a call's panels), or none.
+    pub(crate) bias: Option<&'a [f32]>,
+    /// Applied after the bias.
+    pub(crate) activation: Activation,
+}
+
+/// Where and how a micro-kernel stores its `MR × W` block of `C`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BlockOutput {
+    /// The block's first value; rows `ldc` apart.
+    pub(crate) c: *mut f32,
+    pub(crate) ldc: usize,
+    /// Rows (≤ `MR`) and columns (≤ `W`) of the block that exist.
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    /// Adds the block's products to what `C` holds instead of overwriting it.
+    pub(crate) accumulate: bool,
+    /// The bias of the block's first row (then one per row), or null for none.
+    pub(crate) bias: *const f32,
+    /// Applied to each value last (after accumulating and adding the bias).
+    pub(crate) activation: Activation,
+}
+
+/// `C = epilogue(A · B)` (`accumulate == false`) or `C = epilogue(C + A · B)` for the rows of
+/// `a` in `panels` (`C`'s first row is row `panels.start · MR` of `A`); `B` is
+/// `[a.depth(), columns]`, `C` has rows `ldc` apart.
 ///
 /// # Safety
 /// `c` must address `(rows of the panels) × columns` floats, rows `ldc` apart, that nothing
-/// else reads or writes during the call; `b` must hold `(depth − 1) · ldb + columns` floats.
+/// else reads or writes during the call; `b` must hold `(depth − 1) · ldb + columns` floats;
+/// the epilogue's bias, if any, one value per row of `a`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm_packed(
     a: &PackedMatrix,
     panels: Range<usize>,
@@ -77,7 +108,9 @@ pub(crate) unsafe fn gemm_packed(
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
+    epilogue: Epilogue<'_>,
 ) {
+    debug_assert!(epilogue.bias.is_none_or(|bias| bias.len() >= a.rows));
     let depth = a.depth;
     let first_row = panels.start * MR;
     let rows = a.rows.min(panels.end * MR).saturating_sub(first_row);
@@ -85,11 +118,11 @@ pub(crate) unsafe fn gemm_packed(
         return;
     }
     if depth == 0 {
-        if !accumulate {
-            for i in 0..rows {
-                // SAFETY: row `i` of `C` is inside the caller's region.
-                unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), columns) }.fill(0.0);
-            }
+        for i in 0..rows {
+            // SAFETY: row `i` of `C` is inside the caller's region.
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), columns) };
+            let bias = epilogue.bias.map_or(0.0, |bias| bias[first_row + i]);
+            row.iter_mut().for_each(|v| *v = epilogue.activation.apply(if accumulate { *v } else { 0.0 } + bias));
         }
         return;
     }
@@ -125,23 +158,25 @@ pub(crate) unsafe fn gemm_packed(
                     (b[k0 * ldb + start..].as_ptr(), ldb)
                 };
                 let kernel = if width == NR { kernels.wide } else { kernels.narrow };
-                // SAFETY: the block (rows row.., columns start..) lies inside `C` as the caller
-                // guaranteed; the `A` panel holds kc·MR floats, and the `B` panel kc rows of
-                // `b_stride` floats of which the kernel reads the first `cols`.
-                unsafe {
-                    kernel(
-                        kc,
-                        a_panel.as_ptr(),
-                        next,
-                        b_panel,
-                        b_stride,
-                        c.add(row * ldc + start),
-                        ldc,
-                        MR.min(rows - row),
-                        width.min(columns - start),
-                        accumulate || k0 > 0,
-                    )
+                let last = k0 + kc == depth;
+                let output = BlockOutput {
+                    // SAFETY (of the offset): the block (rows row.., columns start..) lies
+                    // inside `C` as the caller guaranteed.
+                    c: unsafe { c.add(row * ldc + start) },
+                    ldc,
+                    rows: MR.min(rows - row),
+                    cols: width.min(columns - start),
+                    accumulate: accumulate || k0 > 0,
+                    bias: match epilogue.bias {
+                        Some(bias) if last => bias[p * MR..].as_ptr(),
+                        _ => std::ptr::null(),
+                    },
+                    activation: if last { epilogue.activation } else { Activation::Identity },
                 };
+                // SAFETY: the output block is inside `C`; the `A` panel holds kc·MR floats, and
+                // the `B` panel kc rows of `b_stride` floats of which the kernel reads the first
+                // `cols`; the bias, `rows` values from the block's first row.
+                unsafe { kernel(kc, a_panel.as_ptr(), next, b_panel, b_stride, &output) };
             };
             let a_panels = panels.start..panels.start + rows.div_ceil(MR);
             // Keep the smaller operand's block in cache and stream the larger one past it once:
@@ -201,6 +236,15 @@ fn pack_b(b: &[f32], ldb: usize, k: Range<usize>, layout: &ColumnPanels, packed:
         let (start, width) = layout.panel(q);
         let cols = width.min(layout.columns - start);
         let panel = &mut packed[start * kc..(start + width) * kc];
+        if cols == NR {
+            // Full panels (nearly all): fixed-size copies the compiler inlines, not a `memcpy`
+            // and a zero-length `memset` call per row.
+            for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                let src: &[f32; NR] = b[(k.start + kk) * ldb + start..][..NR].try_into().expect("NR values");
+                <&mut [f32; NR]>::try_from(dst).expect("NR slots").copy_from_slice(src);
+            }
+            continue;
+        }
         for (kk, dst) in panel.chunks_exact_mut(width).enumerate() {
             let src = &b[(k.start + kk) * ldb + start..][..cols];
             dst[..cols].copy_from_slice(src);
@@ -209,11 +253,11 @@ fn pack_b(b: &[f32], ldb: usize, k: Range<usize>, layout: &ColumnPanels, packed:
     }
 }
 
-/// One `MR × W` block: `C[i][j] (+)= Σ_k a[k·MR + i] · b[k·b_stride + j]` for `i < rows`,
-/// `j < cols` (only those columns of `b` are read); the second pointer is a hint (possibly
-/// dangling, never read) of what to prefetch: the next panel of `A`, which the weights'
-/// layout streams from memory.
-type MicroKernel = unsafe fn(usize, *const f32, *const f32, *const f32, usize, *mut f32, usize, usize, usize, bool);
+/// One `MR × W` block: `C[i][j] = act((C[i][j] +) Σ_k a[k·MR + i] · b[k·b_stride + j] + bias[i])`
+/// for `i < rows`, `j < cols` of the [`BlockOutput`] (only those columns of `b` are read); the
+/// second pointer is a hint (possibly dangling, never read) of what to prefetch: the next panel
+/// of `A`, which the weights' layout streams from memory.
+type MicroKernel = unsafe fn(usize, *const f32, *const f32, *const f32, usize, &BlockOutput);
 
 /// The micro-kernels for full ([`NR`]) and narrow ([`NR_NARROW`]) panels.
 #[derive(Clone, Copy)]
@@ -304,7 +348,18 @@ mod tests {
             for (accumulate, b_kind) in [false, true].into_iter().flat_map(|a| kinds.map(|k| (a, k))) {
                 let mut c = vec![if accumulate { 1.0 } else { f32::NAN }; m * ldc];
                 // SAFETY: `c` holds m rows of ldc ≥ n floats; `wide_b` is sized for k rows.
-                unsafe { gemm_packed(&packed, 0..packed.panels(), b_kind, n, c.as_mut_ptr(), ldc, accumulate) };
+                unsafe {
+                    gemm_packed(
+                        &packed,
+                        0..packed.panels(),
+                        b_kind,
+                        n,
+                        c.as_mut_ptr(),
+                        ldc,
+                        accumulate,
+                        Epilogue::default(),
+                    )
+                };
                 for i in 0..m {
                     for j in 0..n {
                         let want = expected[i * n + j] + if accumulate { 1.0 } else { 0.0 };
@@ -333,6 +388,7 @@ mod tests {
                         c.as_mut_ptr(),
                         n,
                         false,
+                        Epilogue::default(),
                     )
                 };
                 for (got, want) in c.iter().zip(&expected[MR * n..]) {
@@ -343,50 +399,56 @@ mod tests {
     }
 
     #[test]
-    fn both_micro_kernels_agree() {
+    fn both_micro_kernels_agree_with_the_reference_and_finish_blocks() {
         let k = 37;
-        let (a, b) = (values(k * MR, 3), values(k * NR, 4));
-        let mut portable = vec![0.5f32; MR * NR];
-        let mut chosen = portable.clone();
-        // SAFETY: full MR × NR blocks with ldc = NR.
-        unsafe {
-            portable_kernel::<NR>(k, a.as_ptr(), a.as_ptr(), b.as_ptr(), NR, portable.as_mut_ptr(), NR, MR, NR, true);
-            (micro_kernels().wide)(k, a.as_ptr(), a.as_ptr(), b.as_ptr(), NR, chosen.as_mut_ptr(), NR, MR, NR, true);
-        }
-        for (p, c) in portable.iter().zip(&chosen) {
-            assert!((p - c).abs() <= 1e-5 * (1.0 + p.abs()), "{p} vs {c}");
-        }
-        let mut portable = vec![0.5f32; MR * NR_NARROW];
-        let mut chosen = portable.clone();
-        // SAFETY: full MR × NR_NARROW blocks with ldc = NR_NARROW, 11 rows and 13 columns used.
-        unsafe {
-            portable_kernel::<NR_NARROW>(
-                k,
-                a.as_ptr(),
-                a.as_ptr(),
-                b.as_ptr(),
-                NR_NARROW,
-                portable.as_mut_ptr(),
-                NR_NARROW,
-                11,
-                13,
-                false,
-            );
-            (micro_kernels().narrow)(
-                k,
-                a.as_ptr(),
-                a.as_ptr(),
-                b.as_ptr(),
-                NR_NARROW,
-                chosen.as_mut_ptr(),
-                NR_NARROW,
-                11,
-                13,
-                false,
-            );
-        }
-        for (p, c) in portable.iter().zip(&chosen) {
-            assert!((p - c).abs() <= 1e-5 * (1.0 + p.abs()), "{p} vs {c}");
+        let (mut a, b, bias) = (values(k * MR, 3), values(k * NR, 4), values(MR, 5));
+        a[5 * MR + 2] = f32::NAN; // row 2 of the block is NaN whatever the activation
+        let activations =
+            [Activation::Identity, Activation::Relu, Activation::Silu, Activation::LeakyRelu(0.1), Activation::Sigmoid];
+        let kernels = micro_kernels();
+        let shapes: [(usize, MicroKernel, MicroKernel, usize, usize, bool); 3] = [
+            (NR, portable_kernel::<NR>, kernels.wide, MR, NR, true),
+            (NR_NARROW, portable_kernel::<NR_NARROW>, kernels.narrow, 11, 13, false),
+            (NR, portable_kernel::<NR>, kernels.wide, 5, 20, true),
+        ];
+        for (width, portable, chosen, rows, cols, accumulate) in shapes {
+            for (activation, with_bias) in activations.into_iter().flat_map(|a| [(a, false), (a, true)]) {
+                let run = |kernel: MicroKernel| {
+                    let mut c: Vec<f32> = values(MR * width, 6);
+                    let output = BlockOutput {
+                        c: c.as_mut_ptr(),
+                        ldc: width,
+                        rows,
+                        cols,
+                        accumulate,
+                        bias: if with_bias { bias.as_ptr() } else { std::ptr::null() },
+                        activation,
+                    };
+                    // SAFETY: MR × width blocks with ldc = width; `bias` holds MR values.
+                    unsafe { kernel(k, a.as_ptr(), a.as_ptr(), b.as_ptr(), width, &output) };
+                    c
+                };
+                let (by_portable, by_chosen, before) = (run(portable), run(chosen), values(MR * width, 6));
+                for i in 0..MR {
+                    for j in 0..width {
+                        let at = i * width + j;
+                        if i >= rows || j >= cols {
+                            assert!(by_portable[at] == before[at] && by_chosen[at] == before[at], "wrote outside");
+                            continue;
+                        }
+                        let sum: f64 = (0..k).map(|p| f64::from(a[p * MR + i]) * f64::from(b[p * width + j])).sum();
+                        let sum = sum + if accumulate { f64::from(before[at]) } else { 0.0 };
+                        let sum = sum + if with_bias { f64::from(bias[i]) } else { 0.0 };
+                        let want = activation.apply(sum as f32);
+                        for got in [by_portable[at], by_chosen[at]] {
+                            assert!(
+                                (want.is_nan() && got.is_nan()) || (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                                "{activation:?} bias {with_bias} [{i},{j}]: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -30,7 +30,7 @@ mod f2;
 mod f4;
 
 use super::SendPtr;
-use super::gemm::{PackedMatrix, RightOperand, gemm_packed};
+use super::gemm::{Epilogue, PackedMatrix, RightOperand, gemm_packed};
 use super::{Activation, ConvOperands};
 use crate::error::{Error, Result};
 use crate::geometry::{ConvGeometry, Hw};
@@ -423,7 +423,16 @@ impl WinogradConv {
         // `c` writes `cout_g` such rows inside `M`, as the caller guarantees.
         unsafe {
             let c = m.add(group * cout_g * stride + xi * columns);
-            gemm_packed(u, 0..u.panels(), RightOperand::Rows { values: b, ldb: stride }, columns, c, stride, false);
+            gemm_packed(
+                u,
+                0..u.panels(),
+                RightOperand::Rows { values: b, ldb: stride },
+                columns,
+                c,
+                stride,
+                false,
+                Epilogue::default(),
+            );
         }
     }
 }
