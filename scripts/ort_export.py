@@ -10,11 +10,16 @@ and prints the median time as JSON.
 With --memory it only loads the model (from the file) and runs it `iters` times, and prints
 the process's peak resident memory before loading (after the imports) and at the end, in MB.
 
+With --profile it runs `iters` times with ONNX Runtime's profiler on and prints, as JSON, each
+node's median time in ms and its operator, keyed by node name (our exported node names, with
+the suffix ONNX Runtime's layout transform adds, `_nchwc`, removed).
+
 Needs: pip install numpy onnx onnxruntime
 
-  ort_export.py DIR [--threads 1] [--iters 10] [--memory]
+  ort_export.py DIR [--threads 1] [--iters 10] [--memory | --profile]
 """
-import argparse, json, resource, statistics, time
+import argparse, json, os, resource, statistics, tempfile, time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +30,11 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def session(path, threads):
+def session(path, threads, profile=False):
     so = ort.SessionOptions()
+    if profile:
+        so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort")
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -40,9 +48,24 @@ def main():
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--memory", action="store_true")
+    p.add_argument("--profile", action="store_true")
     a = p.parse_args()
     d = Path(a.dir)
     x = np.load(d / "input.npy")
+    if a.profile:
+        sess = session(d / "model.onnx", a.threads, profile=True)
+        for _ in range(a.warmup + a.iters):
+            sess.run(None, {"input": x})
+        trace = sess.end_profiling()
+        runs = defaultdict(list)
+        for event in json.load(open(trace)):
+            if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+                name = event["name"][: -len("_kernel_time")].removesuffix("_nchwc")
+                runs[(name, event["args"].get("op_name", "?"))].append(event["dur"] / 1e3)
+        os.remove(trace)
+        nodes = {name: {"op": op, "ms": statistics.median(t[a.warmup:] or t)} for (name, op), t in runs.items()}
+        print(json.dumps(nodes))
+        return
     if a.memory:
         before = peak_rss_mb()
         sess = session(d / "model.onnx", a.threads)
