@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! cargo run --release --example yolov7 -- bench [--variant yolov7] [--width 1.0] [--res 640] \
-//!     [--threads 1] [--iters 10] [--json] [--export DIR] [--kernels] [--steps] [--conv auto]
+//!     [--threads 1] [--iters 10] [--json] [--export DIR] [--kernels] [--steps] [--conv auto] \
+//!     [--planned-only]
 //! ```
 //!
 //! `--kernels` adds the time of each kind of step (Winograd, im2col, pointwise, max pool, …)
@@ -12,7 +13,8 @@
 //! peer benchmark (`scripts/ort_export.py`) needs to run the same network: the fused weights
 //! under the official names (`deploy.safetensors`, exported as ONNX by
 //! `cargo run -p rep-onnx --example onnx`), the input and the planned head outputs (`input.npy`,
-//! `output_{0,1,2}.npy`).
+//! `output_{0,1,2}.npy`). `--planned-only` times only the planned form (for benchmarks that
+//! alternate with a peer's runs).
 
 #[path = "support/counting.rs"]
 mod counting;
@@ -80,6 +82,9 @@ enum Command {
         /// winograd (F(2×2) everywhere it applies) or winograd4 (F(4×4) everywhere it applies).
         #[arg(long, default_value = "auto")]
         conv: String,
+        /// Time only the planned form (no layer-by-layer or train-time runs).
+        #[arg(long)]
+        planned_only: bool,
     },
 }
 
@@ -93,6 +98,7 @@ struct Bench {
     kernels: bool,
     steps: bool,
     choice: KernelChoice,
+    planned_only: bool,
 }
 
 fn bench(options: &Bench) -> CliResult<String> {
@@ -111,8 +117,12 @@ fn bench(options: &Bench) -> CliResult<String> {
     run?;
     let planned = fused.forward_planned(&plan, &mut state, x.view())?;
     let plan_error = rep::compare::difference(&planned, &fused.forward(&x)?)?.relative();
-    let fused_ms = median_ms(iters, || fused.forward(&x).map(drop))?;
-    let train_ms = median_ms(iters.min(3), || model.forward(&x).map(drop))?;
+    // The other forms (NaN when skipped).
+    let (fused_ms, train_ms) = if options.planned_only {
+        (f64::NAN, f64::NAN)
+    } else {
+        (median_ms(iters, || fused.forward(&x).map(drop))?, median_ms(iters.min(3), || model.forward(&x).map(drop))?)
+    };
     let profile =
         if options.kernels || options.steps { plan.profile(&mut state, x.view(), iters)? } else { Vec::new() };
     if let Some(dir) = &options.export {
@@ -127,9 +137,11 @@ fn bench(options: &Bench) -> CliResult<String> {
     if options.json {
         writeln!(
             out,
-            "{{\"variant\":\"{name}\",\"width\":{},\"res\":{res},\"threads\":{threads},\"fused_ms\":{planned_ms:.3},\"fused_layers_ms\":{fused_ms:.3},\"train_ms\":{train_ms:.3},\"speedup\":{:.3},\"allocations\":{},\"plan_relative_error\":{plan_error:.2e},\"state_bytes\":{},\"gmacs\":{:.2}}}",
+            "{{\"variant\":\"{name}\",\"width\":{},\"res\":{res},\"threads\":{threads},\"fused_ms\":{planned_ms:.3},\"fused_layers_ms\":{},\"train_ms\":{},\"speedup\":{},\"allocations\":{},\"plan_relative_error\":{plan_error:.2e},\"state_bytes\":{},\"gmacs\":{:.2}}}",
             options.width,
-            train_ms / planned_ms,
+            json_number(fused_ms),
+            json_number(train_ms),
+            json_number(train_ms / planned_ms),
             heap.allocations,
             plan.state_bytes(),
             macs as f64 / 1e9
@@ -144,9 +156,13 @@ fn bench(options: &Bench) -> CliResult<String> {
         for (form, ms) in
             [("fused, planned", planned_ms), ("fused, layer by layer", fused_ms), ("train-time", train_ms)]
         {
-            writeln!(out, "  {form:<24} {ms:>10.2} ms")?;
+            if ms.is_finite() {
+                writeln!(out, "  {form:<24} {ms:>10.2} ms")?;
+            }
         }
-        writeln!(out, "  speedup of the planned fused form over train-time: {:.2}x", train_ms / planned_ms)?;
+        if train_ms.is_finite() {
+            writeln!(out, "  speedup of the planned fused form over train-time: {:.2}x", train_ms / planned_ms)?;
+        }
         writeln!(out, "  heap allocations in one planned forward: {}", heap.allocations)?;
         writeln!(out, "  planned vs layer-by-layer detections: relative difference {plan_error:.2e}")?;
         writeln!(
@@ -159,6 +175,11 @@ fn bench(options: &Bench) -> CliResult<String> {
     }
     write_profile(&mut out, &profile, options.steps)?;
     Ok(out)
+}
+
+/// A number for JSON: `null` when not a number (a form that was not timed).
+fn json_number(value: f64) -> String {
+    if value.is_finite() { format!("{value:.3}") } else { "null".into() }
 }
 
 /// The profile's time and rate per kind of kernel, preceded by every step's when `steps`.
@@ -189,7 +210,7 @@ fn write_profile(out: &mut String, profile: &[rep::plan::StepTime], steps: bool)
 }
 
 fn main() {
-    let Command::Bench { variant, width, res, threads, iters, json, export, kernels, steps, conv } =
+    let Command::Bench { variant, width, res, threads, iters, json, export, kernels, steps, conv, planned_only } =
         Cli::parse().command;
     let choice = match conv.as_str() {
         "auto" => KernelChoice::Auto,
@@ -205,8 +226,18 @@ fn main() {
         VariantArg::Yolov7 => Variant::Yolov7,
         VariantArg::Tiny => Variant::Tiny,
     };
-    let options =
-        Bench { variant, width, res: res as usize, iters: iters.into(), json, export, kernels, steps, choice };
+    let options = Bench {
+        variant,
+        width,
+        res: res as usize,
+        iters: iters.into(),
+        json,
+        export,
+        kernels,
+        steps,
+        choice,
+        planned_only,
+    };
     let result = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.map_or(0, usize::from))
         .build()
