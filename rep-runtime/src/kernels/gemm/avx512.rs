@@ -1,15 +1,18 @@
-//! The AVX-512 micro-kernel: a 12 × 32 block of `C` in 24 registers (12 × 16 for a narrow panel).
+//! The AVX-512 micro-kernel: a 12 × 32 block of `C` in 24 registers (12 × 16 for a narrow panel;
+//! 4 or 8 rows for a short last panel).
 use super::{BlockOutput, MR};
 use crate::kernels::{activation, lane_mask};
 use std::arch::x86_64::*;
 
-/// The AVX-512 micro-kernel: 12 rows × `R` registers of 16 columns (`R` = 2 for full
-/// panels, 1 for narrow ones), finished in registers (bias, activation) before its one store.
+/// The AVX-512 micro-kernel: the first `ROWS` (≤ [`MR`]) rows of a panel × `R` registers of 16
+/// columns (`R` = 2 for full panels, 1 for narrow ones), finished in registers (bias,
+/// activation) before its one store.
 ///
 /// # Safety
-/// The CPU supports AVX-512F; sizes as for [`super::portable_kernel`] with `W = 16·R`.
+/// The CPU supports AVX-512F; sizes as for [`super::portable_kernel`] with `W = 16·R`, and the
+/// output's `rows ≤ ROWS`.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn kernel<const R: usize>(
+pub(super) unsafe fn kernel<const R: usize, const ROWS: usize>(
     k: usize,
     a: *const f32,
     prefetch: *const f32,
@@ -18,7 +21,8 @@ pub(super) unsafe fn kernel<const R: usize>(
     out: &BlockOutput,
 ) {
     let masks: [__mmask16; R] = std::array::from_fn(|r| lane_mask(out.cols.saturating_sub(16 * r)));
-    let mut acc = [[_mm512_setzero_ps(); R]; MR];
+    debug_assert!(out.rows <= ROWS && ROWS <= MR);
+    let mut acc = [[_mm512_setzero_ps(); R]; ROWS];
     for p in 0..k {
         // SAFETY: `p < k`, so both panels hold these values; the masks keep to `cols`.
         unsafe {

@@ -157,7 +157,7 @@ pub(crate) unsafe fn gemm_packed(
                 } else {
                     (b[k0 * ldb + start..].as_ptr(), ldb)
                 };
-                let kernel = if width == NR { kernels.wide } else { kernels.narrow };
+                let kernel = kernels.pick(width, MR.min(rows - row));
                 let last = k0 + kc == depth;
                 let output = BlockOutput {
                     // SAFETY (of the offset): the block (rows row.., columns start..) lies
@@ -259,20 +259,38 @@ fn pack_b(b: &[f32], ldb: usize, k: Range<usize>, layout: &ColumnPanels, packed:
 /// of `A`, which the weights' layout streams from memory.
 type MicroKernel = unsafe fn(usize, *const f32, *const f32, *const f32, usize, &BlockOutput);
 
-/// The micro-kernels for full ([`NR`]) and narrow ([`NR_NARROW`]) panels.
+/// The micro-kernels for full ([`NR`]) and narrow ([`NR_NARROW`]) panels, each for blocks of
+/// at most 4, 8 and [`MR`] rows: a last panel of `A` with 4 or 8 rows (64 or 128 output
+/// channels, say) does no multiply-adds on its zero padding.
 #[derive(Clone, Copy)]
 struct MicroKernels {
-    wide: MicroKernel,
-    narrow: MicroKernel,
+    wide: [MicroKernel; 3],
+    narrow: [MicroKernel; 3],
+}
+
+impl MicroKernels {
+    /// The kernel for a block `width` columns wide with `rows` rows.
+    fn pick(&self, width: usize, rows: usize) -> MicroKernel {
+        let kernels = if width == NR { &self.wide } else { &self.narrow };
+        kernels[match rows {
+            0..=4 => 0,
+            5..=8 => 1,
+            _ => 2,
+        }]
+    }
 }
 
 /// The fastest micro-kernels this CPU runs.
 fn micro_kernels() -> MicroKernels {
     #[cfg(target_arch = "x86_64")]
     if super::isa::avx512() {
-        return MicroKernels { wide: avx512::kernel::<2>, narrow: avx512::kernel::<1> };
+        use avx512::kernel;
+        return MicroKernels {
+            wide: [kernel::<2, 4>, kernel::<2, 8>, kernel::<2, MR>],
+            narrow: [kernel::<1, 4>, kernel::<1, 8>, kernel::<1, MR>],
+        };
     }
-    MicroKernels { wide: portable_kernel::<NR>, narrow: portable_kernel::<NR_NARROW> }
+    MicroKernels { wide: [portable_kernel::<NR>; 3], narrow: [portable_kernel::<NR_NARROW>; 3] }
 }
 
 #[cfg(test)]
@@ -406,10 +424,13 @@ mod tests {
         let activations =
             [Activation::Identity, Activation::Relu, Activation::Silu, Activation::LeakyRelu(0.1), Activation::Sigmoid];
         let kernels = micro_kernels();
-        let shapes: [(usize, MicroKernel, MicroKernel, usize, usize, bool); 3] = [
-            (NR, portable_kernel::<NR>, kernels.wide, MR, NR, true),
-            (NR_NARROW, portable_kernel::<NR_NARROW>, kernels.narrow, 11, 13, false),
-            (NR, portable_kernel::<NR>, kernels.wide, 5, 20, true),
+        let shapes: [(usize, MicroKernel, MicroKernel, usize, usize, bool); 6] = [
+            (NR, portable_kernel::<NR>, kernels.pick(NR, MR), MR, NR, true),
+            (NR_NARROW, portable_kernel::<NR_NARROW>, kernels.pick(NR_NARROW, 11), 11, 13, false),
+            (NR, portable_kernel::<NR>, kernels.pick(NR, 5), 5, 20, true),
+            (NR, portable_kernel::<NR>, kernels.pick(NR, 8), 8, 32, false),
+            (NR_NARROW, portable_kernel::<NR_NARROW>, kernels.pick(NR_NARROW, 4), 4, 16, true),
+            (NR, portable_kernel::<NR>, kernels.pick(NR, 3), 3, 31, true),
         ];
         for (width, portable, chosen, rows, cols, accumulate) in shapes {
             for (activation, with_bias) in activations.into_iter().flat_map(|a| [(a, false), (a, true)]) {
