@@ -27,7 +27,8 @@ mod winograd;
 
 pub use activation::Activation;
 pub use conv::{
-    ConvGradients, ConvOperands, check_operands, conv2d, conv2d_backward, conv2d_into, conv2d_then, pack_weights,
+    ConvGradients, ConvOperands, PackedConv, check_operands, conv2d, conv2d_backward, conv2d_into, conv2d_then,
+    pack_weights,
 };
 pub(crate) use dense::dense_into;
 pub use gemm::PackedMatrix;

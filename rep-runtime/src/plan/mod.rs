@@ -206,7 +206,7 @@ impl PlanBuilder {
         let kernel = match self.choice {
             KernelChoice::Winograd(tile) if winograd => ConvKernel::winograd(conv, tile)?,
             KernelChoice::Auto if winograd && wide => ConvKernel::winograd(conv, Tile::default())?,
-            _ => ConvKernel::direct(conv),
+            _ => ConvKernel::direct(conv)?,
         };
         self.push(Step::new(name, steps::Op::Conv { kernel, activation }, self.shape, output))
     }

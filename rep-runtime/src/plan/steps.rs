@@ -22,14 +22,11 @@ pub struct Step {
 /// How a planned convolution is computed.
 #[derive(Clone, Debug)]
 pub enum ConvKernel {
-    /// im2col + GEMM (or the depthwise / pointwise special cases), with the weights packed
-    /// for the GEMM once, here.
-    Direct {
-        /// The layer.
-        conv: Conv2d,
-        /// Its weights packed per group ([`kernels::pack_weights`]).
-        packed: Vec<kernels::PackedMatrix>,
-    },
+    /// im2col + GEMM (or the pointwise special case) on the weights packed once, here; only
+    /// the packed copy is kept.
+    Packed(kernels::PackedConv),
+    /// The depthwise loop (`C_in / groups == 1`: no GEMM), on the layer's own weights.
+    Depthwise(Conv2d),
     /// Winograd on the kernel transformed at planning time. For inputs that hold NaN or ±∞
     /// (Winograd's transforms would spread them over whole tiles) the step runs the direct
     /// kernel on weights recovered from the transformed ones ([`WinogradConv::to_conv2d`]),
@@ -38,14 +35,25 @@ pub enum ConvKernel {
 }
 
 impl ConvKernel {
-    pub(super) fn direct(conv: &Conv2d) -> Self {
-        let conv = Conv2d { weight: conv.weight.as_standard_layout().into_owned(), ..conv.clone() };
-        let packed = kernels::pack_weights(&conv.geometry, conv.weight.view());
-        ConvKernel::Direct { conv, packed }
+    pub(super) fn direct(conv: &Conv2d) -> Result<Self> {
+        Ok(if conv.geometry.in_per_group() == 1 {
+            ConvKernel::Depthwise(Conv2d { weight: conv.weight.as_standard_layout().into_owned(), ..conv.clone() })
+        } else {
+            ConvKernel::Packed(kernels::PackedConv::new(&conv.geometry, conv.operands())?)
+        })
     }
 
     pub(super) fn winograd(conv: &Conv2d, tile: kernels::Tile) -> Result<Self> {
         Ok(ConvKernel::Winograd(WinogradConv::with_tile(conv, tile)?))
+    }
+
+    /// The convolution's shapes.
+    pub fn geometry(&self) -> &crate::geometry::ConvGeometry {
+        match self {
+            ConvKernel::Packed(packed) => packed.geometry(),
+            ConvKernel::Depthwise(conv) => &conv.geometry,
+            ConvKernel::Winograd(winograd) => winograd.geometry(),
+        }
     }
 }
 
@@ -146,11 +154,9 @@ impl Step {
                 kernels::Tile::F2 => "winograd",
                 kernels::Tile::F4 => "winograd4",
             },
-            Op::Conv { kernel: ConvKernel::Direct { conv, .. }, .. } => {
-                let g = &conv.geometry;
-                if g.in_per_group() == 1 {
-                    "depthwise"
-                } else if g.is_pointwise() {
+            Op::Conv { kernel: ConvKernel::Depthwise(_), .. } => "depthwise",
+            Op::Conv { kernel: ConvKernel::Packed(packed), .. } => {
+                if packed.geometry().is_pointwise() {
                     "pointwise"
                 } else {
                     "im2col"
@@ -172,9 +178,8 @@ impl Step {
     pub fn weight_floats(&self) -> usize {
         let conv_floats = |conv: &Conv2d| conv.weight.len() + conv.bias.as_ref().map_or(0, |b| b.len());
         match &self.op {
-            Op::Conv { kernel: ConvKernel::Direct { conv, packed }, .. } => {
-                conv_floats(conv) + packed.iter().map(kernels::PackedMatrix::floats).sum::<usize>()
-            }
+            Op::Conv { kernel: ConvKernel::Depthwise(conv), .. } => conv_floats(conv),
+            Op::Conv { kernel: ConvKernel::Packed(packed), .. } => packed.floats(),
             Op::Conv { kernel: ConvKernel::Winograd(winograd), .. } => winograd.floats(),
             Op::SqueezeExcite { down, up } => down.weight.len() + down.bias.len() + up.weight.len() + up.bias.len(),
             Op::Linear(dense) => dense.weight.len() + dense.bias.len(),
@@ -189,11 +194,7 @@ impl Step {
         };
         match (&self.op, self.output) {
             (Op::Conv { kernel, .. }, Shape::Map([n, _, h, w])) => {
-                let g = match kernel {
-                    ConvKernel::Direct { conv, .. } => conv.geometry,
-                    ConvKernel::Winograd(w) => *w.geometry(),
-                };
-                g.macs(Hw { h, w }).ok().and_then(|m| m.checked_mul(n as u64)).unwrap_or(u64::MAX)
+                kernel.geometry().macs(Hw { h, w }).ok().and_then(|m| m.checked_mul(n as u64)).unwrap_or(u64::MAX)
             }
             (Op::Linear(d), _) => rows(&self.input) * (d.weight.len() as u64),
             (Op::SqueezeExcite { down, up }, _) => rows(&self.input) * (down.weight.len() + up.weight.len()) as u64,
@@ -221,9 +222,11 @@ impl Step {
                 let conv = w.to_conv2d();
                 kernels::conv2d_into(x, shape, &conv.geometry, conv.operands(), *activation, y)
             }
-            (Op::Conv { kernel: ConvKernel::Direct { conv, packed }, activation }, Shape::Map(shape)) => {
-                let operands = kernels::ConvOperands { packed: Some(packed), ..conv.operands() };
-                kernels::conv2d_into(x, shape, &conv.geometry, operands, *activation, y)
+            (Op::Conv { kernel: ConvKernel::Packed(packed), activation }, Shape::Map(shape)) => {
+                packed.run_into(x, shape, *activation, y)
+            }
+            (Op::Conv { kernel: ConvKernel::Depthwise(conv), activation }, Shape::Map(shape)) => {
+                kernels::conv2d_into(x, shape, &conv.geometry, conv.operands(), *activation, y)
             }
             (Op::Conv { kernel: ConvKernel::Winograd(w), activation }, Shape::Map([n, _, h, wd])) => {
                 w.run(x, n, Hw { h, w: wd }, y, workspace, *activation)

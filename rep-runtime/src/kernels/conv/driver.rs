@@ -20,7 +20,8 @@ pub(super) struct Plane<'g> {
 }
 
 impl Plane<'_> {
-    /// One image: `x` is `[C_in, H, W]`, `out` is `[C_out, H_out, W_out]`.
+    /// One image: `x` is `[C_in, H, W]`, `out` is `[C_out, H_out, W_out]`; `weight` (row-major)
+    /// is read only by depthwise layers and when `packed` is `None`.
     ///
     /// The output rows are cut into bands that run in parallel (when rayon has more than one
     /// thread and the plane is large): each band unfolds its own columns and runs one GEMM.
@@ -46,8 +47,6 @@ impl Plane<'_> {
         for group in 0..g.groups {
             let x_g = &x[group * cin_g * in_plane..(group + 1) * cin_g * in_plane];
             let fill_g = fill.map(|f| &f[group * cin_g..(group + 1) * cin_g]);
-            let w_g = &weight[group * cout_g * rows..(group + 1) * cout_g * rows];
-            let a = ArrayView2::from_shape((cout_g, rows), w_g).expect("sizes checked");
             let bias_g = bias.map(|b| &b[group * cout_g..(group + 1) * cout_g]);
             let out_g = &mut out[group * cout_g * out_plane..(group + 1) * cout_g * out_plane];
             let mut out_g = ArrayViewMut2::from_shape((cout_g, out_plane), out_g).expect("sizes checked");
@@ -82,6 +81,8 @@ impl Plane<'_> {
                     match packed {
                         Some(packed) => self.packed_gemm(&packed[group], b, &mut c, bias_g, splits),
                         None => {
+                            let w_g = &weight[group * cout_g * rows..(group + 1) * cout_g * rows];
+                            let a = ArrayView2::from_shape((cout_g, rows), w_g).expect("sizes checked");
                             let (RightOperand::Rows { values, ldb } | RightOperand::Resident { values, ldb }) = b;
                             let b = ArrayView2::from_shape((rows, columns).strides((ldb, 1)), values)
                                 .expect("sizes checked");

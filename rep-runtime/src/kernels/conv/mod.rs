@@ -122,6 +122,78 @@ pub fn conv2d_into(
     output: &mut [f32],
 ) -> Result<()> {
     check_operands(geometry, &operands)?;
+    let Some((n, out_hw)) = check_buffers(input, shape, geometry, output)? else { return Ok(()) };
+    let [_, _, h, w] = shape;
+    let weight = operands.weight.as_standard_layout();
+    let weight = weight.as_slice().expect("standard layout");
+    let bias = operands.bias.map(contiguous);
+    let fill = operands.pad_fill.map(contiguous);
+    let packed = operands.packed.filter(|p| !p.is_empty());
+    let plane = Plane { geometry, height: h, width: w, out_h: out_hw.h, out_w: out_hw.w, activation };
+    run_planes(&plane, input, n, weight, packed, bias.as_deref(), fill.as_deref(), output);
+    Ok(())
+}
+
+/// A convolution whose weights are held only packed for the GEMM (an inference plan's im2col
+/// and pointwise layers): the raw weights, which [`conv2d_into`] would read only to check their
+/// shape, are not kept. Depthwise layers use no GEMM and cannot be packed.
+#[derive(Clone, Debug)]
+pub struct PackedConv {
+    geometry: ConvGeometry,
+    packed: Vec<PackedMatrix>,
+    bias: Option<Vec<f32>>,
+    pad_fill: Option<Vec<f32>>,
+}
+
+impl PackedConv {
+    /// Packs `operands`' weights (their `packed` field is ignored) after checking them against
+    /// `geometry`, which must not be depthwise.
+    pub fn new(geometry: &ConvGeometry, operands: ConvOperands<'_>) -> Result<Self> {
+        check_operands(geometry, &ConvOperands { packed: None, ..operands })?;
+        if geometry.in_per_group() == 1 {
+            return Err(Error::Geometry("a depthwise convolution has no GEMM weights to pack".into()));
+        }
+        Ok(PackedConv {
+            geometry: *geometry,
+            packed: pack_weights(geometry, operands.weight),
+            bias: operands.bias.map(|b| b.to_vec()),
+            pad_fill: operands.pad_fill.map(|f| f.to_vec()),
+        })
+    }
+
+    /// The convolution's shapes.
+    pub fn geometry(&self) -> &ConvGeometry {
+        &self.geometry
+    }
+
+    /// Floats held: packed weights (padding included), bias and padding values.
+    pub fn floats(&self) -> usize {
+        self.packed.iter().map(PackedMatrix::floats).sum::<usize>()
+            + self.bias.as_ref().map_or(0, Vec::len)
+            + self.pad_fill.as_ref().map_or(0, Vec::len)
+    }
+
+    /// [`conv2d_into`] with these weights: `input` is `[N, C_in, H, W]` as `shape` says,
+    /// `output` receives `[N, C_out, H_out, W_out]`, then the activation.
+    pub fn run_into(&self, input: &[f32], shape: [usize; 4], activation: Activation, output: &mut [f32]) -> Result<()> {
+        let g = &self.geometry;
+        let Some((n, out_hw)) = check_buffers(input, shape, g, output)? else { return Ok(()) };
+        let plane =
+            Plane { geometry: g, height: shape[2], width: shape[3], out_h: out_hw.h, out_w: out_hw.w, activation };
+        let (bias, fill) = (self.bias.as_deref(), self.pad_fill.as_deref());
+        run_planes(&plane, input, n, &[], Some(&self.packed), bias, fill, output);
+        Ok(())
+    }
+}
+
+/// Checks a convolution's input and output buffers against `shape` and `geometry`; `None`
+/// when there is nothing to compute (an empty input or output), else the batch and output size.
+fn check_buffers(
+    input: &[f32],
+    shape: [usize; 4],
+    geometry: &ConvGeometry,
+    output: &[f32],
+) -> Result<Option<(usize, crate::geometry::Hw)>> {
     let [n, c, h, w] = shape;
     if c != geometry.in_channels {
         return Err(Error::Channels { layer: "conv2d", expected: geometry.in_channels, found: c });
@@ -135,15 +207,26 @@ pub fn conv2d_into(
     if output.len() != n * out_len {
         return Err(Error::shape("conv output buffer", &[n * out_len], &[output.len()]));
     }
-    if in_len == 0 || out_len == 0 {
-        return Ok(());
-    }
-    let weight = operands.weight.as_standard_layout();
-    let weight = weight.as_slice().expect("standard layout");
-    let bias = operands.bias.map(contiguous);
-    let fill = operands.pad_fill.map(contiguous);
-    let plane = Plane { geometry, height: h, width: w, out_h: out_hw.h, out_w: out_hw.w, activation };
-    let packed = operands.packed.filter(|p| !p.is_empty());
+    Ok((n != 0 && in_len != 0 && out_len != 0).then_some((n, out_hw)))
+}
+
+/// The `n` images of `input` through `plane` into `output`: one GEMM over the whole batch for
+/// small planes of a wide packed layer, else image by image. `weight` (row-major) is read only
+/// when `packed` is `None` or the layer is depthwise.
+#[allow(clippy::too_many_arguments)]
+fn run_planes(
+    plane: &Plane<'_>,
+    input: &[f32],
+    n: usize,
+    weight: &[f32],
+    packed: Option<&[PackedMatrix]>,
+    bias: Option<&[f32]>,
+    fill: Option<&[f32]>,
+    output: &mut [f32],
+) {
+    let geometry = plane.geometry;
+    let in_len = input.len() / n;
+    let out_len = output.len() / n;
     // Small maps of a wide layer: the weights outweigh the batch's unfolded columns, so one
     // GEMM over the whole batch streams them once instead of once per image.
     if let Some(packed) = packed
@@ -152,13 +235,12 @@ pub fn conv2d_into(
         && geometry.out_per_group() >= n * plane.out_h * plane.out_w
         && !geometry.is_pointwise()
     {
-        plane.run_batched(input, n, packed, bias.as_deref(), fill.as_deref(), output);
-        return Ok(());
+        plane.run_batched(input, n, packed, bias, fill, output);
+        return;
     }
     output.par_chunks_mut(out_len).zip(input.par_chunks(in_len)).for_each(|(out, x)| {
-        plane.run(x, weight, packed, bias.as_deref(), fill.as_deref(), out);
+        plane.run(x, weight, packed, bias, fill, out);
     });
-    Ok(())
 }
 
 /// A vector's values as a slice, copied only when the view is not contiguous.
@@ -182,7 +264,55 @@ fn valid_range(out_len: usize, in_len: usize, stride: usize, offset: isize) -> (
 
 #[cfg(test)]
 mod tests {
-    use super::valid_range;
+    use super::*;
+    use ndarray::{Array1, Array4};
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn packed_conv_matches_conv2d_without_the_raw_weights() {
+        let cases = [
+            ConvGeometry::new(6, 10, 3).stride(2).padding(1),
+            ConvGeometry::new(8, 12, 3).padding(1).groups(2),
+            ConvGeometry::new(5, 7, 1),
+            ConvGeometry::new(4, 6, (3, 1)).stride((1, 2)).padding((1, 0)).dilation(2),
+        ];
+        for (i, g) in cases.into_iter().enumerate() {
+            let shape = [2, g.in_channels, 9, 11];
+            let weight = Array4::from_shape_vec(g.weight_shape(), values(g.weight_count(), 1)).unwrap();
+            let bias = Array1::from(values(g.out_channels, 2));
+            let fill = Array1::from(values(g.in_channels, 3));
+            let operands = ConvOperands {
+                weight: weight.view(),
+                bias: Some(bias.view()),
+                pad_fill: Some(fill.view()),
+                packed: None,
+            };
+            let x = values(shape.iter().product(), 4);
+            let input = ndarray::ArrayView4::from_shape(shape, &x).unwrap();
+            let expected = conv2d_then(input, &g, operands, Activation::Silu).unwrap();
+            let packed = PackedConv::new(&g, operands).unwrap();
+            drop(weight);
+            let mut y = vec![f32::NAN; expected.len()];
+            packed.run_into(&x, shape, Activation::Silu, &mut y).unwrap();
+            for (got, want) in y.iter().zip(&expected) {
+                assert!((got - want).abs() <= 1e-5 * (1.0 + want.abs()), "case {i}: {got} vs {want}");
+            }
+            // A wrong buffer or channel count is an error, never a panic.
+            assert!(packed.run_into(&x, [2, g.in_channels + 1, 9, 11], Activation::Silu, &mut y).is_err());
+            assert!(packed.run_into(&x[1..], shape, Activation::Silu, &mut y).is_err());
+            assert!(packed.run_into(&x, shape, Activation::Silu, &mut y[1..]).is_err());
+            packed.run_into(&[], [0, g.in_channels, 9, 11], Activation::Silu, &mut []).unwrap();
+        }
+        let depthwise = ConvGeometry::new(4, 4, 3).padding(1).groups(4);
+        let weight = Array4::zeros(depthwise.weight_shape());
+        let operands = ConvOperands { weight: weight.view(), bias: None, pad_fill: None, packed: None };
+        assert!(PackedConv::new(&depthwise, operands).is_err());
+    }
 
     #[test]
     fn valid_range_matches_brute_force() {
