@@ -211,8 +211,7 @@ pub(super) const BATCHED_PLANE: usize = 256;
 const MIN_BAND_COLUMNS: usize = 96;
 
 /// Most bytes of a band's working set (see [`Plane::band_rows`]): half of a 1 MiB L2, so that
-/// the unfolded or packed columns are still in cache when the GEMM reads them, and the
-/// block of `C` when its epilogue is done.
+/// the unfolded or packed columns are still in cache when the GEMM reads them.
 const BAND_BYTES: usize = 512 << 10;
 
 /// Fewest output channels worth a parallel GEMM of their own.
