@@ -52,7 +52,7 @@ fn conv2d_gradients_of_input_weight_bias_and_pad_fill() {
         let out = g.output_size(7, 5).unwrap();
         let r = random4((2, g.out_channels, out.h, out.w), &mut rng);
         let pad_fill = with_fill.then(|| fill.view());
-        let operands = kernels::ConvOperands { weight: w.view(), bias: Some(b.view()), pad_fill, packed: None };
+        let operands = kernels::ConvOperands { weight: w.view(), bias: Some(b.view()), pad_fill };
         let grads = kernels::conv2d_backward(x.view(), g, operands, r.view()).unwrap();
         let (x64, w64, b64, f64_, r64) = (f64s(&x), f64s(&w), f64s(&b), f64s(&fill), f64s(&r));
         let loss = |x: &[f64], w: &[f64], b: &[f64], f: &[f64]| dot(&r64, &conv64(x, shape, w, Some(b), g, Some(f)));
@@ -98,8 +98,7 @@ fn conv2d_backward_is_the_adjoint_on_large_maps() {
         let fill = Array1::from_shape_simple_fn(g.in_channels, || rng.random_range(-1.0..1.0));
         let out = g.output_size(37, 45).unwrap();
         let r = random4((2, g.out_channels, out.h, out.w), &mut rng);
-        let operands =
-            kernels::ConvOperands { weight: w.view(), bias: None, pad_fill: Some(fill.view()), packed: None };
+        let operands = kernels::ConvOperands { weight: w.view(), bias: None, pad_fill: Some(fill.view()) };
         let grads = kernels::conv2d_backward(x.view(), &g, operands, r.view()).unwrap();
         let (dx_probe, dw_probe) = (random4((2, g.in_channels, 37, 45), &mut rng), random(&g.weight_shape(), &mut rng));
         let df_probe = Array1::from_shape_simple_fn(g.in_channels, || rng.random_range(-1.0..1.0));

@@ -28,7 +28,6 @@ mod winograd;
 pub use activation::Activation;
 pub use conv::{
     ConvGradients, ConvOperands, PackedConv, check_operands, conv2d, conv2d_backward, conv2d_into, conv2d_then,
-    pack_weights,
 };
 pub(crate) use dense::dense_into;
 pub use gemm::PackedMatrix;
@@ -53,6 +52,12 @@ pub fn all_finite(values: &[f32]) -> bool {
         }
     }
     sums.iter().all(|s| *s == 0.0) && rest.iter().all(|v| v.is_finite())
+}
+
+/// `len` deterministic values in [−1, 1] (a hash of the index and `seed`), for the kernels' tests.
+#[cfg(test)]
+pub(crate) fn test_values(len: usize, seed: u32) -> Vec<f32> {
+    (0..len).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2001) as f32 / 1000.0 - 1.0).collect()
 }
 
 /// How many planes of `len` values one parallel task takes: enough for about 32 K values, so

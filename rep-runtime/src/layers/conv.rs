@@ -111,7 +111,6 @@ impl Conv2d {
             weight: self.weight.view(),
             bias: self.bias.as_ref().map(|b| b.view()),
             pad_fill: self.pad_fill.as_ref().map(|f| f.view()),
-            packed: None,
         }
     }
 

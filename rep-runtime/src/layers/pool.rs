@@ -56,7 +56,7 @@ impl AvgPool2d {
         }
         let ones = Array4::ones(geometry.weight_shape());
         let pad_fill = fill.map(|f| f.view());
-        kernels::conv2d(x.view(), &geometry, ConvOperands { weight: ones.view(), bias: None, pad_fill, packed: None })
+        kernels::conv2d(x.view(), &geometry, ConvOperands { weight: ones.view(), bias: None, pad_fill })
     }
 }
 

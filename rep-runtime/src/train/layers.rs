@@ -381,7 +381,7 @@ impl Train for AvgPool2d {
         let (_, channels, h, w) = x.dim();
         let geometry = self.geometry(channels);
         let ones = Array4::ones(geometry.weight_shape());
-        let operands = ConvOperands { weight: ones.view(), bias: None, pad_fill: None, packed: None };
+        let operands = ConvOperands { weight: ones.view(), bias: None, pad_fill: None };
         let scaled = if self.count_include_pad {
             dy / (self.kernel.h * self.kernel.w) as f32
         } else {

@@ -4,8 +4,8 @@
 //! * **depthwise** (`C_in / groups == 1`): a direct loop over kernel taps (`depthwise`);
 //! * **pointwise** (1×1, stride 1, no padding): the input *is* the GEMM operand, no copy;
 //! * **general**: im2col (`im2col`) into a scratch matrix, then one SGEMM per group: the
-//!   `gemm` crate's kernels, or, with weights pre-packed in [`ConvOperands::packed`] (as
-//!   inference plans give them), the allocation-free packed SGEMM.
+//!   `gemm` crate's kernels, or, for a [`PackedConv`] (whose weights inference plans pack
+//!   once), the allocation-free packed SGEMM.
 //!
 //! `driver` cuts one image's work into bands of output rows (each unfolding its own columns)
 //! and blocks of output channels; [`conv2d_backward`] (`backward`) runs im2col, two products
@@ -37,15 +37,11 @@ pub struct ConvOperands<'a> {
     pub bias: Option<ArrayView1<'a, f32>>,
     /// Value that padded positions of each input channel take.
     pub pad_fill: Option<ArrayView1<'a, f32>>,
-    /// The same weights packed for `gemm_packed`, one matrix per group
-    /// (`[C_out/g, C_in/g·k_h·k_w]`, see [`pack_weights`]); the im2col and pointwise paths
-    /// then run the allocation-free packed GEMM instead of packing on every call.
-    pub packed: Option<&'a [PackedMatrix]>,
 }
 
-/// The weights of a convolution packed per group for `gemm_packed` (what
-/// [`ConvOperands::packed`] takes); empty for depthwise convolutions, which use no GEMM.
-pub fn pack_weights(geometry: &ConvGeometry, weight: ArrayView4<'_, f32>) -> Vec<PackedMatrix> {
+/// The weights of a convolution packed per group for `gemm_packed`
+/// (`[C_out/g, C_in/g·k_h·k_w]` each), as [`PackedConv`] holds them.
+fn pack_weights(geometry: &ConvGeometry, weight: ArrayView4<'_, f32>) -> Vec<PackedMatrix> {
     if geometry.in_per_group() == 1 {
         return Vec::new();
     }
@@ -71,16 +67,6 @@ pub fn check_operands(geometry: &ConvGeometry, operands: &ConvOperands<'_>) -> R
         && fill.len() != geometry.in_channels
     {
         return Err(Error::shape("conv pad fill", &[geometry.in_channels], fill.shape()));
-    }
-    if let Some(packed) = operands.packed {
-        let depth = geometry.in_per_group() * geometry.kernel.h * geometry.kernel.w;
-        let expected = [geometry.groups, geometry.out_per_group(), depth];
-        let found = [packed.len(), packed.first().map_or(0, |p| p.rows()), packed.first().map_or(0, |p| p.depth())];
-        if geometry.in_per_group() > 1
-            && (found != expected || packed.iter().any(|p| [p.rows(), p.depth()] != expected[1..]))
-        {
-            return Err(Error::shape("packed conv weights [groups, rows, depth]", &expected, &found));
-        }
     }
     Ok(())
 }
@@ -128,9 +114,8 @@ pub fn conv2d_into(
     let weight = weight.as_slice().expect("standard layout");
     let bias = operands.bias.map(contiguous);
     let fill = operands.pad_fill.map(contiguous);
-    let packed = operands.packed.filter(|p| !p.is_empty());
     let plane = Plane { geometry, height: h, width: w, out_h: out_hw.h, out_w: out_hw.w, activation };
-    run_planes(&plane, input, n, weight, packed, bias.as_deref(), fill.as_deref(), output);
+    run_planes(&plane, input, n, weight, None, bias.as_deref(), fill.as_deref(), output);
     Ok(())
 }
 
@@ -146,10 +131,10 @@ pub struct PackedConv {
 }
 
 impl PackedConv {
-    /// Packs `operands`' weights (their `packed` field is ignored) after checking them against
-    /// `geometry`, which must not be depthwise.
+    /// Packs `operands`' weights after checking them against `geometry`, which must not be
+    /// depthwise.
     pub fn new(geometry: &ConvGeometry, operands: ConvOperands<'_>) -> Result<Self> {
-        check_operands(geometry, &ConvOperands { packed: None, ..operands })?;
+        check_operands(geometry, &operands)?;
         if geometry.in_per_group() == 1 {
             return Err(Error::Geometry("a depthwise convolution has no GEMM weights to pack".into()));
         }
@@ -265,13 +250,8 @@ fn valid_range(out_len: usize, in_len: usize, stride: usize, offset: isize) -> (
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_values as values;
     use ndarray::{Array1, Array4};
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2001) as f32 / 1000.0 - 1.0)
-            .collect()
-    }
 
     #[test]
     fn packed_conv_matches_conv2d_without_the_raw_weights() {
@@ -286,12 +266,7 @@ mod tests {
             let weight = Array4::from_shape_vec(g.weight_shape(), values(g.weight_count(), 1)).unwrap();
             let bias = Array1::from(values(g.out_channels, 2));
             let fill = Array1::from(values(g.in_channels, 3));
-            let operands = ConvOperands {
-                weight: weight.view(),
-                bias: Some(bias.view()),
-                pad_fill: Some(fill.view()),
-                packed: None,
-            };
+            let operands = ConvOperands { weight: weight.view(), bias: Some(bias.view()), pad_fill: Some(fill.view()) };
             let x = values(shape.iter().product(), 4);
             let input = ndarray::ArrayView4::from_shape(shape, &x).unwrap();
             let expected = conv2d_then(input, &g, operands, Activation::Silu).unwrap();
@@ -310,7 +285,7 @@ mod tests {
         }
         let depthwise = ConvGeometry::new(4, 4, 3).padding(1).groups(4);
         let weight = Array4::zeros(depthwise.weight_shape());
-        let operands = ConvOperands { weight: weight.view(), bias: None, pad_fill: None, packed: None };
+        let operands = ConvOperands { weight: weight.view(), bias: None, pad_fill: None };
         assert!(PackedConv::new(&depthwise, operands).is_err());
     }
 

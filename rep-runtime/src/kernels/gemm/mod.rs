@@ -296,6 +296,7 @@ fn micro_kernels() -> MicroKernels {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_values as values;
 
     fn reference(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
         let mut c = vec![0.0f64; m * n];
@@ -305,12 +306,6 @@ mod tests {
             }
         }
         c
-    }
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2001) as f32 / 1000.0 - 1.0)
-            .collect()
     }
 
     #[test]
