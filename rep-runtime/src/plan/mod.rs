@@ -59,7 +59,7 @@ pub trait Compile {
 pub enum KernelChoice {
     /// Winograd with the default tile (F(4×4), [`Tile::default`]) where it is measured to pay:
     /// stride-1 3×3 convolutions with at least [`WINOGRAD_MIN_CHANNELS`] input and output
-    /// channels per group; im2col elsewhere.
+    /// channels per group and at least [`WINOGRAD_MIN_TILES`] output tiles; im2col elsewhere.
     #[default]
     Auto,
     /// im2col + GEMM everywhere (the reference path [`crate::layers::Layer::forward`] takes).
@@ -71,6 +71,14 @@ pub enum KernelChoice {
 /// Fewest channels per group (in and out) at which [`KernelChoice::Auto`] picks Winograd: the
 /// transforms cost O(C) per tile, the products O(C²), so Winograd wins on wide layers only.
 pub const WINOGRAD_MIN_CHANNELS: usize = 32;
+
+/// Fewest 4×4 output tiles (over the whole batch: output maps of 16×16 for one image) at which
+/// [`KernelChoice::Auto`] picks Winograd. Its 36 products are GEMMs with one column per tile:
+/// with fewer tiles than a 32-column panel they run mostly on padding, and the transforms
+/// cost more than they save. Measured on single layers (`conv_layers C C SIZE 1`, one
+/// thread): at 8×8 and 10×10 maps im2col is 1.3–4× faster for 32 to 512 channels; at 16×16
+/// F(4×4) is 1.5–2.5× faster from 128 channels (about even below).
+pub const WINOGRAD_MIN_TILES: usize = 16;
 
 /// The shape of the tensor flowing between steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,9 +211,12 @@ impl PlanBuilder {
         }
         let winograd = crate::kernels::WinogradConv::supports(g) && conv.pad_fill.is_none();
         let wide = g.in_per_group() >= WINOGRAD_MIN_CHANNELS && g.out_per_group() >= WINOGRAD_MIN_CHANNELS;
+        let tiles = input[0] * out.h.div_ceil(4) * out.w.div_ceil(4);
         let kernel = match self.choice {
             KernelChoice::Winograd(tile) if winograd => ConvKernel::winograd(conv, tile)?,
-            KernelChoice::Auto if winograd && wide => ConvKernel::winograd(conv, Tile::default())?,
+            KernelChoice::Auto if winograd && wide && tiles >= WINOGRAD_MIN_TILES => {
+                ConvKernel::winograd(conv, Tile::default())?
+            }
             _ => ConvKernel::direct(conv)?,
         };
         self.push(Step::new(name, steps::Op::Conv { kernel, activation }, self.shape, output))
