@@ -3,6 +3,7 @@
 //! ([`non_max_suppression`], `utils.general.non_max_suppression`). Both in f32 in the official
 //! order of operations, so that the kept boxes, their order and their numbers match.
 
+use crate::layers::Activation;
 use crate::ndarray::{Array2, Array3, ArrayView3, ArrayView5, Axis, s};
 use crate::{Error, Result};
 
@@ -63,28 +64,36 @@ pub fn decode(maps: &[ArrayView5<'_, f32>], anchors: &Anchors) -> Result<Array3<
         }
         rows += a * h * w;
     }
+    // The raw values in `z`'s order (one bulk strided copy per image and anchor), every one
+    // through the sigmoid in one vectorized pass, then the box columns of each row.
     let mut z = Array3::<f32>::zeros((batch, rows, outputs));
     let mut row = 0;
-    for (map, (stride, level)) in maps.iter().zip(&anchors.levels) {
+    for (map, _) in maps.iter().zip(&anchors.levels) {
         let [_, a, h, w, _] = map.shape().try_into().expect("5-D view");
-        let stride = *stride as f32;
-        for (anchor, &(anchor_w, anchor_h)) in level.iter().enumerate().take(a) {
-            for (y, x) in (0..h).flat_map(|y| (0..w).map(move |x| (y, x))) {
-                for image in 0..batch {
-                    let raw = map.slice(s![image, anchor, y, x, ..]);
-                    let mut out = z.slice_mut(s![image, row, ..]);
-                    for (o, (dst, &v)) in out.iter_mut().zip(raw).enumerate() {
-                        let sig = 1.0 / (1.0 + (-v).exp());
-                        *dst = match o {
-                            0 => (sig * 2.0 - 0.5 + x as f32) * stride,
-                            1 => (sig * 2.0 - 0.5 + y as f32) * stride,
-                            2 => (sig * 2.0) * (sig * 2.0) * anchor_w,
-                            3 => (sig * 2.0) * (sig * 2.0) * anchor_h,
-                            _ => sig,
-                        };
-                    }
+        for anchor in 0..a {
+            for image in 0..batch {
+                let dst = z.slice_mut(s![image, row..row + h * w, ..]);
+                let mut dst = dst.into_shape_with_order((h, w, outputs)).expect("contiguous rows");
+                dst.assign(&map.slice(s![image, anchor, .., .., ..]));
+            }
+            row += h * w;
+        }
+    }
+    Activation::Sigmoid.apply_slice(z.as_slice_mut().expect("a fresh array is contiguous"));
+    for mut image in z.outer_iter_mut() {
+        let mut rows = image.outer_iter_mut();
+        for (map, (stride, level)) in maps.iter().zip(&anchors.levels) {
+            let [_, a, h, w, _] = map.shape().try_into().expect("5-D view");
+            let stride = *stride as f32;
+            for &(anchor_w, anchor_h) in level.iter().take(a) {
+                for (y, x) in (0..h).flat_map(|y| (0..w).map(move |x| (y, x))) {
+                    let mut out = rows.next().expect("rows counted above");
+                    let sig: [f32; 4] = std::array::from_fn(|o| out[o]);
+                    out[0] = (sig[0] * 2.0 - 0.5 + x as f32) * stride;
+                    out[1] = (sig[1] * 2.0 - 0.5 + y as f32) * stride;
+                    out[2] = (sig[2] * 2.0) * (sig[2] * 2.0) * anchor_w;
+                    out[3] = (sig[3] * 2.0) * (sig[3] * 2.0) * anchor_h;
                 }
-                row += 1;
             }
         }
     }
