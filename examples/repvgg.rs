@@ -103,9 +103,9 @@ enum Command {
         /// (286 = one Zen 5 core at 4.47 GHz: 2 × 16-lane FMA per cycle).
         #[arg(long, default_value_t = 286.0)]
         peak: f64,
-        /// Convolution kernels of the plan: auto (F(4x4,3x3) on wide stride-1 3x3 layers),
-        /// direct (im2col everywhere), winograd (F(2x2,3x3) on every stride-1 3x3 layer) or
-        /// winograd4 (F(4x4,3x3) there).
+        /// Convolution kernels of the plan: auto (F(4x4,3x3) on wide stride-1 3x3 layers of at
+        /// least 16 tiles), direct (im2col everywhere), winograd (F(2x2,3x3) on every stride-1
+        /// 3x3 layer) or winograd4 (F(4x4,3x3) there).
         #[arg(long, default_value = "auto")]
         kernels: String,
         /// Write the fused weights, the input and the planned logits to this directory.

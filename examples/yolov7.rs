@@ -78,8 +78,9 @@ enum Command {
         /// Also print the time of every step of the plan.
         #[arg(long)]
         steps: bool,
-        /// Convolution kernels: auto (default: F(4×4) on wide stride-1 3×3 layers), direct,
-        /// winograd (F(2×2) everywhere it applies) or winograd4 (F(4×4) everywhere it applies).
+        /// Convolution kernels: auto (default: F(4×4) on wide stride-1 3×3 layers of at least 16
+        /// tiles), direct, winograd (F(2×2) everywhere it applies) or winograd4 (F(4×4)
+        /// everywhere it applies).
         #[arg(long, default_value = "auto")]
         conv: String,
         /// Time only the planned form (no layer-by-layer or train-time runs).
