@@ -41,7 +41,8 @@ impl Anchors {
 /// Decodes the head's raw maps — one per level, `[B, anchors, H, W, 5 + classes]` — into
 /// `z` `[B, Σ anchors·H·W, 5 + classes]`, as IDetect's eval forward: every value through the
 /// sigmoid `σ`, then `xy = (2σ − 0.5 + grid)·stride`, `wh = (2σ)²·anchor`; rows level by level,
-/// anchor by anchor, row-major over the grid.
+/// anchor by anchor, row-major over the grid. `σ` is [`Activation::Sigmoid`]'s, vectorized
+/// (within about an ulp of `1 / (1 + e⁻ˣ)`).
 pub fn decode(maps: &[ArrayView5<'_, f32>], anchors: &Anchors) -> Result<Array3<f32>> {
     if maps.len() != anchors.levels.len() {
         return Err(Error::Geometry(format!(
@@ -81,13 +82,13 @@ pub fn decode(maps: &[ArrayView5<'_, f32>], anchors: &Anchors) -> Result<Array3<
     }
     Activation::Sigmoid.apply_slice(z.as_slice_mut().expect("a fresh array is contiguous"));
     for mut image in z.outer_iter_mut() {
-        let mut rows = image.outer_iter_mut();
+        let mut image_rows = image.outer_iter_mut();
         for (map, (stride, level)) in maps.iter().zip(&anchors.levels) {
             let [_, a, h, w, _] = map.shape().try_into().expect("5-D view");
             let stride = *stride as f32;
             for &(anchor_w, anchor_h) in level.iter().take(a) {
                 for (y, x) in (0..h).flat_map(|y| (0..w).map(move |x| (y, x))) {
-                    let mut out = rows.next().expect("rows counted above");
+                    let mut out = image_rows.next().expect("rows counted above");
                     let sig: [f32; 4] = std::array::from_fn(|o| out[o]);
                     out[0] = (sig[0] * 2.0 - 0.5 + x as f32) * stride;
                     out[1] = (sig[1] * 2.0 - 0.5 + y as f32) * stride;
