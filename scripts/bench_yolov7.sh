@@ -5,18 +5,20 @@
 # and the table adds the median and range of the per-round ratios: on a machine whose speed
 # drifts from minute to minute, a ratio of neighbouring runs is steadier than one pair.
 # Needs `pip install numpy onnx onnxruntime`.
-# Usage: scripts/bench_yolov7.sh [WIDTH] [RES] [ITERS] [ROUNDS]   (prints a markdown table)
+# Usage: scripts/bench_yolov7.sh [WIDTH] [RES] [ITERS] [ROUNDS] [VARIANT]   (prints a markdown table)
+# VARIANT is yolov7 (the default) or tiny.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 width=${1:-1.0}
 res=${2:-640}
 iters=${3:-10}
 rounds=${4:-1}
+variant=${5:-yolov7}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 cargo build --release --example yolov7 >&2
 cargo build --release -p rep-onnx --example onnx >&2
-bench=(./target/release/examples/yolov7 bench --width "$width" --res "$res" --iters "$iters" --json)
+bench=(./target/release/examples/yolov7 bench --variant "$variant" --width "$width" --res "$res" --iters "$iters" --json)
 echo "| model | threads | rep planned | ONNX Runtime | rep / ORT | rep layer by layer | rep train-time | planned vs train | ORT vs rep outputs | rep / ORT over $rounds rounds: median (range) |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for threads in 1 2; do
