@@ -19,21 +19,27 @@ pub(super) struct Plane<'g> {
     pub(super) activation: Activation,
 }
 
+/// What a convolution computes with besides its input.
+#[derive(Clone, Copy)]
+pub(super) struct Weights<'a> {
+    /// Row-major `[C_out, C_in/g, k_h, k_w]`: read only by depthwise layers and when `packed`
+    /// is `None`.
+    pub(super) raw: &'a [f32],
+    /// The same weights packed per group for the GEMM.
+    pub(super) packed: Option<&'a [PackedMatrix]>,
+    /// One value per output channel.
+    pub(super) bias: Option<&'a [f32]>,
+    /// The value of each input channel's padded positions (0 when `None`).
+    pub(super) fill: Option<&'a [f32]>,
+}
+
 impl Plane<'_> {
-    /// One image: `x` is `[C_in, H, W]`, `out` is `[C_out, H_out, W_out]`; `weight` (row-major)
-    /// is read only by depthwise layers and when `packed` is `None`.
+    /// One image: `x` is `[C_in, H, W]`, `out` is `[C_out, H_out, W_out]`.
     ///
     /// The output rows are cut into bands that run in parallel (when rayon has more than one
     /// thread and the plane is large): each band unfolds its own columns and runs one GEMM.
-    pub(super) fn run(
-        &self,
-        x: &[f32],
-        weight: &[f32],
-        packed: Option<&[PackedMatrix]>,
-        bias: Option<&[f32]>,
-        fill: Option<&[f32]>,
-        out: &mut [f32],
-    ) {
+    pub(super) fn run(&self, x: &[f32], weights: Weights<'_>, out: &mut [f32]) {
+        let Weights { raw: weight, packed, bias, fill } = weights;
         let g = self.geometry;
         if g.in_per_group() == 1 {
             depthwise::conv(self, x, weight, bias, fill, out);

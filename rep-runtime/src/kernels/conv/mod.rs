@@ -23,7 +23,7 @@ use super::Activation;
 use super::gemm::PackedMatrix;
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
-use driver::Plane;
+use driver::{Plane, Weights};
 use ndarray::{Array4, ArrayView1, ArrayView4};
 use rayon::prelude::*;
 
@@ -40,11 +40,8 @@ pub struct ConvOperands<'a> {
 }
 
 /// The weights of a convolution packed per group for `gemm_packed`
-/// (`[C_out/g, C_in/g·k_h·k_w]` each), as [`PackedConv`] holds them.
+/// (`[C_out/g, C_in/g·k_h·k_w]` each), as [`PackedConv`] holds them; not for depthwise layers.
 fn pack_weights(geometry: &ConvGeometry, weight: ArrayView4<'_, f32>) -> Vec<PackedMatrix> {
-    if geometry.in_per_group() == 1 {
-        return Vec::new();
-    }
     let weight = weight.as_standard_layout();
     let weight = weight.as_slice().expect("standard layout");
     let (rows, depth) = (geometry.out_per_group(), geometry.in_per_group() * geometry.kernel.h * geometry.kernel.w);
@@ -115,7 +112,8 @@ pub fn conv2d_into(
     let bias = operands.bias.map(contiguous);
     let fill = operands.pad_fill.map(contiguous);
     let plane = Plane { geometry, height: h, width: w, out_h: out_hw.h, out_w: out_hw.w, activation };
-    run_planes(&plane, input, n, weight, None, bias.as_deref(), fill.as_deref(), output);
+    let weights = Weights { raw: weight, packed: None, bias: bias.as_deref(), fill: fill.as_deref() };
+    run_planes(&plane, input, n, weights, output);
     Ok(())
 }
 
@@ -165,8 +163,13 @@ impl PackedConv {
         let Some((n, out_hw)) = check_buffers(input, shape, g, output)? else { return Ok(()) };
         let plane =
             Plane { geometry: g, height: shape[2], width: shape[3], out_h: out_hw.h, out_w: out_hw.w, activation };
-        let (bias, fill) = (self.bias.as_deref(), self.pad_fill.as_deref());
-        run_planes(&plane, input, n, &[], Some(&self.packed), bias, fill, output);
+        let weights = Weights {
+            raw: &[],
+            packed: Some(&self.packed),
+            bias: self.bias.as_deref(),
+            fill: self.pad_fill.as_deref(),
+        };
+        run_planes(&plane, input, n, weights, output);
         Ok(())
     }
 }
@@ -196,35 +199,24 @@ fn check_buffers(
 }
 
 /// The `n` images of `input` through `plane` into `output`: one GEMM over the whole batch for
-/// small planes of a wide packed layer, else image by image. `weight` (row-major) is read only
-/// when `packed` is `None` or the layer is depthwise.
-#[allow(clippy::too_many_arguments)]
-fn run_planes(
-    plane: &Plane<'_>,
-    input: &[f32],
-    n: usize,
-    weight: &[f32],
-    packed: Option<&[PackedMatrix]>,
-    bias: Option<&[f32]>,
-    fill: Option<&[f32]>,
-    output: &mut [f32],
-) {
+/// small planes of a wide packed layer, else image by image.
+fn run_planes(plane: &Plane<'_>, input: &[f32], n: usize, weights: Weights<'_>, output: &mut [f32]) {
     let geometry = plane.geometry;
     let in_len = input.len() / n;
     let out_len = output.len() / n;
     // Small maps of a wide layer: the weights outweigh the batch's unfolded columns, so one
     // GEMM over the whole batch streams them once instead of once per image.
-    if let Some(packed) = packed
+    if let Some(packed) = weights.packed
         && n > 1
         && plane.out_h * plane.out_w <= driver::BATCHED_PLANE
         && geometry.out_per_group() >= n * plane.out_h * plane.out_w
         && !geometry.is_pointwise()
     {
-        plane.run_batched(input, n, packed, bias, fill, output);
+        plane.run_batched(input, n, packed, weights.bias, weights.fill, output);
         return;
     }
     output.par_chunks_mut(out_len).zip(input.par_chunks(in_len)).for_each(|(out, x)| {
-        plane.run(x, weight, packed, bias, fill, out);
+        plane.run(x, weights, out);
     });
 }
 
