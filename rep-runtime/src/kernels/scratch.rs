@@ -69,6 +69,21 @@ pub(super) struct IndexTable {
 }
 
 thread_local! {
+    static OFFSETS: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Takes this thread's offset list out (a direct convolution's tap offsets; empty if it is in
+/// use or was never grown).
+pub(super) fn take_offsets() -> Vec<u32> {
+    OFFSETS.with(Cell::take)
+}
+
+/// Puts `offsets` back as this thread's offset list, for the next call.
+pub(super) fn put_back_offsets(offsets: Vec<u32>) {
+    OFFSETS.with(|cell| cell.set(offsets));
+}
+
+thread_local! {
     static INDEX_TABLE: RefCell<IndexTable> = RefCell::new(IndexTable::default());
 }
 

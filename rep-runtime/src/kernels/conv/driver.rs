@@ -1,7 +1,7 @@
 //! One convolution on one image (or, for small maps, a whole batch): im2col + GEMM in bands
 //! of output rows, split across rayon's threads; depthwise layers take their direct loop.
 
-use super::{depthwise, im2col};
+use super::{depthwise, direct, im2col};
 use crate::geometry::ConvGeometry;
 use crate::kernels::gemm::{Epilogue, MR, PackedMatrix, RightOperand, gemm_packed, resident_stride, sgemm};
 use crate::kernels::scratch::{self, Buffer};
@@ -60,6 +60,15 @@ impl Plane<'_> {
                 |(band, mut c)| {
                     let first_row = band * band_rows;
                     let columns = c.ncols();
+                    // Too few bands to keep every thread busy: split the output channels too.
+                    let splits = (rayon::current_num_threads() / bands).max(1).min(cout_g / MIN_SPLIT_ROWS).max(1);
+                    if let Some(packed) = packed
+                        && direct::suits(self, cin_g, band_rows)
+                    {
+                        let rows = first_row..first_row + columns / self.out_w;
+                        direct::band(self, x_g, cin_g, fill_g, rows, &packed[group], bias_g, &mut c, splits);
+                        return;
+                    }
                     if packed.is_none() {
                         for (o, row) in c.outer_iter_mut().enumerate() {
                             row.into_slice().expect("contiguous row").fill(bias_g.map_or(0.0, |b| b[o]));
@@ -82,8 +91,6 @@ impl Plane<'_> {
                         im2col::unfold(self, x_g, cin_g, fill_g, output_rows, &mut cols[..len], ldb);
                         RightOperand::Resident { values: &cols[..len], ldb }
                     };
-                    // Too few bands to keep every thread busy: split the output channels too.
-                    let splits = (rayon::current_num_threads() / bands).max(1).min(cout_g / MIN_SPLIT_ROWS).max(1);
                     match packed {
                         Some(packed) => self.packed_gemm(&packed[group], b, &mut c, bias_g, splits),
                         None => {

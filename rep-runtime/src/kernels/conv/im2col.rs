@@ -43,19 +43,21 @@ pub(super) fn unfold(
                     let x_row = &x_c[ih as usize * w..(ih as usize + 1) * w];
                     out_row[..j_lo].fill(pad);
                     out_row[j_hi..].fill(pad);
-                    let start = (j_lo * g.stride.w) as isize + off_w;
-                    let (start, len) = (start as usize, j_hi - j_lo);
-                    if g.stride.w == 1 {
-                        out_row[j_lo..j_hi].copy_from_slice(&x_row[start..start + len]);
-                    } else if g.stride.w == 2 {
-                        every_other(&mut out_row[j_lo..j_hi], &x_row[start..]);
-                    } else {
-                        let source = x_row[start..].iter().step_by(g.stride.w);
-                        out_row[j_lo..j_hi].iter_mut().zip(source).for_each(|(dst, &value)| *dst = value);
-                    }
+                    let start = ((j_lo * g.stride.w) as isize + off_w) as usize;
+                    copy_strided(&mut out_row[j_lo..j_hi], &x_row[start..], g.stride.w);
                 }
             }
         }
+    }
+}
+
+/// `dst[j] = src[stride·j]` for every `j < dst.len()` (`src` holds at least
+/// `stride·(dst.len() − 1) + 1` values).
+pub(super) fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
+    match stride {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        2 => every_other(dst, src),
+        _ => dst.iter_mut().zip(src.iter().step_by(stride)).for_each(|(d, &s)| *d = s),
     }
 }
 

@@ -14,6 +14,7 @@
 
 mod backward;
 mod depthwise;
+mod direct;
 mod driver;
 mod im2col;
 

@@ -1,6 +1,6 @@
 //! The AVX-512 micro-kernel: a 12 × 32 block of `C` in 24 registers (12 × 16 for a narrow panel;
 //! 4 or 8 rows for a short last panel).
-use super::{BlockOutput, MR};
+use super::{BlockOutput, MR, RowsOfB};
 use crate::kernels::{activation, lane_mask};
 use std::arch::x86_64::*;
 
@@ -12,12 +12,11 @@ use std::arch::x86_64::*;
 /// The CPU supports AVX-512F; sizes as for [`super::portable_kernel`] with `W = 16·R`, and the
 /// output's `rows ≤ ROWS`.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn kernel<const R: usize, const ROWS: usize>(
+pub(super) unsafe fn kernel<const R: usize, const ROWS: usize, B: RowsOfB>(
     k: usize,
     a: *const f32,
     prefetch: *const f32,
-    b: *const f32,
-    b_stride: usize,
+    b: B,
     out: &BlockOutput,
 ) {
     let masks: [__mmask16; R] = std::array::from_fn(|r| lane_mask(out.cols.saturating_sub(16 * r)));
@@ -26,8 +25,8 @@ pub(super) unsafe fn kernel<const R: usize, const ROWS: usize>(
     for p in 0..k {
         // SAFETY: `p < k`, so both panels hold these values; the masks keep to `cols`.
         unsafe {
-            let b_p: [__m512; R] =
-                std::array::from_fn(|r| _mm512_maskz_loadu_ps(masks[r], b.add(p * b_stride + 16 * r)));
+            let b_row = b.row(p);
+            let b_p: [__m512; R] = std::array::from_fn(|r| _mm512_maskz_loadu_ps(masks[r], b_row.add(16 * r)));
             let a_p = a.add(p * MR);
             // A hint only: prefetching an address outside any allocation does not fault.
             _mm_prefetch::<_MM_HINT_T0>(prefetch.wrapping_add(p * MR) as *const i8);

@@ -126,8 +126,9 @@ pub(crate) unsafe fn gemm_packed(
         }
         return;
     }
-    let kernels = micro_kernels();
+    let kernels = micro_kernels::<Strided>();
     let layout = ColumnPanels::new(columns);
+    let target = Target { a, first_row, rows, layout: &layout, c, ldc, accumulate, epilogue };
     // A panel of `B` serves every panel of `A`: with few of those, copying it costs about as
     // much as the products, and the kernel reads `B` in place instead.
     let (pack, b, ldb) = match b {
@@ -147,36 +148,15 @@ pub(crate) unsafe fn gemm_packed(
                 pack_b(b, ldb, k0..k0 + kc, &layout, &mut packed[..kc * layout.padded]);
             }
             let block = |p: usize, q: usize| {
-                let row = p * MR - first_row;
-                let (start, width) = layout.panel(q);
-                let a_panel = a.panel(p, k0..k0 + kc);
-                // The next panel of `A` (contiguous after this one), fetched while this one runs.
-                let next = a_panel.as_ptr().wrapping_add(kc * MR);
-                let (b_panel, b_stride) = if pack {
-                    (packed[start * kc..(start + width) * kc].as_ptr(), width)
+                let start = layout.panel(q).0;
+                let b_panel = if pack {
+                    Strided { first: packed[start * kc..].as_ptr(), stride: layout.panel(q).1 }
                 } else {
-                    (b[k0 * ldb + start..].as_ptr(), ldb)
+                    Strided { first: b[k0 * ldb + start..].as_ptr(), stride: ldb }
                 };
-                let kernel = kernels.pick(width, MR.min(rows - row));
-                let last = k0 + kc == depth;
-                let output = BlockOutput {
-                    // SAFETY (of the offset): the block (rows row.., columns start..) lies
-                    // inside `C` as the caller guaranteed.
-                    c: unsafe { c.add(row * ldc + start) },
-                    ldc,
-                    rows: MR.min(rows - row),
-                    cols: width.min(columns - start),
-                    accumulate: accumulate || k0 > 0,
-                    bias: match epilogue.bias {
-                        Some(bias) if last => bias[p * MR..].as_ptr(),
-                        _ => std::ptr::null(),
-                    },
-                    activation: if last { epilogue.activation } else { Activation::Identity },
-                };
-                // SAFETY: the output block is inside `C`; the `A` panel holds kc·MR floats, and
-                // the `B` panel kc rows of `b_stride` floats of which the kernel reads the first
-                // `cols`; the bias, `rows` values from the block's first row.
-                unsafe { kernel(kc, a_panel.as_ptr(), next, b_panel, b_stride, &output) };
+                // SAFETY: the caller's guarantees on `C`; the `B` panel holds kc rows of at
+                // least the panel's width.
+                unsafe { target.block(&kernels, p, q, k0..k0 + kc, b_panel) };
             };
             let a_panels = panels.start..panels.start + rows.div_ceil(MR);
             // Keep the smaller operand's block in cache and stream the larger one past it once:
@@ -193,6 +173,125 @@ pub(crate) unsafe fn gemm_packed(
             k0 += kc;
         }
     });
+}
+
+/// The `B` of [`gemm_listed`]: a direct convolution's band of output rows, each tap read where
+/// it lies in the (prepared) input `values`. For output row `i` (of `rows`), row `k` of `B` is
+/// the `columns` contiguous floats at `values[i·row_step + offsets[k]..]`; its products go to
+/// columns `i·columns ..` of `C`.
+#[derive(Clone, Copy)]
+pub(crate) struct ListedRows<'a> {
+    pub(crate) values: &'a [f32],
+    pub(crate) offsets: &'a [u32],
+    pub(crate) row_step: usize,
+    pub(crate) rows: usize,
+    pub(crate) columns: usize,
+}
+
+/// `C = epilogue(A · B)` for the rows of `a` in `panels` (`C`'s first row is row
+/// `panels.start · MR` of `A`, its rows `ldc` apart), `B` as [`ListedRows`] says: a GEMM whose
+/// right operand is never copied.
+///
+/// # Safety
+/// `c` must address `(rows of the panels) × (b.rows · b.columns)` floats, rows `ldc` apart, that
+/// nothing else reads or writes during the call; the epilogue's bias, if any, one value per row
+/// of `a`. (That `b.offsets` holds `a.depth()` offsets and every row of `B` lies inside
+/// `b.values` is checked.)
+pub(crate) unsafe fn gemm_listed(
+    a: &PackedMatrix,
+    panels: Range<usize>,
+    b: ListedRows<'_>,
+    c: *mut f32,
+    ldc: usize,
+    epilogue: Epilogue<'_>,
+) {
+    let first_row = panels.start * MR;
+    let rows = a.rows.min(panels.end * MR).saturating_sub(first_row);
+    assert!(b.offsets.len() >= a.depth && a.depth > 0, "gemm_listed: {} offsets, depth {}", b.offsets.len(), a.depth);
+    if rows == 0 || b.columns == 0 || b.rows == 0 {
+        return;
+    }
+    let furthest = b.offsets[..a.depth].iter().max().map_or(0, |&o| o as usize) + (b.rows - 1) * b.row_step;
+    assert!(furthest + b.columns <= b.values.len(), "gemm_listed: a row of B ends past its values");
+    let kernels = micro_kernels::<Listed>();
+    let layout = ColumnPanels::new(b.columns);
+    let a_panels = panels.start..panels.start + rows.div_ceil(MR);
+    let step = depth_block(a.depth);
+    for k0 in (0..a.depth).step_by(step) {
+        let depths = k0..a.depth.min(k0 + step);
+        let block = |p: usize, i: usize, q: usize| {
+            // SAFETY (of the offset): output row `i`'s columns of `C`, as the caller guaranteed.
+            let c_i = unsafe { c.add(i * b.columns) };
+            let target = Target { a, first_row, rows, layout: &layout, c: c_i, ldc, accumulate: false, epilogue };
+            let start = b.values.as_ptr().wrapping_add(i * b.row_step + layout.panel(q).0);
+            let rows_b = Listed { base: start, offsets: b.offsets[k0..].as_ptr() };
+            // SAFETY: the caller's guarantees.
+            unsafe { target.block(&kernels, p, q, depths.clone(), rows_b) };
+        };
+        // As in `gemm_packed`: many rows of `A` and few columns (a wide layer on a small map)
+        // stream the weights once, sweeping the columns inside.
+        if rows > b.rows * layout.padded {
+            for p in a_panels.clone() {
+                (0..b.rows).for_each(|i| (0..layout.count).for_each(|q| block(p, i, q)));
+            }
+        } else {
+            for i in 0..b.rows {
+                for q in 0..layout.count {
+                    a_panels.clone().for_each(|p| block(p, i, q));
+                }
+            }
+        }
+    }
+}
+
+/// A GEMM's `C` and what the micro-kernels need to store into it, block by block.
+struct Target<'a> {
+    a: &'a PackedMatrix,
+    /// Row of `A` that is `C`'s first row, and how many rows `C` has.
+    first_row: usize,
+    rows: usize,
+    layout: &'a ColumnPanels,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    epilogue: Epilogue<'a>,
+}
+
+impl Target<'_> {
+    /// The products of panel `p` of `A` over `depths` (one of its depth blocks) with column
+    /// panel `q` of `B`, whose rows `b` gives: stored (or added) into `C`'s block, finished
+    /// after the last depth block.
+    ///
+    /// # Safety
+    /// As for [`gemm_packed`]; `b`'s rows `0..depths.len()` each hold panel `q`'s columns.
+    #[inline(always)]
+    unsafe fn block<B: RowsOfB>(&self, kernels: &MicroKernels<B>, p: usize, q: usize, depths: Range<usize>, b: B) {
+        let row = p * MR - self.first_row;
+        let (start, width) = self.layout.panel(q);
+        let a_panel = self.a.panel(p, depths.clone());
+        // The next panel of `A` (contiguous after this one), fetched while this one runs.
+        let next = a_panel.as_ptr().wrapping_add(depths.len() * MR);
+        let last = depths.end == self.a.depth;
+        let output = BlockOutput {
+            // SAFETY (of the offset): the block (rows row.., columns start..) lies inside `C`
+            // as the caller guaranteed.
+            c: unsafe { self.c.add(row * self.ldc + start) },
+            ldc: self.ldc,
+            rows: MR.min(self.rows - row),
+            cols: width.min(self.layout.columns - start),
+            accumulate: self.accumulate || depths.start > 0,
+            bias: match self.epilogue.bias {
+                Some(bias) if last => bias[p * MR..].as_ptr(),
+                _ => std::ptr::null(),
+            },
+            activation: if last { self.epilogue.activation } else { Activation::Identity },
+        };
+        let kernel = kernels.pick(width, output.rows);
+        // SAFETY: the output block is inside `C`; the `A` panel holds `depths.len()·MR` floats,
+        // and `b` that many rows of at least `cols` floats; the bias, `rows` values from the
+        // block's first row.
+        unsafe { kernel(depths.len(), a_panel.as_ptr(), next, b, &output) };
+    }
 }
 
 /// Most rows of `A` for which [`gemm_packed`] reads `B` in place rather than packing it.
@@ -253,24 +352,64 @@ fn pack_b(b: &[f32], ldb: usize, k: Range<usize>, layout: &ColumnPanels, packed:
     }
 }
 
-/// One `MR × W` block: `C[i][j] = act((C[i][j] +) Σ_k a[k·MR + i] · b[k·b_stride + j] + bias[i])`
-/// for `i < rows`, `j < cols` of the [`BlockOutput`] (only those columns of `b` are read); the
-/// second pointer is a hint (possibly dangling, never read) of what to prefetch: the next panel
-/// of `A`, which the weights' layout streams from memory.
-type MicroKernel = unsafe fn(usize, *const f32, *const f32, *const f32, usize, &BlockOutput);
+/// Where a micro-kernel finds row `k` of its panel of `B` (whose first `cols` values it reads).
+pub(crate) trait RowsOfB: Copy {
+    /// The first value of row `k`.
+    ///
+    /// # Safety
+    /// `k` is below the depth the source was made for.
+    unsafe fn row(self, k: usize) -> *const f32;
+}
+
+/// Rows `stride` floats apart: a packed panel, or `B` read in place.
+#[derive(Clone, Copy)]
+pub(crate) struct Strided {
+    pub(crate) first: *const f32,
+    pub(crate) stride: usize,
+}
+
+impl RowsOfB for Strided {
+    #[inline(always)]
+    unsafe fn row(self, k: usize) -> *const f32 {
+        // SAFETY: the caller's `k` is inside the panel.
+        unsafe { self.first.add(k * self.stride) }
+    }
+}
+
+/// Rows at listed offsets from a base: row `k` starts at `base + offsets[k]` (a direct
+/// convolution's taps, read where they lie in its input).
+#[derive(Clone, Copy)]
+pub(crate) struct Listed {
+    pub(crate) base: *const f32,
+    pub(crate) offsets: *const u32,
+}
+
+impl RowsOfB for Listed {
+    #[inline(always)]
+    unsafe fn row(self, k: usize) -> *const f32 {
+        // SAFETY: the caller's `k` is inside the list, whose offsets stay inside the input.
+        unsafe { self.base.add(*self.offsets.add(k) as usize) }
+    }
+}
+
+/// One `MR × W` block: `C[i][j] = act((C[i][j] +) Σ_k a[k·MR + i] · B_k[j] + bias[i])`
+/// for `i < rows`, `j < cols` of the [`BlockOutput`] (only those columns of `B`'s rows are
+/// read); the second pointer is a hint (possibly dangling, never read) of what to prefetch: the
+/// next panel of `A`, which the weights' layout streams from memory.
+type MicroKernel<B> = unsafe fn(usize, *const f32, *const f32, B, &BlockOutput);
 
 /// The micro-kernels for full ([`NR`]) and narrow ([`NR_NARROW`]) panels, each for blocks of
 /// at most 4, 8 and [`MR`] rows: a last panel of `A` with 4 or 8 rows (64 or 128 output
 /// channels, say) does no multiply-adds on its zero padding.
 #[derive(Clone, Copy)]
-struct MicroKernels {
-    wide: [MicroKernel; 3],
-    narrow: [MicroKernel; 3],
+struct MicroKernels<B> {
+    wide: [MicroKernel<B>; 3],
+    narrow: [MicroKernel<B>; 3],
 }
 
-impl MicroKernels {
+impl<B> MicroKernels<B> {
     /// The kernel for a block `width` columns wide with `rows` rows.
-    fn pick(&self, width: usize, rows: usize) -> MicroKernel {
+    fn pick(&self, width: usize, rows: usize) -> MicroKernel<B> {
         let kernels = if width == NR { &self.wide } else { &self.narrow };
         kernels[match rows {
             0..=4 => 0,
@@ -281,16 +420,16 @@ impl MicroKernels {
 }
 
 /// The fastest micro-kernels this CPU runs.
-fn micro_kernels() -> MicroKernels {
+fn micro_kernels<B: RowsOfB>() -> MicroKernels<B> {
     #[cfg(target_arch = "x86_64")]
     if super::isa::avx512() {
         use avx512::kernel;
         return MicroKernels {
-            wide: [kernel::<2, 4>, kernel::<2, 8>, kernel::<2, MR>],
-            narrow: [kernel::<1, 4>, kernel::<1, 8>, kernel::<1, MR>],
+            wide: [kernel::<2, 4, B>, kernel::<2, 8, B>, kernel::<2, MR, B>],
+            narrow: [kernel::<1, 4, B>, kernel::<1, 8, B>, kernel::<1, MR, B>],
         };
     }
-    MicroKernels { wide: [portable_kernel::<NR>; 3], narrow: [portable_kernel::<NR_NARROW>; 3] }
+    MicroKernels { wide: [portable_kernel::<NR, B>; 3], narrow: [portable_kernel::<NR_NARROW, B>; 3] }
 }
 
 #[cfg(test)]
@@ -418,18 +557,19 @@ mod tests {
         a[5 * MR + 2] = f32::NAN; // row 2 of the block is NaN whatever the activation
         let activations =
             [Activation::Identity, Activation::Relu, Activation::Silu, Activation::LeakyRelu(0.1), Activation::Sigmoid];
-        let kernels = micro_kernels();
-        let shapes: [(usize, MicroKernel, MicroKernel, usize, usize, bool); 6] = [
-            (NR, portable_kernel::<NR>, kernels.pick(NR, MR), MR, NR, true),
-            (NR_NARROW, portable_kernel::<NR_NARROW>, kernels.pick(NR_NARROW, 11), 11, 13, false),
-            (NR, portable_kernel::<NR>, kernels.pick(NR, 5), 5, 20, true),
-            (NR, portable_kernel::<NR>, kernels.pick(NR, 8), 8, 32, false),
-            (NR_NARROW, portable_kernel::<NR_NARROW>, kernels.pick(NR_NARROW, 4), 4, 16, true),
-            (NR, portable_kernel::<NR>, kernels.pick(NR, 3), 3, 31, true),
+        type Kernel = MicroKernel<Strided>;
+        let kernels = micro_kernels::<Strided>();
+        let shapes: [(usize, Kernel, Kernel, usize, usize, bool); 6] = [
+            (NR, portable_kernel::<NR, Strided>, kernels.pick(NR, MR), MR, NR, true),
+            (NR_NARROW, portable_kernel::<NR_NARROW, Strided>, kernels.pick(NR_NARROW, 11), 11, 13, false),
+            (NR, portable_kernel::<NR, Strided>, kernels.pick(NR, 5), 5, 20, true),
+            (NR, portable_kernel::<NR, Strided>, kernels.pick(NR, 8), 8, 32, false),
+            (NR_NARROW, portable_kernel::<NR_NARROW, Strided>, kernels.pick(NR_NARROW, 4), 4, 16, true),
+            (NR, portable_kernel::<NR, Strided>, kernels.pick(NR, 3), 3, 31, true),
         ];
         for (width, portable, chosen, rows, cols, accumulate) in shapes {
             for (activation, with_bias) in activations.into_iter().flat_map(|a| [(a, false), (a, true)]) {
-                let run = |kernel: MicroKernel| {
+                let run = |kernel: Kernel| {
                     let mut c: Vec<f32> = values(MR * width, 6);
                     let output = BlockOutput {
                         c: c.as_mut_ptr(),
@@ -441,7 +581,7 @@ mod tests {
                         activation,
                     };
                     // SAFETY: MR × width blocks with ldc = width; `bias` holds MR values.
-                    unsafe { kernel(k, a.as_ptr(), a.as_ptr(), b.as_ptr(), width, &output) };
+                    unsafe { kernel(k, a.as_ptr(), a.as_ptr(), Strided { first: b.as_ptr(), stride: width }, &output) };
                     c
                 };
                 let (by_portable, by_chosen, before) = (run(portable), run(chosen), values(MR * width, 6));

@@ -1,19 +1,18 @@
 //! The micro-kernel in plain Rust.
 
-use super::{BlockOutput, MR};
+use super::{BlockOutput, MR, RowsOfB};
 
 /// The micro-kernel in plain Rust for panels `W` wide, for CPUs without AVX-512 (and as the
 /// tests' reference).
 ///
 /// # Safety
-/// `a` holds `k·MR` floats, `b` `k` rows of `cols ≤ W` floats `b_stride` apart; the output's
+/// `a` holds `k·MR` floats, each of `b`'s rows `0..k` at least `cols ≤ W` floats; the output's
 /// `c` addresses `rows × cols` floats, rows `ldc` apart, and its bias (if not null) `rows` floats.
-pub(crate) unsafe fn portable_kernel<const W: usize>(
+pub(crate) unsafe fn portable_kernel<const W: usize, B: RowsOfB>(
     k: usize,
     a: *const f32,
     _prefetch: *const f32,
-    b: *const f32,
-    b_stride: usize,
+    b: B,
     out: &BlockOutput,
 ) {
     let cols = out.cols.min(W);
@@ -22,7 +21,7 @@ pub(crate) unsafe fn portable_kernel<const W: usize>(
     let mut acc = [[0.0f32; W]; MR];
     for (p, a_k) in a.chunks_exact(MR).enumerate() {
         // SAFETY: row `p < k` of the `B` panel, `cols ≤ W` values.
-        let b_k = unsafe { std::slice::from_raw_parts(b.add(p * b_stride), cols) };
+        let b_k = unsafe { std::slice::from_raw_parts(b.row(p), cols) };
         for (acc_i, &a_ik) in acc.iter_mut().zip(a_k) {
             for (acc_ij, &b_kj) in acc_i.iter_mut().zip(b_k) {
                 *acc_ij = a_ik.mul_add(b_kj, *acc_ij);
