@@ -48,84 +48,100 @@ impl Plane<'_> {
         let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
         let rows = cin_g * g.kernel.h * g.kernel.w;
         let (in_plane, out_plane) = (self.height * self.width, self.out_h * self.out_w);
-        let band_rows = self.band_rows(rows, cout_g);
-        let bands = self.out_h.div_ceil(band_rows);
+        let bands = self.bands(rows, cout_g);
+        let band_rows = self.out_h.div_ceil(bands);
         for group in 0..g.groups {
             let x_g = &x[group * cin_g * in_plane..(group + 1) * cin_g * in_plane];
             let fill_g = fill.map(|f| &f[group * cin_g..(group + 1) * cin_g]);
             let bias_g = bias.map(|b| &b[group * cout_g..(group + 1) * cout_g]);
             let out_g = &mut out[group * cout_g * out_plane..(group + 1) * cout_g * out_plane];
-            let mut out_g = ArrayViewMut2::from_shape((cout_g, out_plane), out_g).expect("sizes checked");
-            out_g.axis_chunks_iter_mut(Axis(1), band_rows * self.out_w).into_par_iter().enumerate().for_each(
-                |(band, mut c)| {
-                    let first_row = band * band_rows;
-                    let columns = c.ncols();
-                    // Too few bands to keep every thread busy: split the output channels too.
-                    let splits = (rayon::current_num_threads() / bands).max(1).min(cout_g / MIN_SPLIT_ROWS).max(1);
-                    if let Some(packed) = packed
-                        && direct::suits(self, cin_g, band_rows)
-                    {
-                        let rows = first_row..first_row + columns / self.out_w;
-                        direct::band(self, x_g, cin_g, fill_g, rows, &packed[group], bias_g, &mut c, splits);
-                        return;
+            let out_g = SendPtr(out_g.as_mut_ptr());
+            (0..bands).into_par_iter().for_each(|band| {
+                // Bands of ⌊·⌋ or ⌈·⌉ rows: `bands` a multiple of the threads shares the rows
+                // evenly among them.
+                let first_row = band * self.out_h / bands;
+                let columns = ((band + 1) * self.out_h / bands - first_row) * self.out_w;
+                // SAFETY: this band's columns of the group's output planes (rows `out_plane`
+                // apart), which no other band touches, inside `out`.
+                let mut c = unsafe {
+                    let first = out_g.get().add(first_row * self.out_w);
+                    ArrayViewMut2::from_shape_ptr((cout_g, columns).strides((out_plane, 1)), first)
+                };
+                // Too few bands to keep every thread busy: split the output channels too.
+                let splits = (rayon::current_num_threads() / bands).max(1).min(cout_g / MIN_SPLIT_ROWS).max(1);
+                if let Some(packed) = packed
+                    && direct::suits(self, cin_g, band_rows)
+                {
+                    let rows = first_row..first_row + columns / self.out_w;
+                    direct::band(self, x_g, cin_g, fill_g, rows, &packed[group], bias_g, &mut c, splits);
+                    return;
+                }
+                if packed.is_none() {
+                    for (o, row) in c.outer_iter_mut().enumerate() {
+                        row.into_slice().expect("contiguous row").fill(bias_g.map_or(0.0, |b| b[o]));
                     }
-                    if packed.is_none() {
-                        for (o, row) in c.outer_iter_mut().enumerate() {
-                            row.into_slice().expect("contiguous row").fill(bias_g.map_or(0.0, |b| b[o]));
-                        }
+                }
+                let mut cols = scratch::take(Buffer::Im2col);
+                // The unfolded rows are `ldb` apart: for the packed GEMM, which reads them
+                // in place while they are in cache, a stride that spreads them over L1.
+                let ldb = if packed.is_some() { resident_stride(columns) } else { columns };
+                let len = rows.saturating_sub(1) * ldb + columns;
+                let b = if g.is_pointwise() {
+                    let start = first_row * self.out_w;
+                    RightOperand::Rows { values: &x_g[start..], ldb: in_plane }
+                } else {
+                    // Every slot is written by `unfold`; only growth needs initializing.
+                    if cols.len() < len {
+                        cols.resize(len, 0.0);
                     }
-                    let mut cols = scratch::take(Buffer::Im2col);
-                    // The unfolded rows are `ldb` apart: for the packed GEMM, which reads them
-                    // in place while they are in cache, a stride that spreads them over L1.
-                    let ldb = if packed.is_some() { resident_stride(columns) } else { columns };
-                    let len = rows.saturating_sub(1) * ldb + columns;
-                    let b = if g.is_pointwise() {
-                        let start = first_row * self.out_w;
-                        RightOperand::Rows { values: &x_g[start..], ldb: in_plane }
-                    } else {
-                        // Every slot is written by `unfold`; only growth needs initializing.
-                        if cols.len() < len {
-                            cols.resize(len, 0.0);
-                        }
-                        let output_rows = first_row..first_row + columns / self.out_w;
-                        im2col::unfold(self, x_g, cin_g, fill_g, output_rows, &mut cols[..len], ldb);
-                        RightOperand::Resident { values: &cols[..len], ldb }
-                    };
-                    match packed {
-                        Some(packed) => self.packed_gemm(&packed[group], b, &mut c, bias_g, splits),
-                        None => {
-                            let w_g = &weight[group * cout_g * rows..(group + 1) * cout_g * rows];
-                            let a = ArrayView2::from_shape((cout_g, rows), w_g).expect("sizes checked");
-                            let (RightOperand::Rows { values, ldb } | RightOperand::Resident { values, ldb }) = b;
-                            let b = ArrayView2::from_shape((rows, columns).strides((ldb, 1)), values)
-                                .expect("sizes checked");
-                            let split_rows = cout_g.div_ceil(splits);
-                            c.axis_chunks_iter_mut(Axis(0), split_rows)
-                                .into_par_iter()
-                                .zip(a.axis_chunks_iter(Axis(0), split_rows))
-                                .for_each(|(mut c, a)| {
-                                    sgemm(a, b, &mut c);
-                                    if self.activation != Activation::Identity {
-                                        c.mapv_inplace(|v| self.activation.apply(v));
-                                    }
-                                });
-                        }
+                    let output_rows = first_row..first_row + columns / self.out_w;
+                    im2col::unfold(self, x_g, cin_g, fill_g, output_rows, &mut cols[..len], ldb);
+                    RightOperand::Resident { values: &cols[..len], ldb }
+                };
+                match packed {
+                    Some(packed) => self.packed_gemm(&packed[group], b, &mut c, bias_g, splits),
+                    None => {
+                        let w_g = &weight[group * cout_g * rows..(group + 1) * cout_g * rows];
+                        let a = ArrayView2::from_shape((cout_g, rows), w_g).expect("sizes checked");
+                        let (RightOperand::Rows { values, ldb } | RightOperand::Resident { values, ldb }) = b;
+                        let b =
+                            ArrayView2::from_shape((rows, columns).strides((ldb, 1)), values).expect("sizes checked");
+                        let split_rows = cout_g.div_ceil(splits);
+                        c.axis_chunks_iter_mut(Axis(0), split_rows)
+                            .into_par_iter()
+                            .zip(a.axis_chunks_iter(Axis(0), split_rows))
+                            .for_each(|(mut c, a)| {
+                                sgemm(a, b, &mut c);
+                                if self.activation != Activation::Identity {
+                                    c.mapv_inplace(|v| self.activation.apply(v));
+                                }
+                            });
                     }
-                    scratch::put_back(Buffer::Im2col, cols);
-                },
-            );
+                }
+                scratch::put_back(Buffer::Im2col, cols);
+            });
         }
     }
 
-    /// Output rows per band: few enough that a band's working set (its columns of `B`, unfolded
-    /// or packed, with the input they come from, and of `C`: `(2·depth + C_out)` floats per
-    /// column) stays within [`BAND_BYTES`], and enough bands to keep every thread busy when
-    /// the plane is large enough to share.
-    fn band_rows(&self, depth: usize, rows_of_c: usize) -> usize {
+    /// How many bands of output rows: enough that a band's working set (its columns of `B`,
+    /// unfolded or packed, with the input they come from, and of `C`: `(2·depth + C_out)`
+    /// floats per column) stays within [`BAND_BYTES`], and, when the plane is large enough to
+    /// share, at least two per thread and a multiple of the threads (bands differ by at most
+    /// one row, so every thread gets the same number of rows give or take one).
+    fn bands(&self, depth: usize, rows_of_c: usize) -> usize {
         let out_plane = self.out_h * self.out_w;
+        let threads = rayon::current_num_threads();
         let columns = (BAND_BYTES / (4 * (2 * depth + rows_of_c))).max(MIN_BAND_COLUMNS);
-        let parallel = (2 * rayon::current_num_threads()).min(out_plane / MIN_BAND_COLUMNS).max(1);
-        (columns / self.out_w).clamp(1, self.out_h).min(self.out_h.div_ceil(parallel))
+        let by_cache = self.out_h.div_ceil((columns / self.out_w).clamp(1, self.out_h));
+        let parallel = (2 * threads).min(out_plane / MIN_BAND_COLUMNS).max(1);
+        let bands = by_cache.max(parallel).min(self.out_h);
+        if parallel < threads || self.out_h < threads {
+            return bands;
+        }
+        match bands.next_multiple_of(threads) {
+            up if up <= self.out_h => up,
+            _ => self.out_h - self.out_h % threads,
+        }
     }
 
     /// All `n` images of a batch at once, for small output planes: their unfolded columns
@@ -223,9 +239,38 @@ pub(super) const BATCHED_PLANE: usize = 256;
 /// Fewest output positions worth a parallel band of their own.
 const MIN_BAND_COLUMNS: usize = 96;
 
-/// Most bytes of a band's working set (see [`Plane::band_rows`]): half of a 1 MiB L2, so that
+/// Most bytes of a band's working set (see [`Plane::bands`]): half of a 1 MiB L2, so that
 /// the unfolded or packed columns are still in cache when the GEMM reads them.
 const BAND_BYTES: usize = 512 << 10;
 
 /// Fewest output channels worth a parallel GEMM of their own.
 const MIN_SPLIT_ROWS: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_are_a_multiple_of_the_threads_when_the_plane_is_shared() {
+        let threads = rayon::current_num_threads();
+        for (cin, cout, size, stride) in
+            [(3, 48, 224, 2), (48, 96, 56, 2), (96, 192, 28, 2), (192, 1280, 14, 2), (8, 8, 3, 1)]
+        {
+            let g = ConvGeometry::new(cin, cout, 3).stride(stride).padding(1);
+            let out = g.output_size(size, size).unwrap();
+            let plane = Plane {
+                geometry: &g,
+                height: size,
+                width: size,
+                out_h: out.h,
+                out_w: out.w,
+                activation: Activation::Relu,
+            };
+            let bands = plane.bands(cin * 9, cout);
+            assert!((1..=out.h).contains(&bands), "{cin}->{cout} at {size}: {bands} bands");
+            if out.h * out.w >= threads * MIN_BAND_COLUMNS && out.h >= threads {
+                assert!(bands.is_multiple_of(threads), "{cin}->{cout} at {size}: {bands} bands, {threads} threads");
+            }
+        }
+    }
+}

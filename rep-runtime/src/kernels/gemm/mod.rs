@@ -228,18 +228,11 @@ pub(crate) unsafe fn gemm_listed(
             // SAFETY: the caller's guarantees.
             unsafe { target.block(&kernels, p, q, depths.clone(), rows_b) };
         };
-        // As in `gemm_packed`: many rows of `A` and few columns (a wide layer on a small map)
-        // stream the weights once, sweeping the columns inside.
-        if rows > b.rows * layout.padded {
-            for p in a_panels.clone() {
-                (0..b.rows).for_each(|i| (0..layout.count).for_each(|q| block(p, i, q)));
-            }
-        } else {
-            for i in 0..b.rows {
-                for q in 0..layout.count {
-                    a_panels.clone().for_each(|p| block(p, i, q));
-                }
-            }
+        // Each panel of `A` stays in L1 while `B`'s blocks stream past it from L2 (measured on
+        // stride-2 layers: as fast or faster than keeping `B`'s block instead, 0.87× the time
+        // for YOLOv7's 32→64 at 640²).
+        for p in a_panels.clone() {
+            (0..b.rows).for_each(|i| (0..layout.count).for_each(|q| block(p, i, q)));
         }
     }
 }
