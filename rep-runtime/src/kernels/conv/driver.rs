@@ -48,8 +48,11 @@ impl Plane<'_> {
         let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
         let rows = cin_g * g.kernel.h * g.kernel.w;
         let (in_plane, out_plane) = (self.height * self.width, self.out_h * self.out_w);
-        let bands = self.bands(rows, cout_g);
-        let band_rows = self.out_h.div_ceil(bands);
+        let direct = packed.is_some() && direct::suits(self, cin_g, self.out_h);
+        // A band's working set per output column: its columns of `B` (unfolded, or packed from
+        // the unfolded rows) and of `C`, or, direct, the prepared input it reads and `C`.
+        let per_column = if direct { cin_g * g.stride.h * g.stride.w + cout_g } else { 2 * rows + cout_g };
+        let bands = self.bands(per_column);
         for group in 0..g.groups {
             let x_g = &x[group * cin_g * in_plane..(group + 1) * cin_g * in_plane];
             let fill_g = fill.map(|f| &f[group * cin_g..(group + 1) * cin_g]);
@@ -70,7 +73,7 @@ impl Plane<'_> {
                 // Too few bands to keep every thread busy: split the output channels too.
                 let splits = (rayon::current_num_threads() / bands).max(1).min(cout_g / MIN_SPLIT_ROWS).max(1);
                 if let Some(packed) = packed
-                    && direct::suits(self, cin_g, band_rows)
+                    && direct
                 {
                     let rows = first_row..first_row + columns / self.out_w;
                     direct::band(self, x_g, cin_g, fill_g, rows, &packed[group], bias_g, &mut c, splits);
@@ -123,15 +126,14 @@ impl Plane<'_> {
         }
     }
 
-    /// How many bands of output rows: enough that a band's working set (its columns of `B`,
-    /// unfolded or packed, with the input they come from, and of `C`: `(2·depth + C_out)`
-    /// floats per column) stays within [`BAND_BYTES`], and, when the plane is large enough to
+    /// How many bands of output rows: enough that a band's working set (`per_column` floats
+    /// per output column) stays within [`BAND_BYTES`], and, when the plane is large enough to
     /// share, at least two per thread and a multiple of the threads (bands differ by at most
     /// one row, so every thread gets the same number of rows give or take one).
-    fn bands(&self, depth: usize, rows_of_c: usize) -> usize {
+    fn bands(&self, per_column: usize) -> usize {
         let out_plane = self.out_h * self.out_w;
         let threads = rayon::current_num_threads();
-        let columns = (BAND_BYTES / (4 * (2 * depth + rows_of_c))).max(MIN_BAND_COLUMNS);
+        let columns = (BAND_BYTES / (4 * per_column)).max(MIN_BAND_COLUMNS);
         let by_cache = self.out_h.div_ceil((columns / self.out_w).clamp(1, self.out_h));
         let parallel = (2 * threads).min(out_plane / MIN_BAND_COLUMNS).max(1);
         let bands = by_cache.max(parallel).min(self.out_h);
@@ -266,7 +268,7 @@ mod tests {
                 out_w: out.w,
                 activation: Activation::Relu,
             };
-            let bands = plane.bands(cin * 9, cout);
+            let bands = plane.bands(2 * cin * 9 + cout);
             assert!((1..=out.h).contains(&bands), "{cin}->{cout} at {size}: {bands} bands");
             if out.h * out.w >= threads * MIN_BAND_COLUMNS && out.h >= threads {
                 assert!(bands.is_multiple_of(threads), "{cin}->{cout} at {size}: {bands} bands, {threads} threads");
