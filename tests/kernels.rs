@@ -173,6 +173,8 @@ fn winograd_on_wide_maps_matches_reference() {
         // Large enough to run band by band (several bands per image, the last one short).
         (ConvGeometry::new(64, 64, 3).padding(1), 1, 58, 57),
         (ConvGeometry::new(24, 40, 3).padding((2, 0)).groups(2), 3, 61, 35),
+        // Small maps of a large batch: a few images at a time (F(4x4): 8 then 1; F(2x2): 4, 4, 1).
+        (ConvGeometry::new(192, 192, 3).padding(1), 9, 12, 12),
     ] {
         let conv = Conv2d::new_with_bias(g, &mut rng).unwrap();
         let x = random_tensor((n, g.in_channels, h, w), &mut rng);
