@@ -8,14 +8,12 @@
 //! vectors where im2col would have gathered every other value. The copy writes each input value
 //! once per band (im2col: 2.25 times for a stride-2 3×3 layer, 9 times at stride 1).
 
-use super::driver::Plane;
+use super::driver::{Group, Plane, in_panel_splits};
 use super::im2col::copy_strided;
 use super::valid_range;
-use crate::kernels::SendPtr;
-use crate::kernels::gemm::{Epilogue, ListedRows, MR, NR, PackedMatrix, gemm_listed};
+use crate::kernels::gemm::{Epilogue, ListedRows, NR, PackedMatrix, gemm_listed};
 use crate::kernels::scratch::{self, Buffer};
 use ndarray::ArrayViewMut2;
-use rayon::prelude::*;
 use std::ops::Range;
 
 /// The prepared input of a band: for input channel `c`, band row `r` and phase `φ`, `width`
@@ -64,36 +62,29 @@ pub(super) fn suits(plane: &Plane<'_>, channels: usize, output_rows: usize) -> b
 /// on rows of 7, 14, 20 and 40 (0.22–0.63).
 pub(super) const MIN_LANE_USE: f64 = 0.75;
 
-/// Output rows `rows` of one group (`x` its `channels` input planes, `fill` their padding
-/// values): `c` (`[C_out/g, rows.len()·W_out]`) receives `activation(packed · taps + bias)`,
-/// its output channels cut into `splits` parallel blocks.
-#[allow(clippy::too_many_arguments)]
+/// Output rows `rows` of one group: `c` (`[C_out/g, rows.len()·W_out]`) receives
+/// `activation(packed · taps + bias)`, its output channels cut into `splits` parallel blocks.
 pub(super) fn band(
     plane: &Plane<'_>,
-    x: &[f32],
-    channels: usize,
-    fill: Option<&[f32]>,
-    rows: Range<usize>,
+    group: &Group<'_>,
     packed: &PackedMatrix,
-    bias: Option<&[f32]>,
+    rows: Range<usize>,
     c: &mut ArrayViewMut2<'_, f32>,
     splits: usize,
 ) {
     let g = plane.geometry;
+    let channels = g.in_per_group();
     let layout = Prepared::new(plane, rows.len());
     let mut prepared = scratch::take(Buffer::Im2col);
     if prepared.len() < channels * layout.channel() {
         prepared.resize(channels * layout.channel(), 0.0);
     }
     let prepared_band = &mut prepared[..channels * layout.channel()];
-    prepare(plane, x, fill, (rows.start * g.stride.h) as isize - g.padding.h as isize, layout, prepared_band);
+    let first_row = (rows.start * g.stride.h) as isize - g.padding.h as isize;
+    prepare(plane, group.x, group.fill, first_row, layout, prepared_band);
     let mut offsets = scratch::take_offsets();
     tap_offsets(plane, channels, layout, &mut offsets);
-    let ldc = c.strides()[0] as usize;
-    let c_ptr = SendPtr(c.as_mut_ptr());
-    let panels = packed.panels();
-    let per_split = panels.div_ceil(splits.max(1)).max(1);
-    let epilogue = Epilogue { bias, activation: plane.activation };
+    let epilogue = Epilogue { bias: group.bias, activation: plane.activation };
     let b = ListedRows {
         values: prepared_band,
         offsets: &offsets,
@@ -101,15 +92,11 @@ pub(super) fn band(
         rows: rows.len(),
         columns: plane.out_w,
     };
-    (0..panels.div_ceil(per_split)).into_par_iter().for_each(|split| {
-        let panel_range = split * per_split..((split + 1) * per_split).min(panels);
-        // SAFETY: this split's rows of `c` (a live mutable view, rows `ldc` apart), which no other
-        // split touches; every offset plus `out_w` stays inside the prepared band
-        // (`tap_offsets`), whose output rows `b` steps through.
-        unsafe {
-            let first = c_ptr.get().add(panel_range.start * MR * ldc);
-            gemm_listed(packed, panel_range, b, first, ldc, epilogue);
-        }
+    in_panel_splits(packed, splits, c, |panels, first, ldc| {
+        // SAFETY: `first` addresses this split's rows of `c`, `ldc` apart, which no other split
+        // touches; every offset plus `out_w` stays inside the prepared band (`tap_offsets`), whose
+        // output rows `b` steps through.
+        unsafe { gemm_listed(packed, panels, b, first, ldc, epilogue) }
     });
     scratch::put_back_offsets(offsets);
     scratch::put_back(Buffer::Im2col, prepared);

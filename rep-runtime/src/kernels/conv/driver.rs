@@ -8,6 +8,7 @@ use crate::kernels::scratch::{self, Buffer};
 use crate::kernels::{Activation, SendPtr};
 use ndarray::{ArrayView2, ArrayViewMut2, Axis, ShapeBuilder};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// The shapes of one image's convolution, and what follows it.
 pub(super) struct Plane<'g> {
@@ -37,7 +38,8 @@ impl Plane<'_> {
     /// One image: `x` is `[C_in, H, W]`, `out` is `[C_out, H_out, W_out]`.
     ///
     /// The output rows are cut into bands that run in parallel (when rayon has more than one
-    /// thread and the plane is large): each band unfolds its own columns and runs one GEMM.
+    /// thread and the plane is large): each band unfolds its own columns (or, on the direct
+    /// path, copies its input rows) and runs one GEMM.
     pub(super) fn run(&self, x: &[f32], weights: Weights<'_>, out: &mut [f32]) {
         let Weights { raw: weight, packed, bias, fill } = weights;
         let g = self.geometry;
@@ -54,76 +56,86 @@ impl Plane<'_> {
         let per_column = if direct { cin_g * g.stride.h * g.stride.w + cout_g } else { 2 * rows + cout_g };
         let bands = self.bands(per_column);
         for group in 0..g.groups {
-            let x_g = &x[group * cin_g * in_plane..(group + 1) * cin_g * in_plane];
-            let fill_g = fill.map(|f| &f[group * cin_g..(group + 1) * cin_g]);
-            let bias_g = bias.map(|b| &b[group * cout_g..(group + 1) * cout_g]);
+            let operands = Group {
+                x: &x[group * cin_g * in_plane..(group + 1) * cin_g * in_plane],
+                fill: fill.map(|f| &f[group * cin_g..(group + 1) * cin_g]),
+                bias: bias.map(|b| &b[group * cout_g..(group + 1) * cout_g]),
+                weight: match packed {
+                    Some(packed) => Weight::Packed(&packed[group]),
+                    None => Weight::Raw(&weight[group * cout_g * rows..(group + 1) * cout_g * rows]),
+                },
+            };
             let out_g = &mut out[group * cout_g * out_plane..(group + 1) * cout_g * out_plane];
             let out_g = SendPtr(out_g.as_mut_ptr());
             (0..bands).into_par_iter().for_each(|band| {
                 // Bands of ⌊·⌋ or ⌈·⌉ rows: `bands` a multiple of the threads shares the rows
                 // evenly among them.
-                let first_row = band * self.out_h / bands;
-                let columns = ((band + 1) * self.out_h / bands - first_row) * self.out_w;
+                let rows = band * self.out_h / bands..(band + 1) * self.out_h / bands;
                 // SAFETY: this band's columns of the group's output planes (rows `out_plane`
                 // apart), which no other band touches, inside `out`.
                 let mut c = unsafe {
-                    let first = out_g.get().add(first_row * self.out_w);
-                    ArrayViewMut2::from_shape_ptr((cout_g, columns).strides((out_plane, 1)), first)
+                    let first = out_g.get().add(rows.start * self.out_w);
+                    ArrayViewMut2::from_shape_ptr((cout_g, rows.len() * self.out_w).strides((out_plane, 1)), first)
                 };
                 // Too few bands to keep every thread busy: split the output channels too.
                 let splits = (rayon::current_num_threads() / bands).max(1).min(cout_g / MIN_SPLIT_ROWS).max(1);
-                if let Some(packed) = packed
-                    && direct
-                {
-                    let rows = first_row..first_row + columns / self.out_w;
-                    direct::band(self, x_g, cin_g, fill_g, rows, &packed[group], bias_g, &mut c, splits);
-                    return;
-                }
-                if packed.is_none() {
-                    for (o, row) in c.outer_iter_mut().enumerate() {
-                        row.into_slice().expect("contiguous row").fill(bias_g.map_or(0.0, |b| b[o]));
+                match operands.weight {
+                    Weight::Packed(packed) if direct => {
+                        direct::band(self, &operands, packed, rows, &mut c, splits);
                     }
+                    _ => self.unfolded_band(&operands, rows, &mut c, splits),
                 }
-                let mut cols = scratch::take(Buffer::Im2col);
-                // The unfolded rows are `ldb` apart: for the packed GEMM, which reads them
-                // in place while they are in cache, a stride that spreads them over L1.
-                let ldb = if packed.is_some() { resident_stride(columns) } else { columns };
-                let len = rows.saturating_sub(1) * ldb + columns;
-                let b = if g.is_pointwise() {
-                    let start = first_row * self.out_w;
-                    RightOperand::Rows { values: &x_g[start..], ldb: in_plane }
-                } else {
-                    // Every slot is written by `unfold`; only growth needs initializing.
-                    if cols.len() < len {
-                        cols.resize(len, 0.0);
-                    }
-                    let output_rows = first_row..first_row + columns / self.out_w;
-                    im2col::unfold(self, x_g, cin_g, fill_g, output_rows, &mut cols[..len], ldb);
-                    RightOperand::Resident { values: &cols[..len], ldb }
-                };
-                match packed {
-                    Some(packed) => self.packed_gemm(&packed[group], b, &mut c, bias_g, splits),
-                    None => {
-                        let w_g = &weight[group * cout_g * rows..(group + 1) * cout_g * rows];
-                        let a = ArrayView2::from_shape((cout_g, rows), w_g).expect("sizes checked");
-                        let (RightOperand::Rows { values, ldb } | RightOperand::Resident { values, ldb }) = b;
-                        let b =
-                            ArrayView2::from_shape((rows, columns).strides((ldb, 1)), values).expect("sizes checked");
-                        let split_rows = cout_g.div_ceil(splits);
-                        c.axis_chunks_iter_mut(Axis(0), split_rows)
-                            .into_par_iter()
-                            .zip(a.axis_chunks_iter(Axis(0), split_rows))
-                            .for_each(|(mut c, a)| {
-                                sgemm(a, b, &mut c);
-                                if self.activation != Activation::Identity {
-                                    c.mapv_inplace(|v| self.activation.apply(v));
-                                }
-                            });
-                    }
-                }
-                scratch::put_back(Buffer::Im2col, cols);
             });
         }
+    }
+
+    /// Output rows `rows` of one group into `c` (`[C_out/g, rows.len()·W_out]`): the input
+    /// itself (pointwise) or its unfolded columns (im2col) times the weights, packed or raw, in
+    /// `splits` parallel blocks of output channels.
+    fn unfolded_band(&self, group: &Group<'_>, rows: Range<usize>, c: &mut ArrayViewMut2<'_, f32>, splits: usize) {
+        let g = self.geometry;
+        let (channels, columns) = (g.in_per_group(), c.ncols());
+        let depth = channels * g.kernel.h * g.kernel.w;
+        let mut cols = scratch::take(Buffer::Im2col);
+        let b = if g.is_pointwise() {
+            RightOperand::Rows { values: &group.x[rows.start * self.out_w..], ldb: self.height * self.width }
+        } else {
+            // The unfolded rows are `ldb` apart: for the packed GEMM, which reads them in place
+            // while they are in cache, a stride that spreads them over L1.
+            let ldb = match group.weight {
+                Weight::Packed(_) => resident_stride(columns),
+                Weight::Raw(_) => columns,
+            };
+            let len = depth.saturating_sub(1) * ldb + columns;
+            // Every slot is written by `unfold`; only growth needs initializing.
+            if cols.len() < len {
+                cols.resize(len, 0.0);
+            }
+            im2col::unfold(self, group.x, channels, group.fill, rows, &mut cols[..len], ldb);
+            RightOperand::Resident { values: &cols[..len], ldb }
+        };
+        match group.weight {
+            Weight::Packed(packed) => self.packed_gemm(packed, b, c, group.bias, splits),
+            Weight::Raw(weight) => {
+                for (o, row) in c.outer_iter_mut().enumerate() {
+                    row.into_slice().expect("contiguous row").fill(group.bias.map_or(0.0, |b| b[o]));
+                }
+                let a = ArrayView2::from_shape((c.nrows(), depth), weight).expect("sizes checked");
+                let (RightOperand::Rows { values, ldb } | RightOperand::Resident { values, ldb }) = b;
+                let b = ArrayView2::from_shape((depth, columns).strides((ldb, 1)), values).expect("sizes checked");
+                let split_rows = c.nrows().div_ceil(splits);
+                c.axis_chunks_iter_mut(Axis(0), split_rows)
+                    .into_par_iter()
+                    .zip(a.axis_chunks_iter(Axis(0), split_rows))
+                    .for_each(|(mut c, a)| {
+                        sgemm(a, b, &mut c);
+                        if self.activation != Activation::Identity {
+                            c.mapv_inplace(|v| self.activation.apply(v));
+                        }
+                    });
+            }
+        }
+        scratch::put_back(Buffer::Im2col, cols);
     }
 
     /// How many bands of output rows: enough that a band's working set (`per_column` floats
@@ -214,24 +226,56 @@ impl Plane<'_> {
         bias: Option<&[f32]>,
         splits: usize,
     ) {
-        let (columns, ldc) = (c.ncols(), c.strides()[0] as usize);
+        let columns = c.ncols();
         if columns == 0 {
             return;
         }
-        let panels = a.panels();
-        let per_split = panels.div_ceil(splits.max(1)).max(1);
-        let c_ptr = SendPtr(c.as_mut_ptr());
-        (0..panels.div_ceil(per_split)).into_par_iter().for_each(|split| {
-            let range = split * per_split..((split + 1) * per_split).min(panels);
-            let rows = range.start * MR..(range.end * MR).min(a.rows());
-            // SAFETY: this split's rows of `c` (a live mutable view, rows `ldc` apart), which
-            // no other split touches.
-            unsafe {
-                let first = c_ptr.get().add(rows.start * ldc);
-                gemm_packed(a, range, b, columns, first, ldc, false, Epilogue { bias, activation: self.activation });
-            }
+        let epilogue = Epilogue { bias, activation: self.activation };
+        in_panel_splits(a, splits, c, |panels, first, ldc| {
+            // SAFETY: `first` addresses this split's rows of `c`, `ldc` apart, which no other split
+            // touches.
+            unsafe { gemm_packed(a, panels, b, columns, first, ldc, false, epilogue) }
         });
     }
+}
+
+/// Runs `gemm(panels, first, ldc)` for `splits` parallel blocks of `a`'s panels, `first` being
+/// the first of that block's rows of `c` (a live mutable view whose rows are `a`'s).
+pub(super) fn in_panel_splits(
+    a: &PackedMatrix,
+    splits: usize,
+    c: &mut ArrayViewMut2<'_, f32>,
+    gemm: impl Fn(Range<usize>, *mut f32, usize) + Sync,
+) {
+    let (panels, ldc) = (a.panels(), c.strides()[0] as usize);
+    let per_split = panels.div_ceil(splits.max(1)).max(1);
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    (0..panels.div_ceil(per_split)).into_par_iter().for_each(|split| {
+        let range = split * per_split..((split + 1) * per_split).min(panels);
+        // SAFETY (of the offset): row `range.start·MR` of `c`, inside the view.
+        let first = unsafe { c_ptr.get().add(range.start * MR * ldc) };
+        gemm(range, first, ldc);
+    });
+}
+
+/// One group's operands in [`Plane::run`].
+pub(super) struct Group<'a> {
+    /// The group's input planes, `[C_in/g, H, W]`.
+    pub(super) x: &'a [f32],
+    /// Their padding values.
+    pub(super) fill: Option<&'a [f32]>,
+    /// One value per output channel of the group.
+    pub(super) bias: Option<&'a [f32]>,
+    pub(super) weight: Weight<'a>,
+}
+
+/// A group's weights: packed for the GEMM (planned layers), or row-major `[C_out/g, C_in/g·k_h·k_w]`.
+#[derive(Clone, Copy)]
+pub(super) enum Weight<'a> {
+    /// Packed once by a [`super::PackedConv`].
+    Packed(&'a PackedMatrix),
+    /// As the caller of [`super::conv2d_into`] gave them.
+    Raw(&'a [f32]),
 }
 
 /// Largest output plane (positions per image) for which a planned conv runs the whole batch
