@@ -69,7 +69,7 @@ pub fn decode(maps: &[ArrayView5<'_, f32>], anchors: &Anchors) -> Result<Array3<
     // through the sigmoid in one vectorized pass, then the box columns of each row.
     let mut z = Array3::<f32>::zeros((batch, rows, outputs));
     let mut row = 0;
-    for (map, _) in maps.iter().zip(&anchors.levels) {
+    for map in maps {
         let [_, a, h, w, _] = map.shape().try_into().expect("5-D view");
         for anchor in 0..a {
             for image in 0..batch {
