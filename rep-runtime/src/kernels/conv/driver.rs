@@ -1,6 +1,7 @@
 //! One convolution on one image (or, for small maps, a whole batch): im2col + GEMM in bands
 //! of output rows, split across rayon's threads; depthwise layers take their direct loop.
 
+use super::channel_lanes::{self, ChannelBlocks};
 use super::{depthwise, direct, im2col};
 use crate::geometry::ConvGeometry;
 use crate::kernels::gemm::{Epilogue, MR, PackedMatrix, RightOperand, gemm_packed, resident_stride, sgemm};
@@ -26,8 +27,8 @@ pub(super) struct Weights<'a> {
     /// Row-major `[C_out, C_in/g, k_h, k_w]`: read only by depthwise layers and when `packed`
     /// is `None`.
     pub(super) raw: &'a [f32],
-    /// The same weights packed per group for the GEMM.
-    pub(super) packed: Option<&'a [PackedMatrix]>,
+    /// The same weights laid out per group ahead of time (planned layers).
+    pub(super) packed: Option<Packed<'a>>,
     /// One value per output channel.
     pub(super) bias: Option<&'a [f32]>,
     /// The value of each input channel's padded positions (0 when `None`).
@@ -50,7 +51,11 @@ impl Plane<'_> {
         let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
         let rows = cin_g * g.kernel.h * g.kernel.w;
         let (in_plane, out_plane) = (self.height * self.width, self.out_h * self.out_w);
-        let direct = packed.is_some() && direct::suits(self, cin_g, self.out_h);
+        let direct = match packed {
+            Some(Packed::Lanes(_)) => true,
+            Some(Packed::Rows(_)) => direct::suits(self, cin_g, self.out_h),
+            None => false,
+        };
         // A band's working set per output column: its columns of `B` (unfolded, or packed from
         // the unfolded rows) and of `C`, or, direct, the prepared input it reads and `C`.
         let per_column = if direct { cin_g * g.stride.h * g.stride.w + cout_g } else { 2 * rows + cout_g };
@@ -61,7 +66,8 @@ impl Plane<'_> {
                 fill: fill.map(|f| &f[group * cin_g..(group + 1) * cin_g]),
                 bias: bias.map(|b| &b[group * cout_g..(group + 1) * cout_g]),
                 weight: match packed {
-                    Some(packed) => Weight::Packed(&packed[group]),
+                    Some(Packed::Rows(packed)) => Weight::Packed(&packed[group]),
+                    Some(Packed::Lanes(blocks)) => Weight::Lanes(&blocks[group]),
                     None => Weight::Raw(&weight[group * cout_g * rows..(group + 1) * cout_g * rows]),
                 },
             };
@@ -80,6 +86,7 @@ impl Plane<'_> {
                 // Too few bands to keep every thread busy: split the output channels too.
                 let splits = (rayon::current_num_threads() / bands).max(1).min(cout_g / MIN_SPLIT_ROWS).max(1);
                 match operands.weight {
+                    Weight::Lanes(blocks) => channel_lanes::band(self, &operands, blocks, rows, &mut c, splits),
                     Weight::Packed(packed) if direct => {
                         direct::band(self, &operands, packed, rows, &mut c, splits);
                     }
@@ -102,10 +109,7 @@ impl Plane<'_> {
         } else {
             // The unfolded rows are `ldb` apart: for the packed GEMM, which reads them in place
             // while they are in cache, a stride that spreads them over L1.
-            let ldb = match group.weight {
-                Weight::Packed(_) => resident_stride(columns),
-                Weight::Raw(_) => columns,
-            };
+            let ldb = if let Weight::Raw(_) = group.weight { columns } else { resident_stride(columns) };
             let len = depth.saturating_sub(1) * ldb + columns;
             // Every slot is written by `unfold`; only growth needs initializing.
             if cols.len() < len {
@@ -116,6 +120,7 @@ impl Plane<'_> {
         };
         match group.weight {
             Weight::Packed(packed) => self.packed_gemm(packed, b, c, group.bias, splits),
+            Weight::Lanes(_) => unreachable!("weights laid out for the channel-lanes kernel run it"),
             Weight::Raw(weight) => {
                 for (o, row) in c.outer_iter_mut().enumerate() {
                     row.into_slice().expect("contiguous row").fill(group.bias.map_or(0.0, |b| b[o]));
@@ -269,11 +274,22 @@ pub(super) struct Group<'a> {
     pub(super) weight: Weight<'a>,
 }
 
-/// A group's weights: packed for the GEMM (planned layers), or row-major `[C_out/g, C_in/g·k_h·k_w]`.
+/// A layer's weights laid out ahead of time by a [`super::PackedConv`], one per group.
+#[derive(Clone, Copy)]
+pub(super) enum Packed<'a> {
+    /// For the GEMM.
+    Rows(&'a [PackedMatrix]),
+    /// For the channel-lanes kernel.
+    Lanes(&'a [ChannelBlocks]),
+}
+
+/// A group's weights: laid out ahead of time (planned layers), or row-major `[C_out/g, C_in/g·k_h·k_w]`.
 #[derive(Clone, Copy)]
 pub(super) enum Weight<'a> {
-    /// Packed once by a [`super::PackedConv`].
+    /// Packed once for the GEMM by a [`super::PackedConv`].
     Packed(&'a PackedMatrix),
+    /// Laid out once for the channel-lanes kernel by a [`super::PackedConv`].
+    Lanes(&'a ChannelBlocks),
     /// As the caller of [`super::conv2d_into`] gave them.
     Raw(&'a [f32]),
 }

@@ -13,6 +13,7 @@
 //! given instead (DBB's BN-and-pad layer needs it).
 
 mod backward;
+mod channel_lanes;
 mod depthwise;
 mod direct;
 mod driver;
@@ -24,7 +25,7 @@ use super::Activation;
 use super::gemm::PackedMatrix;
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
-use driver::{Plane, Weights};
+use driver::{Packed, Plane, Weights};
 use ndarray::{Array4, ArrayView1, ArrayView4};
 use rayon::prelude::*;
 
@@ -40,13 +41,26 @@ pub struct ConvOperands<'a> {
     pub pad_fill: Option<ArrayView1<'a, f32>>,
 }
 
-/// The weights of a convolution packed per group for `gemm_packed`
-/// (`[C_out/g, C_in/g·k_h·k_w]` each), as [`PackedConv`] holds them; not for depthwise layers.
-fn pack_weights(geometry: &ConvGeometry, weight: ArrayView4<'_, f32>) -> Vec<PackedMatrix> {
+/// How a [`PackedConv`] holds its weights, per group.
+#[derive(Clone, Debug)]
+pub(super) enum Packing {
+    /// Packed for the GEMM (`gemm_packed`, `gemm_listed`): im2col, pointwise and the direct
+    /// path.
+    Rows(Vec<PackedMatrix>),
+    /// Laid out for the channel-lanes kernel (strided layers, see [`channel_lanes::suits`]).
+    Lanes(Vec<channel_lanes::ChannelBlocks>),
+}
+
+/// `lay_out(w_g, C_out/g, C_in/g·k_h·k_w)` for each group's row-major weights `w_g`.
+fn per_group<T>(
+    geometry: &ConvGeometry,
+    weight: ArrayView4<'_, f32>,
+    lay_out: impl Fn(&[f32], usize, usize) -> T,
+) -> Vec<T> {
     let weight = weight.as_standard_layout();
     let weight = weight.as_slice().expect("standard layout");
     let (rows, depth) = (geometry.out_per_group(), geometry.in_per_group() * geometry.kernel.h * geometry.kernel.w);
-    weight.chunks_exact(rows * depth).map(|w_g| PackedMatrix::pack(w_g, rows, depth, depth)).collect()
+    weight.chunks_exact(rows * depth).map(|w_g| lay_out(w_g, rows, depth)).collect()
 }
 
 /// Checks `operands` against `geometry`, as every layer built on [`conv2d`] needs.
@@ -124,7 +138,7 @@ pub fn conv2d_into(
 #[derive(Clone, Debug)]
 pub struct PackedConv {
     geometry: ConvGeometry,
-    packed: Vec<PackedMatrix>,
+    pub(super) packing: Packing,
     bias: Option<Vec<f32>>,
     pad_fill: Option<Vec<f32>>,
 }
@@ -139,7 +153,13 @@ impl PackedConv {
         }
         Ok(PackedConv {
             geometry: *geometry,
-            packed: pack_weights(geometry, operands.weight),
+            packing: if channel_lanes::suits(geometry, operands.pad_fill.is_some()) {
+                Packing::Lanes(per_group(geometry, operands.weight, channel_lanes::ChannelBlocks::new))
+            } else {
+                Packing::Rows(per_group(geometry, operands.weight, |w_g, rows, depth| {
+                    PackedMatrix::pack(w_g, rows, depth, depth)
+                }))
+            },
             bias: operands.bias.map(|b| b.to_vec()),
             pad_fill: operands.pad_fill.map(|f| f.to_vec()),
         })
@@ -152,9 +172,11 @@ impl PackedConv {
 
     /// Floats held: packed weights (padding included), bias and padding values.
     pub fn floats(&self) -> usize {
-        self.packed.iter().map(PackedMatrix::floats).sum::<usize>()
-            + self.bias.as_ref().map_or(0, Vec::len)
-            + self.pad_fill.as_ref().map_or(0, Vec::len)
+        let weights = match &self.packing {
+            Packing::Rows(packed) => packed.iter().map(PackedMatrix::floats).sum::<usize>(),
+            Packing::Lanes(blocks) => blocks.iter().map(channel_lanes::ChannelBlocks::floats).sum(),
+        };
+        weights + self.bias.as_ref().map_or(0, Vec::len) + self.pad_fill.as_ref().map_or(0, Vec::len)
     }
 
     /// [`conv2d_into`] with these weights: `input` is `[N, C_in, H, W]` as `shape` says,
@@ -162,11 +184,24 @@ impl PackedConv {
     pub fn run_into(&self, input: &[f32], shape: [usize; 4], activation: Activation, output: &mut [f32]) -> Result<()> {
         let g = &self.geometry;
         let Some((n, out_hw)) = check_buffers(input, shape, g, output)? else { return Ok(()) };
+        if let Packing::Lanes(_) = self.packing
+            && !channel_lanes::addressable(g, shape[2], shape[3])
+        {
+            return Err(Error::Geometry(format!(
+                "conv2d: input planes of {}×{}×{} exceed the 32-bit offsets of the strided kernel",
+                g.in_per_group(),
+                shape[2],
+                shape[3]
+            )));
+        }
         let plane =
             Plane { geometry: g, height: shape[2], width: shape[3], out_h: out_hw.h, out_w: out_hw.w, activation };
         let weights = Weights {
             raw: &[],
-            packed: Some(&self.packed),
+            packed: Some(match &self.packing {
+                Packing::Rows(packed) => Packed::Rows(packed),
+                Packing::Lanes(blocks) => Packed::Lanes(blocks),
+            }),
             bias: self.bias.as_deref(),
             fill: self.pad_fill.as_deref(),
         };
@@ -207,7 +242,7 @@ fn run_planes(plane: &Plane<'_>, input: &[f32], n: usize, weights: Weights<'_>, 
     let out_len = output.len() / n;
     // Small maps of a wide layer: the weights outweigh the batch's unfolded columns, so one
     // GEMM over the whole batch streams them once instead of once per image.
-    if let Some(packed) = weights.packed
+    if let Some(Packed::Rows(packed)) = weights.packed
         && n > 1
         && plane.out_h * plane.out_w <= driver::BATCHED_PLANE
         && geometry.out_per_group() >= n * plane.out_h * plane.out_w
