@@ -81,6 +81,16 @@ pub fn zeroed(len: usize, what: &str) -> Result<Vec<f32>> {
     Ok(buffer)
 }
 
+/// Floats in a 64-byte cache line.
+pub(crate) const LINE_FLOATS: usize = 16;
+
+/// How many floats from `values`' start the first one on a cache line (64-byte boundary) is:
+/// a buffer used from there, with rows a multiple of 16 floats apart, has no 16-float vector
+/// that straddles two lines (such a vector costs two loads, or two stores).
+pub(crate) fn to_cache_line(values: &[f32]) -> usize {
+    (values.as_ptr() as usize).wrapping_neg() % 64 / size_of::<f32>()
+}
+
 /// The AVX-512 mask of the first `n` of 16 lanes (all of them from 16 on).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn lane_mask(n: usize) -> std::arch::x86_64::__mmask16 {

@@ -76,10 +76,7 @@ pub(super) fn band(
     let channels = g.in_per_group();
     let layout = Prepared::new(plane, rows.len());
     let mut prepared = scratch::take(Buffer::Im2col);
-    if prepared.len() < channels * layout.channel() {
-        prepared.resize(channels * layout.channel(), 0.0);
-    }
-    let prepared_band = &mut prepared[..channels * layout.channel()];
+    let prepared_band = scratch::lines(&mut prepared, channels * layout.channel());
     let first_row = (rows.start * g.stride.h) as isize - g.padding.h as isize;
     prepare(plane, group.x, group.fill, first_row, layout, prepared_band);
     let mut offsets = scratch::take_offsets();

@@ -112,11 +112,9 @@ impl Plane<'_> {
             let ldb = if let Weight::Raw(_) = group.weight { columns } else { resident_stride(columns) };
             let len = depth.saturating_sub(1) * ldb + columns;
             // Every slot is written by `unfold`; only growth needs initializing.
-            if cols.len() < len {
-                cols.resize(len, 0.0);
-            }
-            im2col::unfold(self, group.x, channels, group.fill, rows, &mut cols[..len], ldb);
-            RightOperand::Resident { values: &cols[..len], ldb }
+            let cols = scratch::lines(&mut cols, len);
+            im2col::unfold(self, group.x, channels, group.fill, rows, cols, ldb);
+            RightOperand::Resident { values: cols, ldb }
         };
         match group.weight {
             Weight::Packed(packed) => self.packed_gemm(packed, b, c, group.bias, splits),
@@ -182,18 +180,14 @@ impl Plane<'_> {
         let (in_plane, out_plane) = (self.height * self.width, self.out_h * self.out_w);
         let (rows, columns) = (cin_g * taps, n * out_plane);
         let ldb = resident_stride(columns);
-        let mut cols = scratch::take(Buffer::Im2col);
-        let mut products = scratch::take(Buffer::BatchedProducts);
-        if cols.len() < rows * ldb {
-            cols.resize(rows * ldb, 0.0);
-        }
-        if products.len() < cout_g * columns {
-            products.resize(cout_g * columns, 0.0);
-        }
+        let (mut cols_buffer, mut products_buffer) =
+            (scratch::take(Buffer::Im2col), scratch::take(Buffer::BatchedProducts));
+        let cols = scratch::lines(&mut cols_buffer, rows * ldb);
+        let products = scratch::lines(&mut products_buffer, cout_g * columns);
         let splits = rayon::current_num_threads().min(cout_g / MIN_SPLIT_ROWS).max(1);
         for group in 0..g.groups {
             // Channel by channel in parallel: its k_h·k_w rows of every image's columns.
-            cols[..rows * ldb].par_chunks_mut(taps * ldb).enumerate().for_each(|(c, rows_c)| {
+            cols.par_chunks_mut(taps * ldb).enumerate().for_each(|(c, rows_c)| {
                 let channel = group * cin_g + c;
                 for image in 0..n {
                     let x_c = &x[(image * g.in_channels + channel) * in_plane..][..in_plane];
@@ -202,12 +196,11 @@ impl Plane<'_> {
                     im2col::unfold(self, x_c, 1, fill_c, 0..self.out_h, dst, ldb);
                 }
             });
-            let mut c =
-                ArrayViewMut2::from_shape((cout_g, columns), &mut products[..cout_g * columns]).expect("sized above");
-            let b = RightOperand::Resident { values: &cols[..rows * ldb], ldb };
+            let mut c = ArrayViewMut2::from_shape((cout_g, columns), &mut *products).expect("sized above");
+            let b = RightOperand::Resident { values: cols, ldb };
             let bias_g = bias.map(|b| &b[group * cout_g..(group + 1) * cout_g]);
             self.packed_gemm(&packed[group], b, &mut c, bias_g, splits);
-            let products = &products[..cout_g * columns];
+            let products = &*products;
             out.par_chunks_mut(out_plane).enumerate().for_each(|(plane, y)| {
                 let (image, o) = (plane / g.out_channels, plane % g.out_channels);
                 if o / cout_g == group {
@@ -216,8 +209,8 @@ impl Plane<'_> {
                 }
             });
         }
-        scratch::put_back(Buffer::Im2col, cols);
-        scratch::put_back(Buffer::BatchedProducts, products);
+        scratch::put_back(Buffer::Im2col, cols_buffer);
+        scratch::put_back(Buffer::BatchedProducts, products_buffer);
     }
 
     /// `c = a · b + bias` then the activation, with `a` pre-packed, in `splits` parallel blocks

@@ -126,9 +126,7 @@ pub(crate) unsafe fn gemm_packed(
     debug_assert!(b.len() >= (depth - 1) * ldb + columns);
     scratch::with(Buffer::PackedB, |packed| {
         let step = depth_block(depth);
-        if pack && packed.len() < step * layout.padded {
-            packed.resize(step * layout.padded, 0.0);
-        }
+        let packed = if pack { scratch::lines(packed, step * layout.padded) } else { &mut [] };
         let mut k0 = 0;
         while k0 < depth {
             let kc = step.min(depth - k0);

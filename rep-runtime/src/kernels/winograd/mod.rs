@@ -35,6 +35,7 @@ use super::{Activation, ConvOperands};
 use crate::error::{Error, Result};
 use crate::geometry::{ConvGeometry, Hw};
 use crate::kernels::scratch::{self, Buffer};
+use crate::kernels::{LINE_FLOATS, to_cache_line};
 use rayon::prelude::*;
 
 /// The output tile of a Winograd convolution.
@@ -261,7 +262,9 @@ impl WinogradConv {
     pub fn workspace_len(&self, images: usize, input: Hw) -> Result<usize> {
         let t = self.tiling(images, input)?;
         let channels = self.geometry.in_channels.checked_add(self.geometry.out_channels);
-        channels.and_then(|c| c.checked_mul(self.tile.positions())?.checked_mul(t.columns())).ok_or_else(|| {
+        let floats = channels.and_then(|c| c.checked_mul(self.tile.positions())?.checked_mul(t.columns()));
+        // Room to start `V` on a cache line.
+        floats.and_then(|f| f.checked_add(LINE_FLOATS)).ok_or_else(|| {
             Error::Geometry(format!("Winograd workspace for {images} images of {input} overflows usize"))
         })
     }
@@ -321,6 +324,10 @@ impl WinogradConv {
             }
             return Ok(());
         }
+        // On a cache line, so that the GEMMs' 16-float rows of `V` and `M` (whose starts are
+        // multiples of 16 floats apart) never straddle two.
+        let start = to_cache_line(workspace);
+        let workspace = &mut workspace[start..];
         let (v, rest) = workspace.split_at_mut(xi_count * cin * columns);
         let m = &mut rest[..xi_count * cout * columns];
         v.par_chunks_mut(xi_count * columns).enumerate().for_each(|(c, v_c)| self.transform_input(x, c, &t, v_c));
@@ -358,10 +365,7 @@ impl WinogradConv {
             let x_image = &x[image * in_len..(image + 1) * in_len];
             scratch::with(Buffer::WinogradBands, |buffer| {
                 let need = xi_count * (cin + cout) * columns;
-                if buffer.len() < need {
-                    buffer.resize(need, 0.0);
-                }
-                let (v, m) = buffer[..need].split_at_mut(xi_count * cin * columns);
+                let (v, m) = scratch::lines(buffer, need).split_at_mut(xi_count * cin * columns);
                 for (c, v_c) in v.chunks_exact_mut(xi_count * columns).enumerate() {
                     self.transform_input(x_image, c, &bt, v_c);
                 }

@@ -25,10 +25,7 @@ pub(in crate::kernels::winograd) unsafe fn input(x: &[f32], channels: usize, c: 
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     crate::kernels::scratch::with(crate::kernels::scratch::Buffer::WinogradRows, |scratch| {
-        if scratch.len() < height * width {
-            scratch.resize(height * width, 0.0);
-        }
-        let plane = &mut scratch[..height * width];
+        let plane = crate::kernels::scratch::lines(scratch, height * width);
         for image in 0..t.images {
             let x_c = &x[(image * channels + c) * h * w..][..h * w];
             pad_channel(x_c, t, 2, plane, width);

@@ -59,10 +59,7 @@ pub(in crate::kernels::winograd) unsafe fn input(x: &[f32], channels: usize, c: 
     let every_fourth = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
     crate::kernels::scratch::with(crate::kernels::scratch::Buffer::WinogradRows, |scratch| {
         let need = height * width + 6 * height * lanes;
-        if scratch.len() < need {
-            scratch.resize(need, 0.0);
-        }
-        let (plane, rows) = scratch[..need].split_at_mut(height * width);
+        let (plane, rows) = crate::kernels::scratch::lines(scratch, need).split_at_mut(height * width);
         for image in 0..t.images {
             let x_c = &x[(image * channels + c) * h * w..][..h * w];
             pad_channel(x_c, t, 4, plane, width);
