@@ -105,3 +105,22 @@ thread_local! {
 pub(super) fn with_index_table<R>(f: impl FnOnce(&mut IndexTable) -> R) -> R {
     INDEX_TABLE.with(|table| f(&mut table.borrow_mut()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_start_on_a_cache_line_whatever_the_allocation() {
+        let buffer = vec![0.0f32; 64];
+        for skip in 0..LINE_FLOATS {
+            let offset = to_cache_line(&buffer[skip..]);
+            assert!(offset < LINE_FLOATS && (buffer[skip + offset..].as_ptr() as usize).is_multiple_of(64));
+        }
+        for (initial, len) in [(0, 0), (0, 1), (3, 17), (100, 50), (5, 1000)] {
+            let mut values = vec![1.0f32; initial];
+            let line = lines(&mut values, len);
+            assert_eq!((line.as_ptr() as usize % 64, line.len()), (0, len), "grown from {initial} to {len}");
+        }
+    }
+}
