@@ -1,5 +1,6 @@
-//! One convolution on one image (or, for small maps, a whole batch): im2col + GEMM in bands
-//! of output rows, split across rayon's threads; depthwise layers take their direct loop.
+//! One convolution on one image (or, for small maps, a whole batch): in bands of output rows,
+//! split across rayon's threads, each band runs im2col + GEMM, the direct GEMM or the
+//! channel-lanes kernel; depthwise layers take their direct loop.
 
 use super::channel_lanes::{self, ChannelBlocks};
 use super::{depthwise, direct, im2col};
@@ -57,7 +58,8 @@ impl Plane<'_> {
             None => false,
         };
         // A band's working set per output column: its columns of `B` (unfolded, or packed from
-        // the unfolded rows) and of `C`, or, direct, the prepared input it reads and `C`.
+        // the unfolded rows) and of `C`, or, on the direct and channel-lanes paths, the input
+        // it reads and `C`.
         let per_column = if direct { cin_g * g.stride.h * g.stride.w + cout_g } else { 2 * rows + cout_g };
         let bands = self.bands(per_column);
         for group in 0..g.groups {
@@ -86,7 +88,17 @@ impl Plane<'_> {
                 // Too few bands to keep every thread busy: split the output channels too.
                 let splits = (rayon::current_num_threads() / bands).max(1).min(cout_g / MIN_SPLIT_ROWS).max(1);
                 match operands.weight {
-                    Weight::Lanes(blocks) => channel_lanes::band(self, &operands, blocks, rows, &mut c, splits),
+                    Weight::Lanes(blocks) => {
+                        let images = channel_lanes::Images {
+                            x: operands.x,
+                            x_step: 0,
+                            c: SendPtr(c.as_mut_ptr()),
+                            c_step: 0,
+                            ldc: out_plane,
+                            count: 1,
+                        };
+                        channel_lanes::band(self, &images, operands.bias, blocks, rows, splits);
+                    }
                     Weight::Packed(packed) if direct => {
                         direct::band(self, &operands, packed, rows, &mut c, splits);
                     }

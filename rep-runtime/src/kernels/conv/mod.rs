@@ -5,7 +5,10 @@
 //! * **pointwise** (1×1, stride 1, no padding): the input *is* the GEMM operand, no copy;
 //! * **general**: im2col (`im2col`) into a scratch matrix, then one SGEMM per group: the
 //!   `gemm` crate's kernels, or, for a [`PackedConv`] (whose weights inference plans pack
-//!   once), the allocation-free packed SGEMM.
+//!   once), the allocation-free packed SGEMM;
+//! * a [`PackedConv`]'s strided layers with enough taps (`channel_lanes`): output channels
+//!   along the vector lanes, the input read where it lies; its other spatial layers with wide
+//!   output rows (`direct`): the packed SGEMM on taps read in place from a padded copy.
 //!
 //! `driver` cuts one image's work into bands of output rows (each unfolding its own columns)
 //! and blocks of output channels; [`conv2d_backward`] (`backward`) runs im2col, two products
@@ -43,7 +46,7 @@ pub struct ConvOperands<'a> {
 
 /// How a [`PackedConv`] holds its weights, per group.
 #[derive(Clone, Debug)]
-pub(super) enum Packing {
+enum Packing {
     /// Packed for the GEMM (`gemm_packed`, `gemm_listed`): im2col, pointwise and the direct
     /// path.
     Rows(Vec<PackedMatrix>),
@@ -132,13 +135,14 @@ pub fn conv2d_into(
     Ok(())
 }
 
-/// A convolution whose weights are held only packed for the GEMM (an inference plan's im2col
-/// and pointwise layers): the raw weights, which [`conv2d_into`] would read only to check their
-/// shape, are not kept. Depthwise layers use no GEMM and cannot be packed.
+/// A convolution whose weights are held only laid out for its kernel (an inference plan's
+/// non-Winograd layers): packed for the GEMM, or in channel blocks for the channel-lanes kernel
+/// (strided layers, `channel_lanes::suits`). The raw weights, which [`conv2d_into`] would read
+/// only to check their shape, are not kept. Depthwise layers use neither and cannot be packed.
 #[derive(Clone, Debug)]
 pub struct PackedConv {
     geometry: ConvGeometry,
-    pub(super) packing: Packing,
+    packing: Packing,
     bias: Option<Vec<f32>>,
     pad_fill: Option<Vec<f32>>,
 }
@@ -242,13 +246,16 @@ fn run_planes(plane: &Plane<'_>, input: &[f32], n: usize, weights: Weights<'_>, 
     let out_len = output.len() / n;
     // Small maps of a wide layer: the weights outweigh the batch's unfolded columns, so one
     // GEMM over the whole batch streams them once instead of once per image.
-    if let Some(Packed::Rows(packed)) = weights.packed
+    if let Some(packed) = weights.packed
         && n > 1
         && plane.out_h * plane.out_w <= driver::BATCHED_PLANE
         && geometry.out_per_group() >= n * plane.out_h * plane.out_w
         && !geometry.is_pointwise()
     {
-        plane.run_batched(input, n, packed, weights.bias, weights.fill, output);
+        match packed {
+            Packed::Rows(packed) => plane.run_batched(input, n, packed, weights.bias, weights.fill, output),
+            Packed::Lanes(blocks) => channel_lanes::batch(plane, input, n, blocks, weights.bias, output),
+        }
         return;
     }
     output.par_chunks_mut(out_len).zip(input.par_chunks(in_len)).for_each(|(out, x)| {

@@ -1,23 +1,23 @@
 //! Direct convolution with the output channels along the vector lanes: each micro-kernel call
 //! holds `P` output positions × `16·V` output channels in registers and, for every tap
 //! `(c, u, v)`, multiplies one vector of weights (`16·V` channels of that tap) by each position's
-//! input value, broadcast from where it lies in the band's prepared input
+//! input value, broadcast from where it lies in the NCHW input
 //! (`y[o, p] += W[o, k] · x[k, p]`, `o` along the lanes).
 //!
-//! Nothing is copied per tap (as im2col does) and no lane is idle on a narrow output row (as
-//! when the lanes hold output columns): a stride only changes which input values are broadcast,
-//! and a block of positions may span output rows. Its products come out position by position,
-//! so they are transposed into the NCHW output as they are stored.
+//! Nothing is copied (im2col copies each input value once per tap that reads it) and no lane is
+//! idle on a narrow output row (as when the lanes hold output columns): a stride only changes
+//! which input values are broadcast, and the positions of one call may span output rows. The
+//! products come out position by position, so they are transposed into the output planes as
+//! they are stored.
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
-use super::driver::{Group, Plane};
+use super::driver::Plane;
 use super::valid_range;
 use crate::geometry::ConvGeometry;
 use crate::kernels::scratch;
 use crate::kernels::{Activation, SendPtr};
-use ndarray::ArrayViewMut2;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -27,14 +27,15 @@ const LANES: usize = 16;
 const MAX_VECTORS: usize = 4;
 
 /// Whether a planned layer of geometry `g` (padded with zeros unless `pad_fill`) runs the
-/// channel-lanes kernel: a strided layer with a spatial kernel, zero padding and a depth (`C_in/g·k_h·k_w`) of at least [`MIN_DEPTH`].
+/// channel-lanes kernel: a strided layer with a spatial kernel, zero padding and a depth
+/// (`C_in/g·k_h·k_w`) of at least [`MIN_DEPTH`].
 ///
-/// Measured on one Zen 5 core (`conv_layers`, time against the GEMM paths): 0.73–0.78 on
-/// RepVGG-A0's stride-2 layers from 48 channels on (0.87 on its 192→1280 at 14², in the
-/// network, where its weights stream from memory), 0.85–0.92 on YOLOv7's from 32→64 at 640²
-/// to 256→256 at 80², 0.97 on its 512→512 at 40². A depth of 27 (3→48) took 1.3 times as long:
-/// with few taps, storing each position's channels into their planes costs more than the
-/// products.
+/// Measured on one Zen 5 core against the GEMM paths (time ratio; `conv_layers`, and `repvgg
+/// bench --layers` for the network): 0.65–0.83 on RepVGG-A0's stride-2 layers from 48 channels
+/// on, 0.79 on its 192→1280 at 14² in the network (whose weights come from memory); 0.83–0.97 on
+/// YOLOv7's, from 32→64 at 640² to 512→512 at 40². A depth of 27 (3→48) took 1.2–1.4 times as
+/// long: with few taps, storing each position's channels into their planes costs more than
+/// the products.
 pub(crate) fn suits(g: &ConvGeometry, pad_fill: bool) -> bool {
     let depth = g.in_per_group() * g.kernel.h * g.kernel.w;
     !pad_fill
@@ -123,26 +124,26 @@ struct Tile<const P: usize> {
 /// position's origin (`c·H·W + u·d_h·W + v·d_w`).
 type Tap = [u32; 2];
 
-/// Output rows `rows` of one group: `c` (`[C_out/g, rows.len()·W_out]`) receives
-/// `activation(W · x + bias)`, its blocks of output channels run in `splits` parallel parts.
+/// Output rows `rows` of one group of each of `images`: its `C` (`[C_out/g, rows.len()·W_out]`)
+/// receives `activation(W · x + bias)`, the blocks of output channels run in `splits` parallel
+/// parts.
 ///
 /// The input is read where it lies: positions are grouped into rectangles ([`Class`]es) whose
 /// taps fall in the padding alike (the interior; each border row and column), and each sums
 /// only its valid taps, which is exact for zero padding. The taps run in parts whose weights
-/// stay in L2 while every position runs; each part prefetches the next one's weights, a line
-/// per tap, so that the weights stream from memory at the pace of the products.
+/// stay in L2 while every position of every image runs; each part prefetches the next one's
+/// weights, a line per tap, so that the weights stream from memory at the pace of the products.
 pub(super) fn band(
     plane: &Plane<'_>,
-    group: &Group<'_>,
+    images: &Images<'_>,
+    bias: Option<&[f32]>,
     weights: &ChannelBlocks,
     rows: Range<usize>,
-    c: &mut ArrayViewMut2<'_, f32>,
     splits: usize,
 ) {
-    debug_assert!(group.fill.is_none(), "the channel-lanes kernel pads with zeros");
     let blocks = weights.blocks();
     let width = weights.width();
-    let (ldc, c_ptr) = (c.strides()[0] as usize, SendPtr(c.as_mut_ptr()));
+    let ldc = images.ldc;
     let per_part = (PART_BYTES / (4 * width)).max(1);
     let parts = weights.depth.div_ceil(per_part).max(1);
     let per_part = weights.depth.div_ceil(parts).max(1);
@@ -155,14 +156,6 @@ pub(super) fn band(
         let all = taps.as_chunks::<2>().0;
         for b in blocks.clone() {
             let first = b * width;
-            let output = BlockOutput {
-                // SAFETY (of the offset): row `first` of `c`, inside the view.
-                c: unsafe { c_ptr.get().add(first * ldc) },
-                ldc,
-                channels: width.min(weights.channels - first),
-                bias: group.bias.map_or(std::ptr::null(), |bias| bias[first..].as_ptr()),
-                activation: plane.activation,
-            };
             for part in 0..parts {
                 let depths = part * per_part..((part + 1) * per_part).min(weights.depth);
                 // The weights the next part will read (of this block, or of the next one).
@@ -172,24 +165,33 @@ pub(super) fn band(
                     (false, false) => &[],
                 };
                 let mut prefetch = upcoming.as_ptr_range();
-                let block_pass = BlockPass {
-                    plane,
-                    x: group.x,
-                    first_row: rows.start,
-                    w: weights.block(b),
-                    vectors: weights.vectors,
-                    out: output,
-                    pass: Pass { accumulate: part > 0, finish: part + 1 == parts },
-                };
-                let mut class_start = 0;
-                for class in classes(plane, rows.clone()) {
-                    let class_taps = &all[class_start..class_start + class.tap_count(plane)];
-                    class_start += class.tap_count(plane);
-                    let in_part = |k: usize| class_taps.partition_point(|t| (t[0] as usize) < k * width);
-                    let part_taps = &class_taps[in_part(depths.start)..in_part(depths.end)];
-                    // SAFETY: the block's rows of `c` belong to this part of the band; the taps
-                    // were checked by `class_taps`.
-                    unsafe { block_pass.run(&class, part_taps, &mut prefetch) };
+                for image in 0..images.count {
+                    let block_pass = BlockPass {
+                        plane,
+                        x: images.x(image),
+                        first_row: rows.start,
+                        w: weights.block(b),
+                        vectors: weights.vectors,
+                        out: BlockOutput {
+                            // SAFETY (of the offset): row `first` of the image's `C`.
+                            c: unsafe { images.c.get().add(image * images.c_step + first * ldc) },
+                            ldc,
+                            channels: width.min(weights.channels - first),
+                            bias: bias.map_or(std::ptr::null(), |bias| bias[first..].as_ptr()),
+                            activation: plane.activation,
+                        },
+                        pass: Pass { accumulate: part > 0, finish: part + 1 == parts },
+                    };
+                    let mut class_start = 0;
+                    for class in classes(plane, rows.clone()) {
+                        let class_taps = &all[class_start..class_start + class.tap_count(plane)];
+                        class_start += class.tap_count(plane);
+                        let in_part = |k: usize| class_taps.partition_point(|t| (t[0] as usize) < k * width);
+                        let part_taps = &class_taps[in_part(depths.start)..in_part(depths.end)];
+                        // SAFETY: the block's rows of the image's `C` belong to this part of the
+                        // band; the taps were checked by `class_taps`.
+                        unsafe { block_pass.run(&class, part_taps, &mut prefetch) };
+                    }
                 }
             }
         }
@@ -202,6 +204,54 @@ pub(super) fn band(
         (0..blocks.div_ceil(per_split))
             .into_par_iter()
             .for_each(|s| run(s * per_split..((s + 1) * per_split).min(blocks)));
+    }
+}
+
+/// The images a [`band`] runs on, for one group: image `i`'s input planes (`[C_in/g, H, W]`)
+/// start at `x[i·x_step]`, its output rows (`C`: one row per output channel of the group,
+/// `ldc` apart) at `c + i·c_step`. Nothing else writes those rows during the band.
+pub(super) struct Images<'a> {
+    pub(super) x: &'a [f32],
+    pub(super) x_step: usize,
+    pub(super) c: SendPtr,
+    pub(super) c_step: usize,
+    pub(super) ldc: usize,
+    pub(super) count: usize,
+}
+
+impl Images<'_> {
+    /// Image `i`'s input planes of the group.
+    fn x(&self, i: usize) -> &[f32] {
+        &self.x[i * self.x_step..]
+    }
+}
+
+/// All `n` images of a batch (`x`: `[N, C_in, H, W]`, `out`: `[N, C_out, H_out, W_out]`) at once,
+/// for small output planes of a wide layer: each part of the weights serves every image while
+/// it is in L2, instead of being read from memory once per image.
+pub(super) fn batch(
+    plane: &Plane<'_>,
+    x: &[f32],
+    n: usize,
+    weights: &[ChannelBlocks],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let g = plane.geometry;
+    let (cin_g, cout_g) = (g.in_per_group(), g.out_per_group());
+    let (in_plane, out_plane) = (plane.height * plane.width, plane.out_h * plane.out_w);
+    for (group, weights) in weights.iter().enumerate() {
+        let images = Images {
+            x: &x[group * cin_g * in_plane..],
+            x_step: g.in_channels * in_plane,
+            // SAFETY (of the offset): the group's first output plane of image 0, inside `out`.
+            c: SendPtr(unsafe { out.as_mut_ptr().add(group * cout_g * out_plane) }),
+            c_step: g.out_channels * out_plane,
+            ldc: out_plane,
+            count: n,
+        };
+        let bias = bias.map(|b| &b[group * cout_g..(group + 1) * cout_g]);
+        band(plane, &images, bias, weights, 0..plane.out_h, rayon::current_num_threads());
     }
 }
 

@@ -4,7 +4,8 @@ use crate::kernels::test_values as values;
 use ndarray::{Array1, Array4, ArrayView4};
 
 /// `PackedConv` (which lays these layers out for the channel-lanes kernel) against the
-/// unpacked convolution, NaN for NaN.
+/// unpacked convolution, NaN for NaN, on a batch of two (which small maps of a wide layer, as
+/// in the 80→32 and 300→64 cases, run at once: `batch`).
 fn check(case: &str, g: &ConvGeometry, height: usize, width: usize, bias: bool, activation: Activation) {
     assert!(suits(g, false), "{case}: should take the channel-lanes kernel");
     let shape = [2, g.in_channels, height, width];
