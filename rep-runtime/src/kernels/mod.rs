@@ -60,6 +60,19 @@ pub(crate) fn test_values(len: usize, seed: u32) -> Vec<f32> {
     (0..len).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2001) as f32 / 1000.0 - 1.0).collect()
 }
 
+/// Asserts that `got` matches `expected` within 1e-5 relative, NaN for NaN, and that some NaN
+/// reached `expected` (the kernels' tests put one in their input).
+#[cfg(test)]
+pub(crate) fn assert_matches_with_nan<'a>(case: &str, got: &[f32], expected: impl IntoIterator<Item = &'a f32>) {
+    let mut nan = false;
+    for (at, (got, want)) in got.iter().zip(expected).enumerate() {
+        let same = (got.is_nan() && want.is_nan()) || (got - want).abs() <= 1e-5 * (1.0 + want.abs());
+        assert!(same, "{case} at {at}: {got} vs {want}");
+        nan |= want.is_nan();
+    }
+    assert!(nan, "{case}: the NaN input reaches the output");
+}
+
 /// How many planes of `len` values one parallel task takes: enough for about 32 K values, so
 /// that small maps (late layers, small images) do not pay a task per plane.
 pub(crate) fn planes_per_task(len: usize) -> usize {

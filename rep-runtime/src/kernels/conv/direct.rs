@@ -181,11 +181,7 @@ mod tests {
                 conv2d_then(ArrayView4::from_shape(shape, &x).unwrap(), &g, operands, Activation::Relu).unwrap();
             let mut y = vec![0.0; expected.len()];
             PackedConv::new(&g, operands).unwrap().run_into(&x, shape, Activation::Relu, &mut y).unwrap();
-            for (at, (got, want)) in y.iter().zip(&expected).enumerate() {
-                let same = (got.is_nan() && want.is_nan()) || (got - want).abs() <= 1e-5 * (1.0 + want.abs());
-                assert!(same, "case {i} at {at}: {got} vs {want}");
-            }
-            assert!(expected.iter().any(|v| v.is_nan()), "case {i}: the NaN input reaches the output");
+            crate::kernels::assert_matches_with_nan(&format!("case {i}"), &y, &expected);
         }
     }
 
