@@ -4,7 +4,7 @@ use super::{MR, depth_block};
 use std::ops::Range;
 
 /// A row-major `[rows, depth]` matrix packed into panels of `MR` rows, depth block by depth
-/// block: block `b` (depths `b·kc ..`, `kc` = [`depth_block`] of them, fewer in the last) holds every panel `p` in turn, and panel
+/// block: block `b` (depths `b·kc ..`, `kc` = `depth_block` of them, fewer in the last) holds every panel `p` in turn, and panel
 /// `p` holds, for each `k` of the block, `A[p·MR .. p·MR + MR, k]` (zeros past the last row).
 /// A GEMM pass over one depth block thus reads one contiguous stream.
 #[derive(Clone, Debug, PartialEq)]
