@@ -31,7 +31,7 @@ const MAX_VECTORS: usize = 4;
 /// (`C_in/g·k_h·k_w`) of at least [`MIN_DEPTH`].
 ///
 /// Measured on one Zen 5 core against the GEMM paths (time ratio; `conv_layers`, and `repvgg
-/// bench --layers` for the network): 0.65–0.83 on RepVGG-A0's stride-2 layers from 48 channels
+/// bench --layers` for the network): 0.62–0.83 on RepVGG-A0's stride-2 layers from 48 channels
 /// on, 0.79 on its 192→1280 at 14² in the network (whose weights come from memory); 0.83–0.97 on
 /// YOLOv7's, from 32→64 at 640² to 512→512 at 40². A depth of 27 (3→48) took 1.2–1.4 times as
 /// long: with few taps, storing each position's channels into their planes costs more than
