@@ -257,15 +257,25 @@ pub(super) fn in_panel_splits(
     c: &mut ArrayViewMut2<'_, f32>,
     gemm: impl Fn(Range<usize>, *mut f32, usize) + Sync,
 ) {
-    let (panels, ldc) = (a.panels(), c.strides()[0] as usize);
-    let per_split = panels.div_ceil(splits.max(1)).max(1);
+    let ldc = c.strides()[0] as usize;
     let c_ptr = SendPtr(c.as_mut_ptr());
-    (0..panels.div_ceil(per_split)).into_par_iter().for_each(|split| {
-        let range = split * per_split..((split + 1) * per_split).min(panels);
+    in_parts(a.panels(), splits, |range| {
         // SAFETY (of the offset): row `range.start·MR` of `c`, inside the view.
         let first = unsafe { c_ptr.get().add(range.start * MR * ldc) };
         gemm(range, first, ldc);
     });
+}
+
+/// Runs `f` on `0..count` cut into at most `parts` consecutive ranges of equal length (the last
+/// may be shorter), in parallel; on the calling thread when there is one range.
+pub(super) fn in_parts(count: usize, parts: usize, f: impl Fn(Range<usize>) + Sync) {
+    let per_part = count.div_ceil(parts.max(1)).max(1);
+    if per_part >= count {
+        return f(0..count);
+    }
+    (0..count.div_ceil(per_part))
+        .into_par_iter()
+        .for_each(|part| f(part * per_part..((part + 1) * per_part).min(count)));
 }
 
 /// One group's operands in [`Plane::run`].

@@ -13,12 +13,11 @@
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
-use super::driver::Plane;
+use super::driver::{Plane, in_parts};
 use super::valid_range;
 use crate::geometry::ConvGeometry;
 use crate::kernels::scratch;
 use crate::kernels::{Activation, SendPtr};
-use rayon::prelude::*;
 use std::ops::Range;
 
 /// Lanes of one vector of output channels.
@@ -165,46 +164,40 @@ pub(super) fn band(
                     (false, false) => &[],
                 };
                 let mut prefetch = upcoming.as_ptr_range();
-                for image in 0..images.count {
-                    let block_pass = BlockPass {
-                        plane,
-                        x: images.x(image),
-                        first_row: rows.start,
-                        w: weights.block(b),
-                        vectors: weights.vectors,
-                        out: BlockOutput {
-                            // SAFETY (of the offset): row `first` of the image's `C`.
-                            c: unsafe { images.c.get().add(image * images.c_step + first * ldc) },
-                            ldc,
-                            channels: width.min(weights.channels - first),
-                            bias: bias.map_or(std::ptr::null(), |bias| bias[first..].as_ptr()),
-                            activation: plane.activation,
-                        },
-                        pass: Pass { accumulate: part > 0, finish: part + 1 == parts },
-                    };
-                    let mut class_start = 0;
-                    for class in classes(plane, rows.clone()) {
-                        let class_taps = &all[class_start..class_start + class.tap_count(plane)];
-                        class_start += class.tap_count(plane);
-                        let in_part = |k: usize| class_taps.partition_point(|t| (t[0] as usize) < k * width);
-                        let part_taps = &class_taps[in_part(depths.start)..in_part(depths.end)];
+                let block_pass = |image: usize| BlockPass {
+                    plane,
+                    x: images.x(image),
+                    first_row: rows.start,
+                    w: weights.block(b),
+                    vectors: weights.vectors,
+                    out: BlockOutput {
+                        // SAFETY (of the offset): row `first` of the image's `C`.
+                        c: unsafe { images.c.get().add(image * images.c_step + first * ldc) },
+                        ldc,
+                        channels: width.min(weights.channels - first),
+                        bias: bias.map_or(std::ptr::null(), |bias| bias[first..].as_ptr()),
+                        activation: plane.activation,
+                    },
+                    pass: Pass { accumulate: part > 0, finish: part + 1 == parts },
+                };
+                // Each class's taps, then its taps in this part (which serve every image).
+                let mut remaining = all;
+                for class in classes(plane, rows.clone()) {
+                    let taps_of_class;
+                    (taps_of_class, remaining) = remaining.split_at(class.tap_count(plane));
+                    let in_part = |k: usize| taps_of_class.partition_point(|t| (t[0] as usize) < k * width);
+                    let part_taps = &taps_of_class[in_part(depths.start)..in_part(depths.end)];
+                    for image in 0..images.count {
                         // SAFETY: the block's rows of the image's `C` belong to this part of the
                         // band; the taps were checked by `class_taps`.
-                        unsafe { block_pass.run(&class, part_taps, &mut prefetch) };
+                        unsafe { block_pass(image).run(&class, part_taps, &mut prefetch) };
                     }
                 }
             }
         }
         scratch::put_back_offsets(taps);
     };
-    let per_split = blocks.div_ceil(splits.max(1)).max(1);
-    if per_split >= blocks {
-        run(0..blocks);
-    } else {
-        (0..blocks.div_ceil(per_split))
-            .into_par_iter()
-            .for_each(|s| run(s * per_split..((s + 1) * per_split).min(blocks)));
-    }
+    in_parts(blocks, splits, run);
 }
 
 /// The images a [`band`] runs on, for one group: image `i`'s input planes (`[C_in/g, H, W]`)
