@@ -39,7 +39,24 @@ fn output_1d(m: [__m512; 6]) -> [__m512; 4] {
     ]
 }
 
-/// [`super::input_portable`] sixteen tiles at a time. The channel is copied into a
+/// [`super::input_portable`] sixteen tiles at a time: [`input_narrow`] on maps at most
+/// [`NARROW_TILES`] tiles wide, [`input_wide`] on wider ones.
+///
+/// # Safety
+/// The CPU supports AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(in crate::kernels::winograd) unsafe fn input(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [f32]) {
+    // SAFETY: AVX-512F, as the caller guarantees; the width is checked.
+    unsafe {
+        if t.tiles.w <= NARROW_TILES {
+            input_narrow(x, channels, c, t, v_c)
+        } else {
+            input_wide(x, channels, c, t, v_c)
+        }
+    }
+}
+
+/// [`super::input_portable`] sixteen tiles of a row of tiles at a time. The channel is copied into a
 /// zero-padded plane; `d B` is applied once per plane row (each serves up to two rows of
 /// tiles), gathering column `4·tx + b` of sixteen tiles with two permutations; `Bᵀ (d B)`
 /// then combines six such rows per row of tiles.
@@ -47,7 +64,7 @@ fn output_1d(m: [__m512; 6]) -> [__m512; 4] {
 /// # Safety
 /// The CPU supports AVX-512F.
 #[target_feature(enable = "avx512f")]
-pub(in crate::kernels::winograd) unsafe fn input(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [f32]) {
+unsafe fn input_wide(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [f32]) {
     let (h, w) = (t.input.h, t.input.w);
     let (tiles_h, tiles_w) = (t.tiles.h, t.tiles.w);
     let chunks = tiles_w.div_ceil(16);
@@ -103,6 +120,73 @@ pub(in crate::kernels::winograd) unsafe fn input(x: &[f32], channels: usize, c: 
         }
     });
 }
+
+/// [`super::input_portable`] for maps at most [`NARROW_TILES`] tiles wide, whose rows of tiles
+/// would leave most of a register's sixteen lanes idle: each register holds sixteen
+/// consecutive tiles of an image, across rows of tiles. The channel is copied into a
+/// zero-padded plane as wide as the tiles need; for each row of tiles met by the sixteen, two
+/// loads of a plane row serve the six columns `4·tx + b` of its tiles (one permutation each,
+/// blended into the lanes of that row of tiles). Then `d B` and `Bᵀ (d B)`.
+///
+/// # Safety
+/// The CPU supports AVX-512F; `t.tiles.w ≤ NARROW_TILES`.
+#[target_feature(enable = "avx512f")]
+unsafe fn input_narrow(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut [f32]) {
+    let (h, w) = (t.input.h, t.input.w);
+    let (tiles_w, per_image, columns) = (t.tiles.w, t.per_image(), t.columns());
+    debug_assert!(tiles_w <= NARROW_TILES);
+    let (width, height) = (4 * tiles_w + 2, 4 * t.tiles.h + 2);
+    crate::kernels::scratch::with(crate::kernels::scratch::Buffer::WinogradRows, |scratch| {
+        // Room for the two loads from the last row's start.
+        let plane = crate::kernels::scratch::lines(scratch, height * width + 32);
+        for image in 0..t.images {
+            let x_c = &x[(image * channels + c) * h * w..][..h * w];
+            pad_channel(x_c, t, 4, &mut plane[..height * width], width);
+            for first in (0..per_image).step_by(16) {
+                let n = 16.min(per_image - first);
+                // Lane i holds tile first + i: column 4·tx (+ b) of the 32 loaded from its row.
+                let column: [i32; 16] = std::array::from_fn(|i| (4 * ((first + i) % tiles_w)) as i32);
+                // SAFETY: sixteen i32s.
+                let column = unsafe { _mm512_loadu_si512(column.as_ptr().cast()) };
+                let columns_b: [__m512i; 6] =
+                    std::array::from_fn(|b| _mm512_add_epi32(column, _mm512_set1_epi32(b as i32)));
+                // The rows of tiles met, each with its lanes.
+                let (first_row, last_row) = (first / tiles_w, (first + n - 1) / tiles_w);
+                // d B, row a of every tile: mixed[a][l].
+                let mixed: [[__m512; 6]; 6] = std::array::from_fn(|a| {
+                    let mut d = [_mm512_setzero_ps(); 6];
+                    for ty in first_row..=last_row {
+                        let lanes = (ty * tiles_w).saturating_sub(first)..((ty + 1) * tiles_w - first).min(n);
+                        let mask = (lane_mask(lanes.end) & !lane_mask(lanes.start)) as __mmask16;
+                        // SAFETY: 32 floats from the start of plane row 4ty + a < height.
+                        let (low, high) = unsafe {
+                            let row = plane.as_ptr().add((4 * ty + a) * width);
+                            (_mm512_loadu_ps(row), _mm512_loadu_ps(row.add(16)))
+                        };
+                        for (d_b, index) in d.iter_mut().zip(&columns_b) {
+                            *d_b = _mm512_mask_blend_ps(mask, *d_b, _mm512_permutex2var_ps(low, *index, high));
+                        }
+                    }
+                    input_1d(d)
+                });
+                let at = image * per_image + first;
+                let columns_of_d_b: [[__m512; 6]; 6] = std::array::from_fn(|l| std::array::from_fn(|a| mixed[a][l]));
+                for (l, column) in columns_of_d_b.into_iter().enumerate() {
+                    for (k, value) in input_1d(column).into_iter().enumerate() {
+                        let index = (6 * k + l) * columns + at;
+                        debug_assert!(index + n <= v_c.len());
+                        // SAFETY: `n` tiles from `at` lie inside row 6k + l of `v_c`.
+                        unsafe { _mm512_mask_storeu_ps(v_c.as_mut_ptr().add(index), lane_mask(n), value) };
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Widest maps, in tiles, for [`input_narrow`]: its permutations reach column `4·6 + 5` of
+/// the 32 loaded.
+const NARROW_TILES: usize = 7;
 
 /// `Aᵀ m A` + bias for sixteen tiles of a row of tiles at a time; the sixteen outputs of
 /// each tile row are interleaved into 64 consecutive output columns.
