@@ -247,9 +247,20 @@ impl GraphPlan {
         self.run_timed(state, x, |_, _| {})
     }
 
-    /// Runs every step, reading a row-major `x` where it lies (copying it into the state only
-    /// when it is not row-major, or is itself an output), and reports each step's time.
+    /// Runs every step with the pool awake (see [`super::awake`]), reading a row-major `x`
+    /// where it lies (copying it into the state only when it is not row-major, or is itself an
+    /// output), and reports each step's time.
     fn run_timed(
+        &self,
+        state: &mut GraphPlanState,
+        x: ArrayView4<'_, f32>,
+        record: impl FnMut(usize, std::time::Duration) + Send,
+    ) -> Result<()> {
+        super::awake::with_pool_awake(|| self.run_steps(state, x, record))
+    }
+
+    /// [`GraphPlan::run_timed`]'s steps, on the calling thread and whichever the pool lends.
+    fn run_steps(
         &self,
         state: &mut GraphPlanState,
         x: ArrayView4<'_, f32>,

@@ -33,6 +33,7 @@
 //! # }
 //! ```
 
+mod awake;
 mod graph;
 mod run;
 mod steps;

@@ -150,7 +150,17 @@ impl Plan {
         Ok(())
     }
 
+    /// Runs every step with the pool awake (see [`super::awake`]), reporting each step's time.
     fn run_timed<'s>(
+        &self,
+        state: &'s mut PlanState,
+        x: ArrayView4<'_, f32>,
+        record: impl FnMut(usize, Duration) + Send,
+    ) -> Result<ArrayViewD<'s, f32>> {
+        super::awake::with_pool_awake(|| self.run_steps(state, x, record))
+    }
+
+    fn run_steps<'s>(
         &self,
         state: &'s mut PlanState,
         x: ArrayView4<'_, f32>,
