@@ -148,12 +148,16 @@ unsafe fn input_narrow(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &m
                 let column: [i32; 16] = std::array::from_fn(|i| (4 * ((first + i) % tiles_w)) as i32);
                 // SAFETY: sixteen i32s.
                 let column = unsafe { _mm512_loadu_si512(column.as_ptr().cast()) };
-                let columns_b: [__m512i; 6] =
-                    std::array::from_fn(|b| _mm512_add_epi32(column, _mm512_set1_epi32(b as i32)));
+                let mut columns_b = [column; 6];
+                for (b, index) in columns_b.iter_mut().enumerate() {
+                    *index = _mm512_add_epi32(column, _mm512_set1_epi32(b as i32));
+                }
                 // The rows of tiles met, each with its lanes.
                 let (first_row, last_row) = (first / tiles_w, (first + n - 1) / tiles_w);
-                // d B, row a of every tile: mixed[a][l].
-                let mixed: [[__m512; 6]; 6] = std::array::from_fn(|a| {
+                // d B, row a of every tile, stored transposed: columns_of_d_b[l][a]. (Plain
+                // loops: a closure passed to `array::from_fn` was not inlined here.)
+                let mut columns_of_d_b = [[_mm512_setzero_ps(); 6]; 6];
+                for a in 0..6 {
                     let mut d = [_mm512_setzero_ps(); 6];
                     for ty in first_row..=last_row {
                         let lanes = (ty * tiles_w).saturating_sub(first)..((ty + 1) * tiles_w - first).min(n);
@@ -167,10 +171,11 @@ unsafe fn input_narrow(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &m
                             *d_b = _mm512_mask_blend_ps(mask, *d_b, _mm512_permutex2var_ps(low, *index, high));
                         }
                     }
-                    input_1d(d)
-                });
+                    for (column, value) in columns_of_d_b.iter_mut().zip(input_1d(d)) {
+                        column[a] = value;
+                    }
+                }
                 let at = image * per_image + first;
-                let columns_of_d_b: [[__m512; 6]; 6] = std::array::from_fn(|l| std::array::from_fn(|a| mixed[a][l]));
                 for (l, column) in columns_of_d_b.into_iter().enumerate() {
                     for (k, value) in input_1d(column).into_iter().enumerate() {
                         let index = (6 * k + l) * columns + at;
@@ -188,8 +193,8 @@ unsafe fn input_narrow(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &m
 /// the 32 loaded.
 const NARROW_TILES: usize = 7;
 
-/// `Aᵀ m A` + bias for sixteen tiles of a row of tiles at a time; the sixteen outputs of
-/// each tile row are interleaved into 64 consecutive output columns.
+/// [`super::output_portable`] sixteen tiles at a time: [`output_narrow`] on maps at most
+/// [`NARROW_TILES`] tiles wide, [`output_wide`] on wider ones.
 ///
 /// # Safety
 /// The CPU supports AVX-512F.
@@ -202,6 +207,91 @@ pub(in crate::kernels::winograd) unsafe fn output(
     bias: f32,
     y: &mut [f32],
 ) {
+    // SAFETY: AVX-512F, as the caller guarantees; the width is checked.
+    unsafe {
+        if t.tiles.w <= NARROW_TILES {
+            output_narrow(m_o, image, t, columns, bias, y)
+        } else {
+            output_wide(m_o, image, t, columns, bias, y)
+        }
+    }
+}
+
+/// `Aᵀ m A` + bias for sixteen consecutive tiles of an image at a time (across rows of tiles,
+/// as [`input_narrow`] lays them out). Each output row of a row of tiles is then gathered
+/// from the four registers of its column within the tiles by two permutations and a blend.
+///
+/// # Safety
+/// The CPU supports AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn output_narrow(m_o: &[f32], image: usize, t: &Tiling, columns: usize, bias: f32, y: &mut [f32]) {
+    let (out_h, out_w, tiles_w, per_image) = (t.output.h - 4 * t.row_offset, t.output.w, t.tiles.w, t.per_image());
+    let bias = _mm512_set1_ps(bias);
+    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let k = _mm512_set1_epi32;
+    for first in (0..per_image).step_by(16) {
+        let n = 16.min(per_image - first);
+        let at = image * per_image + first;
+        debug_assert!(35 * columns + at + n <= m_o.len());
+        // Aᵀ m, one column of the 6×6 tile at a time: s[i][j]. (Plain loops: closures passed to
+        // `array::from_fn` or `map` were not inlined here, and moved every register through
+        // memory.)
+        let mut s = [[_mm512_setzero_ps(); 6]; 4];
+        for j in 0..6 {
+            let mut column = [_mm512_setzero_ps(); 6];
+            for (a, value) in column.iter_mut().enumerate() {
+                // SAFETY: `n` tiles from `at` lie inside row 6a + j of `m_o`.
+                *value = unsafe { _mm512_maskz_loadu_ps(lane_mask(n), m_o.as_ptr().add((6 * a + j) * columns + at)) };
+            }
+            for (s_i, value) in s.iter_mut().zip(output_1d(column)) {
+                s_i[j] = value;
+            }
+        }
+        // rows[i][j]: output (i, j) of every tile.
+        let mut rows = [[_mm512_setzero_ps(); 4]; 4];
+        for (row, s_i) in rows.iter_mut().zip(s) {
+            for (value, sum) in row.iter_mut().zip(output_1d(s_i)) {
+                *value = _mm512_add_ps(sum, bias);
+            }
+        }
+        for ty in first / tiles_w..=(first + n - 1) / tiles_w {
+            for half in 0..(4 * tiles_w).div_ceil(16) {
+                // Output column c = 16·half + lane comes from the lane of tile c / 4 (+ 16 to
+                // take the odd register of a pair) and from registers (c mod 4) of rows[i].
+                let c = _mm512_add_epi32(iota, k(16 * half as i32));
+                let lane = _mm512_sub_epi32(
+                    _mm512_add_epi32(k((ty * tiles_w) as i32), _mm512_srli_epi32::<2>(c)),
+                    k(first as i32),
+                );
+                let index = _mm512_add_epi32(lane, _mm512_slli_epi32::<4>(_mm512_and_si512(c, k(1))));
+                // Columns of the row whose tiles are among these sixteen.
+                let store = _mm512_cmplt_epi32_mask(c, k(out_w as i32))
+                    & _mm512_cmpge_epi32_mask(lane, k(0))
+                    & _mm512_cmplt_epi32_mask(lane, k(n as i32));
+                for (i, row) in rows.iter().enumerate() {
+                    let r = 4 * ty + i;
+                    if r >= out_h {
+                        break;
+                    }
+                    let pair_low = _mm512_permutex2var_ps(row[0], index, row[1]);
+                    let pair_high = _mm512_permutex2var_ps(row[2], index, row[3]);
+                    // Columns 2 and 3 of each tile (c mod 4 ≥ 2) come from the second pair.
+                    let value = _mm512_mask_blend_ps(0xcccc, pair_low, pair_high);
+                    // SAFETY: the mask keeps to the columns below `out_w` of output row r.
+                    unsafe { _mm512_mask_storeu_ps(y.as_mut_ptr().add(r * out_w + 16 * half), store, value) };
+                }
+            }
+        }
+    }
+}
+
+/// `Aᵀ m A` + bias for sixteen tiles of a row of tiles at a time; the sixteen outputs of
+/// each tile row are interleaved into 64 consecutive output columns.
+///
+/// # Safety
+/// The CPU supports AVX-512F.
+#[target_feature(enable = "avx512f")]
+unsafe fn output_wide(m_o: &[f32], image: usize, t: &Tiling, columns: usize, bias: f32, y: &mut [f32]) {
     let (out_h, out_w, tiles_w) = (t.output.h - 4 * t.row_offset, t.output.w, t.tiles.w);
     let first = image * t.per_image();
     let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);

@@ -128,12 +128,12 @@ mod tests {
         }
     }
 
-    /// The SIMD input transform of maps one to eight tiles wide (the narrow path up to seven,
-    /// whose sixteen lanes span rows of tiles and images' last partial chunk) agrees with the
-    /// portable one: every padding from 0 to 2, odd sizes, a batch of two, and a band that
+    /// The SIMD transforms of maps one to eight tiles wide (the narrow paths up to seven,
+    /// whose sixteen lanes span rows of tiles and images' last partial chunk) agree with the
+    /// portable ones: every padding from 0 to 2, odd sizes, a batch of two, and a band that
     /// starts at a later row of tiles.
     #[test]
-    fn narrow_input_transform_agrees() {
+    fn narrow_transforms_agree() {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
             for tiles_w in 1..=8 {
@@ -159,6 +159,16 @@ mod tests {
                         // SAFETY: AVX-512F checked above.
                         unsafe { avx512::input(&x, 3, 1, &t, &mut simd) };
                         close(&portable, &simd);
+                        let m = &simd;
+                        let plane = (t.output.h - 4 * t.row_offset) * t.output.w;
+                        for image in 0..t.images {
+                            let mut portable = vec![f32::NAN; plane];
+                            let mut simd = portable.clone();
+                            output_portable(m, image, &t, t.columns(), 0.5, &mut portable);
+                            // SAFETY: AVX-512F checked above.
+                            unsafe { avx512::output(m, image, &t, t.columns(), 0.5, &mut simd) };
+                            close(&portable, &simd);
+                        }
                     }
                 }
             }
