@@ -80,11 +80,14 @@ fn a_plan_reads_non_contiguous_input_and_profiles_every_step() {
     let mut r = rng(4);
     let conv = Conv2d::new_with_bias(ConvGeometry::new(5, 64, 3).padding(1), &mut r).unwrap();
     let wide = Conv2d::new_with_bias(ConvGeometry::new(64, 64, 3).padding(1), &mut r).unwrap();
-    let layers = ((conv.clone(), Activation::Relu), (wide.clone(), Activation::Silu));
+    let strided = Conv2d::new_with_bias(ConvGeometry::new(64, 64, 3).stride(2).padding(1), &mut r).unwrap();
+    let layers =
+        (((conv.clone(), Activation::Relu), (wide.clone(), Activation::Silu)), (strided.clone(), Activation::Relu));
     let x = random_tensor((2, 9, 11, 5), &mut r); // `[N, W, H, C]`, permuted to `[N, C, H, W]` below
     let x = x.view().permuted_axes([0, 3, 2, 1]);
     let mut reference = conv.forward_then(&x.to_owned(), Activation::Relu).unwrap();
     reference = wide.forward_then(&reference, Activation::Silu).unwrap();
+    reference = strided.forward_then(&reference, Activation::Relu).unwrap();
     let plan = Plan::new(&layers, [2, 5, 11, 9]).unwrap();
     let mut state = plan.state().unwrap();
     let y = plan.run(&mut state, x).unwrap().into_dimensionality::<ndarray::Ix4>().unwrap().to_owned();
@@ -92,7 +95,7 @@ fn a_plan_reads_non_contiguous_input_and_profiles_every_step() {
     let profile = plan.profile(&mut state, x, 3).unwrap();
     let names: Vec<(&str, &str)> = profile.iter().map(|s| (s.name.as_str(), s.kernel)).collect();
     // Each activation runs inside the conv before it.
-    assert_eq!(names, [("0.0", "im2col"), ("1.0", "winograd4")]);
+    assert_eq!(names, [("0.0.0", "im2col"), ("0.1.0", "winograd4"), ("1.0", "channel-lanes")]);
     assert_eq!(profile[1].macs, 2 * 64 * 64 * 9 * 11 * 9);
 }
 

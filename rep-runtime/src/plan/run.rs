@@ -47,7 +47,8 @@ enum Slot {
 pub struct StepTime {
     /// The step's name (its weight prefix).
     pub name: String,
-    /// What runs: `"winograd"`, `"im2col"`, `"depthwise"`, `"pointwise"`, `"activation"`, ….
+    /// What runs: `"winograd"`, `"winograd4"`, `"im2col"`, `"channel-lanes"`, `"depthwise"`,
+    /// `"pointwise"`, `"activation"`, ….
     pub kernel: &'static str,
     /// Multiply-adds of the step.
     pub macs: u64,

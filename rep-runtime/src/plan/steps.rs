@@ -155,13 +155,7 @@ impl Step {
                 kernels::Tile::F4 => "winograd4",
             },
             Op::Conv { kernel: ConvKernel::Depthwise(_), .. } => "depthwise",
-            Op::Conv { kernel: ConvKernel::Packed(packed), .. } => {
-                if packed.geometry().is_pointwise() {
-                    "pointwise"
-                } else {
-                    "im2col"
-                }
-            }
+            Op::Conv { kernel: ConvKernel::Packed(packed), .. } => packed.kernel_name(),
             Op::Activation(_) => "activation",
             Op::SqueezeExcite { .. } => "squeeze-excite",
             Op::GlobalAvgPool => "avg-pool",

@@ -174,6 +174,17 @@ impl PackedConv {
         &self.geometry
     }
 
+    /// The kernel its runs take, for profiles: `"channel-lanes"` for weights laid out along
+    /// the vector lanes, `"pointwise"` for a 1×1 stride-1 layer without padding, `"im2col"`
+    /// for the others (im2col, or the direct path that reads taps from a padded copy).
+    pub fn kernel_name(&self) -> &'static str {
+        match self.packing {
+            Packing::Lanes(_) => "channel-lanes",
+            Packing::Rows(_) if self.geometry.is_pointwise() => "pointwise",
+            Packing::Rows(_) => "im2col",
+        }
+    }
+
     /// Floats held: packed weights (padding included), bias and padding values.
     pub fn floats(&self) -> usize {
         let weights = match &self.packing {
