@@ -82,5 +82,10 @@ pub(super) fn micro_kernels<B: RowsOfB>() -> MicroKernels<B> {
             narrow: [kernel::<1, 4, B>, kernel::<1, 8, B>, kernel::<1, MR, B>],
         };
     }
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::isa::avx2_fma() {
+        use super::portable::avx2_kernel;
+        return MicroKernels { wide: [avx2_kernel::<NR, B>; 3], narrow: [avx2_kernel::<NR_NARROW, B>; 3] };
+    }
     MicroKernels { wide: [portable_kernel::<NR, B>; 3], narrow: [portable_kernel::<NR_NARROW, B>; 3] }
 }

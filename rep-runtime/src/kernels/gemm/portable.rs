@@ -2,12 +2,31 @@
 
 use super::{BlockOutput, MR, RowsOfB};
 
+/// [`portable_kernel`] compiled for AVX2 and FMA (one instruction per `mul_add`, loops over
+/// eight lanes), for CPUs that have them but not AVX-512.
+///
+/// # Safety
+/// The CPU supports AVX2 and FMA; as for [`portable_kernel`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn avx2_kernel<const W: usize, B: RowsOfB>(
+    k: usize,
+    a: *const f32,
+    prefetch: *const f32,
+    b: B,
+    out: &BlockOutput,
+) {
+    // SAFETY: as the caller guarantees.
+    unsafe { portable_kernel::<W, B>(k, a, prefetch, b, out) }
+}
+
 /// The micro-kernel in plain Rust for panels `W` wide, for CPUs without AVX-512 (and as the
 /// tests' reference).
 ///
 /// # Safety
 /// `a` holds `k·MR` floats, each of `b`'s rows `0..k` at least `cols ≤ W` floats; the output's
 /// `c` addresses `rows × cols` floats, rows `ldc` apart, and its bias (if not null) `rows` floats.
+#[inline(always)]
 pub(crate) unsafe fn portable_kernel<const W: usize, B: RowsOfB>(
     k: usize,
     a: *const f32,

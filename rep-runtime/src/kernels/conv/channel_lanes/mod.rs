@@ -12,12 +12,14 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod portable;
 
 use super::driver::{Plane, in_parts};
 use super::valid_range;
 use crate::geometry::ConvGeometry;
 use crate::kernels::scratch;
 use crate::kernels::{Activation, SendPtr};
+use portable::portable_kernel;
 use std::ops::Range;
 
 /// Lanes of one vector of output channels.
@@ -451,39 +453,11 @@ fn micro_kernel<const V: usize, const P: usize>() -> MicroKernel<P> {
     if crate::kernels::isa::avx512() {
         return avx512::kernel::<V, P>;
     }
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::isa::avx2_fma() {
+        return portable::avx2_kernel::<V, P>;
+    }
     portable_kernel::<V, P>
-}
-
-/// The portable micro-kernel: the same sums in the same order as the AVX-512 one.
-///
-/// # Safety
-/// Each tap's `16·V` weights lie at `w + tap[0]`; each position's input at `origin + tap[1]`
-/// is readable; the tile's `channels` rows of its columns of `C` are the caller's to write.
-unsafe fn portable_kernel<const V: usize, const P: usize>(taps: &[Tap], w: *const f32, tile: &Tile<P>) {
-    let width = LANES * V;
-    let mut acc = [[0.0f32; LANES * MAX_VECTORS]; P];
-    for &[weight, input] in taps {
-        // SAFETY: as the caller guarantees.
-        let w_k = unsafe { std::slice::from_raw_parts(w.add(weight as usize), width) };
-        for (j, acc_j) in acc.iter_mut().enumerate() {
-            // SAFETY: as the caller guarantees.
-            let x = unsafe { *tile.origins[j].wrapping_add(input as usize) };
-            for (a, &w) in acc_j.iter_mut().zip(w_k) {
-                *a = w.mul_add(x, *a);
-            }
-        }
-    }
-    let (out, pass) = (tile.out, tile.pass);
-    for (&column, acc_j) in tile.columns.iter().zip(&acc) {
-        for (o, &value) in acc_j.iter().enumerate().take(out.channels) {
-            // SAFETY: `o` < the block's channels.
-            let bias = if out.bias.is_null() { 0.0 } else { unsafe { *out.bias.add(o) } };
-            // SAFETY: row `o`, column `column` of the block, inside the caller's region.
-            let slot = unsafe { &mut *out.c.add(o * out.ldc + column) };
-            let sum = if pass.accumulate { *slot + value } else { value };
-            *slot = if pass.finish { out.activation.apply(sum + bias) } else { sum };
-        }
-    }
 }
 
 #[cfg(test)]
