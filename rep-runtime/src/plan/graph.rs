@@ -241,26 +241,16 @@ impl GraphPlan {
         Ok(ArrayViewD::from_shape(IxDyn(&shape), &data[..Shape::Map(shape).len()]).expect("sized by the plan"))
     }
 
-    /// Runs the network on `x` (of the planned shape) in `state`; allocates nothing. Read the
-    /// results with [`GraphPlan::output`].
+    /// Runs the network on `x` (of the planned shape) in `state`; allocates nothing, and keeps
+    /// the pool's other threads awake through it (see [`super::awake`]). Read the results with
+    /// [`GraphPlan::output`].
     pub fn run(&self, state: &mut GraphPlanState, x: ArrayView4<'_, f32>) -> Result<()> {
-        self.run_timed(state, x, |_, _| {})
+        super::awake::with_pool_awake(|| self.run_timed(state, x, |_, _| {}))
     }
 
-    /// Runs every step with the pool awake (see [`super::awake`]), reading a row-major `x`
-    /// where it lies (copying it into the state only when it is not row-major, or is itself an
-    /// output), and reports each step's time.
+    /// Runs every step, reading a row-major `x` where it lies (copying it into the state only
+    /// when it is not row-major, or is itself an output), and reports each step's time.
     fn run_timed(
-        &self,
-        state: &mut GraphPlanState,
-        x: ArrayView4<'_, f32>,
-        record: impl FnMut(usize, std::time::Duration) + Send,
-    ) -> Result<()> {
-        super::awake::with_pool_awake(|| self.run_steps(state, x, record))
-    }
-
-    /// [`GraphPlan::run_timed`]'s steps, on the calling thread and whichever the pool lends.
-    fn run_steps(
         &self,
         state: &mut GraphPlanState,
         x: ArrayView4<'_, f32>,
@@ -298,9 +288,9 @@ impl GraphPlan {
     /// `max-pool`).
     pub fn profile(&self, state: &mut GraphPlanState, x: ArrayView4<'_, f32>, runs: usize) -> Result<Vec<StepTime>> {
         let mut times = vec![Vec::with_capacity(runs.clamp(1, 1 << 16)); self.steps.len()];
-        for _ in 0..runs.max(1) {
-            self.run_timed(state, x, |i, t| times[i].push(t))?;
-        }
+        super::awake::with_pool_awake(|| {
+            (0..runs.max(1)).try_for_each(|_| self.run_timed(state, x, |i, t| times[i].push(t)))
+        })?;
         let profile = self.steps.iter().zip(times).map(|(step, mut t)| {
             t.sort();
             let (name, kernel, macs) = match &step.op {

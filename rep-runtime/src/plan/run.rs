@@ -112,16 +112,17 @@ impl Plan {
 
     /// Runs the network on `x`, which must have the planned shape, in `state` (made by this
     /// plan's [`Plan::state`]). Allocates nothing; the result borrows `state` until its next use.
+    /// The pool's other threads stay awake through it (see [`super::awake`]).
     pub fn run<'s>(&self, state: &'s mut PlanState, x: ArrayView4<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
-        self.run_timed(state, x, |_, _| {})
+        super::awake::with_pool_awake(|| self.run_timed(state, x, |_, _| {}))
     }
 
     /// Runs the network `runs` times on `x` and returns each step's median time.
     pub fn profile(&self, state: &mut PlanState, x: ArrayView4<'_, f32>, runs: usize) -> Result<Vec<StepTime>> {
         let mut times = vec![Vec::with_capacity(runs.min(1 << 16)); self.steps.len()];
-        for _ in 0..runs.max(1) {
-            self.run_timed(state, x, |i, t| times[i].push(t))?;
-        }
+        super::awake::with_pool_awake(|| {
+            (0..runs.max(1)).try_for_each(|_| self.run_timed(state, x, |i, t| times[i].push(t)).map(drop))
+        })?;
         Ok(self
             .steps
             .iter()
@@ -151,17 +152,7 @@ impl Plan {
         Ok(())
     }
 
-    /// Runs every step with the pool awake (see [`super::awake`]), reporting each step's time.
     fn run_timed<'s>(
-        &self,
-        state: &'s mut PlanState,
-        x: ArrayView4<'_, f32>,
-        record: impl FnMut(usize, Duration) + Send,
-    ) -> Result<ArrayViewD<'s, f32>> {
-        super::awake::with_pool_awake(|| self.run_steps(state, x, record))
-    }
-
-    fn run_steps<'s>(
         &self,
         state: &'s mut PlanState,
         x: ArrayView4<'_, f32>,
