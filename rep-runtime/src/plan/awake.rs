@@ -12,6 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Runs `f` on the calling thread while the pool's other threads poll for its parallel jobs
 /// instead of going to sleep between them; returns `f`'s result once they have stopped. With
 /// one thread, just `f()`.
+///
+/// A polling thread runs whatever job the pool offers, not only `f`'s: when plans run inside
+/// the caller's own rayon jobs, a forward may return only once its helper has finished a job
+/// it picked up meanwhile (as with `rayon::join`, whose second half may do the same).
 pub(super) fn with_pool_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     let helpers = rayon::current_num_threads() - 1;
     if helpers == 0 {
