@@ -10,16 +10,10 @@
 pub(crate) fn avx512() -> bool {
     static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AVX512.get_or_init(|| {
-        let detected = {
-            #[cfg(target_arch = "x86_64")]
-            {
-                std::arch::is_x86_feature_detected!("avx512f")
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            {
-                false
-            }
-        };
+        #[cfg(target_arch = "x86_64")]
+        let detected = std::arch::is_x86_feature_detected!("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        let detected = false;
         detected && std::env::var_os("REP_PORTABLE_KERNELS").is_none()
     })
 }
@@ -31,16 +25,10 @@ pub(crate) fn avx512() -> bool {
 pub(crate) fn avx2_fma() -> bool {
     static AVX2_FMA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AVX2_FMA.get_or_init(|| {
-        let detected = {
-            #[cfg(target_arch = "x86_64")]
-            {
-                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            {
-                false
-            }
-        };
+        #[cfg(target_arch = "x86_64")]
+        let detected = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+        #[cfg(not(target_arch = "x86_64"))]
+        let detected = false;
         detected && !avx512() && std::env::var_os("REP_PORTABLE_KERNELS").is_none_or(|v| v != "plain")
     })
 }

@@ -39,6 +39,54 @@ fn output_1d(m: [__m512; 6]) -> [__m512; 4] {
     ]
 }
 
+/// `Bᵀ` applied to column `l` of `d B` (`d`: its six rows, for sixteen tiles), stored as the
+/// six values `(k, l)` of the `n` tiles from `at` in `v_c` (`[36][columns]`).
+///
+/// # Safety
+/// The CPU supports AVX-512F; `at + n ≤ columns`, `n ≤ 16`, `v_c` holds `36·columns` floats.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_input_column(d: [__m512; 6], l: usize, v_c: &mut [f32], columns: usize, at: usize, n: usize) {
+    for (k, value) in input_1d(d).into_iter().enumerate() {
+        let index = (6 * k + l) * columns + at;
+        debug_assert!(index + n <= v_c.len());
+        // SAFETY: `n` tiles from `at` lie inside row 6k + l of `v_c`.
+        unsafe { _mm512_mask_storeu_ps(v_c.as_mut_ptr().add(index), lane_mask(n), value) };
+    }
+}
+
+/// `Aᵀ m A` + bias of the `n` tiles from `at` (`m_o`: `[36][columns]`): `rows[i][j]` holds
+/// output `(i, j)` of each tile, a tile per lane. (Plain loops: closures passed to
+/// `array::from_fn` or `map` were not inlined into these functions, and moved every register
+/// through memory.)
+///
+/// # Safety
+/// The CPU supports AVX-512F; `at + n ≤ columns`, `n ≤ 16`, `m_o` holds `36·columns` floats.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn output_tiles(m_o: &[f32], columns: usize, at: usize, n: usize, bias: __m512) -> [[__m512; 4]; 4] {
+    debug_assert!(35 * columns + at + n <= m_o.len());
+    // Aᵀ m, one column of the 6×6 tile at a time: s[i][j].
+    let mut s = [[_mm512_setzero_ps(); 6]; 4];
+    for j in 0..6 {
+        let mut column = [_mm512_setzero_ps(); 6];
+        for (a, value) in column.iter_mut().enumerate() {
+            // SAFETY: `n` tiles from `at` lie inside row 6a + j of `m_o`.
+            *value = unsafe { _mm512_maskz_loadu_ps(lane_mask(n), m_o.as_ptr().add((6 * a + j) * columns + at)) };
+        }
+        for (s_i, value) in s.iter_mut().zip(output_1d(column)) {
+            s_i[j] = value;
+        }
+    }
+    let mut rows = [[_mm512_setzero_ps(); 4]; 4];
+    for (row, s_i) in rows.iter_mut().zip(s) {
+        for (value, sum) in row.iter_mut().zip(output_1d(s_i)) {
+            *value = _mm512_add_ps(sum, bias);
+        }
+    }
+    rows
+}
+
 /// [`super::input_portable`] sixteen tiles at a time: [`input_narrow`] on maps at most
 /// [`NARROW_TILES`] tiles wide, [`input_wide`] on wider ones.
 ///
@@ -108,12 +156,8 @@ unsafe fn input_wide(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &mut
                         let d = std::array::from_fn(|a| unsafe {
                             _mm512_loadu_ps(rows.as_ptr().add((l * height + 4 * ty + a) * lanes + 16 * q))
                         });
-                        for (k, value) in input_1d(d).into_iter().enumerate() {
-                            let index = (6 * k + l) * columns + at;
-                            debug_assert!(index + n <= v_c.len());
-                            // SAFETY: `n` tiles from `at` lie inside row 6k + l of `v_c`.
-                            unsafe { _mm512_mask_storeu_ps(v_c.as_mut_ptr().add(index), lane_mask(n), value) };
-                        }
+                        // SAFETY: `n` tiles from `at`, inside the image's tiles.
+                        unsafe { store_input_column(d, l, v_c, columns, at, n) };
                     }
                 }
             }
@@ -154,14 +198,14 @@ unsafe fn input_narrow(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &m
                 }
                 // The rows of tiles met, each with its lanes.
                 let (first_row, last_row) = (first / tiles_w, (first + n - 1) / tiles_w);
-                // d B, row a of every tile, stored transposed: columns_of_d_b[l][a]. (Plain
-                // loops: a closure passed to `array::from_fn` was not inlined here.)
+                // d B, row a of every tile, stored transposed: columns_of_d_b[l][a] (plain loops,
+                // as in `output_tiles`).
                 let mut columns_of_d_b = [[_mm512_setzero_ps(); 6]; 6];
                 for a in 0..6 {
                     let mut d = [_mm512_setzero_ps(); 6];
                     for ty in first_row..=last_row {
                         let lanes = (ty * tiles_w).saturating_sub(first)..((ty + 1) * tiles_w - first).min(n);
-                        let mask = (lane_mask(lanes.end) & !lane_mask(lanes.start)) as __mmask16;
+                        let mask = lane_mask(lanes.end) & !lane_mask(lanes.start);
                         // SAFETY: 32 floats from the start of plane row 4ty + a < height.
                         let (low, high) = unsafe {
                             let row = plane.as_ptr().add((4 * ty + a) * width);
@@ -177,12 +221,8 @@ unsafe fn input_narrow(x: &[f32], channels: usize, c: usize, t: &Tiling, v_c: &m
                 }
                 let at = image * per_image + first;
                 for (l, column) in columns_of_d_b.into_iter().enumerate() {
-                    for (k, value) in input_1d(column).into_iter().enumerate() {
-                        let index = (6 * k + l) * columns + at;
-                        debug_assert!(index + n <= v_c.len());
-                        // SAFETY: `n` tiles from `at` lie inside row 6k + l of `v_c`.
-                        unsafe { _mm512_mask_storeu_ps(v_c.as_mut_ptr().add(index), lane_mask(n), value) };
-                    }
+                    // SAFETY: `n` tiles from `at`, inside the image's tiles.
+                    unsafe { store_input_column(column, l, v_c, columns, at, n) };
                 }
             }
         }
@@ -231,29 +271,8 @@ unsafe fn output_narrow(m_o: &[f32], image: usize, t: &Tiling, columns: usize, b
     let k = _mm512_set1_epi32;
     for first in (0..per_image).step_by(16) {
         let n = 16.min(per_image - first);
-        let at = image * per_image + first;
-        debug_assert!(35 * columns + at + n <= m_o.len());
-        // Aᵀ m, one column of the 6×6 tile at a time: s[i][j]. (Plain loops: closures passed to
-        // `array::from_fn` or `map` were not inlined here, and moved every register through
-        // memory.)
-        let mut s = [[_mm512_setzero_ps(); 6]; 4];
-        for j in 0..6 {
-            let mut column = [_mm512_setzero_ps(); 6];
-            for (a, value) in column.iter_mut().enumerate() {
-                // SAFETY: `n` tiles from `at` lie inside row 6a + j of `m_o`.
-                *value = unsafe { _mm512_maskz_loadu_ps(lane_mask(n), m_o.as_ptr().add((6 * a + j) * columns + at)) };
-            }
-            for (s_i, value) in s.iter_mut().zip(output_1d(column)) {
-                s_i[j] = value;
-            }
-        }
-        // rows[i][j]: output (i, j) of every tile.
-        let mut rows = [[_mm512_setzero_ps(); 4]; 4];
-        for (row, s_i) in rows.iter_mut().zip(s) {
-            for (value, sum) in row.iter_mut().zip(output_1d(s_i)) {
-                *value = _mm512_add_ps(sum, bias);
-            }
-        }
+        // SAFETY: `n` tiles from `at`, inside the image's tiles.
+        let rows = unsafe { output_tiles(m_o, columns, image * per_image + first, n, bias) };
         for ty in first / tiles_w..=(first + n - 1) / tiles_w {
             for half in 0..(4 * tiles_w).div_ceil(16) {
                 // Output column c = 16·half + lane comes from the lane of tile c / 4 (+ 16 to
@@ -302,22 +321,13 @@ unsafe fn output_wide(m_o: &[f32], image: usize, t: &Tiling, columns: usize, bia
     for ty in 0..t.tiles.h {
         for q in 0..tiles_w.div_ceil(16) {
             let n = 16.min(tiles_w - 16 * q);
-            let at = first + ty * tiles_w + 16 * q;
-            debug_assert!(35 * columns + at + n <= m_o.len());
-            // Aᵀ m, one column of the 6×6 tile at a time: s[j][i].
-            let s: [[__m512; 4]; 6] = std::array::from_fn(|j| {
-                // SAFETY: `n` tiles from `at` lie inside row 6a + j of `m_o`.
-                output_1d(std::array::from_fn(|a| unsafe {
-                    _mm512_maskz_loadu_ps(lane_mask(n), m_o.as_ptr().add((6 * a + j) * columns + at))
-                }))
-            });
-            let s_rows: [[__m512; 6]; 4] = std::array::from_fn(|i| std::array::from_fn(|j| s[j][i]));
-            for (i, s_row) in s_rows.into_iter().enumerate() {
+            // SAFETY: `n` tiles from `first + ty·tiles_w + 16q`, inside the image's tiles.
+            let rows = unsafe { output_tiles(m_o, columns, first + ty * tiles_w + 16 * q, n, bias) };
+            for (i, &[y0, y1, y2, y3]) in rows.iter().enumerate() {
                 let row = 4 * ty + i;
                 if row >= out_h {
                     break;
                 }
-                let [y0, y1, y2, y3] = output_1d(s_row).map(|v| _mm512_add_ps(v, bias));
                 let (a_low, a_high) = (_mm512_permutex2var_ps(y0, low, y1), _mm512_permutex2var_ps(y0, high, y1));
                 let (b_low, b_high) = (_mm512_permutex2var_ps(y2, low, y3), _mm512_permutex2var_ps(y2, high, y3));
                 let quad = |a: __m512, index: __m512i, b: __m512| {
