@@ -193,6 +193,35 @@ fn winograd_on_wide_maps_matches_reference() {
 }
 
 #[test]
+fn winograd_in_bands_of_each_thread_matches_reference() {
+    // One image on two and three threads, small kernels: each thread takes bands of its own,
+    // uneven ones included (A0's 56x56 layer: 14 rows of tiles in bands of 4, 4, 3, 3 on two
+    // threads, 5, 5, 4 on three), groups and uneven padding.
+    let mut rng = rng(12);
+    for (g, h, w) in [
+        (ConvGeometry::new(48, 48, 3).padding(1), 56, 56),
+        (ConvGeometry::new(16, 24, 3).padding((2, 1)).groups(2), 31, 29),
+        (ConvGeometry::new(8, 8, 3), 50, 20),
+    ] {
+        let conv = Conv2d::new_with_bias(g, &mut rng).unwrap();
+        let x = random_tensor((1, g.in_channels, h, w), &mut rng);
+        let expected = reference_conv(&x, conv.weight(), conv.bias(), &g, None);
+        for (tile, threads) in [Tile::F2, Tile::F4].into_iter().flat_map(|t| [(t, 2), (t, 3)]) {
+            let winograd = WinogradConv::with_tile(&conv, tile).unwrap();
+            let input = rep::Hw { h, w };
+            let mut out = Array4::<f32>::from_elem(expected.raw_dim(), f32::NAN);
+            let mut workspace = vec![f32::NAN; winograd.workspace_len(1, input).unwrap()];
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let (x, out) = (x.as_slice().unwrap(), out.as_slice_mut().unwrap());
+                winograd.run(x, 1, input, out, &mut workspace, Activation::Identity).unwrap();
+            });
+            assert_winograd_close(tile, &format!("{g} on {h}x{w}, {threads} threads"), &out, &expected);
+        }
+    }
+}
+
+#[test]
 fn winograd_recovers_the_weights_it_transformed() {
     let mut r = rng(40);
     for (cin, cout, groups) in [(8, 16, 1), (12, 6, 3), (32, 32, 32)] {

@@ -26,6 +26,7 @@
 //! contiguous block (and run in parallel); the GEMMs read and write them with a row stride
 //! of `α²·tiles`. Tiles of all images of a batch share one GEMM.
 
+mod bands;
 mod f2;
 mod f4;
 
@@ -34,7 +35,6 @@ use super::gemm::{Epilogue, PackedMatrix, RightOperand, gemm_packed};
 use super::{Activation, ConvOperands};
 use crate::error::{Error, Result};
 use crate::geometry::{ConvGeometry, Hw};
-use crate::kernels::scratch::{self, Buffer};
 use crate::kernels::{LINE_FLOATS, to_cache_line};
 use rayon::prelude::*;
 
@@ -300,16 +300,8 @@ impl WinogradConv {
             return Ok(());
         }
         let (columns, xi_count) = (t.columns(), self.tile.positions());
-        // Band by band when the whole batch's `V` and `M` overflow a core's cache well, the
-        // bands are wide enough for efficient GEMMs (on small maps, whole-batch GEMMs that
-        // read each transformed kernel once win), and there are enough to share.
-        let band_rows = self.band_rows(&t);
-        let bands = images * t.tiles.h.div_ceil(band_rows);
-        if xi_count * (cin + cout) * columns > 2 * BAND_FLOATS
-            && band_rows * t.tiles.w >= MIN_BAND_TILES
-            && bands >= 2 * rayon::current_num_threads()
-        {
-            self.run_in_bands(x, &t, band_rows, out, activation);
+        if let Some(bands) = self.bands(&t, rayon::current_num_threads()) {
+            self.run_in_bands(x, &t, bands, out, activation);
             return Ok(());
         }
         // Small maps of a large batch: a few images at a time, so that their `V` and `M` stay in
@@ -338,51 +330,6 @@ impl WinogradConv {
             self.transform_output(m_o, image, &t, columns, o, activation, y);
         });
         Ok(())
-    }
-
-    /// Rows of tiles per band such that a band's `V` and `M` fit in [`BAND_FLOATS`].
-    fn band_rows(&self, t: &Tiling) -> usize {
-        let g = &self.geometry;
-        let per_tile = self.tile.positions() * (g.in_channels + g.out_channels);
-        (BAND_FLOATS / per_tile / t.tiles.w.max(1)).clamp(1, t.tiles.h.max(1))
-    }
-
-    /// The whole convolution band by band, each band (a few rows of tiles of one image) on
-    /// one thread from input transform to output: its `V` and `M` stay in that core's cache
-    /// (per-thread buffers, grown once). For layers whose whole-batch `V` and `M` would not.
-    fn run_in_bands(&self, x: &[f32], t: &Tiling, band_rows: usize, out: &mut [f32], activation: Activation) {
-        let g = &self.geometry;
-        let (cin, cout, xi_count, m_out) = (g.in_channels, g.out_channels, self.tile.positions(), self.tile.outputs());
-        let (in_len, plane) = (cin * t.input.h * t.input.w, t.output.h * t.output.w);
-        let bands = t.tiles.h.div_ceil(band_rows);
-        let out_ptr = SendPtr(out.as_mut_ptr());
-        (0..t.images * bands).into_par_iter().for_each(|job| {
-            let (image, band) = (job / bands, job % bands);
-            let first = band * band_rows;
-            let rows = band_rows.min(t.tiles.h - first);
-            let bt = Tiling { images: 1, tiles: Hw { h: rows, w: t.tiles.w }, row_offset: first, ..*t };
-            let columns = bt.columns();
-            let x_image = &x[image * in_len..(image + 1) * in_len];
-            scratch::with(Buffer::WinogradBands, |buffer| {
-                let need = xi_count * (cin + cout) * columns;
-                let (v, m) = scratch::lines(buffer, need).split_at_mut(xi_count * cin * columns);
-                for (c, v_c) in v.chunks_exact_mut(xi_count * columns).enumerate() {
-                    self.transform_input(x_image, c, &bt, v_c);
-                }
-                self.multiply_sequential(v, m, columns);
-                let (row_start, row_end) = (m_out * first, (m_out * (first + rows)).min(t.output.h));
-                for (o, m_o) in m.chunks_exact(xi_count * columns).enumerate() {
-                    // SAFETY: output rows row_start..row_end of plane (image, o) lie inside
-                    // `out` (sized by `run`); bands and planes partition the output, so no
-                    // other job touches them.
-                    let y = unsafe {
-                        let start = (image * cout + o) * plane + row_start * t.output.w;
-                        std::slice::from_raw_parts_mut(out_ptr.get().add(start), (row_end - row_start) * t.output.w)
-                    };
-                    self.transform_output(m_o, 0, &bt, columns, o, activation, y);
-                }
-            });
-        });
     }
 
     fn transform_input(&self, x: &[f32], c: usize, t: &Tiling, v_c: &mut [f32]) {
@@ -469,14 +416,8 @@ fn pad_channel(x_c: &[f32], t: &Tiling, m: usize, plane: &mut [f32], width: usiz
     }
 }
 
-/// Floats of `V` and `M` per band in [`WinogradConv::run_in_bands`] (1 MiB: an L2 cache).
-const BAND_FLOATS: usize = 256 * 1024;
-
 /// Most floats of `V` and `M` for the images [`WinogradConv::run`] transforms and multiplies
 /// together (4 MiB, a share of L3): A0 at batch 32 took 0.71× the time with groups of images
 /// (273–283 ms against 396 ms, one thread) as with its whole batch at once; half or twice this
 /// measured the same or slower.
 const GROUP_FLOATS: usize = 1 << 20;
-
-/// Fewest tiles per band worth computing band by band.
-const MIN_BAND_TILES: usize = 64;
