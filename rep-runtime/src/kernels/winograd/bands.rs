@@ -5,8 +5,9 @@
 //!
 //! * **Large maps**, whose whole-batch `V` and `M` would overflow a core's cache: as many bands
 //!   as keep each band's `V` and `M` in [`BAND_FLOATS`].
-//! * **One image on several threads, with a small transformed kernel**: a multiple of the
-//!   threads' count of bands, so that each thread computes its own rows from input to output.
+//! * **One image on several threads, with a small transformed kernel**: one share of the rows
+//!   per thread, in one or two bands, so that each thread computes its own rows from input to
+//!   output.
 //!   The whole-layer path splits the transforms by channel and the products by position ξ, so
 //!   `V` and `M` cross from core to core twice per layer; here only the input's edge rows do
 //!   (when the layer before was cut the same way), at the price of every thread reading all of the transformed kernel (hence small ones
@@ -40,26 +41,34 @@ const MIN_OWNED_BAND_TILES: usize = 16;
 /// from memory at each forward, which two threads would read twice).
 const MAX_OWNED_KERNEL_FLOATS: usize = 1 << 19;
 
-/// How the rows of tiles of each image are cut into bands: `per_image` bands of `rows / per_image`
-/// rows, the first `rows % per_image` of them one row taller.
+/// How the rows of tiles of each image are cut into bands: first into `groups` shares (one
+/// parallel job each, computed band after band), then each share into `per_group` bands; both
+/// cuts as even as rows allow (sizes differ by at most one row).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Bands {
-    pub(super) per_image: usize,
+    pub(super) groups: usize,
+    pub(super) per_group: usize,
     pub(super) rows: usize,
 }
 
 impl Bands {
-    /// Rows of tiles of band `band` (`< per_image`).
-    pub(super) fn band(&self, band: usize) -> Range<usize> {
-        let (base, taller) = (self.rows / self.per_image, self.rows % self.per_image);
-        let first = band * base + band.min(taller);
-        first..first + base + usize::from(band < taller)
+    /// Rows of tiles of band `band` (`< per_group`) of share `group` (`< groups`).
+    pub(super) fn band(&self, group: usize, band: usize) -> Range<usize> {
+        let share = even_part(0..self.rows, self.groups, group);
+        even_part(share, self.per_group, band)
     }
 
     /// Rows of tiles of the shortest band.
     fn shortest(&self) -> usize {
-        self.rows / self.per_image
+        self.rows / self.groups / self.per_group
     }
+}
+
+/// Part `i` of `parts` of `range`, cut as evenly as it allows (the first ones one longer).
+fn even_part(range: Range<usize>, parts: usize, i: usize) -> Range<usize> {
+    let (base, longer) = (range.len() / parts, range.len() % parts);
+    let first = range.start + i * base + i.min(longer);
+    first..first + base + usize::from(i < longer)
 }
 
 impl WinogradConv {
@@ -72,10 +81,10 @@ impl WinogradConv {
         let (rows, width) = (t.tiles.h.max(1), t.tiles.w.max(1));
         // Most rows of tiles whose `V` and `M` fit in a band.
         let most_rows = (BAND_FLOATS / per_tile / width).clamp(1, rows);
-        let fitting = Bands { per_image: rows.div_ceil(most_rows), rows };
+        let fitting = Bands { groups: rows.div_ceil(most_rows), per_group: 1, rows };
         if per_tile * t.columns() > 2 * BAND_FLOATS
             && most_rows * width >= MIN_BAND_TILES
-            && t.images * fitting.per_image >= 2 * threads
+            && t.images * fitting.groups >= 2 * threads
         {
             return Some(fitting);
         }
@@ -83,11 +92,11 @@ impl WinogradConv {
         if threads < 2 || t.images != 1 || kernel_floats > MAX_OWNED_KERNEL_FLOATS {
             return None;
         }
-        // The fewest bands, a multiple of the threads, that each fit: on maps small enough for
-        // one or two per thread (larger ones stay with the rule above, or whole).
-        let per_thread = rows.div_ceil(threads).div_ceil(most_rows);
-        let owned = Bands { per_image: threads * per_thread, rows };
-        (per_thread <= 2 && owned.per_image <= rows && owned.shortest() * width >= MIN_OWNED_BAND_TILES)
+        // A share per thread, in the fewest bands that each fit: on maps small enough for one or
+        // two per thread (larger ones stay with the rule above, or whole).
+        let per_group = rows.div_ceil(threads).div_ceil(most_rows);
+        let owned = Bands { groups: threads, per_group, rows };
+        (per_group <= 2 && threads * per_group <= rows && owned.shortest() * width >= MIN_OWNED_BAND_TILES)
             .then_some(owned)
     }
 
@@ -98,30 +107,33 @@ impl WinogradConv {
         let (cin, cout, xi_count, m_out) = (g.in_channels, g.out_channels, self.tile.positions(), self.tile.outputs());
         let (in_len, plane) = (cin * t.input.h * t.input.w, t.output.h * t.output.w);
         let out_ptr = SendPtr(out.as_mut_ptr());
-        (0..t.images * bands.per_image).into_par_iter().for_each(|job| {
-            let (image, rows) = (job / bands.per_image, bands.band(job % bands.per_image));
-            let bt = Tiling { images: 1, tiles: Hw { h: rows.len(), w: t.tiles.w }, row_offset: rows.start, ..*t };
-            let columns = bt.columns();
+        (0..t.images * bands.groups).into_par_iter().for_each(|job| {
+            let (image, group) = (job / bands.groups, job % bands.groups);
             let x_image = &x[image * in_len..(image + 1) * in_len];
-            scratch::with(Buffer::WinogradBands, |buffer| {
-                let need = xi_count * (cin + cout) * columns;
-                let (v, m) = scratch::lines(buffer, need).split_at_mut(xi_count * cin * columns);
-                for (c, v_c) in v.chunks_exact_mut(xi_count * columns).enumerate() {
-                    self.transform_input(x_image, c, &bt, v_c);
-                }
-                self.multiply_sequential(v, m, columns);
-                let (row_start, row_end) = (m_out * rows.start, (m_out * rows.end).min(t.output.h));
-                for (o, m_o) in m.chunks_exact(xi_count * columns).enumerate() {
-                    // SAFETY: output rows row_start..row_end of plane (image, o) lie inside
-                    // `out` (sized by `run`); bands and planes partition the output, so no
-                    // other job touches them.
-                    let y = unsafe {
-                        let start = (image * cout + o) * plane + row_start * t.output.w;
-                        std::slice::from_raw_parts_mut(out_ptr.get().add(start), (row_end - row_start) * t.output.w)
-                    };
-                    self.transform_output(m_o, 0, &bt, columns, o, activation, y);
-                }
-            });
+            for band in 0..bands.per_group {
+                let rows = bands.band(group, band);
+                let bt = Tiling { images: 1, tiles: Hw { h: rows.len(), w: t.tiles.w }, row_offset: rows.start, ..*t };
+                let columns = bt.columns();
+                scratch::with(Buffer::WinogradBands, |buffer| {
+                    let need = xi_count * (cin + cout) * columns;
+                    let (v, m) = scratch::lines(buffer, need).split_at_mut(xi_count * cin * columns);
+                    for (c, v_c) in v.chunks_exact_mut(xi_count * columns).enumerate() {
+                        self.transform_input(x_image, c, &bt, v_c);
+                    }
+                    self.multiply_sequential(v, m, columns);
+                    let (row_start, row_end) = (m_out * rows.start, (m_out * rows.end).min(t.output.h));
+                    for (o, m_o) in m.chunks_exact(xi_count * columns).enumerate() {
+                        // SAFETY: output rows row_start..row_end of plane (image, o) lie inside
+                        // `out` (sized by `run`); bands and planes partition the output, so no
+                        // other job touches them.
+                        let y = unsafe {
+                            let start = (image * cout + o) * plane + row_start * t.output.w;
+                            std::slice::from_raw_parts_mut(out_ptr.get().add(start), (row_end - row_start) * t.output.w)
+                        };
+                        self.transform_output(m_o, 0, &bt, columns, o, activation, y);
+                    }
+                });
+            }
         });
     }
 }
@@ -136,14 +148,19 @@ mod tests {
     #[test]
     fn bands_cover_the_rows_once_and_differ_by_at_most_one() {
         for rows in 1..20 {
-            for per_image in 1..=rows {
-                let bands = Bands { per_image, rows };
-                let cut: Vec<_> = (0..per_image).map(|b| bands.band(b)).collect();
-                assert_eq!(cut[0].start, 0);
-                assert_eq!(cut[per_image - 1].end, rows);
-                assert!(cut.windows(2).all(|w| w[0].end == w[1].start));
-                let sizes: Vec<_> = cut.iter().map(|r| r.len()).collect();
-                assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+            for groups in 1..=rows {
+                for per_group in (1..=3).filter(|p| groups * p <= rows) {
+                    let bands = Bands { groups, per_group, rows };
+                    let cut: Vec<_> = (0..groups).flat_map(|g| (0..per_group).map(move |b| bands.band(g, b))).collect();
+                    assert_eq!((cut[0].start, cut[cut.len() - 1].end), (0, rows));
+                    assert!(cut.windows(2).all(|w| w[0].end == w[1].start));
+                    let share = |g: usize| cut[g * per_group].start..cut[(g + 1) * per_group - 1].end;
+                    let shares: Vec<_> = (0..groups).map(|g| share(g).len()).collect();
+                    let sizes: Vec<_> = cut.iter().map(|r| r.len()).collect();
+                    for lengths in [&shares, &sizes] {
+                        assert!(lengths.iter().max().unwrap() - lengths.iter().min().unwrap() <= 1, "{lengths:?}");
+                    }
+                }
             }
         }
     }
@@ -163,20 +180,20 @@ mod tests {
         let bands = |channels: usize, size: usize, images: usize, threads: usize| {
             let conv = layer(channels);
             let t = conv.tiling(images, Hw::square(size)).unwrap();
-            conv.bands(&t, threads).map(|b| b.per_image)
+            conv.bands(&t, threads).map(|b| (b.groups, b.per_group))
         };
-        assert_eq!(bands(48, 56, 1, 2), Some(4));
-        assert_eq!(bands(96, 28, 1, 2), Some(2));
+        assert_eq!(bands(48, 56, 1, 2), Some((2, 2)));
+        assert_eq!(bands(96, 28, 1, 2), Some((2, 1)));
         assert_eq!(bands(96, 28, 1, 3), None);
         assert_eq!(bands(96, 28, 8, 2), None);
         assert_eq!(bands(192, 14, 1, 2), None);
-        assert_eq!(bands(48, 56, 1, 1), Some(3));
+        assert_eq!(bands(48, 56, 1, 1), Some((3, 1)));
         assert_eq!(bands(96, 28, 1, 1), None);
         // A large map: as many bands as fit while there are two per thread, then a multiple of
         // the threads; never more than two per thread of a map the large-map rule leaves whole.
-        assert_eq!(bands(32, 112, 1, 1), Some(7));
-        assert_eq!(bands(32, 112, 1, 2), Some(7));
-        assert_eq!(bands(32, 112, 1, 4), Some(8));
+        assert_eq!(bands(32, 112, 1, 1), Some((7, 1)));
+        assert_eq!(bands(32, 112, 1, 2), Some((7, 1)));
+        assert_eq!(bands(32, 112, 1, 4), Some((4, 2)));
         assert_eq!(bands(64, 112, 1, 2), None);
     }
 }
