@@ -7,15 +7,15 @@
 //!   as keep each band's `V` and `M` in [`BAND_FLOATS`].
 //! * **One image on several threads, with a small transformed kernel**: one share of the rows
 //!   per thread, in one or two bands, so that each thread computes its own rows from input to
-//!   output.
-//!   The whole-layer path splits the transforms by channel and the products by position ξ, so
-//!   `V` and `M` cross from core to core twice per layer; here only the input's edge rows do
-//!   (when the layer before was cut the same way), at the price of every thread reading all of the transformed kernel (hence small ones
-//!   only). When the host places the two vCPUs of our machines on different core complexes
-//!   (a cache line's round trip about 420 ns instead of 100), A0's 56² layer took 0.25–0.28 ms
-//!   on two threads instead of 0.36–0.40, and its three 28² layers 0.54–0.56 ms instead of
-//!   0.67–0.70 (bands of four rows of tiles, 15 interleaved pairs); in the fast placement the
-//!   same within noise (0.215 against 0.211 ms and 0.431 against 0.428, means of 60 pairs).
+//!   output. The whole-layer path splits the transforms by channel and the products by position
+//!   ξ, so `V` and `M` cross from core to core twice per layer; here only the input's edge rows
+//!   do (when the layer before was cut the same way), at the price of every thread reading all
+//!   of the transformed kernel (hence small ones only). When the host places the two vCPUs of
+//!   our machines on different core complexes (a cache line's round trip about 420 ns instead of
+//!   100), A0's 56² layer took 0.25–0.28 ms on two threads instead of 0.36–0.40, and its three
+//!   28² layers 0.54–0.56 ms instead of 0.67–0.70 (15 interleaved pairs, in an experiment with
+//!   bands of four rows of tiles); in the fast placement, the same within noise (0.215 against
+//!   0.211 ms and 0.431 against 0.428, means of 60 pairs).
 
 use super::{Tiling, WinogradConv};
 use crate::geometry::Hw;
