@@ -242,8 +242,8 @@ impl GraphPlan {
     }
 
     /// Runs the network on `x` (of the planned shape) in `state`; allocates nothing, and keeps
-    /// the pool's other threads awake through it (see [`super::awake`]). Read the results with
-    /// [`GraphPlan::output`].
+    /// the pool's other threads awake through it (polling for its parallel jobs instead of
+    /// sleeping between them). Read the results with [`GraphPlan::output`].
     pub fn run(&self, state: &mut GraphPlanState, x: ArrayView4<'_, f32>) -> Result<()> {
         super::awake::with_pool_awake(|| self.run_timed(state, x, |_, _| {}))
     }

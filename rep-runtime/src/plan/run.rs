@@ -112,7 +112,8 @@ impl Plan {
 
     /// Runs the network on `x`, which must have the planned shape, in `state` (made by this
     /// plan's [`Plan::state`]). Allocates nothing; the result borrows `state` until its next use.
-    /// The pool's other threads stay awake through it (see [`super::awake`]).
+    /// The pool's other threads stay awake through it (polling for its parallel jobs instead of
+    /// sleeping between them).
     pub fn run<'s>(&self, state: &'s mut PlanState, x: ArrayView4<'_, f32>) -> Result<ArrayViewD<'s, f32>> {
         super::awake::with_pool_awake(|| self.run_timed(state, x, |_, _| {}))
     }

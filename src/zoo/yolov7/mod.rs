@@ -1,4 +1,4 @@
-//! YOLOv7 and YOLOv7-tiny as graphs ([`crate::graph`]), under the official weight names
+//! YOLOv7 and YOLOv7-tiny as graphs ([`graph`](mod@crate::graph)), under the official weight names
 //! (`model.N.*`), so that an official checkpoint saved as safetensors loads without renaming.
 //!
 //! * [`Yolov7`] is the train-time network: YOLO `Conv`s (Conv-BN-SiLU; LeakyReLU(0.1) in tiny),
