@@ -195,8 +195,8 @@ fn winograd_on_wide_maps_matches_reference() {
 #[test]
 fn winograd_in_bands_of_each_thread_matches_reference() {
     // One image on two and three threads, small kernels: each thread takes rows of its own, in
-    // uneven bands too (A0's 56x56 layer, 14 rows of tiles: two shares of 7 rows in bands of 4
-    // and 3 on two threads, 5, 5 and 4 on three), groups and uneven padding.
+    // uneven bands too (A0's 56x56 layer, 14 rows of tiles: two shares of 7 rows in bands of 3
+    // and 4 on two threads, 4, 5 and 5 on three), groups and uneven padding.
     let mut rng = rng(12);
     for (g, h, w) in [
         (ConvGeometry::new(48, 48, 3).padding(1), 56, 56),

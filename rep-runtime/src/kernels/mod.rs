@@ -79,6 +79,14 @@ pub(crate) fn planes_per_task(len: usize) -> usize {
     (32 * 1024 / len.max(1)).max(1)
 }
 
+/// Part `i` of `0..count` cut into `parts` consecutive ranges of ⌊count/parts⌋ or
+/// ⌈count/parts⌉ values: `i·count/parts .. (i+1)·count/parts`. Taken `k` at a time (with `parts`
+/// a multiple of `k`), the parts are themselves an even cut into `parts / k`: bands that are a
+/// multiple of the threads share the rows evenly among them.
+pub(crate) fn even_part(count: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+    i * count / parts..(i + 1) * count / parts
+}
+
 /// Element-wise work on at least this many values runs on rayon's threads; below it a task
 /// costs more than it saves.
 pub const PARALLEL_ELEMENTS: usize = 1 << 15;

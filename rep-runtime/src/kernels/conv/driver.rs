@@ -7,7 +7,7 @@ use super::{depthwise, direct, im2col};
 use crate::geometry::ConvGeometry;
 use crate::kernels::gemm::{Epilogue, MR, PackedMatrix, RightOperand, gemm_packed, resident_stride, sgemm};
 use crate::kernels::scratch::{self, Buffer};
-use crate::kernels::{Activation, SendPtr};
+use crate::kernels::{Activation, SendPtr, even_part};
 use ndarray::{ArrayView2, ArrayViewMut2, Axis, ShapeBuilder};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -76,9 +76,8 @@ impl Plane<'_> {
             let out_g = &mut out[group * cout_g * out_plane..(group + 1) * cout_g * out_plane];
             let out_g = SendPtr(out_g.as_mut_ptr());
             (0..bands).into_par_iter().for_each(|band| {
-                // Bands of ⌊·⌋ or ⌈·⌉ rows: `bands` a multiple of the threads shares the rows
-                // evenly among them.
-                let rows = band * self.out_h / bands..(band + 1) * self.out_h / bands;
+                // `bands` a multiple of the threads shares the rows evenly among them.
+                let rows = even_part(self.out_h, bands, band);
                 // SAFETY: this band's columns of the group's output planes (rows `out_plane`
                 // apart), which no other band touches, inside `out`.
                 let mut c = unsafe {

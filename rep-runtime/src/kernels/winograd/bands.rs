@@ -20,8 +20,8 @@
 use super::{Tiling, WinogradConv};
 use crate::geometry::Hw;
 use crate::kernels::Activation;
-use crate::kernels::SendPtr;
 use crate::kernels::scratch::{self, Buffer};
+use crate::kernels::{SendPtr, even_part};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -41,9 +41,9 @@ const MIN_OWNED_BAND_TILES: usize = 16;
 /// from memory at each forward, which two threads would read twice).
 const MAX_OWNED_KERNEL_FLOATS: usize = 1 << 19;
 
-/// How the rows of tiles of each image are cut into bands: first into `groups` shares (one
-/// parallel job each, computed band after band), then each share into `per_group` bands; both
-/// cuts as even as rows allow (sizes differ by at most one row).
+/// How the rows of tiles of each image are cut into bands: `groups` shares (one parallel job
+/// each, computed band after band) of `per_group` bands, all cut evenly ([`even_part`]: shares
+/// and bands each differ by at most one row).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Bands {
     pub(super) groups: usize,
@@ -54,21 +54,13 @@ pub(super) struct Bands {
 impl Bands {
     /// Rows of tiles of band `band` (`< per_group`) of share `group` (`< groups`).
     pub(super) fn band(&self, group: usize, band: usize) -> Range<usize> {
-        let share = even_part(0..self.rows, self.groups, group);
-        even_part(share, self.per_group, band)
+        even_part(self.rows, self.groups * self.per_group, group * self.per_group + band)
     }
 
     /// Rows of tiles of the shortest band.
     fn shortest(&self) -> usize {
-        self.rows / self.groups / self.per_group
+        self.rows / (self.groups * self.per_group)
     }
-}
-
-/// Part `i` of `parts` of `range`, cut as evenly as it allows (the first ones one longer).
-fn even_part(range: Range<usize>, parts: usize, i: usize) -> Range<usize> {
-    let (base, longer) = (range.len() / parts, range.len() % parts);
-    let first = range.start + i * base + i.min(longer);
-    first..first + base + usize::from(i < longer)
 }
 
 impl WinogradConv {
